@@ -1,0 +1,194 @@
+//! Platforms: how application code runs and traps back into the sentry.
+//!
+//! A platform provides address spaces (into which ranges of the sentry's
+//! memory file are mapped) and execution contexts (which run application code
+//! until the next system call, fault or signal). The sentry only sees the
+//! traits here; `ptrace` is the first implementation, `systrap` and `kvm`
+//! follow behind the same interface.
+
+use std::any::Any;
+use std::sync::Arc;
+
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
+pub mod ptrace;
+
+/// Errors of the platform itself, as opposed to the application's.
+#[derive(Debug, thiserror::Error)]
+pub enum PlatformError {
+    /// A host system call made on the platform's behalf failed.
+    #[error("host {op} failed: {errno}")]
+    Host {
+        op: &'static str,
+        errno: nix::errno::Errno,
+    },
+    /// The stub process backing an address space died unexpectedly.
+    #[error("stub process {pid} died unexpectedly ({detail})")]
+    StubDied { pid: i32, detail: String },
+    /// An address space was used from a sentry thread that has no stub thread in it.
+    #[error("no stub thread in this address space for sentry thread {0}")]
+    NotOwner(i32),
+    /// A syscall injected into a stub failed.
+    #[error("stub {op} failed: {errno}")]
+    Stub {
+        op: &'static str,
+        errno: veil_abi::Errno,
+    },
+}
+
+/// Builds a `PlatformError::Host` mapper for `map_err`.
+pub(crate) fn host(op: &'static str) -> impl FnOnce(nix::errno::Errno) -> PlatformError {
+    move |errno| PlatformError::Host { op, errno }
+}
+
+/// Memory protection of a mapping, as `PROT_*` bits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct Prot(pub u32);
+
+impl Prot {
+    pub const NONE: Prot = Prot(0);
+    pub const READ: Prot = Prot(1);
+    pub const WRITE: Prot = Prot(2);
+    pub const EXEC: Prot = Prot(4);
+
+    pub fn contains(self, other: Prot) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    pub fn read(self) -> bool {
+        self.0 & 1 != 0
+    }
+
+    pub fn write(self) -> bool {
+        self.0 & 2 != 0
+    }
+
+    pub fn exec(self) -> bool {
+        self.0 & 4 != 0
+    }
+}
+
+impl std::ops::BitOr for Prot {
+    type Output = Prot;
+    fn bitor(self, rhs: Prot) -> Prot {
+        Prot(self.0 | rhs.0)
+    }
+}
+
+/// General-purpose registers of an x86-64 thread, laid out as the kernel's
+/// `struct user_regs_struct`.
+#[repr(C)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+pub struct Registers {
+    pub r15: u64,
+    pub r14: u64,
+    pub r13: u64,
+    pub r12: u64,
+    pub rbp: u64,
+    pub rbx: u64,
+    pub r11: u64,
+    pub r10: u64,
+    pub r9: u64,
+    pub r8: u64,
+    pub rax: u64,
+    pub rcx: u64,
+    pub rdx: u64,
+    pub rsi: u64,
+    pub rdi: u64,
+    pub orig_rax: u64,
+    pub rip: u64,
+    pub cs: u64,
+    pub eflags: u64,
+    pub rsp: u64,
+    pub ss: u64,
+    pub fs_base: u64,
+    pub gs_base: u64,
+    pub ds: u64,
+    pub es: u64,
+    pub fs: u64,
+    pub gs: u64,
+}
+
+impl Registers {
+    /// Registers for a fresh thread starting at `entry` with stack `sp`.
+    pub fn new_user(entry: u64, sp: u64) -> Registers {
+        Registers {
+            rip: entry,
+            rsp: sp,
+            cs: 0x33,
+            ss: 0x2b,
+            eflags: 0x202,
+            orig_rax: u64::MAX,
+            ..Registers::default()
+        }
+    }
+
+    /// The six system call arguments, in ABI order.
+    pub fn syscall_args(&self) -> [u64; 6] {
+        [self.rdi, self.rsi, self.rdx, self.r10, self.r8, self.r9]
+    }
+}
+
+/// Why the application stopped running.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// It made a system call: the number is in `orig_rax`, and `rip` is past
+    /// the `syscall` instruction.
+    Syscall,
+    /// It faulted (SIGSEGV, SIGBUS, SIGFPE, SIGILL or SIGTRAP).
+    Fault(FaultInfo),
+    /// A host signal arrived for the stub thread (it is not delivered: the
+    /// sentry decides what it means).
+    Signal(i32),
+}
+
+/// A synchronous fault taken by application code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FaultInfo {
+    pub signo: i32,
+    pub code: i32,
+    pub addr: u64,
+}
+
+/// An application address space: the set of memory-file ranges mapped into it.
+pub trait AddressSpace: Send + Sync + Any {
+    /// Maps `len` bytes of the memory file at `offset` to `addr`, replacing
+    /// whatever was there.
+    fn map(&self, addr: u64, len: u64, prot: Prot, offset: u64) -> Result<(), PlatformError>;
+
+    /// Removes any mappings in `[addr, addr + len)`.
+    fn unmap(&self, addr: u64, len: u64) -> Result<(), PlatformError>;
+
+    /// Changes the protection of mapped pages in `[addr, addr + len)`.
+    fn protect(&self, addr: u64, len: u64, prot: Prot) -> Result<(), PlatformError>;
+
+    fn as_any(&self) -> &dyn Any;
+}
+
+/// The execution state of one application thread on a platform.
+pub trait Context: Send {
+    /// Runs application code in `space` with `regs` until the next event,
+    /// and leaves the thread's registers at that point in `regs`.
+    fn switch(
+        &mut self,
+        space: &dyn AddressSpace,
+        regs: &mut Registers,
+    ) -> Result<Event, PlatformError>;
+}
+
+/// A way of running application code.
+pub trait Platform: Send + Sync {
+    fn name(&self) -> &'static str;
+
+    /// The highest application address plus one: everything above belongs to
+    /// the platform.
+    fn max_user_address(&self) -> u64;
+
+    /// Creates an empty address space owned by the calling sentry thread.
+    fn new_address_space(&self) -> Result<Arc<dyn AddressSpace>, PlatformError>;
+
+    /// Creates an execution context for the calling sentry thread.
+    fn new_context(&self) -> Box<dyn Context>;
+}

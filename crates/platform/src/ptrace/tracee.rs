@@ -1,0 +1,254 @@
+//! One traced stub thread: running application code under PTRACE_SYSEMU and
+//! injecting system calls at the stub's known instructions.
+
+use nix::sys::ptrace::{self as ptrace_sys, Options};
+use nix::unistd::Pid;
+
+use super::stub::StubLayout;
+use crate::{host, Event, FaultInfo, PlatformError, Registers};
+
+const SIGTRAP: i32 = nix::libc::SIGTRAP;
+const PTRACE_EVENT_STOP: i32 = 128;
+
+/// What `waitpid` reported about a stopped or dead tracee.
+enum Stop {
+    /// A syscall-enter stop (SIGTRAP | 0x80 thanks to PTRACE_O_TRACESYSGOOD).
+    Syscall,
+    /// A signal-delivery stop.
+    Signal(i32),
+    /// A ptrace event stop (PTRACE_INTERRUPT, group stop, ...).
+    Event,
+}
+
+pub(super) struct Tracee {
+    pub tid: Pid,
+    layout: StubLayout,
+    /// Segment registers and flags of a clean stub thread, the base of every injection.
+    template: Registers,
+}
+
+impl Tracee {
+    /// Waits for the master stub's first stop (its `int3` after initialisation).
+    pub fn wait_initial_stop(tid: Pid, layout: &StubLayout) -> Result<Tracee, PlatformError> {
+        match wait(tid)? {
+            Stop::Signal(SIGTRAP) => Tracee::new(tid, layout),
+            _ => Err(died(tid, "unexpected first stop of the master stub")),
+        }
+    }
+
+    /// Attaches to a freshly cloned stub process parked in `pause()`.
+    pub fn seize(tid: Pid, layout: &StubLayout) -> Result<Tracee, PlatformError> {
+        let options = Options::PTRACE_O_EXITKILL | Options::PTRACE_O_TRACESYSGOOD;
+        ptrace_sys::seize(tid, options).map_err(host("PTRACE_SEIZE"))?;
+        ptrace_sys::interrupt(tid).map_err(host("PTRACE_INTERRUPT"))?;
+        loop {
+            match wait(tid)? {
+                Stop::Event => return Tracee::new(tid, layout),
+                // A signal that raced the interrupt: suppress it and keep waiting.
+                Stop::Signal(_) | Stop::Syscall => {
+                    ptrace_sys::cont(tid, None).map_err(host("PTRACE_CONT"))?;
+                }
+            }
+        }
+    }
+
+    fn new(tid: Pid, layout: &StubLayout) -> Result<Tracee, PlatformError> {
+        let regs = get_regs(tid)?;
+        let template = Registers {
+            cs: regs.cs,
+            ss: regs.ss,
+            ds: regs.ds,
+            es: regs.es,
+            eflags: regs.eflags,
+            orig_rax: u64::MAX,
+            ..Registers::default()
+        };
+        Ok(Tracee {
+            tid,
+            layout: *layout,
+            template,
+        })
+    }
+
+    /// Executes one system call in the stub thread and returns its raw result.
+    pub fn inject(&self, nr: u64, args: [u64; 6]) -> Result<u64, PlatformError> {
+        self.call_at(self.layout.syscall_site, nr, args)
+    }
+
+    /// Clones a new stub process from this (master) stub; returns its PID.
+    pub fn clone_process(&self) -> Result<i32, PlatformError> {
+        let flags = nix::libc::SIGCHLD as u64;
+        let ret = self.call_at(
+            self.layout.clone_site,
+            nix::libc::SYS_clone as u64,
+            [flags, 0, 0, 0, 0, 0],
+        )?;
+        veil_abi::Errno::from_return(ret)
+            .map(|pid| pid as i32)
+            .map_err(|errno| PlatformError::Stub { op: "clone", errno })
+    }
+
+    fn call_at(&self, site: u64, nr: u64, args: [u64; 6]) -> Result<u64, PlatformError> {
+        let regs = Registers {
+            rip: site,
+            rax: nr,
+            rdi: args[0],
+            rsi: args[1],
+            rdx: args[2],
+            r10: args[3],
+            r8: args[4],
+            r9: args[5],
+            ..self.template
+        };
+        set_regs(self.tid, &regs)?;
+        ptrace_sys::cont(self.tid, None).map_err(host("PTRACE_CONT"))?;
+        loop {
+            match wait(self.tid)? {
+                Stop::Signal(SIGTRAP) => return Ok(get_regs(self.tid)?.rax),
+                // Anything else (a stray signal, a group stop) is suppressed.
+                Stop::Signal(_) | Stop::Event | Stop::Syscall => {
+                    ptrace_sys::cont(self.tid, None).map_err(host("PTRACE_CONT"))?;
+                }
+            }
+        }
+    }
+
+    /// Runs application code with `regs` until the next event.
+    pub fn run(&self, regs: &mut Registers) -> Result<Event, PlatformError> {
+        // orig_rax = -1 keeps the kernel from "restarting" an interrupted
+        // host syscall on our way back into application code.
+        regs.orig_rax = u64::MAX;
+        set_regs(self.tid, regs)?;
+        loop {
+            ptrace_sys::sysemu(self.tid, None).map_err(host("PTRACE_SYSEMU"))?;
+            let stop = wait(self.tid)?;
+            match stop {
+                Stop::Event => continue,
+                Stop::Syscall => {
+                    *regs = get_regs(self.tid)?;
+                    return Ok(Event::Syscall);
+                }
+                Stop::Signal(signo) => {
+                    *regs = get_regs(self.tid)?;
+                    return Ok(classify_signal(self.tid, signo)?);
+                }
+            }
+        }
+    }
+
+    /// Collects the exit of a killed stub thread.
+    pub fn reap(&self) {
+        let mut status = 0;
+        // SAFETY: waitpid only writes the status integer we pass.
+        unsafe { nix::libc::waitpid(self.tid.as_raw(), &mut status, nix::libc::__WALL) };
+    }
+}
+
+fn classify_signal(tid: Pid, signo: i32) -> Result<Event, PlatformError> {
+    use nix::libc::{SIGBUS, SIGFPE, SIGILL, SIGSEGV};
+    if !matches!(signo, SIGSEGV | SIGBUS | SIGFPE | SIGILL | SIGTRAP) {
+        return Ok(Event::Signal(signo));
+    }
+    let info = ptrace_sys::getsiginfo(tid).map_err(host("PTRACE_GETSIGINFO"))?;
+    // si_code <= 0 means another process sent it; only kernel-generated
+    // signals are faults of the application's own making.
+    if info.si_code <= 0 {
+        return Ok(Event::Signal(signo));
+    }
+    // SAFETY: for kernel-generated SIGSEGV/SIGBUS/SIGFPE/SIGILL/SIGTRAP the
+    // kernel fills the si_addr member of the union.
+    let addr = unsafe { info.si_addr() } as u64;
+    Ok(Event::Fault(FaultInfo {
+        signo,
+        code: info.si_code,
+        addr,
+    }))
+}
+
+fn wait(tid: Pid) -> Result<Stop, PlatformError> {
+    let mut status = 0;
+    loop {
+        // SAFETY: waitpid only writes the status integer we pass.
+        let r = unsafe { nix::libc::waitpid(tid.as_raw(), &mut status, nix::libc::__WALL) };
+        if r >= 0 {
+            break;
+        }
+        let e = nix::errno::Errno::last();
+        if e != nix::errno::Errno::EINTR {
+            return Err(host("waitpid stub")(e));
+        }
+    }
+    if nix::libc::WIFEXITED(status) {
+        return Err(died(
+            tid,
+            &format!("exited with status {}", nix::libc::WEXITSTATUS(status)),
+        ));
+    }
+    if nix::libc::WIFSIGNALED(status) {
+        return Err(died(
+            tid,
+            &format!("killed by signal {}", nix::libc::WTERMSIG(status)),
+        ));
+    }
+    let sig = nix::libc::WSTOPSIG(status);
+    if status >> 16 == PTRACE_EVENT_STOP || status >> 16 != 0 {
+        return Ok(Stop::Event);
+    }
+    if sig == SIGTRAP | 0x80 {
+        return Ok(Stop::Syscall);
+    }
+    Ok(Stop::Signal(sig))
+}
+
+fn died(tid: Pid, detail: &str) -> PlatformError {
+    PlatformError::StubDied {
+        pid: tid.as_raw(),
+        detail: detail.to_string(),
+    }
+}
+
+/// Copies between `Registers` and the identical `user_regs_struct`.
+macro_rules! convert_regs {
+    ($src:expr, $dst:ident) => {{
+        let s = $src;
+        $dst {
+            r15: s.r15,
+            r14: s.r14,
+            r13: s.r13,
+            r12: s.r12,
+            rbp: s.rbp,
+            rbx: s.rbx,
+            r11: s.r11,
+            r10: s.r10,
+            r9: s.r9,
+            r8: s.r8,
+            rax: s.rax,
+            rcx: s.rcx,
+            rdx: s.rdx,
+            rsi: s.rsi,
+            rdi: s.rdi,
+            orig_rax: s.orig_rax,
+            rip: s.rip,
+            cs: s.cs,
+            eflags: s.eflags,
+            rsp: s.rsp,
+            ss: s.ss,
+            fs_base: s.fs_base,
+            gs_base: s.gs_base,
+            ds: s.ds,
+            es: s.es,
+            fs: s.fs,
+            gs: s.gs,
+        }
+    }};
+}
+
+fn get_regs(tid: Pid) -> Result<Registers, PlatformError> {
+    let r = ptrace_sys::getregs(tid).map_err(host("PTRACE_GETREGS"))?;
+    Ok(convert_regs!(r, Registers))
+}
+
+fn set_regs(tid: Pid, regs: &Registers) -> Result<(), PlatformError> {
+    use nix::libc::user_regs_struct;
+    ptrace_sys::setregs(tid, convert_regs!(regs, user_regs_struct)).map_err(host("PTRACE_SETREGS"))
+}
