@@ -4,7 +4,9 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 /// `struct timespec`.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct Timespec {
     pub tv_sec: i64,
     pub tv_nsec: i64,
@@ -12,7 +14,9 @@ pub struct Timespec {
 
 /// `struct timeval`.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct Timeval {
     pub tv_sec: i64,
     pub tv_usec: i64,
@@ -20,7 +24,9 @@ pub struct Timeval {
 
 /// `struct stat` as `newfstatat` and `fstat` return it.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct Stat {
     pub st_dev: u64,
     pub st_ino: u64,
@@ -39,9 +45,29 @@ pub struct Stat {
     pub __unused: [i64; 3],
 }
 
+impl Stat {
+    pub fn file_type(&self) -> u32 {
+        self.st_mode & mode::S_IFMT
+    }
+
+    pub fn is_dir(&self) -> bool {
+        self.file_type() == mode::S_IFDIR
+    }
+
+    pub fn is_reg(&self) -> bool {
+        self.file_type() == mode::S_IFREG
+    }
+
+    pub fn is_symlink(&self) -> bool {
+        self.file_type() == mode::S_IFLNK
+    }
+}
+
 /// `struct statx_timestamp`.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct StatxTimestamp {
     pub tv_sec: i64,
     pub tv_nsec: u32,
@@ -50,7 +76,9 @@ pub struct StatxTimestamp {
 
 /// `struct statx`.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct Statx {
     pub stx_mask: u32,
     pub stx_blksize: u32,
@@ -92,7 +120,9 @@ pub struct Utsname {
 
 /// `struct winsize`.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct Winsize {
     pub ws_row: u16,
     pub ws_col: u16,
@@ -102,7 +132,9 @@ pub struct Winsize {
 
 /// The kernel's `struct termios` (as TCGETS uses it).
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct Termios {
     pub c_iflag: u32,
     pub c_oflag: u32,
@@ -114,7 +146,9 @@ pub struct Termios {
 
 /// `struct rlimit64`.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct Rlimit {
     pub rlim_cur: u64,
     pub rlim_max: u64,
@@ -122,7 +156,9 @@ pub struct Rlimit {
 
 /// `struct iovec`.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct Iovec {
     pub iov_base: u64,
     pub iov_len: u64,
@@ -130,7 +166,9 @@ pub struct Iovec {
 
 /// `struct sysinfo`.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct Sysinfo {
     pub uptime: i64,
     pub loads: [u64; 3],
@@ -161,7 +199,9 @@ pub struct Dirent64Head {
 
 /// `struct kernel_sigaction` as rt_sigaction passes it.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct KernelSigaction {
     pub handler: u64,
     pub flags: u64,
@@ -171,7 +211,9 @@ pub struct KernelSigaction {
 
 /// `stack_t`, for sigaltstack.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct StackT {
     pub ss_sp: u64,
     pub ss_flags: i32,
@@ -181,7 +223,9 @@ pub struct StackT {
 
 /// `struct tms`.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct Tms {
     pub tms_utime: i64,
     pub tms_stime: i64,
@@ -191,11 +235,33 @@ pub struct Tms {
 
 /// `struct rusage`.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct Rusage {
     pub ru_utime: Timeval,
     pub ru_stime: Timeval,
     pub rest: [i64; 14],
+}
+
+/// `struct statfs`.
+#[repr(C)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+pub struct Statfs {
+    pub f_type: i64,
+    pub f_bsize: i64,
+    pub f_blocks: u64,
+    pub f_bfree: u64,
+    pub f_bavail: u64,
+    pub f_files: u64,
+    pub f_ffree: u64,
+    pub f_fsid: [i32; 2],
+    pub f_namelen: i64,
+    pub f_frsize: i64,
+    pub f_flags: i64,
+    pub f_spare: [i64; 4],
 }
 
 /// File type bits of `st_mode`.
@@ -229,5 +295,6 @@ mod tests {
         assert_eq!(size_of::<Dirent64Head>(), 19);
         assert_eq!(size_of::<StackT>(), 24);
         assert_eq!(size_of::<Rusage>(), 144);
+        assert_eq!(size_of::<Statfs>(), 120);
     }
 }

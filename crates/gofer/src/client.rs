@@ -66,7 +66,9 @@ pub struct GoferClient {
 
 impl GoferClient {
     pub fn new(sock: OwnedFd) -> GoferClient {
-        GoferClient { sock: Mutex::new(sock) }
+        GoferClient {
+            sock: Mutex::new(sock),
+        }
     }
 
     fn call(&self, req: &Request) -> Result<(Response, Option<OwnedFd>), Errno> {

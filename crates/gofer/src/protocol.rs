@@ -17,14 +17,29 @@ pub enum Request {
     /// The root of the served tree.
     Attach,
     /// One path component beneath a directory; symlinks are not followed.
-    Walk { dir: u64, name: Vec<u8> },
-    Stat { fid: u64 },
+    Walk {
+        dir: u64,
+        name: Vec<u8>,
+    },
+    Stat {
+        fid: u64,
+    },
     /// Open for I/O; the reply carries the host FD.
-    Open { fid: u64, flags: i32 },
-    Readlink { fid: u64 },
+    Open {
+        fid: u64,
+        flags: i32,
+    },
+    Readlink {
+        fid: u64,
+    },
     /// Directory entries after `cookie` (0: from the start).
-    Readdir { dir: u64, cookie: u64 },
-    Clunk { fid: u64 },
+    Readdir {
+        dir: u64,
+        cookie: u64,
+    },
+    Clunk {
+        fid: u64,
+    },
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,7 +69,10 @@ pub struct WireDirEntry {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Response {
-    Fid { fid: u64, stat: WireStat },
+    Fid {
+        fid: u64,
+        stat: WireStat,
+    },
     Stat(WireStat),
     /// The opened FD travels as SCM_RIGHTS with this message.
     Opened,

@@ -24,11 +24,15 @@ pub enum GoferError {
 
 /// Opens the directory to serve, from trusted configuration.
 pub fn open_root(path: &Path) -> Result<OwnedFd, GoferError> {
-    openat(CWD, path, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).map_err(|errno| {
-        GoferError::Root {
-            path: path.display().to_string(),
-            errno,
-        }
+    openat(
+        CWD,
+        path,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|errno| GoferError::Root {
+        path: path.display().to_string(),
+        errno,
     })
 }
 
@@ -98,7 +102,8 @@ fn check_name(name: &[u8]) -> Result<(), Errno> {
     if name.len() > NAME_MAX {
         return Err(Errno::NAMETOOLONG);
     }
-    if name.is_empty() || name == b"." || name == b".." || name.contains(&b'/') || name.contains(&0) {
+    if name.is_empty() || name == b"." || name == b".." || name.contains(&b'/') || name.contains(&0)
+    {
         return Err(Errno::INVAL);
     }
     Ok(())
@@ -140,7 +145,9 @@ impl Server {
                 Response::Fid { fid, stat }
             }
             Request::Stat { fid } => Response::Stat(stat_of(self.fid(fid)?)?),
-            Request::Open { fid, flags } => return Ok((Response::Opened, Some(self.open(fid, flags)?))),
+            Request::Open { fid, flags } => {
+                return Ok((Response::Opened, Some(self.open(fid, flags)?)))
+            }
             Request::Readlink { fid } => {
                 let target = rustix::fs::readlinkat(self.fid(fid)?, c"", Vec::new())
                     .map_err(|e| if e == Errno::NOENT { Errno::INVAL } else { e })?;
@@ -162,14 +169,18 @@ impl Server {
         if accmode != 0 {
             return Err(Errno::ROFS);
         }
-        let allowed = OFlags::DIRECTORY.bits() as i32 | OFlags::NONBLOCK.bits() as i32 | OFlags::LARGEFILE.bits() as i32;
+        let allowed = OFlags::DIRECTORY.bits() as i32
+            | OFlags::NONBLOCK.bits() as i32
+            | OFlags::LARGEFILE.bits() as i32;
         if flags & !allowed != 0 {
             return Err(Errno::INVAL);
         }
         let fd = self.fid(fid)?;
         let st = stat_of(fd)?;
         let oflags = match FileType::from_raw_mode(st.mode) {
-            FileType::RegularFile if flags & OFlags::DIRECTORY.bits() as i32 != 0 => return Err(Errno::NOTDIR),
+            FileType::RegularFile if flags & OFlags::DIRECTORY.bits() as i32 != 0 => {
+                return Err(Errno::NOTDIR)
+            }
             FileType::RegularFile => OFlags::RDONLY,
             FileType::Directory => OFlags::RDONLY | OFlags::DIRECTORY,
             FileType::Symlink => return Err(Errno::LOOP),
@@ -178,7 +189,12 @@ impl Server {
         // Reopening through /proc/self/fd yields the very inode the fid
         // names, whatever has been renamed since the walk.
         let path = format!("/proc/self/fd/{}", fd.as_raw_fd());
-        let opened = openat(CWD, path.as_str(), oflags | OFlags::CLOEXEC | OFlags::NOCTTY, Mode::empty())?;
+        let opened = openat(
+            CWD,
+            path.as_str(),
+            oflags | OFlags::CLOEXEC | OFlags::NOCTTY,
+            Mode::empty(),
+        )?;
         // Guard against the inode changing type between the stat and the open.
         let again = stat_of(&opened)?;
         if again.ino != st.ino || again.dev != st.dev {

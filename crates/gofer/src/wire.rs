@@ -20,7 +20,12 @@ pub fn send(sock: BorrowedFd<'_>, bytes: &[u8], fd: Option<BorrowedFd<'_>>) -> R
         ancillary.push(SendAncillaryMessage::ScmRights(&fds));
     }
     loop {
-        match sendmsg(sock, &[IoSlice::new(bytes)], &mut ancillary, SendFlags::NOSIGNAL) {
+        match sendmsg(
+            sock,
+            &[IoSlice::new(bytes)],
+            &mut ancillary,
+            SendFlags::NOSIGNAL,
+        ) {
             Err(Errno::INTR) => continue,
             Err(e) => return Err(e),
             Ok(_) => return Ok(()),

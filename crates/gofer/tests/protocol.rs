@@ -27,7 +27,13 @@ impl Drop for Served {
 }
 
 fn pair() -> (OwnedFd, OwnedFd) {
-    socketpair(AddressFamily::UNIX, SocketType::SEQPACKET, SocketFlags::CLOEXEC, None).expect("socketpair")
+    socketpair(
+        AddressFamily::UNIX,
+        SocketType::SEQPACKET,
+        SocketFlags::CLOEXEC,
+        None,
+    )
+    .expect("socketpair")
 }
 
 fn served(populate: impl FnOnce(&std::path::Path)) -> Served {
@@ -54,17 +60,34 @@ fn walks_stats_opens_and_reads() {
     let (sub, _) = s.client.walk(root, b"sub").expect("walk sub");
     let (file, st) = s.client.walk(sub, b"file").expect("walk file");
     let meta = std::fs::symlink_metadata(s.dir.path().join("sub/file")).expect("meta");
-    assert_eq!((st.ino, st.size as u64, st.mode, st.nlink), (meta.ino(), meta.size(), meta.mode(), meta.nlink()));
-    assert_eq!((st.uid, st.gid, st.mtime.0), (meta.uid(), meta.gid(), meta.mtime()));
+    assert_eq!(
+        (st.ino, st.size as u64, st.mode, st.nlink),
+        (meta.ino(), meta.size(), meta.mode(), meta.nlink())
+    );
+    assert_eq!(
+        (st.uid, st.gid, st.mtime.0),
+        (meta.uid(), meta.gid(), meta.mtime())
+    );
     let fd = s.client.open(file, 0).expect("open");
     let mut text = String::new();
-    std::fs::File::from(fd).read_to_string(&mut text).expect("read");
+    std::fs::File::from(fd)
+        .read_to_string(&mut text)
+        .expect("read");
     assert_eq!(text, "hello gofer");
     assert_eq!(s.client.walk(file, b"x").map(|_| ()), Err(Errno::ENOTDIR));
-    assert_eq!(s.client.walk(sub, b"missing").map(|_| ()), Err(Errno::ENOENT));
+    assert_eq!(
+        s.client.walk(sub, b"missing").map(|_| ()),
+        Err(Errno::ENOENT)
+    );
     // Reading updated the access time; everything else is unchanged.
     let again = s.client.stat(file).expect("stat");
-    assert_eq!(veil_gofer::HostStat { atime: st.atime, ..again }, st);
+    assert_eq!(
+        veil_gofer::HostStat {
+            atime: st.atime,
+            ..again
+        },
+        st
+    );
 }
 
 #[test]
@@ -77,7 +100,10 @@ fn symlinks_are_never_followed() {
     let (link, st) = s.client.walk(root, b"escape").expect("walk link");
     assert_eq!(st.mode & 0o170000, 0o120000, "the fid is the link itself");
     assert_eq!(s.client.readlink(link).expect("readlink"), b"/etc");
-    assert_eq!(s.client.walk(link, b"passwd").map(|_| ()), Err(Errno::ENOTDIR));
+    assert_eq!(
+        s.client.walk(link, b"passwd").map(|_| ()),
+        Err(Errno::ENOTDIR)
+    );
     assert_eq!(s.client.open(link, 0).map(|_| ()), Err(Errno::ELOOP));
     let (up, _) = s.client.walk(root, b"up").expect("walk up");
     assert_eq!(s.client.readdir(up, 0).map(|_| ()), Err(Errno::ELOOP));
@@ -89,18 +115,34 @@ fn hostile_names_are_rejected() {
     let s = served(|_| {});
     let (root, _) = s.client.attach().expect("attach");
     for name in [&b".."[..], b".", b"", b"a/b", b"/etc", b"a\0b"] {
-        assert_eq!(s.client.walk(root, name).map(|_| ()), Err(Errno::EINVAL), "{name:?}");
+        assert_eq!(
+            s.client.walk(root, name).map(|_| ()),
+            Err(Errno::EINVAL),
+            "{name:?}"
+        );
     }
-    assert_eq!(s.client.walk(root, &[b'x'; 256]).map(|_| ()), Err(Errno::ENAMETOOLONG));
-    assert_eq!(s.client.stat(veil_gofer::Fid(9999)).map(|_| ()), Err(Errno::EBADF));
+    assert_eq!(
+        s.client.walk(root, &[b'x'; 256]).map(|_| ()),
+        Err(Errno::ENAMETOOLONG)
+    );
+    assert_eq!(
+        s.client.stat(veil_gofer::Fid(9999)).map(|_| ()),
+        Err(Errno::EBADF)
+    );
 }
 
 #[test]
 fn only_regular_files_and_directories_open_read_only() {
     let s = served(|d| {
         std::fs::write(d.join("f"), b"x").expect("write");
-        rustix::fs::mknodat(rustix::fs::CWD, d.join("fifo"), rustix::fs::FileType::Fifo, rustix::fs::Mode::RWXU, 0)
-            .expect("mkfifo");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            d.join("fifo"),
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::RWXU,
+            0,
+        )
+        .expect("mkfifo");
     });
     let (root, _) = s.client.attach().expect("attach");
     let (f, _) = s.client.walk(root, b"f").expect("walk");
@@ -117,7 +159,8 @@ fn readdir_pages_through_large_directories() {
     const N: usize = 3000;
     let s = served(|d| {
         for i in 0..N {
-            std::fs::write(d.join(format!("entry-with-a-longish-name-{i:05}")), b"").expect("write");
+            std::fs::write(d.join(format!("entry-with-a-longish-name-{i:05}")), b"")
+                .expect("write");
         }
     });
     let (root, _) = s.client.attach().expect("attach");

@@ -130,7 +130,7 @@ impl Tracee {
                 }
                 Stop::Signal(signo) => {
                     *regs = get_regs(self.tid)?;
-                    return Ok(classify_signal(self.tid, signo)?);
+                    return classify_signal(self.tid, signo);
                 }
             }
         }

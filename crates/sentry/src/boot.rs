@@ -1,0 +1,144 @@
+//! Starting a sandbox: the memory file, the platform, the root filesystem
+//! served by the gofer, and the init task.
+
+use std::os::fd::OwnedFd;
+use std::sync::{Arc, Mutex};
+
+use veil_abi::Errno;
+use veil_gofer::GoferClient;
+use veil_platform::ptrace::PtracePlatform;
+use veil_platform::{Platform, Registers};
+use veil_vfs::{Creds, FdTable, FsContext, OpenFile, Vfs};
+
+use crate::kernel::Kernel;
+use crate::mm::{Layout, MemoryFile, MemoryManager};
+use crate::syscalls;
+use crate::task::{ExitStatus, Task, ThreadGroup};
+
+/// Everything the sentry needs from whoever started it.
+pub struct BootConfig {
+    /// The connection to the gofer serving the root filesystem.
+    pub gofer: OwnedFd,
+    /// The application's stdin, stdout and stderr.
+    pub stdio: [OwnedFd; 3],
+    pub argv: Vec<Vec<u8>>,
+    pub envp: Vec<Vec<u8>>,
+    /// The initial working directory inside the sandbox.
+    pub cwd: Vec<u8>,
+    pub creds: Creds,
+    pub strace: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BootError {
+    #[error("platform: {0}")]
+    Platform(#[from] veil_platform::PlatformError),
+    #[error("{what}: {errno}")]
+    Setup { what: &'static str, errno: Errno },
+    /// The command could not be started (like a shell's 126/127).
+    #[error("{}: {errno}", String::from_utf8_lossy(.path))]
+    Exec { path: Vec<u8>, errno: Errno },
+    #[error("the init task's thread panicked")]
+    TaskPanicked,
+}
+
+fn setup(what: &'static str) -> impl FnOnce(Errno) -> BootError {
+    move |errno| BootError::Setup { what, errno }
+}
+
+/// Boots the sandbox and runs its init process to completion.
+pub fn boot(cfg: BootConfig) -> Result<ExitStatus, BootError> {
+    let memfile = Arc::new(MemoryFile::new().map_err(setup("memory file"))?);
+    let platform: Arc<dyn Platform> = Arc::new(PtracePlatform::new(memfile.fd())?);
+    let gofer = Arc::new(GoferClient::new(cfg.gofer));
+    let vfs = Arc::new(Vfs::with_gofer_root(gofer).map_err(setup("root filesystem"))?);
+    let kernel = Arc::new(Kernel::new(
+        platform.clone(),
+        memfile.clone(),
+        vfs.clone(),
+        cfg.strace,
+    ));
+
+    let fds = Arc::new(FdTable::new());
+    for (fd, host) in cfg.stdio.into_iter().enumerate() {
+        let flags = rustix::fs::fcntl_getfl(&host).map_or(2, |f| f.bits() as i32);
+        fds.insert_at(fd as i32, OpenFile::from_host_fd(host, flags), false)
+            .map_err(setup("stdio"))?;
+    }
+    let root = vfs.root();
+    let mut ctx = FsContext::new(root.clone());
+    if let Ok(cwd) = vfs.lookup(&ctx, &root, &cfg.cwd, true) {
+        ctx.cwd = cwd;
+    }
+    let fs = Arc::new(Mutex::new(ctx));
+
+    // The init task runs on its own thread, which becomes the tracer of its
+    // stub; later tasks each get one too.
+    let thread = std::thread::Builder::new()
+        .name("task-1".into())
+        .spawn(move || -> Result<ExitStatus, BootError> {
+            let space = kernel.platform.new_address_space()?;
+            let layout = Layout::new(kernel.platform.max_user_address());
+            let mm = Arc::new(MemoryManager::new(space, kernel.memfile.clone(), layout));
+            let tid = kernel.alloc_tid();
+            let tg = Arc::new(ThreadGroup::new(tid, 0));
+            let mut task = Task::new(
+                kernel.clone(),
+                tg,
+                tid,
+                mm,
+                fds,
+                fs,
+                cfg.creds,
+                Registers::default(),
+            );
+            let path = find_command(&task, &cfg.argv, &cfg.envp);
+            match syscalls::exec_init(&mut task, &path, cfg.argv, &cfg.envp) {
+                Ok(()) => Ok(task.run()),
+                Err(errno) => Err(BootError::Exec { path, errno }),
+            }
+        })
+        .map_err(|_| BootError::Setup {
+            what: "task thread",
+            errno: Errno::EAGAIN,
+        })?;
+    thread.join().map_err(|_| BootError::TaskPanicked)?
+}
+
+/// Resolves a command without a slash through $PATH inside the sandbox, as
+/// execvp does.
+fn find_command(t: &Task, argv: &[Vec<u8>], envp: &[Vec<u8>]) -> Vec<u8> {
+    let Some(cmd) = argv.first() else {
+        return Vec::new();
+    };
+    if cmd.contains(&b'/') {
+        return cmd.clone();
+    }
+    let path = envp
+        .iter()
+        .find_map(|e| e.strip_prefix(b"PATH="))
+        .unwrap_or(b"/usr/local/bin:/usr/bin:/bin");
+    let ctx = t.fs.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    for dir in path.split(|&b| b == b':').filter(|d| !d.is_empty()) {
+        let mut candidate = dir.to_vec();
+        candidate.push(b'/');
+        candidate.extend_from_slice(cmd);
+        let start = if candidate.first() == Some(&b'/') {
+            ctx.root.clone()
+        } else {
+            ctx.cwd.clone()
+        };
+        if t.kernel
+            .vfs
+            .access(&ctx, &start, &candidate, 1, 0, &t.creds)
+            .is_ok()
+            && t.kernel
+                .vfs
+                .lookup(&ctx, &start, &candidate, true)
+                .is_ok_and(|p| t.kernel.vfs.stat(&p).is_ok_and(|s| s.is_reg()))
+        {
+            return candidate;
+        }
+    }
+    cmd.clone()
+}

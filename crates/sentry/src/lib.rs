@@ -1,0 +1,13 @@
+//! The sentry: veil's user-space kernel. It serves every system call of the
+//! sandboxed application itself; none of them reaches the host kernel.
+
+pub mod boot;
+pub mod kernel;
+pub mod loader;
+pub mod mm;
+pub mod syscalls;
+pub mod task;
+mod vfsglue;
+
+pub use boot::{boot, BootConfig, BootError};
+pub use task::ExitStatus;

@@ -1,0 +1,804 @@
+//! Application memory management.
+//!
+//! A `MemoryManager` is one application address space. It tracks VMAs (what
+//! the application asked for: ranges, protections, backing) and PMAs (which
+//! memory-file pages actually back a range). VMAs cost nothing until touched:
+//! a fault, or a sentry copy, populates PMAs for the touched window, and a
+//! fault also maps that window into the platform's address space.
+
+pub mod memfile;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use veil_abi::{page_down, page_up, Errno, PAGE_SIZE};
+use veil_platform::{AddressSpace, Prot};
+use zerocopy::{FromBytes, Immutable, IntoBytes};
+
+pub use memfile::MemoryFile;
+
+/// Lowest address an application may map (Linux's default mmap_min_addr).
+pub const MIN_ADDR: u64 = 0x1_0000;
+/// Pages populated around a faulting address, clipped to its VMA. Untouched
+/// anonymous pages of the window cost no host memory.
+const FAULT_WINDOW: u64 = 2 << 20;
+/// Default stack size reserved below the stack top.
+pub const STACK_SIZE: u64 = 8 << 20;
+/// Gap between the stack and the top of the mmap area, as Linux's minimum.
+const STACK_GAP: u64 = 128 << 20;
+
+/// A file that can back private mappings: the MM reads its pages on demand.
+pub trait MappableFile: Send + Sync {
+    fn read_at(&self, buf: &mut [u8], off: u64) -> Result<usize, Errno>;
+}
+
+/// What a VMA's contents come from.
+#[derive(Clone)]
+pub enum Backing {
+    Anon,
+    /// A private copy of `file` from `offset` (the file offset of the VMA's start).
+    File {
+        file: Arc<dyn MappableFile>,
+        offset: u64,
+    },
+}
+
+#[derive(Clone)]
+struct Vma {
+    end: u64,
+    prot: Prot,
+    growsdown: bool,
+    backing: Backing,
+}
+
+/// A populated range: memory-file pages `off..off + (end - start)`.
+#[derive(Clone, Copy)]
+struct Pma {
+    end: u64,
+    off: u64,
+}
+
+/// How `mmap` treats an existing mapping at the requested address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Placement {
+    /// The address is a hint.
+    Hint,
+    /// MAP_FIXED: replace what is there.
+    Fixed,
+    /// MAP_FIXED_NOREPLACE: fail with EEXIST if anything is there.
+    FixedNoReplace,
+}
+
+pub struct MmapRequest {
+    pub addr: u64,
+    pub len: u64,
+    pub prot: Prot,
+    pub placement: Placement,
+    pub growsdown: bool,
+    pub backing: Backing,
+}
+
+/// Where things go in a fresh address space.
+#[derive(Clone, Copy, Debug)]
+pub struct Layout {
+    pub max: u64,
+    pub stack_top: u64,
+    pub mmap_base: u64,
+}
+
+impl Layout {
+    pub fn new(max_user_address: u64) -> Layout {
+        let stack_top = (max_user_address - (1 << 20)) & !0xffff;
+        Layout {
+            max: max_user_address,
+            stack_top,
+            mmap_base: stack_top - STACK_SIZE - STACK_GAP,
+        }
+    }
+}
+
+struct State {
+    vmas: BTreeMap<u64, Vma>,
+    pmas: BTreeMap<u64, Pma>,
+    brk_start: u64,
+    brk: u64,
+}
+
+pub struct MemoryManager {
+    state: Mutex<State>,
+    space: Arc<dyn AddressSpace>,
+    memfile: Arc<MemoryFile>,
+    layout: Layout,
+}
+
+/// A region of the address space as /proc/self/maps and the tests see it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Region {
+    pub start: u64,
+    pub end: u64,
+    pub prot: Prot,
+}
+
+impl MemoryManager {
+    pub fn new(
+        space: Arc<dyn AddressSpace>,
+        memfile: Arc<MemoryFile>,
+        layout: Layout,
+    ) -> MemoryManager {
+        MemoryManager {
+            state: Mutex::new(State {
+                vmas: BTreeMap::new(),
+                pmas: BTreeMap::new(),
+                brk_start: 0,
+                brk: 0,
+            }),
+            space,
+            memfile,
+            layout,
+        }
+    }
+
+    pub fn space(&self) -> &dyn AddressSpace {
+        &*self.space
+    }
+
+    pub fn layout(&self) -> Layout {
+        self.layout
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock would already have ended the task;
+        // the state itself stays consistent between operations.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn regions(&self) -> Vec<Region> {
+        self.lock()
+            .vmas
+            .iter()
+            .map(|(&start, v)| Region {
+                start,
+                end: v.end,
+                prot: v.prot,
+            })
+            .collect()
+    }
+
+    /// Creates a mapping; returns its address. Arguments are already
+    /// validated for alignment and flags by the caller.
+    pub fn mmap(&self, req: MmapRequest) -> Result<u64, Errno> {
+        let len = page_up(req.len).ok_or(Errno::ENOMEM)?;
+        if len == 0 {
+            return Err(Errno::EINVAL);
+        }
+        let mut st = self.lock();
+        let addr = match req.placement {
+            Placement::Fixed | Placement::FixedNoReplace => {
+                let end = req.addr.checked_add(len).ok_or(Errno::ENOMEM)?;
+                if req.addr < MIN_ADDR || end > self.layout.max {
+                    return Err(if req.placement == Placement::Fixed {
+                        Errno::EPERM
+                    } else {
+                        Errno::ENOMEM
+                    });
+                }
+                if req.placement == Placement::FixedNoReplace && overlaps(&st.vmas, req.addr, end) {
+                    return Err(Errno::EEXIST);
+                }
+                self.remove_range(&mut st, req.addr, end)?;
+                req.addr
+            }
+            Placement::Hint => self
+                .find_free(&st, page_down(req.addr), len)
+                .ok_or(Errno::ENOMEM)?,
+        };
+        st.vmas.insert(
+            addr,
+            Vma {
+                end: addr + len,
+                prot: req.prot,
+                growsdown: req.growsdown,
+                backing: req.backing,
+            },
+        );
+        Ok(addr)
+    }
+
+    pub fn munmap(&self, addr: u64, len: u64) -> Result<(), Errno> {
+        let end = check_range(addr, len, self.layout.max)?;
+        let mut st = self.lock();
+        self.remove_range(&mut st, addr, end)
+    }
+
+    pub fn mprotect(&self, addr: u64, len: u64, prot: Prot) -> Result<(), Errno> {
+        let end = check_range(addr, len, self.layout.max)?;
+        let mut st = self.lock();
+        if !fully_mapped(&st.vmas, addr, end) {
+            return Err(Errno::ENOMEM);
+        }
+        split_vmas(&mut st.vmas, addr);
+        split_vmas(&mut st.vmas, end);
+        for (_, v) in st.vmas.range_mut(addr..end) {
+            v.prot = prot;
+        }
+        // Drop the stub's mappings; faults map them again with the new
+        // protection. Unlike mprotect, munmap tolerates unpopulated holes.
+        if any_in(&st.pmas, addr, end) {
+            self.space.unmap(addr, end - addr).map_err(platform_errno)?;
+        }
+        Ok(())
+    }
+
+    pub fn madvise_dontneed(&self, addr: u64, len: u64) -> Result<(), Errno> {
+        let end = check_range(addr, len, self.layout.max)?;
+        let mut st = self.lock();
+        if !fully_mapped(&st.vmas, addr, end) {
+            return Err(Errno::ENOMEM);
+        }
+        if self.drop_pmas(&mut st, addr, end) {
+            self.space.unmap(addr, end - addr).map_err(platform_errno)?;
+        }
+        Ok(())
+    }
+
+    /// Checks that `[addr, addr + len)` is mapped, for advice that needs no action.
+    pub fn check_mapped(&self, addr: u64, len: u64) -> Result<(), Errno> {
+        let end = check_range(addr, len, self.layout.max)?;
+        if fully_mapped(&self.lock().vmas, addr, end) {
+            Ok(())
+        } else {
+            Err(Errno::ENOMEM)
+        }
+    }
+
+    pub fn mremap(
+        &self,
+        old: u64,
+        old_len: u64,
+        new_len: u64,
+        may_move: bool,
+        fixed: Option<u64>,
+    ) -> Result<u64, Errno> {
+        if !old.is_multiple_of(PAGE_SIZE) {
+            return Err(Errno::EINVAL);
+        }
+        let old_len = page_up(old_len).ok_or(Errno::EINVAL)?;
+        let new_len = page_up(new_len).ok_or(Errno::EINVAL)?;
+        if new_len == 0 || old_len == 0 {
+            return Err(Errno::EINVAL);
+        }
+        let old_end = old.checked_add(old_len).ok_or(Errno::EINVAL)?;
+        let mut st = self.lock();
+        let (&vstart, vma) = st.vmas.range(..=old).next_back().ok_or(Errno::EFAULT)?;
+        if vma.end < old_end {
+            return Err(Errno::EFAULT);
+        }
+        let vma = vma.clone();
+        if fixed.is_none() {
+            if new_len <= old_len {
+                self.remove_range(&mut st, old + new_len, old_end)?;
+                return Ok(old);
+            }
+            let grown_end = old.checked_add(new_len).ok_or(Errno::ENOMEM)?;
+            if vma.end == old_end
+                && grown_end <= self.layout.max
+                && !overlaps(&st.vmas, old_end, grown_end)
+            {
+                if let Some(v) = st.vmas.get_mut(&vstart) {
+                    v.end = grown_end;
+                }
+                return Ok(old);
+            }
+            if !may_move {
+                return Err(Errno::ENOMEM);
+            }
+        }
+        let new = match fixed {
+            Some(at) => {
+                let end = check_range(at, new_len, self.layout.max)?;
+                if at < old_end && old < end {
+                    return Err(Errno::EINVAL);
+                }
+                self.remove_range(&mut st, at, end)?;
+                at
+            }
+            None => self.find_free(&st, 0, new_len).ok_or(Errno::ENOMEM)?,
+        };
+        // Move the VMA piece and its PMAs; the memory-file pages stay put.
+        split_vmas(&mut st.vmas, old);
+        split_vmas(&mut st.vmas, old_end);
+        split_pmas(&mut st.pmas, old);
+        split_pmas(&mut st.pmas, old_end);
+        let moved: Vec<(u64, Pma)> = st.pmas.range(old..old_end).map(|(&s, &p)| (s, p)).collect();
+        for (s, _) in &moved {
+            st.pmas.remove(s);
+        }
+        let keep = new_len.min(old_len);
+        for (s, p) in moved {
+            if s >= old + keep {
+                self.memfile.free(p.off, p.end - s);
+                continue;
+            }
+            let end = p.end.min(old + keep);
+            if p.end > end {
+                self.memfile.free(p.off + (end - s), p.end - end);
+            }
+            st.pmas.insert(
+                new + (s - old),
+                Pma {
+                    end: new + (end - old),
+                    off: p.off,
+                },
+            );
+        }
+        st.vmas.remove(&old);
+        let backing = match &vma.backing {
+            Backing::Anon => Backing::Anon,
+            Backing::File { file, offset } => Backing::File {
+                file: file.clone(),
+                offset: offset + (old - vstart),
+            },
+        };
+        st.vmas.insert(
+            new,
+            Vma {
+                end: new + new_len,
+                backing,
+                ..vma
+            },
+        );
+        self.space.unmap(old, old_len).map_err(platform_errno)?;
+        Ok(new)
+    }
+
+    /// Sets the initial program break, right after the executable's data.
+    pub fn set_brk_start(&self, addr: u64) {
+        let mut st = self.lock();
+        st.brk_start = addr;
+        st.brk = addr;
+    }
+
+    pub fn brk(&self, new: u64) -> u64 {
+        let mut st = self.lock();
+        if new < st.brk_start {
+            return st.brk;
+        }
+        let (Some(old_end), Some(new_end)) = (page_up(st.brk), page_up(new)) else {
+            return st.brk;
+        };
+        if new_end > old_end {
+            if new_end > self.layout.mmap_base || overlaps(&st.vmas, old_end, new_end) {
+                return st.brk;
+            }
+            st.vmas.insert(
+                old_end,
+                Vma {
+                    end: new_end,
+                    prot: Prot::READ | Prot::WRITE,
+                    growsdown: false,
+                    backing: Backing::Anon,
+                },
+            );
+        } else if new_end < old_end && self.remove_range(&mut st, new_end, old_end).is_err() {
+            return st.brk;
+        }
+        st.brk = new;
+        new
+    }
+
+    /// Handles an application page fault. `Ok` means the access can be
+    /// retried; `Err` carries the si_code of the SIGSEGV to deliver.
+    pub fn handle_fault(&self, addr: u64, access_error: bool) -> Result<(), i32> {
+        const SEGV_MAPERR: i32 = 1;
+        const SEGV_ACCERR: i32 = 2;
+        let mut st = self.lock();
+        let Some((start, vma)) = find_vma(&mut st.vmas, addr) else {
+            return Err(SEGV_MAPERR);
+        };
+        // An access error on a page we mapped with the VMA's own protection
+        // is a genuine protection violation.
+        if vma.prot == Prot::NONE || access_error {
+            return Err(SEGV_ACCERR);
+        }
+        let wstart = page_down(addr).saturating_sub(FAULT_WINDOW / 2).max(start) & !(PAGE_SIZE - 1);
+        let wend = (page_down(addr) + FAULT_WINDOW / 2).min(vma.end);
+        let prot = vma.prot;
+        let pieces = self
+            .populate(&mut st, start, &vma, wstart, wend)
+            .map_err(|_| SEGV_MAPERR)?;
+        for (s, e, off) in pieces {
+            if let Err(err) = self.space.map(s, e - s, prot, off) {
+                tracing::error!("mapping {s:#x}..{e:#x} into the stub failed: {err}");
+                return Err(SEGV_MAPERR);
+            }
+        }
+        Ok(())
+    }
+
+    /// Copies application memory at `addr` into `buf`.
+    pub fn copy_in(&self, addr: u64, buf: &mut [u8]) -> Result<(), Errno> {
+        let mut done = 0;
+        self.access(addr, buf.len() as u64, Access::Read, |off, len| {
+            let r = self.memfile.read(off, &mut buf[done..done + len]);
+            done += len;
+            r
+        })
+    }
+
+    /// Copies `buf` into application memory at `addr`.
+    pub fn copy_out(&self, addr: u64, buf: &[u8]) -> Result<(), Errno> {
+        let mut done = 0;
+        self.access(addr, buf.len() as u64, Access::Write, |off, len| {
+            let r = self.memfile.write(off, &buf[done..done + len]);
+            done += len;
+            r
+        })
+    }
+
+    /// Writes application memory regardless of its protection (loader use).
+    pub fn copy_out_force(&self, addr: u64, buf: &[u8]) -> Result<(), Errno> {
+        let mut done = 0;
+        self.access(addr, buf.len() as u64, Access::Force, |off, len| {
+            let r = self.memfile.write(off, &buf[done..done + len]);
+            done += len;
+            r
+        })
+    }
+
+    pub fn read_obj<T: FromBytes + IntoBytes>(&self, addr: u64) -> Result<T, Errno> {
+        let mut v = T::new_zeroed();
+        self.copy_in(addr, v.as_mut_bytes())?;
+        Ok(v)
+    }
+
+    pub fn write_obj<T: IntoBytes + Immutable>(&self, addr: u64, v: &T) -> Result<(), Errno> {
+        self.copy_out(addr, v.as_bytes())
+    }
+
+    /// Reads a NUL-terminated string of at most `max` bytes (without the NUL).
+    pub fn read_cstr(&self, addr: u64, max: usize) -> Result<Vec<u8>, Errno> {
+        let mut out = Vec::new();
+        let mut cur = addr;
+        loop {
+            let chunk = (PAGE_SIZE - cur % PAGE_SIZE) as usize;
+            let mut buf = vec![0u8; chunk.min(max + 1 - out.len())];
+            self.copy_in(cur, &mut buf)?;
+            if let Some(nul) = buf.iter().position(|&b| b == 0) {
+                out.extend_from_slice(&buf[..nul]);
+                return Ok(out);
+            }
+            out.extend_from_slice(&buf);
+            if out.len() > max {
+                return Err(Errno::ENAMETOOLONG);
+            }
+            cur = cur.checked_add(buf.len() as u64).ok_or(Errno::EFAULT)?;
+        }
+    }
+
+    /// Checks that `[addr, addr + len)` is readable (or writable), without
+    /// populating anything.
+    pub fn check_access(&self, addr: u64, len: u64, write: bool) -> Result<(), Errno> {
+        if len == 0 {
+            return Ok(());
+        }
+        let end = addr.checked_add(len).ok_or(Errno::EFAULT)?;
+        if end > self.layout.max {
+            return Err(Errno::EFAULT);
+        }
+        let mut st = self.lock();
+        let mut cur = addr;
+        while cur < end {
+            let (_, vma) = find_vma(&mut st.vmas, cur).ok_or(Errno::EFAULT)?;
+            if !(if write {
+                vma.prot.write()
+            } else {
+                vma.prot.read()
+            }) {
+                return Err(Errno::EFAULT);
+            }
+            cur = vma.end;
+        }
+        Ok(())
+    }
+
+    /// Runs `f(memfile_offset, len)` over each populated piece of
+    /// `[addr, addr + len)` after checking that all of it is accessible.
+    fn access(
+        &self,
+        addr: u64,
+        len: u64,
+        access: Access,
+        mut f: impl FnMut(u64, usize) -> Result<(), Errno>,
+    ) -> Result<(), Errno> {
+        if len == 0 {
+            return Ok(());
+        }
+        let end = addr.checked_add(len).ok_or(Errno::EFAULT)?;
+        if end > self.layout.max {
+            return Err(Errno::EFAULT);
+        }
+        let mut st = self.lock();
+        // Check the whole range first so that a bad pointer changes nothing.
+        let mut segments = Vec::new();
+        let mut cur = addr;
+        while cur < end {
+            let (start, vma) = find_vma(&mut st.vmas, cur).ok_or(Errno::EFAULT)?;
+            let ok = match access {
+                Access::Read => vma.prot.read(),
+                Access::Write => vma.prot.write(),
+                Access::Force => true,
+            };
+            if !ok {
+                return Err(Errno::EFAULT);
+            }
+            let seg_end = vma.end.min(end);
+            segments.push((start, vma, cur, seg_end));
+            cur = seg_end;
+        }
+        for (vstart, vma, s, e) in segments {
+            let page_end = page_up(e).ok_or(Errno::EFAULT)?;
+            for (ps, pe, off) in self.populate(&mut st, vstart, &vma, page_down(s), page_end)? {
+                let lo = ps.max(s);
+                let hi = pe.min(e);
+                if lo < hi {
+                    f(off + (lo - ps), (hi - lo) as usize)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Ensures `[start, end)` (page aligned, inside `vma`) is backed, and
+    /// returns its pieces as (start, end, memory-file offset).
+    fn populate(
+        &self,
+        st: &mut State,
+        vstart: u64,
+        vma: &Vma,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<(u64, u64, u64)>, Errno> {
+        split_pmas(&mut st.pmas, start);
+        split_pmas(&mut st.pmas, end);
+        let mut pieces = Vec::new();
+        let mut cur = start;
+        let existing: Vec<(u64, Pma)> = st.pmas.range(start..end).map(|(&s, &p)| (s, p)).collect();
+        for (s, p) in existing
+            .into_iter()
+            .chain(std::iter::once((end, Pma { end, off: 0 })))
+        {
+            if cur < s {
+                let off = self.memfile.alloc(s - cur)?;
+                if let Err(e) = self.fill(vstart, vma, cur, s, off) {
+                    self.memfile.free(off, s - cur);
+                    return Err(e);
+                }
+                st.pmas.insert(cur, Pma { end: s, off });
+                pieces.push((cur, s, off));
+            }
+            if s < end {
+                pieces.push((s, p.end, p.off));
+            }
+            cur = p.end.max(cur);
+        }
+        Ok(pieces)
+    }
+
+    /// Fills fresh memory-file pages for `[start, end)` of `vma`.
+    fn fill(&self, vstart: u64, vma: &Vma, start: u64, end: u64, off: u64) -> Result<(), Errno> {
+        let Backing::File { file, offset } = &vma.backing else {
+            return Ok(());
+        };
+        let mut buf = vec![0u8; (end - start).min(256 << 10) as usize];
+        let mut done = 0;
+        while done < end - start {
+            let n = buf.len().min((end - start - done) as usize);
+            let file_off = offset + (start - vstart) + done;
+            let got = file.read_at(&mut buf[..n], file_off)?;
+            if got == 0 {
+                break;
+            }
+            self.memfile.write(off + done, &buf[..got])?;
+            done += got as u64;
+        }
+        Ok(())
+    }
+
+    /// Unmaps `[start, end)`: VMAs, PMAs and the stub's view.
+    fn remove_range(&self, st: &mut State, start: u64, end: u64) -> Result<(), Errno> {
+        split_vmas(&mut st.vmas, start);
+        split_vmas(&mut st.vmas, end);
+        let keys: Vec<u64> = st.vmas.range(start..end).map(|(&s, _)| s).collect();
+        for k in keys {
+            st.vmas.remove(&k);
+        }
+        if self.drop_pmas(st, start, end) {
+            self.space
+                .unmap(start, end - start)
+                .map_err(platform_errno)?;
+        }
+        Ok(())
+    }
+
+    /// Frees the PMAs in `[start, end)`; returns whether there were any.
+    fn drop_pmas(&self, st: &mut State, start: u64, end: u64) -> bool {
+        split_pmas(&mut st.pmas, start);
+        split_pmas(&mut st.pmas, end);
+        let gone: Vec<(u64, Pma)> = st.pmas.range(start..end).map(|(&s, &p)| (s, p)).collect();
+        for (s, p) in &gone {
+            st.pmas.remove(s);
+            self.memfile.free(p.off, p.end - s);
+        }
+        !gone.is_empty()
+    }
+
+    /// Finds a free range of `len` bytes: at `hint` if possible, otherwise the
+    /// highest one below the mmap base, as Linux's top-down allocator does.
+    fn find_free(&self, st: &State, hint: u64, len: u64) -> Option<u64> {
+        if hint >= MIN_ADDR {
+            if let Some(end) = hint.checked_add(len) {
+                if end <= self.layout.max && !overlaps(&st.vmas, hint, end) {
+                    return Some(hint);
+                }
+            }
+        }
+        let mut top = self.layout.mmap_base;
+        for (&s, v) in st.vmas.range(..top).rev() {
+            if v.end <= top && top - v.end >= len {
+                return Some(top - len);
+            }
+            top = top.min(s);
+        }
+        (top >= MIN_ADDR + len).then(|| top - len)
+    }
+
+    /// Releases every mapping (exit and exec).
+    pub fn clear(&self) {
+        let mut st = self.lock();
+        let max = self.layout.max;
+        st.vmas.clear();
+        self.drop_pmas(&mut st, 0, max);
+    }
+}
+
+impl Drop for MemoryManager {
+    fn drop(&mut self) {
+        let st = self.state.get_mut().unwrap_or_else(|p| p.into_inner());
+        for (s, p) in std::mem::take(&mut st.pmas) {
+            self.memfile.free(p.off, p.end - s);
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Access {
+    Read,
+    Write,
+    Force,
+}
+
+fn platform_errno(e: veil_platform::PlatformError) -> Errno {
+    tracing::error!("platform: {e}");
+    Errno::ENOMEM
+}
+
+/// Validates a page-aligned, non-empty range; returns its end.
+fn check_range(addr: u64, len: u64, max: u64) -> Result<u64, Errno> {
+    if !addr.is_multiple_of(PAGE_SIZE) || len == 0 {
+        return Err(Errno::EINVAL);
+    }
+    let len = page_up(len).ok_or(Errno::EINVAL)?;
+    match addr.checked_add(len) {
+        Some(end) if end <= max => Ok(end),
+        _ => Err(Errno::EINVAL),
+    }
+}
+
+/// The VMA containing `addr`, growing a MAP_GROWSDOWN VMA down to it if
+/// `addr` lies just below one.
+fn find_vma(vmas: &mut BTreeMap<u64, Vma>, addr: u64) -> Option<(u64, Vma)> {
+    if let Some((&s, v)) = vmas.range(..=addr).next_back() {
+        if addr < v.end {
+            return Some((s, v.clone()));
+        }
+    }
+    let (&above, v) = vmas.range(addr..).next()?;
+    let prev_end = vmas
+        .range(..addr)
+        .next_back()
+        .map_or(MIN_ADDR, |(_, p)| p.end);
+    if !v.growsdown
+        || above - page_down(addr) > STACK_SIZE
+        || page_down(addr) < prev_end + PAGE_SIZE
+    {
+        return None;
+    }
+    let mut grown = vmas.remove(&above)?;
+    if let Backing::File { offset, .. } = &mut grown.backing {
+        *offset = offset.saturating_sub(above - page_down(addr));
+    }
+    vmas.insert(page_down(addr), grown.clone());
+    Some((page_down(addr), grown))
+}
+
+fn overlaps<T>(map: &BTreeMap<u64, T>, start: u64, end: u64) -> bool
+where
+    T: HasEnd,
+{
+    if map.range(start..end).next().is_some() {
+        return true;
+    }
+    map.range(..start)
+        .next_back()
+        .is_some_and(|(_, v)| v.end() > start)
+}
+
+fn any_in(pmas: &BTreeMap<u64, Pma>, start: u64, end: u64) -> bool {
+    overlaps(pmas, start, end)
+}
+
+fn fully_mapped(vmas: &BTreeMap<u64, Vma>, start: u64, end: u64) -> bool {
+    let mut cur = match vmas.range(..=start).next_back() {
+        Some((_, v)) if v.end > start => v.end,
+        _ => return false,
+    };
+    for (&s, v) in vmas.range(start + 1..end) {
+        if s != cur {
+            return false;
+        }
+        cur = v.end;
+    }
+    cur >= end
+}
+
+trait HasEnd {
+    fn end(&self) -> u64;
+}
+
+impl HasEnd for Vma {
+    fn end(&self) -> u64 {
+        self.end
+    }
+}
+
+impl HasEnd for Pma {
+    fn end(&self) -> u64 {
+        self.end
+    }
+}
+
+fn split_vmas(vmas: &mut BTreeMap<u64, Vma>, at: u64) {
+    let Some((&s, v)) = vmas.range(..at).next_back() else {
+        return;
+    };
+    if v.end <= at {
+        return;
+    }
+    let mut tail = v.clone();
+    if let Backing::File { offset, .. } = &mut tail.backing {
+        *offset += at - s;
+    }
+    if let Some(head) = vmas.get_mut(&s) {
+        head.end = at;
+    }
+    vmas.insert(at, tail);
+}
+
+fn split_pmas(pmas: &mut BTreeMap<u64, Pma>, at: u64) {
+    let Some((&s, &p)) = pmas.range(..at).next_back() else {
+        return;
+    };
+    if p.end <= at {
+        return;
+    }
+    if let Some(head) = pmas.get_mut(&s) {
+        head.end = at;
+    }
+    pmas.insert(
+        at,
+        Pma {
+            end: p.end,
+            off: p.off + (at - s),
+        },
+    );
+}

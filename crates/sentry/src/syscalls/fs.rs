@@ -1,0 +1,766 @@
+//! File syscalls: the glue between application memory and the VFS.
+
+use veil_abi::{Errno, Iovec, SysResult, Sysno};
+use veil_vfs::{OpenFile, PathRef};
+
+use super::strace::Arg::*;
+use super::{Args, Table};
+use crate::task::Task;
+use crate::vfsglue::TaskMem;
+
+const AT_FDCWD: i32 = -100;
+const AT_SYMLINK_NOFOLLOW: u32 = 0x100;
+const AT_REMOVEDIR: u32 = 0x200;
+const AT_EACCESS: u32 = 0x200;
+const AT_NO_AUTOMOUNT: u32 = 0x800;
+const AT_EMPTY_PATH: u32 = 0x1000;
+const AT_STATX_SYNC_TYPE: u32 = 0x6000;
+const O_CLOEXEC: i32 = 0o2000000;
+const PATH_MAX: usize = 4096;
+/// Most bytes moved by one read or write, as Linux's MAX_RW_COUNT.
+const MAX_RW: usize = 0x7fff_f000;
+/// Most bytes staged in the sentry per chunk of a read or write.
+const CHUNK: usize = 1 << 20;
+const IOV_MAX: usize = 1024;
+
+const F_DUPFD: i32 = 0;
+const F_GETFD: i32 = 1;
+const F_SETFD: i32 = 2;
+const F_GETFL: i32 = 3;
+const F_SETFL: i32 = 4;
+const F_GETLK: i32 = 5;
+const F_SETLK: i32 = 6;
+const F_SETLKW: i32 = 7;
+const F_DUPFD_CLOEXEC: i32 = 1030;
+const FD_CLOEXEC: u64 = 1;
+
+const RENAME_NOREPLACE: u32 = 1;
+
+pub(super) fn register(t: &mut Table) {
+    t.full(Sysno::read, read, &[Fd, OutBuf, UInt]);
+    t.full(Sysno::write, write, &[Fd, InBuf(2), UInt]);
+    t.full(Sysno::pread64, pread64, &[Fd, OutBuf, UInt, Int]);
+    t.full(Sysno::pwrite64, pwrite64, &[Fd, InBuf(2), UInt, Int]);
+    t.full(Sysno::readv, readv, &[Fd, Hex, Int]);
+    t.full(Sysno::writev, writev, &[Fd, Hex, Int]);
+    t.full(Sysno::preadv, preadv, &[Fd, Hex, Int, Int]);
+    t.full(Sysno::pwritev, pwritev, &[Fd, Hex, Int, Int]);
+    t.full(Sysno::lseek, lseek, &[Fd, Int, Int]);
+    t.full(Sysno::open, open, &[Path, OpenFlags, Oct]);
+    t.full(Sysno::openat, openat, &[DirFd, Path, OpenFlags, Oct]);
+    t.full(Sysno::creat, creat, &[Path, Oct]);
+    t.full(Sysno::close, close, &[Fd]);
+    t.full(Sysno::close_range, close_range, &[UInt, UInt, Hex]);
+    t.full(Sysno::fstat, fstat, &[Fd, Hex]);
+    t.full(Sysno::stat, stat, &[Path, Hex]);
+    t.full(Sysno::lstat, lstat, &[Path, Hex]);
+    t.full(Sysno::newfstatat, newfstatat, &[DirFd, Path, Hex, Hex]);
+    t.full(Sysno::statx, statx, &[DirFd, Path, Hex, Hex, Hex]);
+    t.full(Sysno::getdents64, getdents64, &[Fd, Hex, UInt]);
+    t.full(Sysno::readlink, readlink, &[Path, OutBuf, UInt]);
+    t.full(Sysno::readlinkat, readlinkat, &[DirFd, Path, OutBuf, UInt]);
+    t.full(Sysno::access, access, &[Path, Oct]);
+    t.full(Sysno::faccessat, faccessat, &[DirFd, Path, Oct]);
+    t.full(Sysno::faccessat2, faccessat2, &[DirFd, Path, Oct, Hex]);
+    t.full(Sysno::getcwd, getcwd, &[OutBuf, UInt]);
+    t.full(Sysno::chdir, chdir, &[Path]);
+    t.full(Sysno::fchdir, fchdir, &[Fd]);
+    t.partial(
+        Sysno::fcntl,
+        fcntl,
+        &[Fd, Int, Hex],
+        "descriptor flags, status flags and dup; record locks are not yet supported (EINVAL)",
+    );
+    t.partial(
+        Sysno::ioctl,
+        ioctl,
+        &[Fd, Hex, Hex],
+        "terminal ioctls on host terminals; FIONBIO, FIOCLEX, FIONCLEX",
+    );
+    t.full(Sysno::dup, dup, &[Fd]);
+    t.full(Sysno::dup2, dup2, &[Fd, Fd]);
+    t.full(Sysno::dup3, dup3, &[Fd, Fd, Hex]);
+    t.full(Sysno::umask, umask, &[Oct]);
+    t.full(Sysno::mkdir, mkdir, &[Path, Oct]);
+    t.full(Sysno::mkdirat, mkdirat, &[DirFd, Path, Oct]);
+    t.full(Sysno::unlink, unlink, &[Path]);
+    t.full(Sysno::unlinkat, unlinkat, &[DirFd, Path, Hex]);
+    t.full(Sysno::rmdir, rmdir, &[Path]);
+    t.full(Sysno::rename, rename, &[Path, Path]);
+    t.full(Sysno::renameat, renameat, &[DirFd, Path, DirFd, Path]);
+    t.partial(
+        Sysno::renameat2,
+        renameat2,
+        &[DirFd, Path, DirFd, Path, Hex],
+        "RENAME_EXCHANGE and RENAME_WHITEOUT fail with EINVAL",
+    );
+    t.full(Sysno::symlink, symlink, &[Path, Path]);
+    t.full(Sysno::symlinkat, symlinkat, &[Path, DirFd, Path]);
+    t.partial(
+        Sysno::statfs,
+        statfs,
+        &[Path, Hex],
+        "every filesystem reports itself as a tmpfs",
+    );
+    t.partial(
+        Sysno::fstatfs,
+        fstatfs,
+        &[Fd, Hex],
+        "every filesystem reports itself as a tmpfs",
+    );
+    const NO_XATTRS: &str = "extended attributes are not supported";
+    t.partial(
+        Sysno::getxattr,
+        xattr_path,
+        &[Path, Path, Hex, UInt],
+        NO_XATTRS,
+    );
+    t.partial(
+        Sysno::lgetxattr,
+        xattr_lpath,
+        &[Path, Path, Hex, UInt],
+        NO_XATTRS,
+    );
+    t.partial(
+        Sysno::fgetxattr,
+        xattr_fd,
+        &[Fd, Path, Hex, UInt],
+        NO_XATTRS,
+    );
+    t.partial(Sysno::listxattr, xattr_path, &[Path, Hex, UInt], NO_XATTRS);
+    t.partial(
+        Sysno::llistxattr,
+        xattr_lpath,
+        &[Path, Hex, UInt],
+        NO_XATTRS,
+    );
+    t.partial(Sysno::flistxattr, xattr_fd, &[Fd, Hex, UInt], NO_XATTRS);
+}
+
+fn read_path(t: &Task, addr: u64) -> Result<Vec<u8>, Errno> {
+    t.mm.read_cstr(addr, PATH_MAX - 1)
+}
+
+/// Where a relative path starts: the cwd or the directory `dirfd` names.
+fn start_of(t: &Task, dirfd: i32, path: &[u8]) -> Result<PathRef, Errno> {
+    let ctx = t.fs.lock().unwrap_or_else(|p| p.into_inner());
+    if path.first() == Some(&b'/') {
+        return Ok(ctx.root.clone());
+    }
+    if dirfd == AT_FDCWD {
+        return Ok(ctx.cwd.clone());
+    }
+    drop(ctx);
+    Ok(t.fds.get(dirfd)?.path().clone())
+}
+
+fn fs_ctx(t: &Task) -> veil_vfs::FsContext {
+    t.fs.lock().unwrap_or_else(|p| p.into_inner()).clone()
+}
+
+/// Resolves `(dirfd, path)` for *at() calls, honouring AT_EMPTY_PATH.
+fn resolve(t: &Task, dirfd: i32, path_addr: u64, flags: u32) -> Result<PathRef, Errno> {
+    let path = read_path(t, path_addr)?;
+    if path.is_empty() {
+        if flags & AT_EMPTY_PATH == 0 {
+            return Err(Errno::ENOENT);
+        }
+        if dirfd == AT_FDCWD {
+            return Ok(fs_ctx(t).cwd);
+        }
+        return Ok(t.fds.get(dirfd)?.path().clone());
+    }
+    let start = start_of(t, dirfd, &path)?;
+    t.kernel
+        .vfs
+        .lookup(&fs_ctx(t), &start, &path, flags & AT_SYMLINK_NOFOLLOW == 0)
+}
+
+/// Reads from `file` into application memory at `addr`, in chunks.
+fn read_into(
+    t: &Task,
+    file: &OpenFile,
+    addr: u64,
+    len: usize,
+    mut offset: Option<u64>,
+) -> SysResult {
+    let len = len.min(MAX_RW);
+    t.mm.check_access(addr, len as u64, true)?;
+    let mut buf = vec![0u8; len.min(CHUNK)];
+    let mut done = 0;
+    while done < len {
+        let want = buf.len().min(len - done);
+        let n = match offset {
+            Some(off) => file.pread(&mut buf[..want], off),
+            None => file.read(&mut buf[..want]),
+        };
+        let n = match n {
+            Ok(n) => n,
+            Err(e) if done == 0 => return Err(e),
+            Err(_) => break,
+        };
+        t.mm.copy_out(addr + done as u64, &buf[..n])?;
+        done += n;
+        offset = offset.map(|o| o + n as u64);
+        // A short read means no more data is ready (EOF, a pipe, a tty).
+        if n < want {
+            break;
+        }
+    }
+    Ok(done as u64)
+}
+
+/// Writes application memory at `addr` to `file`, in chunks.
+fn write_from(
+    t: &Task,
+    file: &OpenFile,
+    addr: u64,
+    len: usize,
+    mut offset: Option<u64>,
+) -> SysResult {
+    let len = len.min(MAX_RW);
+    t.mm.check_access(addr, len as u64, false)?;
+    let mut buf = vec![0u8; len.min(CHUNK)];
+    let mut done = 0;
+    while done < len {
+        let want = buf.len().min(len - done);
+        t.mm.copy_in(addr + done as u64, &mut buf[..want])?;
+        let n = match offset {
+            Some(off) => file.pwrite(&buf[..want], off),
+            None => file.write(&buf[..want]),
+        };
+        let n = match n {
+            Ok(n) => n,
+            Err(e) if done == 0 => return Err(e),
+            Err(_) => break,
+        };
+        done += n;
+        offset = offset.map(|o| o + n as u64);
+        if n < want {
+            break;
+        }
+    }
+    Ok(done as u64)
+}
+
+fn read(t: &mut Task, a: &Args) -> SysResult {
+    let file = t.fds.get(a.i32(0))?;
+    read_into(t, &file, a.u64(1), a.usize(2), None)
+}
+
+fn write(t: &mut Task, a: &Args) -> SysResult {
+    let file = t.fds.get(a.i32(0))?;
+    write_from(t, &file, a.u64(1), a.usize(2), None)
+}
+
+fn offset_arg(v: i64) -> Result<u64, Errno> {
+    u64::try_from(v).map_err(|_| Errno::EINVAL)
+}
+
+fn pread64(t: &mut Task, a: &Args) -> SysResult {
+    let file = t.fds.get(a.i32(0))?;
+    read_into(t, &file, a.u64(1), a.usize(2), Some(offset_arg(a.i64(3))?))
+}
+
+fn pwrite64(t: &mut Task, a: &Args) -> SysResult {
+    let file = t.fds.get(a.i32(0))?;
+    write_from(t, &file, a.u64(1), a.usize(2), Some(offset_arg(a.i64(3))?))
+}
+
+fn read_iovecs(t: &Task, addr: u64, count: i32) -> Result<Vec<Iovec>, Errno> {
+    let count = usize::try_from(count).map_err(|_| Errno::EINVAL)?;
+    if count > IOV_MAX {
+        return Err(Errno::EINVAL);
+    }
+    let mut iovs = vec![Iovec::default(); count];
+    t.mm.copy_in(addr, zerocopy::IntoBytes::as_mut_bytes(iovs.as_mut_slice()))?;
+    let mut total: u64 = 0;
+    for iov in &iovs {
+        total = total.checked_add(iov.iov_len).ok_or(Errno::EINVAL)?;
+        if total > i64::MAX as u64 {
+            return Err(Errno::EINVAL);
+        }
+    }
+    Ok(iovs)
+}
+
+fn vectored(t: &Task, a: &Args, offset: Option<u64>, write: bool) -> SysResult {
+    let file = t.fds.get(a.i32(0))?;
+    let iovs = read_iovecs(t, a.u64(1), a.i32(2))?;
+    let mut total = 0u64;
+    for iov in iovs.iter().filter(|v| v.iov_len > 0) {
+        let off = offset.map(|o| o + total);
+        let len = iov.iov_len as usize;
+        let r = if write {
+            write_from(t, &file, iov.iov_base, len, off)
+        } else {
+            read_into(t, &file, iov.iov_base, len, off)
+        };
+        match r {
+            Ok(n) => {
+                total += n;
+                if n < iov.iov_len {
+                    break;
+                }
+            }
+            Err(e) if total == 0 => return Err(e),
+            Err(_) => break,
+        }
+    }
+    Ok(total)
+}
+
+fn readv(t: &mut Task, a: &Args) -> SysResult {
+    vectored(t, a, None, false)
+}
+
+fn writev(t: &mut Task, a: &Args) -> SysResult {
+    vectored(t, a, None, true)
+}
+
+fn preadv(t: &mut Task, a: &Args) -> SysResult {
+    vectored(t, a, Some(offset_arg(a.i64(3))?), false)
+}
+
+fn pwritev(t: &mut Task, a: &Args) -> SysResult {
+    vectored(t, a, Some(offset_arg(a.i64(3))?), true)
+}
+
+fn lseek(t: &mut Task, a: &Args) -> SysResult {
+    t.fds.get(a.i32(0))?.seek(a.i64(1), a.u32(2))
+}
+
+fn do_open(t: &Task, dirfd: i32, path_addr: u64, flags: i32, mode: u32) -> SysResult {
+    let path = read_path(t, path_addr)?;
+    if path.is_empty() {
+        return Err(Errno::ENOENT);
+    }
+    let start = start_of(t, dirfd, &path)?;
+    let ctx = fs_ctx(t);
+    let file = t
+        .kernel
+        .vfs
+        .open(&ctx, &start, &path, flags, mode & 0o7777, &t.creds)?;
+    let fd = t.fds.insert(file, flags & O_CLOEXEC != 0, 0)?;
+    Ok(fd as u64)
+}
+
+fn open(t: &mut Task, a: &Args) -> SysResult {
+    do_open(t, AT_FDCWD, a.u64(0), a.i32(1), a.u32(2))
+}
+
+fn openat(t: &mut Task, a: &Args) -> SysResult {
+    do_open(t, a.i32(0), a.u64(1), a.i32(2), a.u32(3))
+}
+
+fn creat(t: &mut Task, a: &Args) -> SysResult {
+    // O_CREAT | O_WRONLY | O_TRUNC
+    do_open(t, AT_FDCWD, a.u64(0), 0o1101, a.u32(1))
+}
+
+fn close(t: &mut Task, a: &Args) -> SysResult {
+    t.fds.remove(a.i32(0)).map(|_| 0)
+}
+
+fn close_range(t: &mut Task, a: &Args) -> SysResult {
+    const CLOSE_RANGE_UNSHARE: u32 = 2;
+    const CLOSE_RANGE_CLOEXEC: u32 = 4;
+    let (first, last, flags) = (a.u32(0), a.u32(1), a.u32(2));
+    if flags & !(CLOSE_RANGE_UNSHARE | CLOSE_RANGE_CLOEXEC) != 0 || first > last {
+        return Err(Errno::EINVAL);
+    }
+    t.fds
+        .close_range(first, last, flags & CLOSE_RANGE_CLOEXEC != 0);
+    Ok(0)
+}
+
+fn write_stat(t: &Task, addr: u64, st: &veil_abi::Stat) -> SysResult {
+    t.mm.write_obj(addr, st).map(|()| 0)
+}
+
+fn fstat(t: &mut Task, a: &Args) -> SysResult {
+    let st = t.fds.get(a.i32(0))?.stat()?;
+    write_stat(t, a.u64(1), &st)
+}
+
+fn stat(t: &mut Task, a: &Args) -> SysResult {
+    let p = resolve(t, AT_FDCWD, a.u64(0), 0)?;
+    write_stat(t, a.u64(1), &t.kernel.vfs.stat(&p)?)
+}
+
+fn lstat(t: &mut Task, a: &Args) -> SysResult {
+    let p = resolve(t, AT_FDCWD, a.u64(0), AT_SYMLINK_NOFOLLOW)?;
+    write_stat(t, a.u64(1), &t.kernel.vfs.stat(&p)?)
+}
+
+fn newfstatat(t: &mut Task, a: &Args) -> SysResult {
+    let flags = a.u32(3);
+    if flags & !(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH | AT_NO_AUTOMOUNT) != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let st = stat_at(t, a.i32(0), a.u64(1), flags)?;
+    write_stat(t, a.u64(2), &st)
+}
+
+/// Stats `(dirfd, path)`; an empty path with AT_EMPTY_PATH stats the open
+/// file itself (which works for pipes and terminals too).
+fn stat_at(t: &Task, dirfd: i32, path_addr: u64, flags: u32) -> Result<veil_abi::Stat, Errno> {
+    if flags & AT_EMPTY_PATH != 0 && dirfd != AT_FDCWD && read_path(t, path_addr)?.is_empty() {
+        return t.fds.get(dirfd)?.stat();
+    }
+    let p = resolve(t, dirfd, path_addr, flags)?;
+    t.kernel.vfs.stat(&p)
+}
+
+fn statx(t: &mut Task, a: &Args) -> SysResult {
+    let flags = a.u32(2);
+    if flags & !(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH | AT_NO_AUTOMOUNT | AT_STATX_SYNC_TYPE) != 0
+        || flags & AT_STATX_SYNC_TYPE == AT_STATX_SYNC_TYPE
+    {
+        return Err(Errno::EINVAL);
+    }
+    // STATX__RESERVED
+    if a.u32(3) & 0x8000_0000 != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let st = stat_at(t, a.i32(0), a.u64(1), flags)?;
+    let sx = veil_vfs::statx_from_stat(&st);
+    t.mm.write_obj(a.u64(4), &sx).map(|()| 0)
+}
+
+fn getdents64(t: &mut Task, a: &Args) -> SysResult {
+    let file = t.fds.get(a.i32(0))?;
+    let len = a.usize(2).min(MAX_RW);
+    t.mm.check_access(a.u64(1), len as u64, true)?;
+    let bytes = file.getdents64(len.min(CHUNK))?;
+    t.mm.copy_out(a.u64(1), &bytes)?;
+    Ok(bytes.len() as u64)
+}
+
+fn do_readlink(t: &Task, dirfd: i32, path_addr: u64, buf: u64, size: i32) -> SysResult {
+    if size <= 0 {
+        return Err(Errno::EINVAL);
+    }
+    let path = read_path(t, path_addr)?;
+    let target = if path.is_empty() {
+        // readlinkat(fd, "") reads the symlink an O_PATH descriptor refers to.
+        if dirfd == AT_FDCWD {
+            return Err(Errno::ENOENT);
+        }
+        let p = t.fds.get(dirfd)?.path().clone();
+        t.kernel.vfs.readlink_at(&p)?
+    } else {
+        let start = start_of(t, dirfd, &path)?;
+        t.kernel.vfs.readlink(&fs_ctx(t), &start, &path)?
+    };
+    let n = target.len().min(size as usize);
+    t.mm.copy_out(buf, &target[..n])?;
+    Ok(n as u64)
+}
+
+fn readlink(t: &mut Task, a: &Args) -> SysResult {
+    do_readlink(t, AT_FDCWD, a.u64(0), a.u64(1), a.i32(2))
+}
+
+fn readlinkat(t: &mut Task, a: &Args) -> SysResult {
+    do_readlink(t, a.i32(0), a.u64(1), a.u64(2), a.i32(3))
+}
+
+fn do_access(t: &Task, dirfd: i32, path_addr: u64, mode: u32, flags: u32) -> SysResult {
+    if mode & !7 != 0 || flags & !(AT_EACCESS | AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH) != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let path = read_path(t, path_addr)?;
+    if path.is_empty() && flags & AT_EMPTY_PATH == 0 {
+        return Err(Errno::ENOENT);
+    }
+    let start = if path.is_empty() {
+        resolve(t, dirfd, path_addr, flags)?
+    } else {
+        start_of(t, dirfd, &path)?
+    };
+    t.kernel
+        .vfs
+        .access(&fs_ctx(t), &start, &path, mode, flags, &t.creds)
+        .map(|()| 0)
+}
+
+fn access(t: &mut Task, a: &Args) -> SysResult {
+    do_access(t, AT_FDCWD, a.u64(0), a.u32(1), 0)
+}
+
+fn faccessat(t: &mut Task, a: &Args) -> SysResult {
+    do_access(t, a.i32(0), a.u64(1), a.u32(2), 0)
+}
+
+fn faccessat2(t: &mut Task, a: &Args) -> SysResult {
+    do_access(t, a.i32(0), a.u64(1), a.u32(2), a.u32(3))
+}
+
+fn getcwd(t: &mut Task, a: &Args) -> SysResult {
+    let ctx = fs_ctx(t);
+    let mut path = t.kernel.vfs.path_of(&ctx, &ctx.cwd);
+    path.push(0);
+    if path.len() > a.usize(1) {
+        return Err(Errno::ERANGE);
+    }
+    t.mm.copy_out(a.u64(0), &path)?;
+    Ok(path.len() as u64)
+}
+
+fn set_cwd(t: &Task, p: PathRef) -> SysResult {
+    if !t.kernel.vfs.stat(&p)?.is_dir() {
+        return Err(Errno::ENOTDIR);
+    }
+    t.kernel.vfs.check_search(&p, &t.creds)?;
+    t.fs.lock().unwrap_or_else(|p| p.into_inner()).cwd = p;
+    Ok(0)
+}
+
+fn chdir(t: &mut Task, a: &Args) -> SysResult {
+    let p = resolve(t, AT_FDCWD, a.u64(0), 0)?;
+    set_cwd(t, p)
+}
+
+fn fchdir(t: &mut Task, a: &Args) -> SysResult {
+    let p = t.fds.get(a.i32(0))?.path().clone();
+    set_cwd(t, p)
+}
+
+fn fcntl(t: &mut Task, a: &Args) -> SysResult {
+    let fd = a.i32(0);
+    match a.i32(1) {
+        F_DUPFD | F_DUPFD_CLOEXEC => {
+            let file = t.fds.get(fd)?;
+            let min = a.i32(2);
+            if min < 0 {
+                return Err(Errno::EINVAL);
+            }
+            t.fds
+                .insert(file, a.i32(1) == F_DUPFD_CLOEXEC, min)
+                .map(|fd| fd as u64)
+        }
+        F_GETFD => Ok(if t.fds.get_cloexec(fd)? {
+            FD_CLOEXEC
+        } else {
+            0
+        }),
+        F_SETFD => t
+            .fds
+            .set_cloexec(fd, a.u64(2) & FD_CLOEXEC != 0)
+            .map(|()| 0),
+        F_GETFL => Ok(t.fds.get(fd)?.flags() as u64),
+        F_SETFL => {
+            t.fds.get(fd)?.set_flags(a.i32(2));
+            Ok(0)
+        }
+        F_GETLK | F_SETLK | F_SETLKW => {
+            t.fds.get(fd)?;
+            t.kernel.log_once("fcntl record locks");
+            Err(Errno::EINVAL)
+        }
+        cmd => {
+            t.fds.get(fd)?;
+            t.kernel.log_once(&format!("fcntl command {cmd}"));
+            Err(Errno::EINVAL)
+        }
+    }
+}
+
+fn ioctl(t: &mut Task, a: &Args) -> SysResult {
+    const FIONCLEX: u32 = 0x5450;
+    const FIOCLEX: u32 = 0x5451;
+    const FIONBIO: u32 = 0x5421;
+    const O_NONBLOCK: i32 = 0o4000;
+    let fd = a.i32(0);
+    let file = t.fds.get(fd)?;
+    match a.u32(1) {
+        FIOCLEX => t.fds.set_cloexec(fd, true).map(|()| 0),
+        FIONCLEX => t.fds.set_cloexec(fd, false).map(|()| 0),
+        FIONBIO => {
+            let on: i32 = t.mm.read_obj(a.u64(2))?;
+            let flags = file.flags();
+            file.set_flags(if on != 0 {
+                flags | O_NONBLOCK
+            } else {
+                flags & !O_NONBLOCK
+            });
+            Ok(0)
+        }
+        cmd => file.ioctl(cmd, a.u64(2), &TaskMem(t)),
+    }
+}
+
+fn dup(t: &mut Task, a: &Args) -> SysResult {
+    let file = t.fds.get(a.i32(0))?;
+    t.fds.insert(file, false, 0).map(|fd| fd as u64)
+}
+
+fn dup2(t: &mut Task, a: &Args) -> SysResult {
+    let file = t.fds.get(a.i32(0))?;
+    if a.i32(0) == a.i32(1) {
+        return Ok(a.u64(1));
+    }
+    t.fds.insert_at(a.i32(1), file, false).map(|()| a.u64(1))
+}
+
+fn dup3(t: &mut Task, a: &Args) -> SysResult {
+    let flags = a.i32(2);
+    if flags & !O_CLOEXEC != 0 || a.i32(0) == a.i32(1) {
+        return Err(Errno::EINVAL);
+    }
+    let file = t.fds.get(a.i32(0))?;
+    t.fds
+        .insert_at(a.i32(1), file, flags & O_CLOEXEC != 0)
+        .map(|()| a.u64(1))
+}
+
+fn umask(t: &mut Task, a: &Args) -> SysResult {
+    let mut ctx = t.fs.lock().unwrap_or_else(|p| p.into_inner());
+    let old = ctx.umask;
+    ctx.umask = a.u32(0) & 0o777;
+    Ok(u64::from(old))
+}
+
+fn parent_and_name(t: &Task, dirfd: i32, path_addr: u64) -> Result<(PathRef, Vec<u8>), Errno> {
+    let path = read_path(t, path_addr)?;
+    if path.is_empty() {
+        return Err(Errno::ENOENT);
+    }
+    Ok((start_of(t, dirfd, &path)?, path))
+}
+
+fn do_mkdir(t: &Task, dirfd: i32, path_addr: u64, mode: u32) -> SysResult {
+    let (start, path) = parent_and_name(t, dirfd, path_addr)?;
+    t.kernel
+        .vfs
+        .mkdir(&fs_ctx(t), &start, &path, mode & 0o7777, &t.creds)
+        .map(|()| 0)
+}
+
+fn mkdir(t: &mut Task, a: &Args) -> SysResult {
+    do_mkdir(t, AT_FDCWD, a.u64(0), a.u32(1))
+}
+
+fn mkdirat(t: &mut Task, a: &Args) -> SysResult {
+    do_mkdir(t, a.i32(0), a.u64(1), a.u32(2))
+}
+
+fn do_unlink(t: &Task, dirfd: i32, path_addr: u64, flags: u32) -> SysResult {
+    if flags & !AT_REMOVEDIR != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let (start, path) = parent_and_name(t, dirfd, path_addr)?;
+    let ctx = fs_ctx(t);
+    if flags & AT_REMOVEDIR != 0 {
+        t.kernel.vfs.rmdir(&ctx, &start, &path, &t.creds)
+    } else {
+        t.kernel.vfs.unlink(&ctx, &start, &path, &t.creds)
+    }
+    .map(|()| 0)
+}
+
+fn unlink(t: &mut Task, a: &Args) -> SysResult {
+    do_unlink(t, AT_FDCWD, a.u64(0), 0)
+}
+
+fn unlinkat(t: &mut Task, a: &Args) -> SysResult {
+    do_unlink(t, a.i32(0), a.u64(1), a.u32(2))
+}
+
+fn rmdir(t: &mut Task, a: &Args) -> SysResult {
+    do_unlink(t, AT_FDCWD, a.u64(0), AT_REMOVEDIR)
+}
+
+fn do_rename(t: &Task, olddir: i32, old: u64, newdir: i32, new: u64, flags: u32) -> SysResult {
+    if flags & !RENAME_NOREPLACE != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let (ostart, opath) = parent_and_name(t, olddir, old)?;
+    let (nstart, npath) = parent_and_name(t, newdir, new)?;
+    let ctx = fs_ctx(t);
+    if flags & RENAME_NOREPLACE != 0 && t.kernel.vfs.lookup(&ctx, &nstart, &npath, false).is_ok() {
+        return Err(Errno::EEXIST);
+    }
+    t.kernel
+        .vfs
+        .rename(&ctx, &ostart, &opath, &nstart, &npath, &t.creds)
+        .map(|()| 0)
+}
+
+fn rename(t: &mut Task, a: &Args) -> SysResult {
+    do_rename(t, AT_FDCWD, a.u64(0), AT_FDCWD, a.u64(1), 0)
+}
+
+fn renameat(t: &mut Task, a: &Args) -> SysResult {
+    do_rename(t, a.i32(0), a.u64(1), a.i32(2), a.u64(3), 0)
+}
+
+fn renameat2(t: &mut Task, a: &Args) -> SysResult {
+    do_rename(t, a.i32(0), a.u64(1), a.i32(2), a.u64(3), a.u32(4))
+}
+
+fn do_symlink(t: &Task, target: u64, dirfd: i32, path_addr: u64) -> SysResult {
+    let target = read_path(t, target)?;
+    if target.is_empty() {
+        return Err(Errno::ENOENT);
+    }
+    let (start, path) = parent_and_name(t, dirfd, path_addr)?;
+    t.kernel
+        .vfs
+        .symlink(&fs_ctx(t), &start, &path, &target, &t.creds)
+        .map(|()| 0)
+}
+
+fn symlink(t: &mut Task, a: &Args) -> SysResult {
+    do_symlink(t, a.u64(0), AT_FDCWD, a.u64(1))
+}
+
+fn symlinkat(t: &mut Task, a: &Args) -> SysResult {
+    do_symlink(t, a.u64(0), a.i32(1), a.u64(2))
+}
+
+fn fill_statfs(t: &Task, addr: u64) -> SysResult {
+    const TMPFS_MAGIC: i64 = 0x0102_1994;
+    let blocks = (2u64 << 30) / 4096;
+    let st = veil_abi::Statfs {
+        f_type: TMPFS_MAGIC,
+        f_bsize: 4096,
+        f_blocks: blocks,
+        f_bfree: blocks,
+        f_bavail: blocks,
+        f_files: 1 << 20,
+        f_ffree: 1 << 20,
+        f_namelen: 255,
+        f_frsize: 4096,
+        ..Default::default()
+    };
+    t.mm.write_obj(addr, &st).map(|()| 0)
+}
+
+fn statfs(t: &mut Task, a: &Args) -> SysResult {
+    resolve(t, AT_FDCWD, a.u64(0), 0)?;
+    fill_statfs(t, a.u64(1))
+}
+
+fn fstatfs(t: &mut Task, a: &Args) -> SysResult {
+    t.fds.get(a.i32(0))?;
+    fill_statfs(t, a.u64(1))
+}
+
+/// The xattr calls check their target like Linux, then report that the
+/// filesystem has no extended attributes.
+fn xattr_path(t: &mut Task, a: &Args) -> SysResult {
+    resolve(t, AT_FDCWD, a.u64(0), 0)?;
+    Err(Errno::EOPNOTSUPP)
+}
+
+fn xattr_lpath(t: &mut Task, a: &Args) -> SysResult {
+    resolve(t, AT_FDCWD, a.u64(0), AT_SYMLINK_NOFOLLOW)?;
+    Err(Errno::EOPNOTSUPP)
+}
+
+fn xattr_fd(t: &mut Task, a: &Args) -> SysResult {
+    t.fds.get(a.i32(0))?;
+    Err(Errno::EOPNOTSUPP)
+}

@@ -1,0 +1,446 @@
+//! Process and thread identity, lifetime, exec, limits and prctl.
+
+use std::sync::Arc;
+
+use veil_abi::{Errno, Rlimit, SysResult, Sysno};
+use veil_platform::Registers;
+
+use super::strace::Arg::*;
+use super::{Args, Table};
+use crate::loader::{self, AuxInfo};
+use crate::mm::{Layout, MemoryManager};
+use crate::task::{ExitStatus, Task, RLIM_NLIMITS};
+use crate::vfsglue::TaskExecOpener;
+
+const ARCH_SET_GS: i32 = 0x1001;
+const ARCH_SET_FS: i32 = 0x1002;
+const ARCH_GET_FS: i32 = 0x1003;
+const ARCH_GET_GS: i32 = 0x1004;
+const ARCH_GET_CPUID: i32 = 0x1011;
+const ARCH_SET_CPUID: i32 = 0x1012;
+
+const PR_SET_PDEATHSIG: i32 = 1;
+const PR_GET_PDEATHSIG: i32 = 2;
+const PR_GET_DUMPABLE: i32 = 3;
+const PR_SET_DUMPABLE: i32 = 4;
+const PR_SET_NAME: i32 = 15;
+const PR_GET_NAME: i32 = 16;
+const PR_CAPBSET_READ: i32 = 23;
+const PR_SET_NO_NEW_PRIVS: i32 = 38;
+const PR_GET_NO_NEW_PRIVS: i32 = 39;
+const PR_SET_VMA: i32 = 0x53564d41;
+
+/// Most argv/envp entries read before giving up with E2BIG.
+const MAX_ARG_STRINGS: usize = 1 << 20;
+
+pub(super) fn register(t: &mut Table) {
+    t.full(Sysno::getpid, getpid, &[]);
+    t.full(Sysno::getppid, getppid, &[]);
+    t.full(Sysno::gettid, gettid, &[]);
+    t.full(Sysno::getuid, getuid, &[]);
+    t.full(Sysno::geteuid, geteuid, &[]);
+    t.full(Sysno::getgid, getgid, &[]);
+    t.full(Sysno::getegid, getegid, &[]);
+    t.full(Sysno::getresuid, getresuid, &[Hex, Hex, Hex]);
+    t.full(Sysno::getresgid, getresgid, &[Hex, Hex, Hex]);
+    t.full(Sysno::getgroups, getgroups, &[Int, Hex]);
+    t.full(Sysno::getpgrp, getpgrp, &[]);
+    t.full(Sysno::getpgid, getpgid, &[Int]);
+    t.full(Sysno::getsid, getsid, &[Int]);
+    t.partial(
+        Sysno::setpgid,
+        setpgid,
+        &[Int, Int],
+        "only the calling process exists until fork arrives",
+    );
+    t.partial(
+        Sysno::setsid,
+        setsid,
+        &[],
+        "only the calling process exists until fork arrives",
+    );
+    t.full(Sysno::exit, exit, &[Int]);
+    t.full(Sysno::exit_group, exit_group, &[Int]);
+    t.full(Sysno::set_tid_address, set_tid_address, &[Hex]);
+    t.full(Sysno::set_robust_list, set_robust_list, &[Hex, UInt]);
+    t.full(Sysno::get_robust_list, get_robust_list, &[Int, Hex, Hex]);
+    t.full(Sysno::arch_prctl, arch_prctl, &[Hex, Hex]);
+    t.partial(
+        Sysno::prctl,
+        prctl,
+        &[Int, Hex, Hex, Hex, Hex],
+        "names, dumpable, no_new_privs, pdeathsig (stored), capability bounding set; others EINVAL",
+    );
+    t.full(Sysno::prlimit64, prlimit64, &[Int, Int, Hex, Hex]);
+    t.full(Sysno::getrlimit, getrlimit, &[Int, Hex]);
+    t.full(Sysno::setrlimit, setrlimit, &[Int, Hex]);
+    t.partial(
+        Sysno::execve,
+        execve,
+        &[Path, Hex, Hex],
+        "single-threaded processes",
+    );
+    t.unimplemented(
+        Sysno::rseq,
+        Errno::ENOSYS,
+        &[Hex, UInt, Hex, Hex],
+        "restartable sequences; glibc falls back",
+    );
+}
+
+fn getpid(t: &mut Task, _a: &Args) -> SysResult {
+    Ok(t.tg.pid as u64)
+}
+
+fn getppid(t: &mut Task, _a: &Args) -> SysResult {
+    Ok(t.tg.ppid as u64)
+}
+
+fn gettid(t: &mut Task, _a: &Args) -> SysResult {
+    Ok(t.tid as u64)
+}
+
+fn getuid(t: &mut Task, _a: &Args) -> SysResult {
+    Ok(u64::from(t.creds.uid))
+}
+
+fn geteuid(t: &mut Task, _a: &Args) -> SysResult {
+    Ok(u64::from(t.creds.euid))
+}
+
+fn getgid(t: &mut Task, _a: &Args) -> SysResult {
+    Ok(u64::from(t.creds.gid))
+}
+
+fn getegid(t: &mut Task, _a: &Args) -> SysResult {
+    Ok(u64::from(t.creds.egid))
+}
+
+fn write_three(t: &Task, a: &Args, ids: [u32; 3]) -> SysResult {
+    for (i, id) in ids.iter().enumerate() {
+        t.mm.write_obj(a.u64(i), id)?;
+    }
+    Ok(0)
+}
+
+fn getresuid(t: &mut Task, a: &Args) -> SysResult {
+    let c = &t.creds;
+    write_three(t, a, [c.uid, c.euid, c.euid])
+}
+
+fn getresgid(t: &mut Task, a: &Args) -> SysResult {
+    let c = &t.creds;
+    write_three(t, a, [c.gid, c.egid, c.egid])
+}
+
+fn getgroups(t: &mut Task, a: &Args) -> SysResult {
+    let size = a.i32(0);
+    let groups = &t.creds.groups;
+    if size < 0 {
+        return Err(Errno::EINVAL);
+    }
+    if size == 0 {
+        return Ok(groups.len() as u64);
+    }
+    if (size as usize) < groups.len() {
+        return Err(Errno::EINVAL);
+    }
+    let bytes: Vec<u8> = groups.iter().flat_map(|g| g.to_le_bytes()).collect();
+    t.mm.copy_out(a.u64(1), &bytes)?;
+    Ok(groups.len() as u64)
+}
+
+fn getpgrp(t: &mut Task, _a: &Args) -> SysResult {
+    Ok(*t.tg.pgid.lock().unwrap_or_else(|p| p.into_inner()) as u64)
+}
+
+fn getpgid(t: &mut Task, a: &Args) -> SysResult {
+    check_self(t, a.i32(0))?;
+    getpgrp(t, a)
+}
+
+fn getsid(t: &mut Task, a: &Args) -> SysResult {
+    check_self(t, a.i32(0))?;
+    Ok(*t.tg.sid.lock().unwrap_or_else(|p| p.into_inner()) as u64)
+}
+
+fn setpgid(t: &mut Task, a: &Args) -> SysResult {
+    check_self(t, a.i32(0))?;
+    let pgid = a.i32(1);
+    if pgid < 0 {
+        return Err(Errno::EINVAL);
+    }
+    // A session leader cannot change its process group.
+    if *t.tg.sid.lock().unwrap_or_else(|p| p.into_inner()) == t.tg.pid {
+        return Err(Errno::EPERM);
+    }
+    if pgid != 0 && pgid != t.tg.pid {
+        return Err(Errno::EPERM);
+    }
+    *t.tg.pgid.lock().unwrap_or_else(|p| p.into_inner()) = t.tg.pid;
+    Ok(0)
+}
+
+fn setsid(t: &mut Task, _a: &Args) -> SysResult {
+    // The init process is already a session and group leader.
+    if *t.tg.pgid.lock().unwrap_or_else(|p| p.into_inner()) == t.tg.pid {
+        return Err(Errno::EPERM);
+    }
+    *t.tg.sid.lock().unwrap_or_else(|p| p.into_inner()) = t.tg.pid;
+    *t.tg.pgid.lock().unwrap_or_else(|p| p.into_inner()) = t.tg.pid;
+    Ok(t.tg.pid as u64)
+}
+
+fn check_self(t: &Task, pid: i32) -> Result<(), Errno> {
+    if pid == 0 || pid == t.tg.pid {
+        Ok(())
+    } else if pid < 0 {
+        Err(Errno::EINVAL)
+    } else {
+        Err(Errno::ESRCH)
+    }
+}
+
+fn exit(t: &mut Task, a: &Args) -> SysResult {
+    // With one thread per process, the last thread's exit ends the process.
+    t.exit = Some(ExitStatus::Exited(a.i32(0) & 0xff));
+    Err(Errno::EJUSTRETURN)
+}
+
+fn exit_group(t: &mut Task, a: &Args) -> SysResult {
+    t.exit = Some(ExitStatus::Exited(a.i32(0) & 0xff));
+    Err(Errno::EJUSTRETURN)
+}
+
+fn set_tid_address(t: &mut Task, a: &Args) -> SysResult {
+    t.clear_child_tid = a.u64(0);
+    Ok(t.tid as u64)
+}
+
+fn set_robust_list(t: &mut Task, a: &Args) -> SysResult {
+    // sizeof(struct robust_list_head)
+    if a.u64(1) != 24 {
+        return Err(Errno::EINVAL);
+    }
+    t.robust_list = (a.u64(0), a.u64(1));
+    Ok(0)
+}
+
+fn get_robust_list(t: &mut Task, a: &Args) -> SysResult {
+    if a.i32(0) != 0 && a.i32(0) != t.tid {
+        return Err(Errno::ESRCH);
+    }
+    t.mm.write_obj(a.u64(1), &t.robust_list.0)?;
+    t.mm.write_obj(a.u64(2), &t.robust_list.1)?;
+    Ok(0)
+}
+
+fn arch_prctl(t: &mut Task, a: &Args) -> SysResult {
+    let max = t.mm.layout().max;
+    match a.i32(0) {
+        ARCH_SET_FS | ARCH_SET_GS if a.u64(1) >= max => Err(Errno::EPERM),
+        ARCH_SET_FS => {
+            t.regs.fs_base = a.u64(1);
+            Ok(0)
+        }
+        ARCH_SET_GS => {
+            t.regs.gs_base = a.u64(1);
+            Ok(0)
+        }
+        ARCH_GET_FS => t.mm.write_obj(a.u64(1), &t.regs.fs_base).map(|()| 0),
+        ARCH_GET_GS => t.mm.write_obj(a.u64(1), &t.regs.gs_base).map(|()| 0),
+        // CPUID faulting is not offered: CPUID always runs natively.
+        ARCH_GET_CPUID => Ok(1),
+        ARCH_SET_CPUID => Err(Errno::ENODEV),
+        _ => Err(Errno::EINVAL),
+    }
+}
+
+fn prctl(t: &mut Task, a: &Args) -> SysResult {
+    match a.i32(0) {
+        PR_SET_NAME => {
+            let mut name = t.mm.read_cstr(a.u64(1), usize::MAX >> 1).or_else(|e| {
+                // Linux copies at most 16 bytes and never fails on a long name.
+                if e == Errno::ENAMETOOLONG {
+                    Ok(Vec::new())
+                } else {
+                    Err(e)
+                }
+            })?;
+            name.truncate(15);
+            t.comm = name;
+            Ok(0)
+        }
+        PR_GET_NAME => {
+            let mut buf = [0u8; 16];
+            buf[..t.comm.len().min(15)].copy_from_slice(&t.comm[..t.comm.len().min(15)]);
+            t.mm.copy_out(a.u64(1), &buf).map(|()| 0)
+        }
+        PR_SET_PDEATHSIG => {
+            if a.u64(1) > 64 {
+                return Err(Errno::EINVAL);
+            }
+            Ok(0)
+        }
+        PR_GET_PDEATHSIG => t.mm.write_obj(a.u64(1), &0i32).map(|()| 0),
+        PR_GET_DUMPABLE => Ok(1),
+        PR_SET_DUMPABLE if a.u64(1) <= 1 => Ok(0),
+        PR_CAPBSET_READ if a.u64(1) <= 40 => Ok(1),
+        PR_CAPBSET_READ => Err(Errno::EINVAL),
+        PR_SET_NO_NEW_PRIVS if a.u64(1) == 1 => Ok(0),
+        PR_GET_NO_NEW_PRIVS => Ok(0),
+        PR_SET_VMA => Ok(0),
+        op => {
+            t.kernel.log_once(&format!("prctl option {op}"));
+            Err(Errno::EINVAL)
+        }
+    }
+}
+
+fn rlimit_index(resource: i32) -> Result<usize, Errno> {
+    usize::try_from(resource)
+        .ok()
+        .filter(|&r| r < RLIM_NLIMITS)
+        .ok_or(Errno::EINVAL)
+}
+
+fn prlimit64(t: &mut Task, a: &Args) -> SysResult {
+    let pid = a.i32(0);
+    if pid != 0 && pid != t.tg.pid {
+        return Err(Errno::ESRCH);
+    }
+    let r = rlimit_index(a.i32(1))?;
+    let new: Option<Rlimit> = match a.u64(2) {
+        0 => None,
+        addr => Some(t.mm.read_obj(addr)?),
+    };
+    let old = t.tg.rlimits.lock().unwrap_or_else(|p| p.into_inner())[r];
+    if a.u64(3) != 0 {
+        t.mm.write_obj(a.u64(3), &old)?;
+    }
+    if let Some(new) = new {
+        set_limit(t, r, new)?;
+    }
+    Ok(0)
+}
+
+fn set_limit(t: &mut Task, r: usize, new: Rlimit) -> Result<(), Errno> {
+    const RLIMIT_NOFILE: usize = 7;
+    if new.rlim_cur > new.rlim_max {
+        return Err(Errno::EINVAL);
+    }
+    let mut limits = t.tg.rlimits.lock().unwrap_or_else(|p| p.into_inner());
+    // Raising a hard limit needs CAP_SYS_RESOURCE, which root has.
+    if new.rlim_max > limits[r].rlim_max && t.creds.euid != 0 {
+        return Err(Errno::EPERM);
+    }
+    if r == RLIMIT_NOFILE {
+        if new.rlim_cur > veil_vfs::MAX_NOFILE {
+            return Err(Errno::EPERM);
+        }
+        t.fds.set_limit(new.rlim_cur as usize);
+    }
+    limits[r] = new;
+    Ok(())
+}
+
+fn getrlimit(t: &mut Task, a: &Args) -> SysResult {
+    let r = rlimit_index(a.i32(0))?;
+    let old = t.tg.rlimits.lock().unwrap_or_else(|p| p.into_inner())[r];
+    t.mm.write_obj(a.u64(1), &old).map(|()| 0)
+}
+
+fn setrlimit(t: &mut Task, a: &Args) -> SysResult {
+    let r = rlimit_index(a.i32(0))?;
+    let new: Rlimit = t.mm.read_obj(a.u64(1))?;
+    set_limit(t, r, new).map(|()| 0)
+}
+
+/// Reads a NULL-terminated array of string pointers (argv or envp).
+fn read_strings(t: &Task, mut addr: u64) -> Result<Vec<Vec<u8>>, Errno> {
+    let mut out = Vec::new();
+    if addr == 0 {
+        return Ok(out);
+    }
+    loop {
+        let p: u64 = t.mm.read_obj(addr)?;
+        if p == 0 {
+            return Ok(out);
+        }
+        if out.len() >= MAX_ARG_STRINGS {
+            return Err(Errno::E2BIG);
+        }
+        out.push(t.mm.read_cstr(p, 32 * 4096).map_err(|e| {
+            if e == Errno::ENAMETOOLONG {
+                Errno::E2BIG
+            } else {
+                e
+            }
+        })?);
+        addr = addr.checked_add(8).ok_or(Errno::EFAULT)?;
+    }
+}
+
+fn execve(t: &mut Task, a: &Args) -> SysResult {
+    let path = t.mm.read_cstr(a.u64(0), 4096)?;
+    if path.is_empty() {
+        return Err(Errno::ENOENT);
+    }
+    let argv = read_strings(t, a.u64(1))?;
+    let envp = read_strings(t, a.u64(2))?;
+    exec(t, &path, argv, &envp)
+}
+
+/// Replaces the task's image; on failure the old image is untouched.
+pub fn exec(t: &mut Task, path: &[u8], argv: Vec<Vec<u8>>, envp: &[Vec<u8>]) -> SysResult {
+    let kernel = t.kernel.clone();
+    let space = kernel.platform.new_address_space().map_err(|e| {
+        tracing::error!("exec: cannot create an address space: {e}");
+        Errno::ENOMEM
+    })?;
+    let mm = Arc::new(MemoryManager::new(
+        space,
+        kernel.memfile.clone(),
+        Layout::new(kernel.platform.max_user_address()),
+    ));
+    let opener = TaskExecOpener::new(t);
+    let loaded = loader::load(&opener, &mm, path, argv, envp, &aux_info(t))?;
+    // Point of no return.
+    t.mm.clear();
+    t.mm = mm;
+    t.fds.close_on_exec();
+    let mut actions = t.tg.sigactions.lock().unwrap_or_else(|p| p.into_inner());
+    for act in actions.iter_mut() {
+        // Handled signals revert to the default; ignored ones stay ignored.
+        if act.handler > 1 {
+            *act = veil_abi::KernelSigaction::default();
+        }
+    }
+    drop(actions);
+    t.altstack = veil_abi::StackT {
+        ss_flags: 2,
+        ..Default::default()
+    };
+    t.robust_list = (0, 0);
+    t.clear_child_tid = 0;
+    t.comm = loaded.comm;
+    *t.tg.exe.lock().unwrap_or_else(|p| p.into_inner()) = loaded.exe_path;
+    t.regs = Registers::new_user(loaded.entry, loaded.stack_pointer);
+    Err(Errno::EJUSTRETURN)
+}
+
+fn aux_info(t: &Task) -> AuxInfo {
+    let mut random = [0u8; 16];
+    // A failed getrandom leaves zeros: weaker stack canaries, never a crash.
+    let _ = rustix::rand::getrandom(&mut random, rustix::rand::GetRandomFlags::empty());
+    let (hwcap, hwcap2) = rustix::param::linux_hwcap();
+    AuxInfo {
+        uid: t.creds.uid,
+        euid: t.creds.euid,
+        gid: t.creds.gid,
+        egid: t.creds.egid,
+        hwcap: hwcap as u64,
+        hwcap2: hwcap2 as u64,
+        random,
+    }
+}

@@ -1,0 +1,193 @@
+//! Tasks: application threads, each run by one sentry thread that owns its
+//! platform context.
+
+use std::sync::{Arc, Mutex};
+
+use veil_abi::{Errno, KernelSigaction, Rlimit, StackT};
+use veil_platform::{Context, Event, Registers};
+use veil_vfs::{Creds, FdTable, FsContext};
+
+use crate::kernel::Kernel;
+use crate::mm::MemoryManager;
+use crate::syscalls;
+
+/// Number of signals, as `_NSIG`.
+pub const NSIG: usize = 64;
+/// Number of resource limits (RLIM_NLIMITS).
+pub const RLIM_NLIMITS: usize = 16;
+
+/// How a task (and its thread group) ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExitStatus {
+    Exited(i32),
+    Signaled { signo: i32, core: bool },
+}
+
+impl ExitStatus {
+    /// The status a shell would report: the code, or 128 + the signal.
+    pub fn shell_code(self) -> i32 {
+        match self {
+            ExitStatus::Exited(c) => c & 0xff,
+            ExitStatus::Signaled { signo, .. } => 128 + signo,
+        }
+    }
+}
+
+/// State shared by the threads of one process.
+pub struct ThreadGroup {
+    pub pid: i32,
+    pub ppid: i32,
+    pub pgid: Mutex<i32>,
+    pub sid: Mutex<i32>,
+    pub rlimits: Mutex<[Rlimit; RLIM_NLIMITS]>,
+    pub sigactions: Mutex<[KernelSigaction; NSIG]>,
+    /// The executable's path inside the sandbox (/proc/self/exe).
+    pub exe: Mutex<Vec<u8>>,
+}
+
+impl ThreadGroup {
+    pub fn new(pid: i32, ppid: i32) -> ThreadGroup {
+        ThreadGroup {
+            pid,
+            ppid,
+            pgid: Mutex::new(pid),
+            sid: Mutex::new(pid),
+            rlimits: Mutex::new(default_rlimits()),
+            sigactions: Mutex::new([KernelSigaction::default(); NSIG]),
+            exe: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+fn default_rlimits() -> [Rlimit; RLIM_NLIMITS] {
+    const INF: u64 = u64::MAX;
+    let lim = |cur, max| Rlimit {
+        rlim_cur: cur,
+        rlim_max: max,
+    };
+    let mut r = [lim(INF, INF); RLIM_NLIMITS];
+    r[3] = lim(crate::mm::STACK_SIZE, INF); // RLIMIT_STACK
+    r[4] = lim(0, INF); // RLIMIT_CORE
+    r[6] = lim(63_672, 63_672); // RLIMIT_NPROC
+    r[7] = lim(veil_vfs::DEFAULT_NOFILE, 1 << 20); // RLIMIT_NOFILE
+    r[8] = lim(8 << 20, 8 << 20); // RLIMIT_MEMLOCK
+    r[11] = lim(63_672, 63_672); // RLIMIT_SIGPENDING
+    r[12] = lim(819_200, 819_200); // RLIMIT_MSGQUEUE
+    r
+}
+
+pub struct Task {
+    pub tid: i32,
+    pub kernel: Arc<Kernel>,
+    pub tg: Arc<ThreadGroup>,
+    pub mm: Arc<MemoryManager>,
+    pub fds: Arc<FdTable>,
+    pub fs: Arc<Mutex<FsContext>>,
+    pub creds: Creds,
+    pub regs: Registers,
+    ctx: Box<dyn Context>,
+    pub signal_mask: u64,
+    pub altstack: StackT,
+    pub clear_child_tid: u64,
+    pub robust_list: (u64, u64),
+    pub comm: Vec<u8>,
+    /// Set by exit, exit_group and fatal signals; ends the run loop.
+    pub exit: Option<ExitStatus>,
+}
+
+impl Task {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        kernel: Arc<Kernel>,
+        tg: Arc<ThreadGroup>,
+        tid: i32,
+        mm: Arc<MemoryManager>,
+        fds: Arc<FdTable>,
+        fs: Arc<Mutex<FsContext>>,
+        creds: Creds,
+        regs: Registers,
+    ) -> Task {
+        let ctx = kernel.platform.new_context();
+        Task {
+            tid,
+            kernel,
+            tg,
+            mm,
+            fds,
+            fs,
+            creds,
+            regs,
+            ctx,
+            signal_mask: 0,
+            altstack: StackT {
+                ss_flags: 2, // SS_DISABLE
+                ..StackT::default()
+            },
+            clear_child_tid: 0,
+            robust_list: (0, 0),
+            comm: Vec::new(),
+            exit: None,
+        }
+    }
+
+    /// Runs the task until it exits.
+    pub fn run(&mut self) -> ExitStatus {
+        loop {
+            if let Some(status) = self.exit {
+                self.mm.clear();
+                return status;
+            }
+            let event = self.ctx.switch(self.mm.space(), &mut self.regs);
+            match event {
+                Ok(Event::Syscall) => syscalls::dispatch(self),
+                Ok(Event::Fault(f)) => self.handle_fault(f),
+                Ok(Event::Signal(signo)) => {
+                    tracing::debug!(
+                        "task {}: host signal {signo} for the stub ignored",
+                        self.tid
+                    );
+                }
+                Err(e) => {
+                    tracing::error!("task {}: platform failure: {e}", self.tid);
+                    self.exit = Some(ExitStatus::Signaled {
+                        signo: 9,
+                        core: false,
+                    });
+                }
+            }
+        }
+    }
+
+    fn handle_fault(&mut self, f: veil_platform::FaultInfo) {
+        const SIGSEGV: i32 = 11;
+        const SI_KERNEL: i32 = 0x80;
+        if f.signo == SIGSEGV && f.code != SI_KERNEL {
+            let access_error = f.code == 2; // SEGV_ACCERR
+            if self.mm.handle_fault(f.addr, access_error).is_ok() {
+                return;
+            }
+        }
+        if self.kernel.strace {
+            eprintln!(
+                "[{:4}] --- signal {} (code {}, addr {:#x}) at rip {:#x} ---",
+                self.tid, f.signo, f.code, f.addr, self.regs.rip
+            );
+        }
+        self.deliver_fatal(f.signo);
+    }
+
+    /// Applies a signal's default action: terminate, with a core for the
+    /// signals whose default is to dump one.
+    pub fn deliver_fatal(&mut self, signo: i32) {
+        let core = matches!(signo, 3 | 4 | 5 | 6 | 7 | 8 | 11 | 24 | 25 | 31);
+        self.exit = Some(ExitStatus::Signaled { signo, core });
+    }
+
+    pub fn copy_in(&self, addr: u64, buf: &mut [u8]) -> Result<(), Errno> {
+        self.mm.copy_in(addr, buf)
+    }
+
+    pub fn copy_out(&self, addr: u64, buf: &[u8]) -> Result<(), Errno> {
+        self.mm.copy_out(addr, buf)
+    }
+}

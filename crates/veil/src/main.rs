@@ -1,0 +1,208 @@
+//! veil: a sandboxed container runtime. `veil do CMD` runs a command over the
+//! host's root, read-only, on veil's user-space kernel.
+
+mod cmd_do;
+
+use std::ffi::OsString;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStringExt;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "veil",
+    version,
+    about = "A sandboxed container runtime with a user-space kernel"
+)]
+struct Cli {
+    /// Print every application system call with decoded arguments.
+    #[arg(long, global = true)]
+    strace: bool,
+    /// The platform that runs application code.
+    #[arg(long, global = true, default_value = "ptrace", value_parser = ["ptrace"])]
+    platform: String,
+    /// Write debug logs of every veil process into this directory.
+    #[arg(long, global = true, value_name = "DIR")]
+    debug_log: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a command in a sandbox over the host's root filesystem (read-only,
+    /// with writes kept in memory).
+    Do {
+        /// The command and its arguments.
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<OsString>,
+    },
+    /// Inspect veil itself.
+    Debug {
+        #[command(subcommand)]
+        what: DebugCommand,
+    },
+    /// (internal) The sentry process.
+    #[command(hide = true)]
+    Boot {
+        #[arg(long)]
+        gofer_fd: RawFd,
+        #[arg(long)]
+        cwd: OsString,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<OsString>,
+    },
+    /// (internal) The gofer process.
+    #[command(hide = true)]
+    Gofer {
+        #[arg(long)]
+        root: PathBuf,
+        #[arg(long)]
+        sock_fd: RawFd,
+    },
+}
+
+#[derive(Subcommand)]
+enum DebugCommand {
+    /// Print the system call compatibility table (Markdown).
+    Syscalls,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli);
+    let result = match cli.command {
+        Command::Do { command } => cmd_do::run(&command, cli.strace, cli.debug_log.as_deref()),
+        Command::Debug {
+            what: DebugCommand::Syscalls,
+        } => {
+            print!("{}", veil_sentry::syscalls::compatibility_markdown());
+            Ok(0)
+        }
+        Command::Boot {
+            gofer_fd,
+            cwd,
+            command,
+        } => boot(gofer_fd, cwd, command, cli.strace),
+        Command::Gofer { root, sock_fd } => gofer(&root, sock_fd),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("veil: {e:#}");
+            ExitCode::from(125)
+        }
+    }
+}
+
+fn init_logging(cli: &Cli) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("VEIL_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(if cli.debug_log.is_some() {
+            "debug"
+        } else {
+            "warn"
+        })
+    });
+    let role = match cli.command {
+        Command::Boot { .. } => "sentry",
+        Command::Gofer { .. } => "gofer",
+        _ => "veil",
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false);
+    if let Some(dir) = &cli.debug_log {
+        let path = dir.join(format!("{role}-{}.log", std::process::id()));
+        if let Ok(file) = std::fs::File::create(&path) {
+            builder
+                .with_writer(std::sync::Mutex::new(file))
+                .with_ansi(false)
+                .init();
+            return;
+        }
+    }
+    builder.with_writer(std::io::stderr).init();
+}
+
+/// Takes ownership of a descriptor inherited from the parent veil process.
+fn inherited_fd(fd: RawFd) -> anyhow::Result<OwnedFd> {
+    rustix::io::fcntl_getfd(
+        // SAFETY: only borrowed for the duration of this validity check.
+        unsafe { rustix::fd::BorrowedFd::borrow_raw(fd) },
+    )
+    .with_context(|| format!("descriptor {fd} was not inherited"))?;
+    // SAFETY: the parent veil process passed this descriptor to us for our
+    // exclusive use, and it is open (checked above); nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn boot(
+    gofer_fd: RawFd,
+    cwd: OsString,
+    command: Vec<OsString>,
+    strace: bool,
+) -> anyhow::Result<u8> {
+    let gofer = inherited_fd(gofer_fd)?;
+    let dup = |fd: RawFd| -> anyhow::Result<OwnedFd> {
+        // SAFETY: stdio descriptors are open for the life of the process; we
+        // only borrow them to duplicate.
+        let borrowed = unsafe { rustix::fd::BorrowedFd::borrow_raw(fd) };
+        rustix::io::fcntl_dupfd_cloexec(borrowed, 3)
+            .with_context(|| format!("duplicating stdio {fd}"))
+    };
+    // SAFETY: getuid and friends cannot fail.
+    let (uid, gid) = (
+        rustix::process::getuid().as_raw(),
+        rustix::process::getgid().as_raw(),
+    );
+    let cfg = veil_sentry::BootConfig {
+        gofer,
+        stdio: [dup(0)?, dup(1)?, dup(2)?],
+        argv: command.into_iter().map(OsStringExt::into_vec).collect(),
+        envp: std::env::vars_os()
+            .map(|(k, v)| {
+                let mut kv = k.into_vec();
+                kv.push(b'=');
+                kv.extend(v.into_vec());
+                kv
+            })
+            .collect(),
+        cwd: cwd.into_vec(),
+        creds: veil_vfs::Creds {
+            uid,
+            gid,
+            euid: uid,
+            egid: gid,
+            groups: Vec::new(),
+        },
+        strace,
+    };
+    match veil_sentry::boot(cfg) {
+        Ok(status) => Ok(status.shell_code() as u8),
+        Err(veil_sentry::BootError::Exec { path, errno }) => {
+            eprintln!(
+                "veil: {}: {}",
+                String::from_utf8_lossy(&path),
+                std::io::Error::from_raw_os_error(errno.raw())
+            );
+            Ok(if errno == veil_abi::Errno::ENOENT {
+                127
+            } else {
+                126
+            })
+        }
+        Err(e) => Err(e).context("sentry failed"),
+    }
+}
+
+fn gofer(root: &std::path::Path, sock_fd: RawFd) -> anyhow::Result<u8> {
+    let sock = inherited_fd(sock_fd)?;
+    let root_fd =
+        veil_gofer::open_root(root).with_context(|| format!("opening root {}", root.display()))?;
+    veil_gofer::serve(root_fd, sock).context("gofer failed")?;
+    Ok(0)
+}

@@ -1,0 +1,143 @@
+//! File system: tests/c/fs/*.c natively vs under veil, and the overlay
+//! contract: the sandbox sees the host's root, its writes land in a memory
+//! overlay, and the host is never modified.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{assert_same_program, path_str, run_veil, Link, Status, TempDir};
+
+fn fs_basic(link: Link) {
+    let (_, veil) = assert_same_program("fs/fs_basic", link);
+    assert!(
+        veil.stdout_str().ends_with("all ok\n"),
+        "{}",
+        veil.describe()
+    );
+}
+
+#[test]
+fn fs_basic_static() {
+    fs_basic(Link::Static);
+}
+
+#[test]
+fn fs_basic_dynamic() {
+    fs_basic(Link::Dynamic);
+}
+
+/// A host path that must not exist, before or after the test. If veil ever
+/// leaks a write to the host, the test fails and the file is removed again.
+struct HostProbe(PathBuf);
+
+impl HostProbe {
+    fn new(dir: &str, tag: &str) -> HostProbe {
+        let p = Path::new(dir).join(format!("veil-overlay-probe-{tag}-{}", std::process::id()));
+        // A leftover from an earlier, interrupted run.
+        let _ = std::fs::remove_file(&p);
+        HostProbe(p)
+    }
+
+    fn path(&self) -> &str {
+        path_str(&self.0)
+    }
+
+    fn assert_absent_on_host(&self) {
+        let exists = self.0.symlink_metadata().is_ok();
+        if exists {
+            let _ = std::fs::remove_file(&self.0);
+        }
+        assert!(
+            !exists,
+            "{} was created ON THE HOST by a write inside the sandbox: \
+             the overlay leaked (removed it again)",
+            self.0.display()
+        );
+    }
+}
+
+impl Drop for HostProbe {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn write_then_read_in_sandbox(dir: &str, tag: &str) {
+    let probe = HostProbe::new(dir, tag);
+    let script = format!("echo x > {0} && cat {0}", probe.path());
+    let veil = run_veil(&["/bin/sh", "-c", &script], &[]);
+    probe.assert_absent_on_host();
+    veil.assert_success();
+    assert_eq!(veil.stdout_str(), "x\n", "{}", veil.describe());
+}
+
+#[test]
+fn overlay_write_in_tmp_stays_in_sandbox() {
+    write_then_read_in_sandbox("/tmp", "tmp");
+}
+
+#[test]
+fn overlay_write_in_etc_stays_in_sandbox() {
+    write_then_read_in_sandbox("/etc", "etc");
+}
+
+/// Each `veil do` starts from a fresh overlay: a file written by one run is
+/// gone in the next.
+#[test]
+fn overlay_is_per_run() {
+    let probe = HostProbe::new("/tmp", "per-run");
+    let first = run_veil(
+        &["/bin/sh", "-c", &format!("echo x > {}", probe.path())],
+        &[],
+    );
+    first.assert_success();
+    let second = run_veil(&["/bin/cat", probe.path()], &[]);
+    probe.assert_absent_on_host();
+    assert_eq!(second.status, Status::Exited(1), "{}", second.describe());
+    assert!(
+        second.stderr_str().contains("No such file or directory"),
+        "{}",
+        second.describe()
+    );
+}
+
+/// Changing and deleting existing host files inside the sandbox leaves the
+/// host copies untouched (the files are the test's own, in target/tmp).
+#[test]
+fn overlay_hides_changes_to_host_files() {
+    let dir = TempDir::new("overlay");
+    let changed = dir.write("changed.txt", b"original\n", 0o644);
+    let deleted = dir.write("deleted.txt", b"keep me\n", 0o644);
+    let script = format!(
+        "echo changed > {c} && cat {c} && rm {d} && test ! -e {d} && echo deleted && \
+         mkdir {dir}/newdir && echo made",
+        c = path_str(&changed),
+        d = path_str(&deleted),
+        dir = path_str(dir.path()),
+    );
+    let veil = run_veil(&["/bin/sh", "-c", &script], &[]);
+    assert_eq!(
+        std::fs::read(&changed).ok().as_deref(),
+        Some(&b"original\n"[..]),
+        "host file was modified by the sandbox\n{}",
+        veil.describe()
+    );
+    assert_eq!(
+        std::fs::read(&deleted).ok().as_deref(),
+        Some(&b"keep me\n"[..]),
+        "host file was deleted by the sandbox\n{}",
+        veil.describe()
+    );
+    assert!(
+        !dir.path().join("newdir").exists(),
+        "a directory made in the sandbox appeared on the host"
+    );
+    veil.assert_success();
+    assert_eq!(
+        veil.stdout_str(),
+        "changed\ndeleted\nmade\n",
+        "{}",
+        veil.describe()
+    );
+}
