@@ -1,155 +1,146 @@
-//! The sentry's side of the gofer protocol.
+//! The sentry's side of the protocol: one request at a time over the gofer
+//! socket. Gofer errors come back as their errno; a lost connection or a
+//! malformed reply is EIO, for good.
 
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError};
 
+use rustix::net::{shutdown, Shutdown};
 use veil_abi::Errno;
 
-use crate::protocol::{Request, Response, WireStat, MAX_MESSAGE};
+pub use crate::protocol::{DirEntry, Fid, HostStat, HostStatfs};
+use crate::protocol::{Request, Response, MAX_MESSAGE, NAME_MAX};
 use crate::wire;
 
-/// A file the gofer holds open for us.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Fid(pub u64);
-
-/// A host file's attributes, as the gofer saw them.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct HostStat {
-    pub dev: u64,
-    pub ino: u64,
-    pub mode: u32,
-    pub nlink: u64,
-    pub uid: u32,
-    pub gid: u32,
-    pub rdev: u64,
-    pub size: i64,
-    pub blksize: i64,
-    pub blocks: i64,
-    pub atime: (i64, i64),
-    pub mtime: (i64, i64),
-    pub ctime: (i64, i64),
+/// A connection to the gofer, shareable between threads.
+pub struct GoferClient {
+    conn: Mutex<Conn>,
 }
 
-impl From<WireStat> for HostStat {
-    fn from(w: WireStat) -> HostStat {
-        HostStat {
-            dev: w.dev,
-            ino: w.ino,
-            mode: w.mode,
-            nlink: w.nlink,
-            uid: w.uid,
-            gid: w.gid,
-            rdev: w.rdev,
-            size: w.size,
-            blksize: w.blksize,
-            blocks: w.blocks,
-            atime: w.atime,
-            mtime: w.mtime,
-            ctime: w.ctime,
-        }
+struct Conn {
+    sock: OwnedFd,
+    /// Holds the request, then the reply.
+    buf: Box<[u8]>,
+}
+
+impl Conn {
+    fn exchange(&mut self, req: &Request) -> Result<(Response, Option<OwnedFd>), Errno> {
+        // Callers bound their variable-sized fields, so a request always fits.
+        let len = postcard::to_slice(req, &mut self.buf)
+            .map_err(|_| Errno::EIO)?
+            .len();
+        let reply = wire::send(self.sock.as_fd(), &self.buf[..len], None)
+            .and_then(|()| wire::recv(self.sock.as_fd(), &mut self.buf));
+        let decoded = match reply {
+            Ok(Some((len, fd))) => postcard::from_bytes(&self.buf[..len]).ok().map(|r| (r, fd)),
+            _ => None,
+        };
+        // A lost or garbled reply leaves requests and replies out of step:
+        // end the connection rather than misread later replies.
+        decoded.ok_or_else(|| {
+            let _ = shutdown(&self.sock, Shutdown::ReadWrite);
+            Errno::EIO
+        })
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DirEntry {
-    pub name: Vec<u8>,
-    pub ino: u64,
-    pub dtype: u8,
-    /// Pass to `readdir` to continue after this entry.
-    pub cookie: u64,
-}
-
-/// A connection to the gofer; requests are serialized one at a time.
-pub struct GoferClient {
-    sock: Mutex<OwnedFd>,
-}
-
 impl GoferClient {
-    pub fn new(sock: OwnedFd) -> GoferClient {
+    pub fn new(sock: OwnedFd) -> Self {
         GoferClient {
-            sock: Mutex::new(sock),
+            conn: Mutex::new(Conn {
+                sock,
+                buf: vec![0; MAX_MESSAGE].into_boxed_slice(),
+            }),
         }
     }
 
     fn call(&self, req: &Request) -> Result<(Response, Option<OwnedFd>), Errno> {
-        let bytes = postcard::to_stdvec(req).map_err(|_| Errno::ENAMETOOLONG)?;
-        if bytes.len() > MAX_MESSAGE {
-            return Err(Errno::ENAMETOOLONG);
-        }
-        let sock = self.sock.lock().map_err(|_| Errno::EIO)?;
-        wire::send(sock.as_fd(), &bytes, None).map_err(|_| Errno::EIO)?;
-        let mut buf = Vec::new();
-        let fd = match wire::recv(sock.as_fd(), &mut buf) {
-            Ok(Some(fd)) => fd,
-            Ok(None) | Err(_) => return Err(Errno::EIO),
-        };
-        match postcard::from_bytes::<Response>(&buf) {
-            Ok(Response::Error(e)) => Err(Errno::new(e)),
-            Ok(r) => Ok((r, fd)),
-            Err(_) => Err(Errno::EIO),
+        let reply = self
+            .conn
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .exchange(req)?;
+        match reply {
+            // Only errnos an application may see: from 512 up they are
+            // kernel- and sentry-internal (restarts, EJUSTRETURN).
+            (Response::Error(e), _) if (1..512).contains(&e) => Err(Errno::new(e)),
+            (Response::Error(_), _) => Err(Errno::EIO),
+            reply => Ok(reply),
         }
     }
 
-    fn fid_reply(&self, req: &Request) -> Result<(Fid, HostStat), Errno> {
+    fn call_fid(&self, req: &Request) -> Result<(Fid, HostStat), Errno> {
         match self.call(req)? {
-            (Response::Fid { fid, stat }, _) => Ok((Fid(fid), stat.into())),
+            (Response::Fid { fid, stat }, _) => Ok((fid, stat)),
             _ => Err(Errno::EIO),
         }
     }
 
-    /// The root of the served tree.
+    /// A fid for the mount root.
     pub fn attach(&self) -> Result<(Fid, HostStat), Errno> {
-        self.fid_reply(&Request::Attach)
+        self.call_fid(&Request::Attach)
     }
 
-    /// One component beneath `dir`; a symlink yields a fid for the link itself.
+    /// A fid for the entry `name` of directory `dir`. A symlink is not
+    /// followed: the fid names the link. `name` must be a single component:
+    /// "", ".", "..", or a '/' or NUL in it, get EINVAL.
     pub fn walk(&self, dir: Fid, name: &[u8]) -> Result<(Fid, HostStat), Errno> {
-        self.fid_reply(&Request::Walk {
-            dir: dir.0,
+        if name.len() > NAME_MAX {
+            return Err(Errno::ENAMETOOLONG);
+        }
+        self.call_fid(&Request::Walk {
+            dir,
             name: name.to_vec(),
         })
     }
 
     pub fn stat(&self, fid: Fid) -> Result<HostStat, Errno> {
-        match self.call(&Request::Stat { fid: fid.0 })? {
-            (Response::Stat(s), _) => Ok(s.into()),
+        match self.call(&Request::Stat { fid })? {
+            (Response::Stat(stat), _) => Ok(stat),
             _ => Err(Errno::EIO),
         }
     }
 
-    /// A host FD for reading a regular file or directory.
+    /// A host FD reading the fid's regular file or directory. `flags` are
+    /// open(2)'s: write access or O_TRUNC get EROFS, and of the rest only
+    /// O_DIRECTORY, O_NONBLOCK, O_CLOEXEC, O_NOCTTY, O_LARGEFILE and
+    /// O_NOFOLLOW are accepted (others EINVAL). O_DIRECTORY on anything but
+    /// a directory gets ENOTDIR; otherwise symlinks get ELOOP, devices and
+    /// FIFOs EACCES, sockets ENXIO.
     pub fn open(&self, fid: Fid, flags: i32) -> Result<OwnedFd, Errno> {
-        match self.call(&Request::Open { fid: fid.0, flags })? {
+        match self.call(&Request::Open { fid, flags })? {
             (Response::Opened, Some(fd)) => Ok(fd),
             _ => Err(Errno::EIO),
         }
     }
 
+    /// The target of a symlink; EINVAL for anything else.
     pub fn readlink(&self, fid: Fid) -> Result<Vec<u8>, Errno> {
-        match self.call(&Request::Readlink { fid: fid.0 })? {
+        match self.call(&Request::Readlink { fid })? {
             (Response::Link(target), _) => Ok(target),
             _ => Err(Errno::EIO),
         }
     }
 
-    /// Entries after `cookie` (0: from the start); empty at the end.
+    /// The entries after `cookie` (0: from the start), without "." and "..";
+    /// empty at the end.
     pub fn readdir(&self, dir: Fid, cookie: u64) -> Result<Vec<DirEntry>, Errno> {
-        match self.call(&Request::Readdir { dir: dir.0, cookie })? {
-            (Response::Entries(entries), _) => Ok(entries
-                .into_iter()
-                .map(|e| DirEntry {
-                    name: e.name,
-                    ino: e.ino,
-                    dtype: e.dtype,
-                    cookie: e.cookie,
-                })
-                .collect()),
+        match self.call(&Request::Readdir { dir, cookie })? {
+            (Response::Entries(entries), _) => Ok(entries),
+            _ => Err(Errno::EIO),
+        }
+    }
+
+    /// The statfs of the filesystem holding the fid.
+    pub fn statfs(&self, fid: Fid) -> Result<HostStatfs, Errno> {
+        match self.call(&Request::Statfs { fid })? {
+            (Response::Statfs(statfs), _) => Ok(statfs),
             _ => Err(Errno::EIO),
         }
     }
 
     /// Forgets a fid; best effort.
     pub fn clunk(&self, fid: Fid) {
-        let _ = self.call(&Request::Clunk { fid: fid.0 });
+        let _ = self.call(&Request::Clunk { fid });
     }
 }

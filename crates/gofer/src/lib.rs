@@ -1,12 +1,12 @@
 //! The gofer: the only process that touches the container's filesystem on
-//! the host. It serves an FD-based file protocol to the sentry over a Unix
-//! socket and donates host FDs, resolving everything beneath its root one
-//! component at a time without following symlinks.
+//! the host. It serves an FD-based file protocol to the sentry over a
+//! SOCK_SEQPACKET socket and donates host FDs, resolving everything beneath
+//! its root one component at a time without following symlinks.
 
 mod client;
 pub mod protocol;
 mod server;
 mod wire;
 
-pub use client::{DirEntry, Fid, GoferClient, HostStat};
+pub use client::{DirEntry, Fid, GoferClient, HostStat, HostStatfs};
 pub use server::{open_root, serve, GoferError};

@@ -1,28 +1,52 @@
-//! The gofer's side of the protocol. Every fid is an `O_PATH` descriptor
-//! reached from the root by single-component `openat(O_NOFOLLOW)` walks, so
-//! neither `..`, nor symlinks, nor concurrent renames can lead outside.
+//! The gofer's side of the protocol.
+//!
+//! Every fid is an `O_PATH` descriptor reached from the root by
+//! single-component `openat(O_NOFOLLOW)` walks, so neither "..", nor
+//! symlinks, nor concurrent renames can lead outside the root. Requests are
+//! hostile: each is bounded and validated, and a bad one gets an errno reply,
+//! never a panic. The tree is served read-only.
 
 use std::collections::HashMap;
+use std::ffi::CString;
+use std::io;
+use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use rustix::fs::{openat, statat, AtFlags, FileType, Mode, OFlags, RawDir, CWD};
-use rustix::io::Errno;
+use rustix::fs::{
+    fstat, fstatfs, openat, readlinkat_raw, seek, FileType, Mode, OFlags, RawDir, SeekFrom, CWD,
+};
+use rustix::io::{fcntl_dupfd_cloexec, Errno};
+use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
 
 use crate::protocol::{
-    Request, Response, WireDirEntry, WireStat, MAX_FIDS, MAX_MESSAGE, NAME_MAX, READDIR_BUDGET,
+    DirEntry, Fid, HostStat, HostStatfs, Request, Response, MAX_FIDS, MAX_MESSAGE, NAME_MAX,
+    PATH_MAX,
 };
 use crate::wire;
 
+/// Most bytes a directory entry adds to a reply beyond its name: the name's
+/// length, ino and cookie as postcard varints, and dtype.
+const ENTRY_OVERHEAD: usize = 3 + 10 + 10 + 1;
+/// Room for the entries of a readdir reply: a message less the reply's tag
+/// and entry count.
+const READDIR_BUDGET: usize = MAX_MESSAGE - 16;
+/// The getdents buffer.
+const DIRENT_BUF: usize = 32 << 10;
+
 #[derive(Debug, thiserror::Error)]
 pub enum GoferError {
-    #[error("cannot open the root {path}: {errno}")]
-    Root { path: String, errno: Errno },
-    #[error("socket: {0}")]
-    Socket(Errno),
+    #[error("cannot open the root {}: {err}", path.display())]
+    Root { path: PathBuf, err: io::Error },
+    #[error("cannot open /proc/self/fd: {0}")]
+    Proc(io::Error),
+    #[error("gofer socket: {0}")]
+    Socket(io::Error),
+    #[error("cannot encode a reply")]
+    Encode(#[from] postcard::Error),
 }
 
-/// Opens the directory to serve, from trusted configuration.
+/// Opens the directory to serve, named by trusted configuration.
 pub fn open_root(path: &Path) -> Result<OwnedFd, GoferError> {
     openat(
         CWD,
@@ -30,58 +54,217 @@ pub fn open_root(path: &Path) -> Result<OwnedFd, GoferError> {
         OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
         Mode::empty(),
     )
-    .map_err(|errno| GoferError::Root {
-        path: path.display().to_string(),
-        errno,
+    .map_err(|e| GoferError::Root {
+        path: path.to_owned(),
+        err: e.into(),
     })
+}
+
+/// Serves the tree beneath `root` on `sock` until the sentry closes it.
+/// Opens `/proc/self/fd` up front (fids are reopened for I/O through it) and
+/// raises the process's soft RLIMIT_NOFILE, as every fid is an FD.
+pub fn serve(root: OwnedFd, sock: OwnedFd) -> Result<(), GoferError> {
+    raise_fd_limit();
+    let proc_fds = openat(
+        CWD,
+        "/proc/self/fd",
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| GoferError::Proc(e.into()))?;
+    let mut server = Server {
+        root,
+        proc_fds,
+        fids: HashMap::new(),
+        next_fid: 1,
+    };
+    let mut buf = vec![0u8; MAX_MESSAGE];
+    loop {
+        let (response, fd) = match wire::recv(sock.as_fd(), &mut buf) {
+            Ok(None) => return Ok(()),
+            // The sentry has no FDs to give: any attached are dropped unused.
+            Ok(Some((len, _))) => server.handle(&buf[..len]),
+            Err(Errno::MSGSIZE) => {
+                tracing::warn!("gofer: oversized request");
+                (Response::Error(Errno::MSGSIZE.raw_os_error()), None)
+            }
+            Err(e) => return Err(GoferError::Socket(e.into())),
+        };
+        let len = postcard::to_slice(&response, &mut buf)?.len();
+        match wire::send(sock.as_fd(), &buf[..len], fd.as_ref().map(AsFd::as_fd)) {
+            Ok(()) => {}
+            // The sentry left without waiting for its reply.
+            Err(Errno::PIPE | Errno::CONNRESET) => return Ok(()),
+            Err(e) => return Err(GoferError::Socket(e.into())),
+        }
+    }
+}
+
+/// Every fid is an FD: lift the soft limit (often 1024) to the hard one.
+fn raise_fd_limit() {
+    let limit = getrlimit(Resource::Nofile);
+    let raised = Rlimit {
+        current: limit.maximum,
+        maximum: limit.maximum,
+    };
+    // Best effort: without it the sentry just gets EMFILE sooner.
+    let _ = setrlimit(Resource::Nofile, raised);
 }
 
 struct Server {
     root: OwnedFd,
-    fids: HashMap<u64, OwnedFd>,
-    next: u64,
+    /// `/proc/self/fd`, through which fids are reopened for I/O.
+    proc_fds: OwnedFd,
+    fids: HashMap<Fid, OwnedFd>,
+    next_fid: u64,
 }
 
-/// Serves one connection until the sentry closes it.
-pub fn serve(root: OwnedFd, sock: OwnedFd) -> Result<(), GoferError> {
-    let mut server = Server {
-        root,
-        fids: HashMap::new(),
-        next: 1,
-    };
-    let mut buf = Vec::with_capacity(MAX_MESSAGE);
-    loop {
-        let received = match wire::recv(sock.as_fd(), &mut buf) {
-            Ok(Some(fd)) => fd,
-            Ok(None) => return Ok(()),
-            // A malformed packet gets an error reply, not a dead gofer.
-            Err(Errno::MSGSIZE) => {
-                reply(&sock, &Response::Error(Errno::MSGSIZE.raw_os_error()), None)?;
+impl Server {
+    /// Decodes and runs one request; failures become an errno reply.
+    fn handle(&mut self, bytes: &[u8]) -> (Response, Option<OwnedFd>) {
+        let result = match postcard::take_from_bytes::<Request>(bytes) {
+            Ok((req, [])) => self.dispatch(req),
+            _ => {
+                tracing::warn!("gofer: undecodable request of {} bytes", bytes.len());
+                Err(Errno::BADMSG)
+            }
+        };
+        result.unwrap_or_else(|e| (Response::Error(e.raw_os_error()), None))
+    }
+
+    fn dispatch(&mut self, req: Request) -> Result<(Response, Option<OwnedFd>), Errno> {
+        let response = match req {
+            Request::Attach => {
+                let fd = fcntl_dupfd_cloexec(&self.root, 0)?;
+                self.insert(fd)?
+            }
+            Request::Walk { dir, name } => {
+                let name = component(name)?;
+                let flags = OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+                let fd = openat(self.fd(dir)?, name.as_c_str(), flags, Mode::empty())?;
+                self.insert(fd)?
+            }
+            Request::Stat { fid } => Response::Stat(stat(self.fd(fid)?)?),
+            Request::Open { fid, flags } => {
+                return Ok((Response::Opened, Some(self.open(fid, flags)?)))
+            }
+            Request::Readlink { fid } => Response::Link(readlink(self.fd(fid)?)?),
+            Request::Readdir { dir, cookie } => Response::Entries(self.readdir(dir, cookie)?),
+            Request::Clunk { fid } => {
+                self.fids.remove(&fid).ok_or(Errno::BADF)?;
+                Response::Done
+            }
+            Request::Statfs { fid } => Response::Statfs(statfs(self.fd(fid)?)?),
+        };
+        Ok((response, None))
+    }
+
+    fn fd(&self, fid: Fid) -> Result<&OwnedFd, Errno> {
+        self.fids.get(&fid).ok_or(Errno::BADF)
+    }
+
+    fn insert(&mut self, fd: OwnedFd) -> Result<Response, Errno> {
+        if self.fids.len() >= MAX_FIDS {
+            return Err(Errno::NFILE);
+        }
+        let stat = stat(&fd)?;
+        let fid = Fid(self.next_fid);
+        self.next_fid += 1;
+        self.fids.insert(fid, fd);
+        Ok(Response::Fid { fid, stat })
+    }
+
+    /// Validates open(2) flags: read-only access, plus flags that change
+    /// nothing on the host or only the FD's own status (O_NONBLOCK).
+    fn open(&self, fid: Fid, flags: i32) -> Result<OwnedFd, Errno> {
+        let flags = OFlags::from_bits_retain(flags as u32);
+        if flags.intersects(OFlags::WRONLY | OFlags::RDWR | OFlags::TRUNC) {
+            return Err(Errno::ROFS);
+        }
+        let allowed = OFlags::DIRECTORY
+            | OFlags::NONBLOCK
+            | OFlags::CLOEXEC
+            | OFlags::NOCTTY
+            | OFlags::LARGEFILE
+            | OFlags::NOFOLLOW;
+        if !allowed.contains(flags) {
+            return Err(Errno::INVAL);
+        }
+        self.reopen(fid, flags & (OFlags::DIRECTORY | OFlags::NONBLOCK))
+    }
+
+    /// Opens the fid's inode for reading. Only regular files and
+    /// directories: never a symlink (ELOOP), a device or FIFO (EACCES, as on
+    /// a nodev mount) or a socket (ENXIO, as Linux); with O_DIRECTORY,
+    /// nothing but a directory (ENOTDIR). Checking the type first is
+    /// race-free: a fid's inode never changes.
+    fn reopen(&self, fid: Fid, flags: OFlags) -> Result<OwnedFd, Errno> {
+        let fd = self.fd(fid)?;
+        let kind = match FileType::from_raw_mode(stat(fd)?.mode) {
+            FileType::Directory => OFlags::DIRECTORY,
+            _ if flags.contains(OFlags::DIRECTORY) => return Err(Errno::NOTDIR),
+            FileType::RegularFile => OFlags::empty(),
+            FileType::Symlink => return Err(Errno::LOOP),
+            FileType::Socket => return Err(Errno::NXIO),
+            _ => return Err(Errno::ACCESS),
+        };
+        // /proc/self/fd/N opens exactly the fid's inode, wherever it has
+        // been renamed to since the walk.
+        let flags =
+            OFlags::RDONLY | kind | (flags & OFlags::NONBLOCK) | OFlags::CLOEXEC | OFlags::NOCTTY;
+        openat(
+            &self.proc_fds,
+            fd.as_raw_fd().to_string(),
+            flags,
+            Mode::empty(),
+        )
+    }
+
+    /// As many entries after `cookie` as fit in one reply.
+    fn readdir(&self, dir: Fid, cookie: u64) -> Result<Vec<DirEntry>, Errno> {
+        let fd = self.reopen(dir, OFlags::DIRECTORY)?;
+        seek(&fd, SeekFrom::Start(cookie))?;
+        let mut buf = vec![MaybeUninit::uninit(); DIRENT_BUF];
+        let mut dirents = RawDir::new(&fd, &mut buf);
+        let mut entries = Vec::new();
+        let mut used = 0;
+        while let Some(entry) = dirents.next() {
+            let entry = entry?;
+            let name = entry.file_name().to_bytes();
+            if name == b"." || name == b".." {
                 continue;
             }
-            Err(e) => return Err(GoferError::Socket(e)),
-        };
-        // The sentry never sends FDs; drop any it does.
-        drop(received);
-        let (response, fd) = match postcard::from_bytes::<Request>(&buf) {
-            Ok(req) => match server.handle(req) {
-                Ok(r) => r,
-                Err(e) => (Response::Error(e.raw_os_error()), None),
-            },
-            Err(_) => (Response::Error(Errno::INVAL.raw_os_error()), None),
-        };
-        reply(&sock, &response, fd.as_ref())?;
+            used += name.len() + ENTRY_OVERHEAD;
+            if used > READDIR_BUDGET {
+                break;
+            }
+            entries.push(DirEntry {
+                name: name.to_vec(),
+                ino: entry.ino(),
+                dtype: dtype(entry.file_type()),
+                cookie: entry.next_entry_cookie(),
+            });
+        }
+        Ok(entries)
     }
 }
 
-fn reply(sock: &OwnedFd, response: &Response, fd: Option<&OwnedFd>) -> Result<(), GoferError> {
-    let bytes = postcard::to_stdvec(response).map_err(|_| GoferError::Socket(Errno::MSGSIZE))?;
-    wire::send(sock.as_fd(), &bytes, fd.map(AsFd::as_fd)).map_err(GoferError::Socket)
+/// A walk takes one component: not empty, "." or "..", without '/' or NUL
+/// (all EINVAL: the sentry resolves paths, "." and ".." itself), and at most
+/// NAME_MAX bytes (ENAMETOOLONG, as Linux).
+fn component(name: Vec<u8>) -> Result<CString, Errno> {
+    if name.len() > NAME_MAX {
+        return Err(Errno::NAMETOOLONG);
+    }
+    if matches!(&name[..], b"" | b"." | b"..") || name.contains(&b'/') {
+        return Err(Errno::INVAL);
+    }
+    CString::new(name).map_err(|_| Errno::INVAL)
 }
 
-fn stat_of(fd: &OwnedFd) -> Result<WireStat, Errno> {
-    let st = statat(fd, c"", AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW)?;
-    Ok(WireStat {
+fn stat(fd: &OwnedFd) -> Result<HostStat, Errno> {
+    let st = fstat(fd)?;
+    Ok(HostStat {
         dev: st.st_dev,
         ino: st.st_ino,
         mode: st.st_mode,
@@ -98,148 +281,70 @@ fn stat_of(fd: &OwnedFd) -> Result<WireStat, Errno> {
     })
 }
 
-fn check_name(name: &[u8]) -> Result<(), Errno> {
-    if name.len() > NAME_MAX {
+fn statfs(fd: &OwnedFd) -> Result<HostStatfs, Errno> {
+    let st = fstatfs(fd)?;
+    Ok(HostStatfs {
+        fs_type: st.f_type,
+        bsize: st.f_bsize,
+        blocks: st.f_blocks,
+        bfree: st.f_bfree,
+        bavail: st.f_bavail,
+        files: st.f_files,
+        ffree: st.f_ffree,
+        namelen: st.f_namelen,
+        frsize: st.f_frsize,
+        flags: st.f_flags,
+    })
+}
+
+fn readlink(fd: &OwnedFd) -> Result<Vec<u8>, Errno> {
+    let mut buf = [MaybeUninit::uninit(); PATH_MAX];
+    // With an empty path readlinkat reads the fid itself, and fails with
+    // ENOENT when it is not a symlink; Linux's readlink says EINVAL.
+    let (target, rest) = readlinkat_raw(fd, c"", &mut buf).map_err(|e| match e {
+        Errno::NOENT => Errno::INVAL,
+        e => e,
+    })?;
+    if rest.is_empty() {
         return Err(Errno::NAMETOOLONG);
     }
-    if name.is_empty() || name == b"." || name == b".." || name.contains(&b'/') || name.contains(&0)
-    {
-        return Err(Errno::INVAL);
-    }
-    Ok(())
+    Ok(target.to_vec())
 }
 
-impl Server {
-    fn fid(&self, fid: u64) -> Result<&OwnedFd, Errno> {
-        self.fids.get(&fid).ok_or(Errno::BADF)
-    }
-
-    fn add(&mut self, fd: OwnedFd) -> Result<(u64, WireStat), Errno> {
-        if self.fids.len() >= MAX_FIDS {
-            return Err(Errno::NFILE);
-        }
-        let stat = stat_of(&fd)?;
-        let fid = self.next;
-        self.next += 1;
-        self.fids.insert(fid, fd);
-        Ok((fid, stat))
-    }
-
-    fn handle(&mut self, req: Request) -> Result<(Response, Option<OwnedFd>), Errno> {
-        let response = match req {
-            Request::Attach => {
-                let fd = rustix::io::fcntl_dupfd_cloexec(&self.root, 0)?;
-                let (fid, stat) = self.add(fd)?;
-                Response::Fid { fid, stat }
-            }
-            Request::Walk { dir, name } => {
-                check_name(&name)?;
-                let name = std::ffi::CString::new(name).map_err(|_| Errno::INVAL)?;
-                let fd = openat(
-                    self.fid(dir)?,
-                    name.as_c_str(),
-                    OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                    Mode::empty(),
-                )?;
-                let (fid, stat) = self.add(fd)?;
-                Response::Fid { fid, stat }
-            }
-            Request::Stat { fid } => Response::Stat(stat_of(self.fid(fid)?)?),
-            Request::Open { fid, flags } => {
-                return Ok((Response::Opened, Some(self.open(fid, flags)?)))
-            }
-            Request::Readlink { fid } => {
-                let target = rustix::fs::readlinkat(self.fid(fid)?, c"", Vec::new())
-                    .map_err(|e| if e == Errno::NOENT { Errno::INVAL } else { e })?;
-                Response::Link(target.into_bytes())
-            }
-            Request::Readdir { dir, cookie } => Response::Entries(self.readdir(dir, cookie)?),
-            Request::Clunk { fid } => {
-                self.fids.remove(&fid);
-                Response::Done
-            }
-        };
-        Ok((response, None))
-    }
-
-    /// Reopens a fid for reading: only regular files and directories, never
-    /// a symlink, a device, a FIFO or a socket.
-    fn open(&self, fid: u64, flags: i32) -> Result<OwnedFd, Errno> {
-        let accmode = flags & 3;
-        if accmode != 0 {
-            return Err(Errno::ROFS);
-        }
-        let allowed = OFlags::DIRECTORY.bits() as i32
-            | OFlags::NONBLOCK.bits() as i32
-            | OFlags::LARGEFILE.bits() as i32;
-        if flags & !allowed != 0 {
-            return Err(Errno::INVAL);
-        }
-        let fd = self.fid(fid)?;
-        let st = stat_of(fd)?;
-        let oflags = match FileType::from_raw_mode(st.mode) {
-            FileType::RegularFile if flags & OFlags::DIRECTORY.bits() as i32 != 0 => {
-                return Err(Errno::NOTDIR)
-            }
-            FileType::RegularFile => OFlags::RDONLY,
-            FileType::Directory => OFlags::RDONLY | OFlags::DIRECTORY,
-            FileType::Symlink => return Err(Errno::LOOP),
-            _ => return Err(Errno::ACCESS),
-        };
-        // Reopening through /proc/self/fd yields the very inode the fid
-        // names, whatever has been renamed since the walk.
-        let path = format!("/proc/self/fd/{}", fd.as_raw_fd());
-        let opened = openat(
-            CWD,
-            path.as_str(),
-            oflags | OFlags::CLOEXEC | OFlags::NOCTTY,
-            Mode::empty(),
-        )?;
-        // Guard against the inode changing type between the stat and the open.
-        let again = stat_of(&opened)?;
-        if again.ino != st.ino || again.dev != st.dev {
-            return Err(Errno::AGAIN);
-        }
-        Ok(opened)
-    }
-
-    fn readdir(&self, dir: u64, cookie: u64) -> Result<Vec<WireDirEntry>, Errno> {
-        let fd = self.open(dir, OFlags::DIRECTORY.bits() as i32)?;
-        rustix::fs::seek(&fd, rustix::fs::SeekFrom::Start(cookie))?;
-        let mut buf = vec![std::mem::MaybeUninit::uninit(); 32 << 10];
-        let mut entries = Vec::new();
-        let mut used = 0;
-        let mut dir = RawDir::new(&fd, &mut buf);
-        while let Some(entry) = dir.next() {
-            let entry = entry?;
-            let name = entry.file_name().to_bytes();
-            if name == b"." || name == b".." {
-                continue;
-            }
-            used += name.len() + 32;
-            if used > READDIR_BUDGET {
-                break;
-            }
-            entries.push(WireDirEntry {
-                name: name.to_vec(),
-                ino: entry.ino(),
-                dtype: file_type_to_dtype(entry.file_type()),
-                cookie: entry.next_entry_cookie(),
-            });
-        }
-        Ok(entries)
-    }
-}
-
-fn file_type_to_dtype(t: FileType) -> u8 {
+/// A Linux `DT_*` value: the `S_IFMT` bits of the type, shifted down.
+fn dtype(t: FileType) -> u8 {
     match t {
-        FileType::Fifo => 1,
-        FileType::CharacterDevice => 2,
-        FileType::Directory => 4,
-        FileType::BlockDevice => 6,
-        FileType::RegularFile => 8,
-        FileType::Symlink => 10,
-        FileType::Socket => 12,
         FileType::Unknown => 0,
+        t => (t.as_raw_mode() >> 12) as u8,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_readdir_reply_fits_a_message() {
+        let entry = DirEntry {
+            name: vec![b'x'; NAME_MAX],
+            ino: u64::MAX,
+            dtype: 10,
+            cookie: u64::MAX,
+        };
+        let encoded = postcard::to_stdvec(&entry).expect("encode");
+        assert!(encoded.len() <= NAME_MAX + ENTRY_OVERHEAD);
+        let page = vec![entry; READDIR_BUDGET / (NAME_MAX + ENTRY_OVERHEAD)];
+        let reply = postcard::to_stdvec(&Response::Entries(page)).expect("encode");
+        assert!(reply.len() <= MAX_MESSAGE, "{} bytes", reply.len());
+    }
+
+    #[test]
+    fn only_single_components_are_walked() {
+        for bad in [&b""[..], b".", b"..", b"a/b", b"/", b"a\0"] {
+            assert_eq!(component(bad.to_vec()), Err(Errno::INVAL), "{bad:?}");
+        }
+        assert_eq!(component(vec![b'a'; NAME_MAX + 1]), Err(Errno::NAMETOOLONG));
+        assert!(component(vec![b'a'; NAME_MAX]).is_ok());
+        assert!(component(b"...".to_vec()).is_ok());
     }
 }

@@ -1,15 +1,13 @@
-//! Sending and receiving one message, with at most one FD attached.
+//! Sending and receiving one SOCK_SEQPACKET message with at most one FD.
 
 use std::io::{IoSlice, IoSliceMut};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{BorrowedFd, OwnedFd};
 
 use rustix::io::Errno;
 use rustix::net::{
     recvmsg, sendmsg, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendAncillaryBuffer,
     SendAncillaryMessage, SendFlags,
 };
-
-use crate::protocol::MAX_MESSAGE;
 
 pub fn send(sock: BorrowedFd<'_>, bytes: &[u8], fd: Option<BorrowedFd<'_>>) -> Result<(), Errno> {
     let mut space = [0u8; rustix::cmsg_space!(ScmRights(1))];
@@ -20,6 +18,7 @@ pub fn send(sock: BorrowedFd<'_>, bytes: &[u8], fd: Option<BorrowedFd<'_>>) -> R
         ancillary.push(SendAncillaryMessage::ScmRights(&fds));
     }
     loop {
+        // NOSIGNAL: a vanished peer is an EPIPE to handle, not a SIGPIPE.
         match sendmsg(
             sock,
             &[IoSlice::new(bytes)],
@@ -27,20 +26,23 @@ pub fn send(sock: BorrowedFd<'_>, bytes: &[u8], fd: Option<BorrowedFd<'_>>) -> R
             SendFlags::NOSIGNAL,
         ) {
             Err(Errno::INTR) => continue,
-            Err(e) => return Err(e),
-            Ok(_) => return Ok(()),
+            r => return r.map(drop),
         }
     }
 }
 
-/// Receives one message; `None` when the peer has closed the connection.
-pub fn recv(sock: BorrowedFd<'_>, buf: &mut Vec<u8>) -> Result<Option<Option<OwnedFd>>, Errno> {
-    buf.resize(MAX_MESSAGE, 0);
+/// Receives one message into `buf`: its length and the first FD attached
+/// (any others are closed), or `None` when the peer has closed the
+/// connection. A message longer than `buf` is an EMSGSIZE error.
+pub fn recv(
+    sock: BorrowedFd<'_>,
+    buf: &mut [u8],
+) -> Result<Option<(usize, Option<OwnedFd>)>, Errno> {
     let mut space = [0u8; rustix::cmsg_space!(ScmRights(1))];
     let mut ancillary = RecvAncillaryBuffer::new(&mut space);
     let msg = loop {
         match recvmsg(
-            sock.as_fd(),
+            sock,
             &mut [IoSliceMut::new(buf)],
             &mut ancillary,
             RecvFlags::CMSG_CLOEXEC,
@@ -49,22 +51,21 @@ pub fn recv(sock: BorrowedFd<'_>, buf: &mut Vec<u8>) -> Result<Option<Option<Own
             r => break r?,
         }
     };
-    let mut fd = None;
-    for m in ancillary.drain() {
-        if let RecvAncillaryMessage::ScmRights(fds) = m {
-            // Keep the first; any extra FDs are closed as they drop.
-            for f in fds {
-                fd.get_or_insert(f);
-            }
-        }
-    }
+    let fd = ancillary
+        .drain()
+        .filter_map(|m| match m {
+            RecvAncillaryMessage::ScmRights(fds) => Some(fds),
+            _ => None,
+        })
+        .flatten()
+        .reduce(|first, _extra| first);
+    // SEQPACKET cannot tell an empty message from a close: both end the
+    // connection.
     if msg.bytes == 0 {
         return Ok(None);
     }
-    // A truncated message is not a message we understand.
     if msg.flags.contains(RecvFlags::TRUNC) {
         return Err(Errno::MSGSIZE);
     }
-    buf.truncate(msg.bytes);
-    Ok(Some(fd))
+    Ok(Some((msg.bytes, fd)))
 }

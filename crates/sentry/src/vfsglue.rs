@@ -12,18 +12,21 @@ use crate::task::Task;
 
 const O_ACCMODE: i32 = 3;
 const O_WRONLY: i32 = 1;
+const O_RDWR: i32 = 2;
 const O_PATH: i32 = 0o10000000;
 
 /// An open file backing a private mapping.
 pub struct FileMapping(Arc<OpenFile>);
 
 impl FileMapping {
-    pub fn new(file: Arc<OpenFile>, _writable_shared: bool) -> Result<FileMapping, Errno> {
+    /// `writable_shared`: a MAP_SHARED mapping with PROT_WRITE, which needs
+    /// the file open for reading and writing.
+    pub fn new(file: Arc<OpenFile>, writable_shared: bool) -> Result<FileMapping, Errno> {
         let flags = file.flags();
         if flags & O_PATH != 0 {
             return Err(Errno::EBADF);
         }
-        if flags & O_ACCMODE == O_WRONLY {
+        if flags & O_ACCMODE == O_WRONLY || (writable_shared && flags & O_ACCMODE != O_RDWR) {
             return Err(Errno::EACCES);
         }
         let st = file.stat()?;

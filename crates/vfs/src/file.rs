@@ -51,11 +51,12 @@ pub trait FileOps: Send + Sync {
         false
     }
 
-    fn read(&self, _buf: &mut [u8]) -> Result<usize, Errno> {
+    /// Stream reads; `flags` are the open file's status flags (O_NONBLOCK).
+    fn read(&self, _buf: &mut [u8], _flags: i32) -> Result<usize, Errno> {
         Err(Errno::EINVAL)
     }
 
-    fn write(&self, _buf: &[u8]) -> Result<usize, Errno> {
+    fn write(&self, _buf: &[u8], _flags: i32) -> Result<usize, Errno> {
         Err(Errno::EINVAL)
     }
 
@@ -64,6 +65,11 @@ pub trait FileOps: Send + Sync {
     }
 
     fn stat(&self) -> Result<Stat, Errno>;
+
+    /// Sets the file's size, zero-filling any growth.
+    fn truncate(&self, _len: u64) -> Result<(), Errno> {
+        Err(Errno::EINVAL)
+    }
 
     /// The entries of a directory, "." and ".." included; ENOTDIR otherwise.
     fn dir_entries(&self) -> Result<Vec<DirEntry>, Errno> {
@@ -145,7 +151,7 @@ impl OpenFile {
         self.readable()?;
         self.check_not_dir()?;
         if self.ops.is_stream() {
-            return self.ops.read(buf);
+            return self.ops.read(buf, self.flags());
         }
         let mut off = self.lock_offset();
         let n = self.ops.read_at(buf, *off)?;
@@ -162,7 +168,7 @@ impl OpenFile {
     pub fn write(&self, buf: &[u8]) -> Result<usize, Errno> {
         self.writable()?;
         if self.ops.is_stream() {
-            return self.ops.write(buf);
+            return self.ops.write(buf, self.flags());
         }
         let mut off = self.lock_offset();
         if self.flags() & O_APPEND != 0 {
@@ -215,6 +221,17 @@ impl OpenFile {
 
     pub fn stat(&self) -> Result<Stat, Errno> {
         self.ops.stat()
+    }
+
+    /// ftruncate(2): needs the file open for writing.
+    pub fn truncate(&self, len: u64) -> Result<(), Errno> {
+        if self.writable().is_err() {
+            return Err(Errno::EINVAL);
+        }
+        if self.ops.stat()?.is_dir() {
+            return Err(Errno::EISDIR);
+        }
+        self.ops.truncate(len)
     }
 
     pub fn ioctl(&self, cmd: u32, arg: u64, mem: &dyn UserMem) -> Result<u64, Errno> {

@@ -61,11 +61,11 @@ impl FileOps for HostFile {
         true
     }
 
-    fn read(&self, buf: &mut [u8]) -> Result<usize, Errno> {
+    fn read(&self, buf: &mut [u8], _flags: i32) -> Result<usize, Errno> {
         rustix::io::read(&self.fd, buf).map_err(errno)
     }
 
-    fn write(&self, buf: &[u8]) -> Result<usize, Errno> {
+    fn write(&self, buf: &[u8], _flags: i32) -> Result<usize, Errno> {
         rustix::io::write(&self.fd, buf).map_err(errno)
     }
 
@@ -75,6 +75,10 @@ impl FileOps for HostFile {
 
     fn write_at(&self, buf: &[u8], off: u64) -> Result<usize, Errno> {
         rustix::io::pwrite(&self.fd, buf, off).map_err(errno)
+    }
+
+    fn truncate(&self, len: u64) -> Result<(), Errno> {
+        rustix::fs::ftruncate(&self.fd, len).map_err(errno)
     }
 
     fn seek(&self, offset: i64, whence: u32) -> Result<u64, Errno> {

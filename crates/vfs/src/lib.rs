@@ -14,10 +14,12 @@ pub mod gofer;
 mod hostfd;
 mod inode;
 pub mod overlay;
+mod pipe;
 mod vfs;
 
 pub use creds::Creds;
 pub use fdtable::{FdTable, DEFAULT_NOFILE, MAX_NOFILE};
 pub use file::{statx_from_stat, DirEntry, FileOps, OpenFile, UserMem};
 pub use inode::Inode;
+pub use pipe::new_pipe;
 pub use vfs::{Dentry, FsContext, Mount, PathRef, Vfs};

@@ -354,17 +354,29 @@ impl Node {
             }
         }
         drop(st);
-        if let Some(u) = victim.lock().upper.as_mut() {
-            let freed = u.data.len();
-            u.data = Vec::new();
-            self.fs.charge(freed, 0)?;
-        }
         self.touch();
         Ok(())
     }
 }
 
+impl Drop for Node {
+    fn drop(&mut self) {
+        let st = self.state.get_mut().unwrap_or_else(|p| p.into_inner());
+        if let Some(u) = &st.upper {
+            // Returning bytes to the budget cannot fail.
+            let _ = self.fs.charge(u.data.len(), 0);
+        }
+    }
+}
+
 impl Node {
+    /// An unlinked file lives on while open, with no links.
+    fn mark_unlinked(&self) {
+        if let Some(u) = self.lock().upper.as_mut() {
+            u.meta.st_nlink = 0;
+        }
+    }
+
     fn arc(&self) -> Result<Arc<Node>, Errno> {
         self.me.upgrade().ok_or(Errno::ESTALE)
     }
@@ -423,7 +435,9 @@ impl Inode for Node {
         if victim.is_dir() {
             return Err(Errno::EISDIR);
         }
-        me.remove_child(name, &victim)
+        me.remove_child(name, &victim)?;
+        victim.mark_unlinked();
+        Ok(())
     }
 
     fn rmdir(&self, name: &[u8]) -> Result<(), Errno> {
@@ -459,6 +473,7 @@ impl Inode for Node {
                 return Err(Errno::ENOTEMPTY);
             }
             dst_dir.remove_child(new_name, &dst)?;
+            dst.mark_unlinked();
         }
         src.copy_up(true)?;
         dst_dir.copy_up(true)?;
@@ -545,6 +560,19 @@ impl FileOps for NodeFile {
 
     fn stat(&self) -> Result<Stat, Errno> {
         self.0.node_stat()
+    }
+
+    fn truncate(&self, len: u64) -> Result<(), Errno> {
+        self.0.copy_up(true)?;
+        let mut st = self.0.lock();
+        let u = st.upper.as_mut().ok_or(Errno::EIO)?;
+        let len = usize::try_from(len).map_err(|_| Errno::EFBIG)?;
+        self.0.fs.charge(u.data.len(), len)?;
+        u.data.resize(len, 0);
+        let t = now();
+        u.meta.st_mtime = t;
+        u.meta.st_ctime = t;
+        Ok(())
     }
 
     fn dir_entries(&self) -> Result<Vec<DirEntry>, Errno> {

@@ -22,6 +22,8 @@ const MAX_RW: usize = 0x7fff_f000;
 /// Most bytes staged in the sentry per chunk of a read or write.
 const CHUNK: usize = 1 << 20;
 const IOV_MAX: usize = 1024;
+/// The top of user space on x86-64.
+const TASK_SIZE: u64 = 0x7fff_ffff_f000;
 
 const F_DUPFD: i32 = 0;
 const F_GETFD: i32 = 1;
@@ -96,6 +98,10 @@ pub(super) fn register(t: &mut Table) {
     );
     t.full(Sysno::symlink, symlink, &[Path, Path]);
     t.full(Sysno::symlinkat, symlinkat, &[Path, DirFd, Path]);
+    t.full(Sysno::pipe, pipe, &[Hex]);
+    t.full(Sysno::pipe2, pipe2, &[Hex, Hex]);
+    t.full(Sysno::ftruncate, ftruncate, &[Fd, Int]);
+    t.full(Sysno::truncate, truncate, &[Path, Int]);
     t.partial(
         Sysno::statfs,
         statfs,
@@ -250,7 +256,16 @@ fn read(t: &mut Task, a: &Args) -> SysResult {
 
 fn write(t: &mut Task, a: &Args) -> SysResult {
     let file = t.fds.get(a.i32(0))?;
-    write_from(t, &file, a.u64(1), a.usize(2), None)
+    let r = write_from(t, &file, a.u64(1), a.usize(2), None);
+    raise_sigpipe(t, r)
+}
+
+/// A write to a pipe without readers also raises SIGPIPE.
+fn raise_sigpipe(t: &mut Task, r: SysResult) -> SysResult {
+    if r == Err(Errno::EPIPE) {
+        super::signal::send_self(t, 13)?;
+    }
+    r
 }
 
 fn offset_arg(v: i64) -> Result<u64, Errno> {
@@ -276,6 +291,15 @@ fn read_iovecs(t: &Task, addr: u64, count: i32) -> Result<Vec<Iovec>, Errno> {
     t.mm.copy_in(addr, zerocopy::IntoBytes::as_mut_bytes(iovs.as_mut_slice()))?;
     let mut total: u64 = 0;
     for iov in &iovs {
+        // Like Linux's access_ok, every buffer must lie in user space up
+        // front, even if an earlier one would already satisfy the call.
+        if iov
+            .iov_base
+            .checked_add(iov.iov_len)
+            .is_none_or(|end| end > TASK_SIZE)
+        {
+            return Err(Errno::EFAULT);
+        }
         total = total.checked_add(iov.iov_len).ok_or(Errno::EINVAL)?;
         if total > i64::MAX as u64 {
             return Err(Errno::EINVAL);
@@ -315,7 +339,8 @@ fn readv(t: &mut Task, a: &Args) -> SysResult {
 }
 
 fn writev(t: &mut Task, a: &Args) -> SysResult {
-    vectored(t, a, None, true)
+    let r = vectored(t, a, None, true);
+    raise_sigpipe(t, r)
 }
 
 fn preadv(t: &mut Task, a: &Args) -> SysResult {
@@ -763,4 +788,63 @@ fn xattr_lpath(t: &mut Task, a: &Args) -> SysResult {
 fn xattr_fd(t: &mut Task, a: &Args) -> SysResult {
     t.fds.get(a.i32(0))?;
     Err(Errno::EOPNOTSUPP)
+}
+
+fn ftruncate(t: &mut Task, a: &Args) -> SysResult {
+    let len = u64::try_from(a.i64(1)).map_err(|_| Errno::EINVAL)?;
+    t.fds.get(a.i32(0))?.truncate(len).map(|()| 0)
+}
+
+fn truncate(t: &mut Task, a: &Args) -> SysResult {
+    const O_WRONLY: i32 = 1;
+    let len = u64::try_from(a.i64(1)).map_err(|_| Errno::EINVAL)?;
+    let path = read_path(t, a.u64(0))?;
+    if path.is_empty() {
+        return Err(Errno::ENOENT);
+    }
+    let start = start_of(t, AT_FDCWD, &path)?;
+    let file = t
+        .kernel
+        .vfs
+        .open(&fs_ctx(t), &start, &path, O_WRONLY, 0, &t.creds)?;
+    file.truncate(len).map(|()| 0)
+}
+
+fn do_pipe(t: &Task, addr: u64, flags: i32) -> SysResult {
+    const O_NONBLOCK: i32 = 0o4000;
+    const O_DIRECT: i32 = 0o40000;
+    if flags & !(O_CLOEXEC | O_NONBLOCK | O_DIRECT) != 0 {
+        return Err(Errno::EINVAL);
+    }
+    if flags & O_DIRECT != 0 {
+        t.kernel.log_once("pipe2(O_DIRECT) packet mode");
+        return Err(Errno::EINVAL);
+    }
+    // Validate the destination before creating descriptors the caller
+    // could never learn about.
+    t.mm.check_access(addr, 8, true)?;
+    let (r, w) = veil_vfs::new_pipe(flags & O_NONBLOCK);
+    let cloexec = flags & O_CLOEXEC != 0;
+    let rfd = t.fds.insert(r, cloexec, 0)?;
+    let wfd = match t.fds.insert(w, cloexec, 0) {
+        Ok(fd) => fd,
+        Err(e) => {
+            let _ = t.fds.remove(rfd);
+            return Err(e);
+        }
+    };
+    if let Err(e) = t.mm.write_obj(addr, &[rfd, wfd]) {
+        let _ = t.fds.remove(rfd);
+        let _ = t.fds.remove(wfd);
+        return Err(e);
+    }
+    Ok(0)
+}
+
+fn pipe(t: &mut Task, a: &Args) -> SysResult {
+    do_pipe(t, a.u64(0), 0)
+}
+
+fn pipe2(t: &mut Task, a: &Args) -> SysResult {
+    do_pipe(t, a.u64(0), a.i32(1))
 }

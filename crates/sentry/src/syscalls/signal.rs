@@ -138,6 +138,10 @@ fn sigaltstack(t: &mut Task, a: &Args) -> SysResult {
 }
 
 /// Sends `sig` to the calling task: its default action, or nothing if ignored.
+pub(super) fn send_self(t: &mut Task, sig: i32) -> SysResult {
+    signal_self(t, sig)
+}
+
 fn signal_self(t: &mut Task, sig: i32) -> SysResult {
     if sig == 0 {
         return Ok(0);
