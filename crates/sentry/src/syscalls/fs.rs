@@ -48,8 +48,12 @@ pub(super) fn register(t: &mut Table) {
     t.full(Sysno::preadv, preadv, &[Fd, Hex, Int, Int]);
     t.full(Sysno::pwritev, pwritev, &[Fd, Hex, Int, Int]);
     t.full(Sysno::lseek, lseek, &[Fd, Int, Int]);
-    t.full(Sysno::open, open, &[Path, OpenFlags, Oct]);
-    t.full(Sysno::openat, openat, &[DirFd, Path, OpenFlags, Oct]);
+    t.full(Sysno::open, open, &[Path, OpenFlags, OpenMode(1)]);
+    t.full(
+        Sysno::openat,
+        openat,
+        &[DirFd, Path, OpenFlags, OpenMode(2)],
+    );
     t.full(Sysno::creat, creat, &[Path, Oct]);
     t.full(Sysno::close, close, &[Fd]);
     t.full(Sysno::close_range, close_range, &[UInt, UInt, Hex]);

@@ -86,6 +86,20 @@ pub(super) fn register(t: &mut Table) {
         &[Hex, UInt, Hex, Hex],
         "restartable sequences; glibc falls back",
     );
+    const NO_NET: &str = "networking is not implemented yet";
+    t.unimplemented(Sysno::socket, Errno::EAFNOSUPPORT, &[Int, Int, Int], NO_NET);
+    t.unimplemented(
+        Sysno::socketpair,
+        Errno::EAFNOSUPPORT,
+        &[Int, Int, Int, Hex],
+        NO_NET,
+    );
+    t.unimplemented(
+        Sysno::kcmp,
+        Errno::ENOSYS,
+        &[Int, Int, Int, Hex, Hex],
+        "comparing kernel objects of two processes",
+    );
 }
 
 fn getpid(t: &mut Task, _a: &Args) -> SysResult {

@@ -25,6 +25,8 @@ pub enum Arg {
     /// Bytes the kernel fills in; the length is the return value.
     OutBuf,
     OpenFlags,
+    /// The mode of open(2): shown only when the flags (argument N) create.
+    OpenMode(u8),
     Prot,
     MapFlags,
     Signal,
@@ -38,6 +40,8 @@ pub enum Ret {
 }
 
 const MAX_SHOWN: usize = 32;
+const O_CREAT: u32 = 0o100;
+const O_TMPFILE: u32 = 0o20000000;
 
 enum Part {
     Done(String),
@@ -67,9 +71,14 @@ impl Trace {
         let parts = formats
             .iter()
             .enumerate()
-            .map(|(i, f)| match f {
-                Arg::OutBuf => Part::Out(args.u64(i)),
-                _ => Part::Done(format_arg(t, *f, args.u64(i), args)),
+            .filter_map(|(i, f)| match f {
+                Arg::OutBuf => Some(Part::Out(args.u64(i))),
+                Arg::OpenMode(flags)
+                    if args.u32(usize::from(*flags)) & (O_CREAT | O_TMPFILE) == 0 =>
+                {
+                    None
+                }
+                _ => Some(Part::Done(format_arg(t, *f, args.u64(i), args))),
             })
             .collect();
         let trace = Trace {
@@ -145,6 +154,7 @@ fn format_arg(t: &Task, f: Arg, v: u64, args: &Args) -> String {
         Arg::InBuf(len_arg) => buffer(t, v, args.usize(usize::from(len_arg))),
         Arg::OutBuf => format!("{v:#x}"),
         Arg::OpenFlags => open_flags(v as u32),
+        Arg::OpenMode(_) => format!("{v:#o}"),
         Arg::Prot => flags(
             v,
             &[(1, "PROT_READ"), (2, "PROT_WRITE"), (4, "PROT_EXEC")],
