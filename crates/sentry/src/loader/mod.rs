@@ -221,8 +221,14 @@ fn load_elf(
         let prot = segment_prot(p.p_flags);
         let start = bias.checked_add(p.p_vaddr).ok_or(Errno::ENOEXEC)?;
         let map_start = page_down(start);
-        let file_end = page_up(start + p.p_filesz).ok_or(Errno::ENOEXEC)?;
-        let mem_end = page_up(start + p.p_memsz).ok_or(Errno::ENOEXEC)?;
+        let seg_end = |len: u64| {
+            start
+                .checked_add(len)
+                .and_then(page_up)
+                .ok_or(Errno::ENOEXEC)
+        };
+        let file_end = seg_end(p.p_filesz)?;
+        let mem_end = seg_end(p.p_memsz)?;
         if p.p_filesz > 0 {
             mm.mmap(MmapRequest {
                 addr: map_start,
@@ -253,17 +259,20 @@ fn load_elf(
                 backing: Backing::Anon,
             })?;
         }
-        end = end.max(start + p.p_memsz);
+        end = end.max(mem_end);
     }
     let phdr_addr = phdrs
         .iter()
         .find(|p| p.p_type == PT_PHDR)
-        .map(|p| bias + p.p_vaddr)
+        .map(|p| bias.wrapping_add(p.p_vaddr))
         .or_else(|| {
             loads
                 .iter()
-                .find(|p| p.p_offset <= eh.e_phoff && eh.e_phoff < p.p_offset + p.p_filesz)
-                .map(|p| bias + p.p_vaddr + (eh.e_phoff - p.p_offset))
+                .find(|p| p.p_offset <= eh.e_phoff && eh.e_phoff - p.p_offset < p.p_filesz)
+                .map(|p| {
+                    bias.wrapping_add(p.p_vaddr)
+                        .wrapping_add(eh.e_phoff - p.p_offset)
+                })
         })
         .unwrap_or(0);
     let interp_path = match phdrs.iter().find(|p| p.p_type == PT_INTERP) {
@@ -333,14 +342,8 @@ fn build_stack(
     main: &Image,
     base: u64,
 ) -> Result<u64, Errno> {
-    let mut total = 0usize;
-    for s in argv.iter().chain(envp) {
-        if s.len() >= MAX_ARG_STRLEN {
-            return Err(Errno::E2BIG);
-        }
-        total += s.len() + 1 + 8;
-    }
-    if total > MAX_ARGS_TOTAL {
+    let total: usize = argv.iter().chain(envp).map(|s| s.len() + 1 + 8).sum();
+    if total > MAX_ARGS_TOTAL || argv.iter().chain(envp).any(|s| s.len() > MAX_ARG_STRLEN) {
         return Err(Errno::E2BIG);
     }
     let top = mm.layout().stack_top;

@@ -169,6 +169,14 @@ pub fn exec_init(
 
 /// Serves the system call the task just made, leaving the result in `rax`.
 pub fn dispatch(t: &mut Task) {
+    // `int 0x80` reaches us as well, with i386 syscall numbers that would be
+    // misread as x86-64 ones; veil serves 64-bit code only.
+    let mut insn = [0u8; 2];
+    if t.mm.copy_in(t.regs.rip.wrapping_sub(2), &mut insn).is_ok() && insn == [0xcd, 0x80] {
+        t.kernel.log_once("32-bit system calls (int 0x80)");
+        t.regs.rax = Errno::ENOSYS.as_return();
+        return;
+    }
     let nr = t.regs.orig_rax;
     let args = Args(t.regs.syscall_args());
     let entry = TABLE.get(nr).copied();

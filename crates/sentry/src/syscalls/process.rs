@@ -30,8 +30,11 @@ const PR_SET_NO_NEW_PRIVS: i32 = 38;
 const PR_GET_NO_NEW_PRIVS: i32 = 39;
 const PR_SET_VMA: i32 = 0x53564d41;
 
-/// Most argv/envp entries read before giving up with E2BIG.
-const MAX_ARG_STRINGS: usize = 1 << 20;
+/// Linux's bounds on exec arguments: entries, one string, and all of them
+/// together (a quarter of the default stack).
+const MAX_ARG_STRINGS: usize = 0x7fff_ffff;
+const MAX_ARG_STRLEN: usize = 32 * 4096;
+const MAX_ARGS_TOTAL: usize = (crate::mm::STACK_SIZE / 4) as usize;
 
 pub(super) fn register(t: &mut Table) {
     t.full(Sysno::getpid, getpid, &[]);
@@ -273,16 +276,16 @@ fn arch_prctl(t: &mut Task, a: &Args) -> SysResult {
 fn prctl(t: &mut Task, a: &Args) -> SysResult {
     match a.i32(0) {
         PR_SET_NAME => {
-            let mut name = t.mm.read_cstr(a.u64(1), usize::MAX >> 1).or_else(|e| {
-                // Linux copies at most 16 bytes and never fails on a long name.
-                if e == Errno::ENAMETOOLONG {
-                    Ok(Vec::new())
-                } else {
-                    Err(e)
+            // Linux copies at most 15 bytes plus NUL and accepts longer names.
+            t.comm = match t.mm.read_cstr(a.u64(1), 15) {
+                Ok(name) => name,
+                Err(Errno::ENAMETOOLONG) => {
+                    let mut name = vec![0u8; 15];
+                    t.mm.copy_in(a.u64(1), &mut name)?;
+                    name
                 }
-            })?;
-            name.truncate(15);
-            t.comm = name;
+                Err(e) => return Err(e),
+            };
             Ok(0)
         }
         PR_GET_NAME => {
@@ -370,8 +373,9 @@ fn setrlimit(t: &mut Task, a: &Args) -> SysResult {
     set_limit(t, r, new).map(|()| 0)
 }
 
-/// Reads a NULL-terminated array of string pointers (argv or envp).
-fn read_strings(t: &Task, mut addr: u64) -> Result<Vec<Vec<u8>>, Errno> {
+/// Reads a NULL-terminated array of string pointers (argv or envp),
+/// charging their bytes to `budget` as Linux bounds exec arguments.
+fn read_strings(t: &Task, mut addr: u64, budget: &mut usize) -> Result<Vec<Vec<u8>>, Errno> {
     let mut out = Vec::new();
     if addr == 0 {
         return Ok(out);
@@ -384,13 +388,16 @@ fn read_strings(t: &Task, mut addr: u64) -> Result<Vec<Vec<u8>>, Errno> {
         if out.len() >= MAX_ARG_STRINGS {
             return Err(Errno::E2BIG);
         }
-        out.push(t.mm.read_cstr(p, 32 * 4096).map_err(|e| {
+        let s = t.mm.read_cstr(p, MAX_ARG_STRLEN).map_err(|e| {
             if e == Errno::ENAMETOOLONG {
                 Errno::E2BIG
             } else {
                 e
             }
-        })?);
+        })?;
+        // Each string also costs its NUL and its pointer on the new stack.
+        *budget = budget.checked_sub(s.len() + 1 + 8).ok_or(Errno::E2BIG)?;
+        out.push(s);
         addr = addr.checked_add(8).ok_or(Errno::EFAULT)?;
     }
 }
@@ -400,8 +407,9 @@ fn execve(t: &mut Task, a: &Args) -> SysResult {
     if path.is_empty() {
         return Err(Errno::ENOENT);
     }
-    let argv = read_strings(t, a.u64(1))?;
-    let envp = read_strings(t, a.u64(2))?;
+    let mut budget = MAX_ARGS_TOTAL;
+    let argv = read_strings(t, a.u64(1), &mut budget)?;
+    let envp = read_strings(t, a.u64(2), &mut budget)?;
     exec(t, &path, argv, &envp)
 }
 
