@@ -89,3 +89,15 @@ fn int80_syscalls_are_refused() {
     let veil = case.veil();
     assert_eq!(veil.stdout_str(), "int80 = -1 ENOSYS\n", "{}", veil.describe());
 }
+
+/// Every syscall number with hostile arguments: the sentry answers them all
+/// and the program reaches its end. Runs under veil only (natively it would
+/// touch the host).
+#[test]
+fn hostile_arguments_never_hurt_the_sentry() {
+    let bin = compile("isolation/hostile_args", Link::Static);
+    let veil = Case::new(&[path_str(&bin)]).veil();
+    assert!(!veil.stderr_str().contains("sentry"), "{}", veil.describe());
+    assert!(veil.stdout_str().ends_with("calls 1\nsurvived\n"), "{}", veil.describe());
+    assert_eq!(veil.status, Status::Exited(0), "{}", veil.describe());
+}
