@@ -7,6 +7,8 @@
 //! fault also maps that window into the platform's address space.
 
 pub mod memfile;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
