@@ -697,7 +697,7 @@ fn check_range(addr: u64, len: u64, max: u64) -> Result<u64, Errno> {
 }
 
 /// The VMA containing `addr`, growing a MAP_GROWSDOWN VMA down to it if
-/// `addr` lies just below one.
+/// `addr` lies below one and the grown stack stays within the stack limit.
 fn find_vma(vmas: &mut BTreeMap<u64, Vma>, addr: u64) -> Option<(u64, Vma)> {
     if let Some((&s, v)) = vmas.range(..=addr).next_back() {
         if addr < v.end {
@@ -710,7 +710,7 @@ fn find_vma(vmas: &mut BTreeMap<u64, Vma>, addr: u64) -> Option<(u64, Vma)> {
         .next_back()
         .map_or(MIN_ADDR, |(_, p)| p.end);
     if !v.growsdown
-        || above - page_down(addr) > STACK_SIZE
+        || v.end - page_down(addr) > STACK_SIZE
         || page_down(addr) < prev_end + PAGE_SIZE
     {
         return None;
