@@ -85,3 +85,44 @@ fn many_address_spaces_come_and_go() {
         );
     }
 }
+
+#[test]
+fn stubs_hold_nothing_but_the_stub_page_and_the_memory_file() {
+    let (p, _file) = platform_with_code(&[0x0f, 0x05]);
+    let space = p.new_address_space().expect("address space");
+    space
+        .map(CODE_AT, 4096, Prot::READ | Prot::EXEC, 0)
+        .expect("map");
+    let pid = space
+        .as_any()
+        .downcast_ref::<veil_platform::ptrace::PtraceAddressSpace>()
+        .expect("ptrace address space")
+        .stub_pid();
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).expect("maps");
+    let ranges: Vec<&str> = maps
+        .lines()
+        .map(|l| l.split_whitespace().next().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        ranges.len(),
+        3,
+        "the mapped code, the stub page and vsyscall only:\n{maps}"
+    );
+    assert!(maps.contains("00400000-00401000 r-xs"), "{maps}");
+    assert!(maps.contains("[vsyscall]"), "{maps}");
+    let fds: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("fds")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(fds, ["0"], "only the memory file stays open in a stub");
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    let tracer = status
+        .lines()
+        .find(|l| l.starts_with("TracerPid:"))
+        .expect("TracerPid");
+    assert_ne!(
+        tracer.split_whitespace().nth(1),
+        Some("0"),
+        "the stub is traced"
+    );
+}
