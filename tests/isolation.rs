@@ -85,9 +85,19 @@ fn int80_syscalls_are_refused() {
     let bin = compile("isolation/int80", Link::Static);
     let case = Case::new(&[path_str(&bin)]);
     let native = case.native();
-    assert_eq!(native.stdout_str(), "int80 = pid\n", "{}", native.describe());
+    assert_eq!(
+        native.stdout_str(),
+        "int80 = pid\n",
+        "{}",
+        native.describe()
+    );
     let veil = case.veil();
-    assert_eq!(veil.stdout_str(), "int80 = -1 ENOSYS\n", "{}", veil.describe());
+    assert_eq!(
+        veil.stdout_str(),
+        "int80 = -1 ENOSYS\n",
+        "{}",
+        veil.describe()
+    );
 }
 
 /// Every syscall number with hostile arguments: the sentry answers them all
@@ -98,6 +108,10 @@ fn hostile_arguments_never_hurt_the_sentry() {
     let bin = compile("isolation/hostile_args", Link::Static);
     let veil = Case::new(&[path_str(&bin)]).veil();
     assert!(!veil.stderr_str().contains("sentry"), "{}", veil.describe());
-    assert!(veil.stdout_str().ends_with("calls 1\nsurvived\n"), "{}", veil.describe());
+    assert!(
+        veil.stdout_str().ends_with("calls 1\nsurvived\n"),
+        "{}",
+        veil.describe()
+    );
     assert_eq!(veil.status, Status::Exited(0), "{}", veil.describe());
 }

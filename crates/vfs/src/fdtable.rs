@@ -1,6 +1,7 @@
-//! The FD table: descriptor numbers to open files, with close-on-exec.
+//! The FD table: descriptor numbers to open files, each with its
+//! close-on-exec flag.
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use veil_abi::Errno;
 
@@ -17,11 +18,26 @@ struct Slot {
     cloexec: bool,
 }
 
+#[derive(Clone)]
 struct Table {
     slots: Vec<Option<Slot>>,
+    /// Descriptors must stay below this (RLIMIT_NOFILE).
     limit: usize,
 }
 
+impl Table {
+    fn slot(&self, fd: i32) -> Result<&Slot, Errno> {
+        let i = usize::try_from(fd).map_err(|_| Errno::EBADF)?;
+        self.slots
+            .get(i)
+            .and_then(Option::as_ref)
+            .ok_or(Errno::EBADF)
+    }
+}
+
+/// A task's descriptors; threads will share one, fork copies it. Files
+/// closed by any method are released after the table's lock, since a
+/// release may wake other tasks (a pipe's last writer).
 pub struct FdTable {
     inner: Mutex<Table>,
 }
@@ -43,24 +59,26 @@ impl FdTable {
     }
 
     fn lock(&self) -> MutexGuard<'_, Table> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Sets the highest descriptor number plus one (RLIMIT_NOFILE).
+    /// Sets RLIMIT_NOFILE: new descriptors stay below `limit`, itself at
+    /// most `MAX_NOFILE`.
     pub fn set_limit(&self, limit: usize) {
-        self.lock().limit = limit;
+        self.lock().limit = limit.min(MAX_NOFILE as usize);
     }
 
-    /// Installs `file` at the lowest free descriptor at or above `min_fd`.
+    /// Installs `file` at the lowest free descriptor at or above `min_fd`
+    /// (open, dup, F_DUPFD): EINVAL if `min_fd` is out of range, EMFILE if
+    /// none is free.
     pub fn insert(&self, file: Arc<OpenFile>, cloexec: bool, min_fd: i32) -> Result<i32, Errno> {
         let mut t = self.lock();
         let min = usize::try_from(min_fd).map_err(|_| Errno::EINVAL)?;
         if min >= t.limit {
             return Err(Errno::EINVAL);
         }
-        let fd = (min..t.limit)
-            .find(|&i| t.slots.get(i).is_none_or(Option::is_none))
-            .ok_or(Errno::EMFILE)?;
+        let free = (min..t.limit).find(|&i| matches!(t.slots.get(i), None | Some(None)));
+        let fd = free.ok_or(Errno::EMFILE)?;
         if fd >= t.slots.len() {
             t.slots.resize(fd + 1, None);
         }
@@ -68,79 +86,63 @@ impl FdTable {
         Ok(fd as i32)
     }
 
-    /// Installs `file` at exactly `fd`, closing what was there (dup2).
+    /// Installs `file` at exactly `fd`, closing what was there (dup2, dup3):
+    /// EBADF if `fd` is out of range.
     pub fn insert_at(&self, fd: i32, file: Arc<OpenFile>, cloexec: bool) -> Result<(), Errno> {
-        let old = {
+        let replaced = {
             let mut t = self.lock();
-            let i = usize::try_from(fd).map_err(|_| Errno::EBADF)?;
-            if i >= t.limit {
-                return Err(Errno::EBADF);
-            }
+            let i = usize::try_from(fd)
+                .ok()
+                .filter(|&i| i < t.limit)
+                .ok_or(Errno::EBADF)?;
             if i >= t.slots.len() {
                 t.slots.resize(i + 1, None);
             }
             t.slots[i].replace(Slot { file, cloexec })
         };
-        // The replaced file is released outside the lock.
-        drop(old);
+        drop(replaced);
         Ok(())
     }
 
     pub fn get(&self, fd: i32) -> Result<Arc<OpenFile>, Errno> {
-        let t = self.lock();
-        let i = usize::try_from(fd).map_err(|_| Errno::EBADF)?;
-        t.slots
-            .get(i)
-            .and_then(Option::as_ref)
-            .map(|s| s.file.clone())
-            .ok_or(Errno::EBADF)
+        Ok(self.lock().slot(fd)?.file.clone())
     }
 
     pub fn get_cloexec(&self, fd: i32) -> Result<bool, Errno> {
-        let t = self.lock();
-        let i = usize::try_from(fd).map_err(|_| Errno::EBADF)?;
-        t.slots
-            .get(i)
-            .and_then(Option::as_ref)
-            .map(|s| s.cloexec)
-            .ok_or(Errno::EBADF)
+        Ok(self.lock().slot(fd)?.cloexec)
     }
 
     pub fn set_cloexec(&self, fd: i32, cloexec: bool) -> Result<(), Errno> {
         let mut t = self.lock();
         let i = usize::try_from(fd).map_err(|_| Errno::EBADF)?;
-        match t.slots.get_mut(i).and_then(Option::as_mut) {
-            Some(s) => {
-                s.cloexec = cloexec;
-                Ok(())
-            }
-            None => Err(Errno::EBADF),
-        }
+        let slot = t.slots.get_mut(i).and_then(Option::as_mut);
+        slot.ok_or(Errno::EBADF)?.cloexec = cloexec;
+        Ok(())
     }
 
+    /// Closes `fd`, handing back its file for the caller to release.
     pub fn remove(&self, fd: i32) -> Result<Arc<OpenFile>, Errno> {
         let mut t = self.lock();
         let i = usize::try_from(fd).map_err(|_| Errno::EBADF)?;
-        t.slots
-            .get_mut(i)
-            .and_then(Option::take)
-            .map(|s| s.file)
-            .ok_or(Errno::EBADF)
+        let slot = t.slots.get_mut(i).and_then(Option::take);
+        Ok(slot.ok_or(Errno::EBADF)?.file)
     }
 
-    /// close_range(2): closes, or marks close-on-exec, `first..=last`.
+    /// close_range(2): closes `first..=last`, or with `cloexec_only` marks
+    /// them close-on-exec.
     pub fn close_range(&self, first: u32, last: u32, cloexec_only: bool) {
         let mut closed = Vec::new();
         {
             let mut t = self.lock();
             let end = (last as usize).saturating_add(1).min(t.slots.len());
-            for slot in t.slots.iter_mut().take(end).skip(first as usize) {
+            let range = t.slots.iter_mut().take(end).skip(first as usize);
+            for slot in range {
                 if cloexec_only {
                     if let Some(s) = slot {
                         s.cloexec = true;
                     }
-                } else if let Some(s) = slot.take() {
-                    closed.push(s);
+                } else {
+                    closed.extend(slot.take());
                 }
             }
         }
@@ -159,5 +161,13 @@ impl FdTable {
             }
         }
         drop(closed);
+    }
+
+    /// A copy for a child that does not share the table (fork): the same
+    /// open files under the same numbers.
+    pub fn fork_copy(&self) -> FdTable {
+        FdTable {
+            inner: Mutex::new(self.lock().clone()),
+        }
     }
 }

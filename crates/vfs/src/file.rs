@@ -1,41 +1,37 @@
-//! Open file descriptions: what an FD points to, with its offset and status
-//! flags shared between duplicated descriptors.
+//! Open file descriptions: what FDs point to. Duplicated descriptors share
+//! one, and with it the offset and the status flags.
 
 use std::sync::atomic::{AtomicI32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use veil_abi::{Dirent64Head, Errno, Stat, Statx, StatxTimestamp};
+use veil_abi::mode::{S_IFDIR, S_IFMT, S_IFREG};
+use veil_abi::{Dirent64Head, Errno, Stat, Statx, StatxTimestamp, Timespec};
 use zerocopy::IntoBytes;
 
+use crate::flags::*;
+use crate::inode::DirEntry;
 use crate::vfs::PathRef;
 
-const O_ACCMODE: i32 = 3;
-const O_RDONLY: i32 = 0;
-const O_WRONLY: i32 = 1;
-const O_APPEND: i32 = 0o2000;
-const O_PATH: i32 = 0o10000000;
-/// Status flags F_SETFL may change.
-const SETFL_MASK: i32 = O_APPEND | 0o4000 | 0o20000 | 0o40000 | 0o1000000;
+/// Status flags that F_SETFL may change.
+const SETFL_MASK: i32 = O_APPEND | O_NONBLOCK | O_ASYNC | O_DIRECT | O_NOATIME;
+/// Largest file offset (Linux's MAX_LFS_FILESIZE).
+const MAX_OFFSET: u64 = i64::MAX as u64;
 
-const SEEK_SET: u32 = 0;
-const SEEK_CUR: u32 = 1;
-const SEEK_END: u32 = 2;
-
-/// Application memory, for operations (ioctls) whose arguments point into it.
+/// Application memory, for the operations (ioctls) whose arguments point
+/// into it. The sentry implements it over the calling task's address space.
 pub trait UserMem {
     fn copy_in(&self, addr: u64, buf: &mut [u8]) -> Result<(), Errno>;
     fn copy_out(&self, addr: u64, buf: &[u8]) -> Result<(), Errno>;
 }
 
-/// A directory entry as getdents reports it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DirEntry {
-    pub name: Vec<u8>,
-    pub ino: u64,
-    pub dtype: u8,
-}
-
-/// The operations of one open file. Offsets are managed by `OpenFile`.
+/// The I/O of one open file. Access modes, O_PATH, directories and offsets
+/// are `OpenFile`'s business; an implementation only moves data.
+///
+/// A file either is seekable, and `OpenFile` keeps its offset and calls the
+/// positional `read_at`/`write_at`, or is a stream (`is_stream`): pipes and
+/// terminals, which have no offset, and host FDs, which keep their own.
+/// Streams get `read`, `write` and `seek`; their `read_at`/`write_at` serve
+/// pread/pwrite, ESPIPE where those make no sense.
 pub trait FileOps: Send + Sync {
     fn read_at(&self, _buf: &mut [u8], _off: u64) -> Result<usize, Errno> {
         Err(Errno::EINVAL)
@@ -45,35 +41,29 @@ pub trait FileOps: Send + Sync {
         Err(Errno::EINVAL)
     }
 
-    /// Stream files keep their own position (pipes, terminals, host FDs):
-    /// `read`, `write` and `seek` go straight to them.
     fn is_stream(&self) -> bool {
         false
     }
 
-    /// Stream reads; `flags` are the open file's status flags (O_NONBLOCK).
+    /// A stream's read; `flags` are the open file's status flags, for
+    /// O_NONBLOCK.
     fn read(&self, _buf: &mut [u8], _flags: i32) -> Result<usize, Errno> {
         Err(Errno::EINVAL)
     }
 
+    /// A stream's write; `flags` as for `read`.
     fn write(&self, _buf: &[u8], _flags: i32) -> Result<usize, Errno> {
         Err(Errno::EINVAL)
     }
 
+    /// A stream's lseek.
     fn seek(&self, _offset: i64, _whence: u32) -> Result<u64, Errno> {
         Err(Errno::ESPIPE)
     }
 
-    fn stat(&self) -> Result<Stat, Errno>;
-
-    /// Sets the file's size, zero-filling any growth.
+    /// Sets the size of a regular file open for writing.
     fn truncate(&self, _len: u64) -> Result<(), Errno> {
         Err(Errno::EINVAL)
-    }
-
-    /// The entries of a directory, "." and ".." included; ENOTDIR otherwise.
-    fn dir_entries(&self) -> Result<Vec<DirEntry>, Errno> {
-        Err(Errno::ENOTDIR)
     }
 
     fn ioctl(&self, _cmd: u32, _arg: u64, _mem: &dyn UserMem) -> Result<u64, Errno> {
@@ -81,25 +71,55 @@ pub trait FileOps: Send + Sync {
     }
 }
 
+/// The operations of files that have no I/O of their own: directories
+/// (whose listing goes through the inode) and O_PATH descriptors.
+pub struct NoOps;
+
+impl FileOps for NoOps {}
+
+struct Position {
+    offset: u64,
+    /// A directory's entries as of the first getdents since the last
+    /// rewind, "." and ".." first; the offset indexes it. Linux likewise
+    /// gives a reader a stable listing while it iterates.
+    listing: Option<Vec<DirEntry>>,
+}
+
 /// An open file description.
 pub struct OpenFile {
-    flags: AtomicI32,
-    offset: Mutex<u64>,
     path: PathRef,
     ops: Box<dyn FileOps>,
-    /// A directory's entries, listed once per open as Linux's readdir sees
-    /// a consistent view from the first getdents.
-    dir: Mutex<Option<Vec<DirEntry>>>,
+    flags: AtomicI32,
+    /// The S_IFMT bits, fixed at open.
+    file_type: u32,
+    pos: Mutex<Position>,
 }
 
 impl OpenFile {
-    pub fn new(path: PathRef, flags: i32, ops: Box<dyn FileOps>) -> Arc<OpenFile> {
+    /// A description of the file at `path` with open(2) `flags`
+    /// (O_CREAT, O_EXCL, O_NOCTTY, O_TRUNC and O_CLOEXEC are not kept).
+    pub fn new(path: PathRef, flags: i32, ops: Box<dyn FileOps>) -> Result<Arc<OpenFile>, Errno> {
+        let file_type = path.dentry.inode().stat()?.st_mode & S_IFMT;
+        Ok(OpenFile::with_type(path, flags, file_type, ops))
+    }
+
+    /// `new` for a file whose type (S_IFMT bits) is known.
+    pub(crate) fn with_type(
+        path: PathRef,
+        flags: i32,
+        file_type: u32,
+        ops: Box<dyn FileOps>,
+    ) -> Arc<OpenFile> {
+        let flags = flags & !(O_CREAT | O_EXCL | O_NOCTTY | O_TRUNC | O_CLOEXEC);
         Arc::new(OpenFile {
-            flags: AtomicI32::new(flags),
-            offset: Mutex::new(0),
             path,
             ops,
-            dir: Mutex::new(None),
+            flags: AtomicI32::new(flags),
+            file_type,
+            pos: Mutex::new(Position {
+                offset: 0,
+                listing: None,
+            }),
         })
     }
 
@@ -107,197 +127,260 @@ impl OpenFile {
         self.flags.load(Ordering::Relaxed)
     }
 
-    /// F_SETFL: only the status flags Linux lets it change.
+    /// F_SETFL: changes only the status flags Linux lets it change.
     pub fn set_flags(&self, flags: i32) {
-        let old = self.flags();
-        self.flags.store(
-            (old & !SETFL_MASK) | (flags & SETFL_MASK),
-            Ordering::Relaxed,
-        );
+        let _ = self
+            .flags
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |old| {
+                Some((old & !SETFL_MASK) | (flags & SETFL_MASK))
+            });
     }
 
+    /// Where the file was opened.
     pub fn path(&self) -> &PathRef {
         &self.path
     }
 
-    fn readable(&self) -> Result<(), Errno> {
-        let f = self.flags();
-        if f & O_PATH != 0 || f & O_ACCMODE == O_WRONLY {
+    pub fn stat(&self) -> Result<Stat, Errno> {
+        self.path.dentry.inode().stat()
+    }
+
+    fn lock_pos(&self) -> MutexGuard<'_, Position> {
+        self.pos.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn is_path_only(&self) -> bool {
+        self.flags() & O_PATH != 0
+    }
+
+    fn check_read(&self) -> Result<(), Errno> {
+        let flags = self.flags();
+        if flags & O_PATH != 0 || flags & O_ACCMODE == O_WRONLY {
             return Err(Errno::EBADF);
         }
-        Ok(())
-    }
-
-    fn writable(&self) -> Result<(), Errno> {
-        let f = self.flags();
-        if f & O_PATH != 0 || f & O_ACCMODE == O_RDONLY {
-            return Err(Errno::EBADF);
-        }
-        Ok(())
-    }
-
-    fn lock_offset(&self) -> std::sync::MutexGuard<'_, u64> {
-        self.offset.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn check_not_dir(&self) -> Result<(), Errno> {
-        if self.ops.stat()?.is_dir() {
+        if self.file_type == S_IFDIR {
             return Err(Errno::EISDIR);
         }
         Ok(())
     }
 
+    fn check_write(&self) -> Result<(), Errno> {
+        let flags = self.flags();
+        if flags & O_PATH != 0 || !writes(flags) {
+            return Err(Errno::EBADF);
+        }
+        Ok(())
+    }
+
+    /// read(2): at the file offset, which it advances.
     pub fn read(&self, buf: &mut [u8]) -> Result<usize, Errno> {
-        self.readable()?;
-        self.check_not_dir()?;
+        self.check_read()?;
         if self.ops.is_stream() {
             return self.ops.read(buf, self.flags());
         }
-        let mut off = self.lock_offset();
-        let n = self.ops.read_at(buf, *off)?;
-        *off += n as u64;
+        let mut pos = self.lock_pos();
+        let n = self.ops.read_at(buf, pos.offset)?;
+        pos.offset += n as u64;
         Ok(n)
     }
 
+    /// pread(2): at `off`, leaving the file offset alone.
     pub fn pread(&self, buf: &mut [u8], off: u64) -> Result<usize, Errno> {
-        self.readable()?;
-        self.check_not_dir()?;
+        self.check_read()?;
+        if off > MAX_OFFSET {
+            return Err(Errno::EINVAL);
+        }
         self.ops.read_at(buf, off)
     }
 
+    /// write(2): at the file offset, or at the end with O_APPEND.
     pub fn write(&self, buf: &[u8]) -> Result<usize, Errno> {
-        self.writable()?;
+        self.check_write()?;
         if self.ops.is_stream() {
             return self.ops.write(buf, self.flags());
         }
-        let mut off = self.lock_offset();
+        let mut pos = self.lock_pos();
         if self.flags() & O_APPEND != 0 {
-            *off = self.ops.stat()?.st_size as u64;
+            pos.offset = self.size()?;
         }
-        let n = self.ops.write_at(buf, *off)?;
-        *off += n as u64;
+        let n = self.ops.write_at(clamp(buf, pos.offset)?, pos.offset)?;
+        pos.offset += n as u64;
         Ok(n)
     }
 
+    /// pwrite(2): at `off`; like Linux, at the end with O_APPEND anyway.
     pub fn pwrite(&self, buf: &[u8], off: u64) -> Result<usize, Errno> {
-        self.writable()?;
-        if self.ops.is_stream() {
-            return self.ops.write_at(buf, off);
+        self.check_write()?;
+        if off > MAX_OFFSET {
+            return Err(Errno::EINVAL);
         }
-        // Linux appends even for pwrite on an O_APPEND file.
-        let off = if self.flags() & O_APPEND != 0 {
-            self.ops.stat()?.st_size as u64
+        let off = if self.flags() & O_APPEND != 0 && !self.ops.is_stream() {
+            self.size()?
         } else {
             off
         };
-        self.ops.write_at(buf, off)
+        self.ops.write_at(clamp(buf, off)?, off)
     }
 
+    fn size(&self) -> Result<u64, Errno> {
+        Ok(self.stat()?.st_size.max(0) as u64)
+    }
+
+    /// lseek(2). Directories seek by entry and only from the start or the
+    /// current entry; rewinding one lists it afresh.
     pub fn seek(&self, offset: i64, whence: u32) -> Result<u64, Errno> {
-        if self.flags() & O_PATH != 0 {
+        if self.is_path_only() {
             return Err(Errno::EBADF);
         }
         if self.ops.is_stream() {
             return self.ops.seek(offset, whence);
         }
-        let mut off = self.lock_offset();
-        let base: i64 = match whence {
-            SEEK_SET => 0,
-            SEEK_CUR => *off as i64,
-            SEEK_END => self.ops.stat()?.st_size,
+        let mut pos = self.lock_pos();
+        let dir = self.file_type == S_IFDIR;
+        let new = match whence {
+            SEEK_SET => offset,
+            SEEK_CUR => (pos.offset as i64)
+                .checked_add(offset)
+                .ok_or(Errno::EINVAL)?,
+            SEEK_END if !dir => self
+                .stat()?
+                .st_size
+                .checked_add(offset)
+                .ok_or(Errno::EINVAL)?,
+            // Files here have no holes: data runs to the end.
+            SEEK_DATA | SEEK_HOLE if !dir => {
+                let size = self.stat()?.st_size;
+                if offset < 0 || offset >= size {
+                    return Err(Errno::ENXIO);
+                }
+                if whence == SEEK_DATA {
+                    offset
+                } else {
+                    size
+                }
+            }
             _ => return Err(Errno::EINVAL),
         };
-        let new = base.checked_add(offset).ok_or(Errno::EOVERFLOW)?;
-        if new < 0 {
-            return Err(Errno::EINVAL);
+        let new = u64::try_from(new).map_err(|_| Errno::EINVAL)?;
+        if dir && new == 0 {
+            pos.listing = None;
         }
-        // Seeking a directory back to the start rereads it.
-        if new == 0 {
-            *self.dir.lock().unwrap_or_else(|p| p.into_inner()) = None;
-        }
-        *off = new as u64;
-        Ok(new as u64)
+        pos.offset = new;
+        Ok(new)
     }
 
-    pub fn stat(&self) -> Result<Stat, Errno> {
-        self.ops.stat()
-    }
-
-    /// ftruncate(2): needs the file open for writing.
+    /// ftruncate(2).
     pub fn truncate(&self, len: u64) -> Result<(), Errno> {
-        if self.writable().is_err() {
-            return Err(Errno::EINVAL);
+        if self.is_path_only() {
+            return Err(Errno::EBADF);
         }
-        if self.ops.stat()?.is_dir() {
-            return Err(Errno::EISDIR);
+        if !writes(self.flags()) || self.file_type != S_IFREG || len > MAX_OFFSET {
+            return Err(Errno::EINVAL);
         }
         self.ops.truncate(len)
     }
 
     pub fn ioctl(&self, cmd: u32, arg: u64, mem: &dyn UserMem) -> Result<u64, Errno> {
-        if self.flags() & O_PATH != 0 {
+        if self.is_path_only() {
             return Err(Errno::EBADF);
         }
         self.ops.ioctl(cmd, arg, mem)
     }
 
-    /// Serializes the next directory entries as `linux_dirent64` records
-    /// that fit in `max_bytes`; the offset counts entries.
+    /// getdents64(2): the next entries as `linux_dirent64` records that fit
+    /// in `max_bytes`, "." and ".." first. Each record's `d_off` is the
+    /// offset of the entry after it; an empty result is the end.
     pub fn getdents64(&self, max_bytes: usize) -> Result<Vec<u8>, Errno> {
-        if self.flags() & O_PATH != 0 {
+        if self.is_path_only() {
             return Err(Errno::EBADF);
         }
-        let mut off = self.lock_offset();
-        let mut cache = self.dir.lock().unwrap_or_else(|p| p.into_inner());
-        if cache.is_none() {
-            *cache = Some(self.ops.dir_entries()?);
+        if self.file_type != S_IFDIR {
+            return Err(Errno::ENOTDIR);
         }
-        let entries = cache.as_deref().unwrap_or_default();
+        let mut pos = self.lock_pos();
+        let listing = match pos.listing.take() {
+            Some(listing) => listing,
+            None => self.list()?,
+        };
+        let start = usize::try_from(pos.offset).unwrap_or(usize::MAX);
         let mut out = Vec::new();
-        let mut i = *off as usize;
-        while let Some(e) = entries.get(i) {
-            let head = size_of::<Dirent64Head>();
-            let reclen = (head + e.name.len() + 1).next_multiple_of(8);
-            if out.len() + reclen > max_bytes {
-                if out.is_empty() {
-                    return Err(Errno::EINVAL);
-                }
+        let mut next = start;
+        for (i, entry) in listing.iter().enumerate().skip(start) {
+            if !push_dirent(&mut out, entry, i as u64 + 1, max_bytes) {
                 break;
             }
-            let rec = Dirent64Head {
-                d_ino: e.ino,
-                d_off: (i + 1) as i64,
-                d_reclen: reclen as u16,
-                d_type: e.dtype,
-            };
-            out.extend_from_slice(rec.as_bytes());
-            out.extend_from_slice(&e.name);
-            out.resize(out.len() + reclen - head - e.name.len(), 0);
-            i += 1;
+            next = i + 1;
         }
-        *off = i as u64;
+        let stalled = out.is_empty() && next < listing.len();
+        pos.listing = Some(listing);
+        if stalled {
+            return Err(Errno::EINVAL);
+        }
+        pos.offset = next as u64;
         Ok(out)
+    }
+
+    fn list(&self) -> Result<Vec<DirEntry>, Errno> {
+        let dentry = &self.path.dentry;
+        let ino = dentry.inode().stat()?.st_ino;
+        // A mount root's ".." is itself, as filesystems report it on Linux.
+        let parent_ino = match dentry.parent() {
+            Some(parent) => parent.inode().stat()?.st_ino,
+            None => ino,
+        };
+        let dot = |name: &[u8], ino| DirEntry {
+            name: name.to_vec(),
+            ino,
+            dtype: veil_abi::mode::dtype(S_IFDIR),
+        };
+        let mut entries = vec![dot(b".", ino), dot(b"..", parent_ino)];
+        entries.extend(dentry.inode().readdir()?);
+        Ok(entries)
     }
 }
 
-/// statx(2)'s view of a `stat`.
+/// Limits a write at `off` to the largest file size (EFBIG past it).
+fn clamp(buf: &[u8], off: u64) -> Result<&[u8], Errno> {
+    let room = MAX_OFFSET.checked_sub(off).filter(|&r| r > 0);
+    match room {
+        Some(room) => Ok(&buf[..buf.len().min(usize::try_from(room).unwrap_or(usize::MAX))]),
+        None if buf.is_empty() => Ok(buf),
+        None => Err(Errno::EFBIG),
+    }
+}
+
+/// Appends one `linux_dirent64` record if it fits within `max` bytes.
+fn push_dirent(out: &mut Vec<u8>, e: &DirEntry, next: u64, max: usize) -> bool {
+    let head = size_of::<Dirent64Head>();
+    // The name is NUL-terminated and the record 8-byte aligned.
+    let reclen = (head + e.name.len() + 1).next_multiple_of(8);
+    if out.len() + reclen > max {
+        return false;
+    }
+    let rec = Dirent64Head {
+        d_ino: e.ino,
+        d_off: next as i64,
+        d_reclen: reclen as u16,
+        d_type: e.dtype,
+    };
+    out.extend_from_slice(rec.as_bytes());
+    out.extend_from_slice(&e.name);
+    out.resize(out.len() + reclen - head - e.name.len(), 0);
+    true
+}
+
+/// statx(2)'s view of a `stat`: the basic fields.
 pub fn statx_from_stat(st: &Stat) -> Statx {
-    const STATX_BASIC_STATS: u32 = 0x7ff;
-    let ts = |t: &veil_abi::Timespec| StatxTimestamp {
+    let ts = |t: &Timespec| StatxTimestamp {
         tv_sec: t.tv_sec,
         tv_nsec: t.tv_nsec as u32,
         __reserved: 0,
     };
-    let split = |d: u64| -> (u32, u32) {
-        (
-            (((d >> 8) & 0xfff) | ((d >> 32) & !0xfff)) as u32,
-            ((d & 0xff) | ((d >> 12) & !0xff)) as u32,
-        )
-    };
-    let (rdev_major, rdev_minor) = split(st.st_rdev);
-    let (dev_major, dev_minor) = split(st.st_dev);
+    // Linux's new_encode_dev in reverse.
+    let major = |d: u64| (((d >> 8) & 0xfff) | ((d >> 32) & !0xfff)) as u32;
+    let minor = |d: u64| ((d & 0xff) | ((d >> 12) & !0xff)) as u32;
     Statx {
-        stx_mask: STATX_BASIC_STATS,
+        stx_mask: linux_raw_sys::general::STATX_BASIC_STATS,
         stx_blksize: st.st_blksize as u32,
         stx_nlink: st.st_nlink as u32,
         stx_uid: st.st_uid,
@@ -309,10 +392,55 @@ pub fn statx_from_stat(st: &Stat) -> Statx {
         stx_atime: ts(&st.st_atime),
         stx_ctime: ts(&st.st_ctime),
         stx_mtime: ts(&st.st_mtime),
-        stx_rdev_major: rdev_major,
-        stx_rdev_minor: rdev_minor,
-        stx_dev_major: dev_major,
-        stx_dev_minor: dev_minor,
+        stx_rdev_major: major(st.st_rdev),
+        stx_rdev_minor: minor(st.st_rdev),
+        stx_dev_major: major(st.st_dev),
+        stx_dev_minor: minor(st.st_dev),
         ..Statx::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statx_splits_device_numbers() {
+        // makedev(259, 70000) in Linux's encoding.
+        let dev = (70000 & 0xff) | (259 << 8) | ((70000 & !0xff) << 12);
+        let st = Stat {
+            st_rdev: dev,
+            st_mode: 0o20666,
+            ..Stat::default()
+        };
+        let sx = statx_from_stat(&st);
+        assert_eq!((sx.stx_rdev_major, sx.stx_rdev_minor), (259, 70000));
+        assert_eq!(sx.stx_mode, 0o20666);
+    }
+
+    #[test]
+    fn dirent_records_are_aligned_and_terminated() {
+        let mut out = Vec::new();
+        let e = DirEntry {
+            name: b"abcde".to_vec(),
+            ino: 42,
+            dtype: 8,
+        };
+        assert!(push_dirent(&mut out, &e, 7, 64));
+        // 19-byte head + 5 + NUL = 25, rounded up to 32.
+        assert_eq!(out.len(), 32);
+        assert_eq!(&out[0..8], &42u64.to_ne_bytes());
+        assert_eq!(&out[8..16], &7i64.to_ne_bytes());
+        assert_eq!(&out[16..18], &32u16.to_ne_bytes());
+        assert_eq!(out[18], 8);
+        assert_eq!(&out[19..25], b"abcde\0");
+        assert!(!push_dirent(&mut out, &e, 8, 63));
+    }
+
+    #[test]
+    fn writes_stop_at_the_largest_offset() {
+        assert_eq!(clamp(b"abc", MAX_OFFSET - 1), Ok(&b"a"[..]));
+        assert_eq!(clamp(b"abc", MAX_OFFSET), Err(Errno::EFBIG));
+        assert_eq!(clamp(b"", MAX_OFFSET), Ok(&b""[..]));
     }
 }

@@ -1,98 +1,52 @@
-//! Open files backed by host FDs the sentry was handed: the caller's stdio.
-//! Only data transfer and a short list of terminal ioctls reach the host FD.
+//! Open files over host FDs the sentry was handed: the caller's stdin,
+//! stdout and stderr. Data goes to the host FD at its own position (shared
+//! with the caller, as for any inherited descriptor); of the ioctls, only a
+//! short list of terminal ones reach it.
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
 
+use linux_raw_sys::ioctl::{
+    FIONREAD, TCGETS, TCSETS, TCSETSF, TCSETSW, TIOCGPGRP, TIOCGWINSZ, TIOCSPGRP, TIOCSWINSZ,
+};
+use rustix::fs::SeekFrom;
+use veil_abi::mode::S_IFMT;
 use veil_abi::{Errno, Stat, Termios, Timespec, Winsize};
-use zerocopy::{FromBytes, IntoBytes};
+use zerocopy::IntoBytes;
 
 use crate::file::{FileOps, OpenFile, UserMem};
-use crate::vfs::{anon_inode, PathRef};
+use crate::flags::{SEEK_CUR, SEEK_END, SEEK_SET};
+use crate::inode::Inode;
+use crate::vfs::PathRef;
+use crate::{host_call, host_errno};
 
-const TCGETS: u32 = 0x5401;
-const TCSETS: u32 = 0x5402;
-const TCSETSW: u32 = 0x5403;
-const TCSETSF: u32 = 0x5404;
-const TIOCGPGRP: u32 = 0x540f;
-const TIOCSPGRP: u32 = 0x5410;
-const TIOCGWINSZ: u32 = 0x5413;
-const TIOCSWINSZ: u32 = 0x5414;
-const FIONREAD: u32 = 0x541b;
-/// The sandbox's foreground process group: its init process.
-const SANDBOX_PGRP: i32 = 1;
-
-struct HostFile {
-    fd: OwnedFd,
-}
+/// The foreground process group of the caller's terminal, the sandbox's one
+/// controlling terminal. Job control stays inside the sandbox: it starts as
+/// the init process's group, and the host's process groups never show.
+static FOREGROUND_PGRP: AtomicI32 = AtomicI32::new(1);
 
 impl OpenFile {
-    /// Wraps a host FD; `flags` are its open(2) status flags.
+    /// An open file over host FD `fd`; `flags` are its status flags.
     pub fn from_host_fd(fd: OwnedFd, flags: i32) -> Arc<OpenFile> {
-        let path = PathRef::anonymous(b"host", anon_inode());
-        OpenFile::new(path, flags, Box::new(HostFile { fd }))
+        let fd = Arc::new(fd);
+        let inode = Arc::new(HostInode(fd.clone()));
+        let file_type = inode.stat().map_or(0, |st| st.st_mode & S_IFMT);
+        let path = PathRef::anonymous(b"host", inode);
+        OpenFile::with_type(path, flags, file_type, Box::new(HostFile(fd)))
     }
 }
 
-fn errno(e: rustix::io::Errno) -> Errno {
-    Errno::new(e.raw_os_error())
-}
+struct HostInode(Arc<OwnedFd>);
 
-impl HostFile {
-    /// Performs a whitelisted ioctl whose argument is a `T` in and/or out.
-    fn ioctl_struct<T: FromBytes + IntoBytes>(&self, cmd: u32, arg: &mut T) -> Result<u64, Errno> {
-        use std::os::fd::AsRawFd;
-        // SAFETY: `cmd` is one of the terminal ioctls above, each of which
-        // reads or writes exactly one `T` at the pointer; `arg` is a valid,
-        // exclusively borrowed `T` for the duration of the call, and the FD
-        // is open for as long as `self` lives.
-        let r = unsafe { nix::libc::ioctl(self.fd.as_raw_fd(), cmd as _, std::ptr::from_mut(arg)) };
-        if r < 0 {
-            return Err(Errno::new(nix::errno::Errno::last_raw()));
-        }
-        Ok(r as u64)
-    }
-}
-
-impl FileOps for HostFile {
-    // The host FD's own position is shared with whoever else holds it
-    // (the caller's shell), so reads, writes and seeks use it directly.
-    fn is_stream(&self) -> bool {
-        true
-    }
-
-    fn read(&self, buf: &mut [u8], _flags: i32) -> Result<usize, Errno> {
-        rustix::io::read(&self.fd, buf).map_err(errno)
-    }
-
-    fn write(&self, buf: &[u8], _flags: i32) -> Result<usize, Errno> {
-        rustix::io::write(&self.fd, buf).map_err(errno)
-    }
-
-    fn read_at(&self, buf: &mut [u8], off: u64) -> Result<usize, Errno> {
-        rustix::io::pread(&self.fd, buf, off).map_err(errno)
-    }
-
-    fn write_at(&self, buf: &[u8], off: u64) -> Result<usize, Errno> {
-        rustix::io::pwrite(&self.fd, buf, off).map_err(errno)
-    }
-
-    fn truncate(&self, len: u64) -> Result<(), Errno> {
-        rustix::fs::ftruncate(&self.fd, len).map_err(errno)
-    }
-
-    fn seek(&self, offset: i64, whence: u32) -> Result<u64, Errno> {
-        let pos = match whence {
-            0 => rustix::fs::SeekFrom::Start(u64::try_from(offset).map_err(|_| Errno::EINVAL)?),
-            1 => rustix::fs::SeekFrom::Current(offset),
-            2 => rustix::fs::SeekFrom::End(offset),
-            _ => return Err(Errno::EINVAL),
-        };
-        rustix::fs::seek(&self.fd, pos).map_err(errno)
-    }
-
+impl Inode for HostInode {
     fn stat(&self) -> Result<Stat, Errno> {
-        let st = rustix::fs::fstat(&self.fd).map_err(errno)?;
+        let st = rustix::fs::fstat(&*self.0).map_err(host_errno)?;
+        // rustix's `Stat` is the kernel's, with unsigned times.
+        let ts = |sec: u64, nsec: u64| Timespec {
+            tv_sec: sec as i64,
+            tv_nsec: nsec as i64,
+        };
         Ok(Stat {
             st_dev: st.st_dev,
             st_ino: st.st_ino,
@@ -104,76 +58,141 @@ impl FileOps for HostFile {
             st_size: st.st_size,
             st_blksize: st.st_blksize,
             st_blocks: st.st_blocks,
-            st_atime: Timespec {
-                tv_sec: st.st_atime as i64,
-                tv_nsec: st.st_atime_nsec as i64,
-            },
-            st_mtime: Timespec {
-                tv_sec: st.st_mtime as i64,
-                tv_nsec: st.st_mtime_nsec as i64,
-            },
-            st_ctime: Timespec {
-                tv_sec: st.st_ctime as i64,
-                tv_nsec: st.st_ctime_nsec as i64,
-            },
+            st_atime: ts(st.st_atime, st.st_atime_nsec),
+            st_mtime: ts(st.st_mtime, st.st_mtime_nsec),
+            st_ctime: ts(st.st_ctime, st.st_ctime_nsec),
             ..Stat::default()
         })
     }
 
+    /// Host files have no name in the tree to be opened again by.
+    fn open(self: Arc<Self>, _flags: i32) -> Result<Box<dyn FileOps>, Errno> {
+        Err(Errno::ENXIO)
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+struct HostFile(Arc<OwnedFd>);
+
+impl HostFile {
+    fn require_tty(&self) -> Result<(), Errno> {
+        match rustix::termios::isatty(&*self.0) {
+            true => Ok(()),
+            false => Err(Errno::ENOTTY),
+        }
+    }
+
+    /// TCGETS and the TCSETS family, which take the kernel's `termios`.
+    fn termios_ioctl(&self, cmd: u32, termios: &mut Termios) -> Result<(), Errno> {
+        // SAFETY: `cmd` is TCGETS, TCSETS, TCSETSW or TCSETSF, each of which
+        // reads or writes one kernel `struct termios` at the pointer, and
+        // `termios` is exactly that struct, valid and exclusively borrowed
+        // for the call; the FD is open while `self` lives.
+        let r = unsafe {
+            nix::libc::ioctl(self.0.as_raw_fd(), cmd.into(), std::ptr::from_mut(termios))
+        };
+        if r < 0 {
+            return Err(Errno::new(nix::errno::Errno::last_raw()));
+        }
+        Ok(())
+    }
+}
+
+impl FileOps for HostFile {
+    fn is_stream(&self) -> bool {
+        true
+    }
+
+    fn read(&self, buf: &mut [u8], _flags: i32) -> Result<usize, Errno> {
+        host_call(|| rustix::io::read(&*self.0, &mut *buf))
+    }
+
+    fn write(&self, buf: &[u8], _flags: i32) -> Result<usize, Errno> {
+        host_call(|| rustix::io::write(&*self.0, buf))
+    }
+
+    fn read_at(&self, buf: &mut [u8], off: u64) -> Result<usize, Errno> {
+        host_call(|| rustix::io::pread(&*self.0, &mut *buf, off))
+    }
+
+    fn write_at(&self, buf: &[u8], off: u64) -> Result<usize, Errno> {
+        host_call(|| rustix::io::pwrite(&*self.0, buf, off))
+    }
+
+    fn truncate(&self, len: u64) -> Result<(), Errno> {
+        host_call(|| rustix::fs::ftruncate(&*self.0, len))
+    }
+
+    fn seek(&self, offset: i64, whence: u32) -> Result<u64, Errno> {
+        let pos = match whence {
+            SEEK_SET => SeekFrom::Start(u64::try_from(offset).map_err(|_| Errno::EINVAL)?),
+            SEEK_CUR => SeekFrom::Current(offset),
+            SEEK_END => SeekFrom::End(offset),
+            _ => return Err(Errno::EINVAL),
+        };
+        rustix::fs::seek(&*self.0, pos).map_err(host_errno)
+    }
+
     fn ioctl(&self, cmd: u32, arg: u64, mem: &dyn UserMem) -> Result<u64, Errno> {
+        let fd = self.0.as_fd();
         match cmd {
             TCGETS => {
                 let mut t = Termios::default();
-                self.ioctl_struct(cmd, &mut t)?;
-                mem.copy_out(arg, t.as_bytes()).map(|()| 0)
+                self.termios_ioctl(cmd, &mut t)?;
+                mem.copy_out(arg, t.as_bytes())?;
             }
             TCSETS | TCSETSW | TCSETSF => {
                 let mut t = Termios::default();
                 mem.copy_in(arg, t.as_mut_bytes())?;
-                self.ioctl_struct(cmd, &mut t)
+                self.termios_ioctl(cmd, &mut t)?;
             }
             TIOCGWINSZ => {
-                let mut w = Winsize::default();
-                self.ioctl_struct(cmd, &mut w)?;
-                mem.copy_out(arg, w.as_bytes()).map(|()| 0)
+                let w = rustix::termios::tcgetwinsize(fd).map_err(host_errno)?;
+                let w = Winsize {
+                    ws_row: w.ws_row,
+                    ws_col: w.ws_col,
+                    ws_xpixel: w.ws_xpixel,
+                    ws_ypixel: w.ws_ypixel,
+                };
+                mem.copy_out(arg, w.as_bytes())?;
             }
             TIOCSWINSZ => {
                 let mut w = Winsize::default();
                 mem.copy_in(arg, w.as_mut_bytes())?;
-                self.ioctl_struct(cmd, &mut w)
+                let w = rustix::termios::Winsize {
+                    ws_row: w.ws_row,
+                    ws_col: w.ws_col,
+                    ws_xpixel: w.ws_xpixel,
+                    ws_ypixel: w.ws_ypixel,
+                };
+                rustix::termios::tcsetwinsize(fd, w).map_err(host_errno)?;
             }
             FIONREAD => {
-                let mut n = 0i32;
-                self.ioctl_struct(cmd, &mut n)?;
-                mem.copy_out(arg, n.as_bytes()).map(|()| 0)
+                let n = rustix::io::ioctl_fionread(fd).map_err(host_errno)?;
+                let n = i32::try_from(n).unwrap_or(i32::MAX);
+                mem.copy_out(arg, n.as_bytes())?;
             }
-            // Job control stays inside the sandbox: the host terminal's
-            // process groups mean nothing here.
             TIOCGPGRP => {
                 self.require_tty()?;
-                mem.copy_out(arg, SANDBOX_PGRP.as_bytes()).map(|()| 0)
+                let pgrp = FOREGROUND_PGRP.load(Ordering::Relaxed);
+                mem.copy_out(arg, pgrp.as_bytes())?;
             }
+            // The sentry's glue is to check that the group exists in the
+            // sandbox; here it only has to be a valid process group ID.
             TIOCSPGRP => {
                 self.require_tty()?;
                 let mut pgrp = 0i32;
                 mem.copy_in(arg, pgrp.as_mut_bytes())?;
-                if pgrp == SANDBOX_PGRP {
-                    Ok(0)
-                } else {
-                    Err(Errno::EPERM)
+                if pgrp <= 0 {
+                    return Err(Errno::EINVAL);
                 }
+                FOREGROUND_PGRP.store(pgrp, Ordering::Relaxed);
             }
-            _ => Err(Errno::ENOTTY),
+            _ => return Err(Errno::ENOTTY),
         }
-    }
-}
-
-impl HostFile {
-    fn require_tty(&self) -> Result<(), Errno> {
-        if rustix::termios::isatty(&self.fd) {
-            Ok(())
-        } else {
-            Err(Errno::ENOTTY)
-        }
+        Ok(0)
     }
 }

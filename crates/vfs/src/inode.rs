@@ -1,4 +1,4 @@
-//! The interface every filesystem implements.
+//! The interface every filesystem implements for its files.
 
 use std::any::Any;
 use std::sync::Arc;
@@ -6,22 +6,37 @@ use std::sync::Arc;
 use veil_abi::{Errno, Stat};
 
 use crate::creds::Creds;
-use crate::file::{DirEntry, FileOps};
+use crate::file::FileOps;
 
-/// A filesystem object. Directory operations default to ENOTDIR and
-/// modifications to EROFS, so read-only and special files implement little.
-pub trait Inode: Send + Sync + Any {
+/// A directory entry, without "." and "..".
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DirEntry {
+    pub name: Vec<u8>,
+    pub ino: u64,
+    /// A Linux `DT_*` value.
+    pub dtype: u8,
+}
+
+/// A file of some filesystem. The VFS resolves paths, checks permissions
+/// and keeps the dentry cache; an inode only answers for itself and, if it
+/// is a directory, for its entries. Names passed in are single components:
+/// never empty, ".", "..", and never containing '/'.
+///
+/// Directory operations a filesystem does not have fail as Linux fails them
+/// for such a filesystem: lookups with ENOTDIR, creation with EACCES, other
+/// changes with EPERM. A read-only filesystem returns EROFS instead.
+pub trait Inode: Send + Sync {
     fn stat(&self) -> Result<Stat, Errno>;
 
-    /// Opens the object for I/O; `flags` are the open(2) flags. Access checks
-    /// are the VFS's business; this only creates the file's operations.
+    /// Opens the file for I/O with open(2) `flags` once the VFS has checked
+    /// access. The filesystem honours O_TRUNC, and fails write access it
+    /// cannot give (EROFS).
     fn open(self: Arc<Self>, flags: i32) -> Result<Box<dyn FileOps>, Errno>;
 
     fn lookup(&self, _name: &[u8]) -> Result<Arc<dyn Inode>, Errno> {
         Err(Errno::ENOTDIR)
     }
 
-    /// Every entry except "." and "..".
     fn readdir(&self) -> Result<Vec<DirEntry>, Errno> {
         Err(Errno::ENOTDIR)
     }
@@ -30,43 +45,44 @@ pub trait Inode: Send + Sync + Any {
         Err(Errno::EINVAL)
     }
 
-    /// Creates a regular file.
+    /// Creates a regular file with permission bits `mode`.
     fn create(&self, _name: &[u8], _mode: u32, _creds: &Creds) -> Result<Arc<dyn Inode>, Errno> {
-        Err(Errno::EROFS)
+        Err(Errno::EACCES)
     }
 
     fn mkdir(&self, _name: &[u8], _mode: u32, _creds: &Creds) -> Result<(), Errno> {
-        Err(Errno::EROFS)
+        Err(Errno::EPERM)
     }
 
     fn symlink(&self, _name: &[u8], _target: &[u8], _creds: &Creds) -> Result<(), Errno> {
-        Err(Errno::EROFS)
+        Err(Errno::EPERM)
     }
 
+    /// Removes a non-directory.
     fn unlink(&self, _name: &[u8]) -> Result<(), Errno> {
-        Err(Errno::EROFS)
+        Err(Errno::EPERM)
     }
 
+    /// Removes an empty directory.
     fn rmdir(&self, _name: &[u8]) -> Result<(), Errno> {
-        Err(Errno::EROFS)
+        Err(Errno::EPERM)
     }
 
-    /// Moves `name` from this directory to `new_name` in `new_dir` (same
-    /// filesystem: the VFS checks mounts).
+    /// Moves `child`, the entry `name`, to `new_name` in `new_dir`, a
+    /// directory of the same filesystem (the VFS has checked the mount),
+    /// replacing what is there. The VFS has checked types: a directory only
+    /// replaces a directory, which the filesystem must find empty
+    /// (ENOTEMPTY).
     fn rename(
         &self,
         _name: &[u8],
-        _new_dir: &Arc<dyn Inode>,
+        _child: &dyn Inode,
+        _new_dir: &dyn Inode,
         _new_name: &[u8],
     ) -> Result<(), Errno> {
-        Err(Errno::EROFS)
+        Err(Errno::EPERM)
     }
 
-    /// Makes the object writable (an overlay copies it up) and optionally
-    /// truncates it to zero.
-    fn prepare_write(&self, _truncate: bool) -> Result<(), Errno> {
-        Err(Errno::EROFS)
-    }
-
+    /// For `rename`'s downcast of the target directory.
     fn as_any(&self) -> &dyn Any;
 }

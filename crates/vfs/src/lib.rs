@@ -1,25 +1,44 @@
-//! The sentry's virtual filesystem: mounts and dentries, filesystems behind
-//! the `Inode` trait, open file descriptions and the FD table.
+//! The sentry's virtual filesystem, shaped like Linux's VFS and gVisor's
+//! VFS2: a mount tree of dentries over inodes that filesystems implement
+//! behind the [`Inode`] trait, open file descriptions ([`OpenFile`]) whose
+//! I/O filesystems implement behind [`FileOps`], and the FD table.
 //!
-//! Filesystems so far: an overlay whose lower layer is served by the gofer
-//! and whose upper layer lives in memory (the root), the same nodes without
-//! a lower layer (an in-memory filesystem), a minimal devfs, and open files
-//! wrapping host FDs the sentry was handed (the caller's stdio).
+//! Everything here takes hostile input: paths are arbitrary bytes from the
+//! application, and every error is an errno, never a panic.
+//!
+//! Filesystems so far ([`fs`]): the root overlay (a read-only lower layer
+//! served by the gofer under a writable in-memory upper layer), the
+//! in-memory filesystem itself, and a minimal devfs; plus open files outside
+//! the tree: host FDs handed to the sentry (the caller's stdio) and pipes.
 
 mod creds;
-pub mod devfs;
 mod fdtable;
 mod file;
-pub mod gofer;
+mod flags;
+pub mod fs;
 mod hostfd;
 mod inode;
-pub mod overlay;
 mod pipe;
 mod vfs;
 
 pub use creds::Creds;
 pub use fdtable::{FdTable, DEFAULT_NOFILE, MAX_NOFILE};
-pub use file::{statx_from_stat, DirEntry, FileOps, OpenFile, UserMem};
-pub use inode::Inode;
+pub use file::{statx_from_stat, FileOps, NoOps, OpenFile, UserMem};
+pub use inode::{DirEntry, Inode};
 pub use pipe::new_pipe;
 pub use vfs::{Dentry, FsContext, Mount, PathRef, Vfs};
+
+/// A host call's error, as the application sees it.
+fn host_errno(e: rustix::io::Errno) -> veil_abi::Errno {
+    veil_abi::Errno::new(e.raw_os_error())
+}
+
+/// Makes a host call, again if a signal meant for the sentry interrupted it.
+fn host_call<T>(mut f: impl FnMut() -> rustix::io::Result<T>) -> Result<T, veil_abi::Errno> {
+    loop {
+        match f() {
+            Err(rustix::io::Errno::INTR) => continue,
+            r => return r.map_err(host_errno),
+        }
+    }
+}

@@ -1,81 +1,33 @@
-//! Pipes: a bounded byte queue between a read end and a write end.
+//! Pipes: a bounded buffer between a read end and a write end, with Linux's
+//! semantics for end of file, EPIPE, O_NONBLOCK and atomic small writes.
+//!
+//! A blocked read or write waits on a condition variable: nothing can
+//! interrupt it yet but the other end's activity or closing.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
 use veil_abi::mode::S_IFIFO;
 use veil_abi::{Errno, Stat};
 use zerocopy::IntoBytes;
 
 use crate::file::{FileOps, OpenFile, UserMem};
-use crate::vfs::{anon_inode, PathRef};
+use crate::flags::{O_NONBLOCK, O_RDONLY, O_WRONLY};
+use crate::inode::Inode;
+use crate::vfs::PathRef;
 
-/// Default pipe capacity, as Linux's.
-const PIPE_CAPACITY: usize = 64 << 10;
-/// Writes up to this size are atomic (PIPE_BUF).
-const PIPE_BUF: usize = 4096;
-const O_NONBLOCK: i32 = 0o4000;
-const FIONREAD: u32 = 0x541b;
-/// The device number pipes report (Linux's pipefs is anonymous too).
+/// Linux's default pipe capacity.
+const CAPACITY: usize = 16 * 4096;
+/// Writes up to this size are atomic.
+const PIPE_BUF: usize = linux_raw_sys::general::PIPE_BUF as usize;
+/// pipefs's device number.
 const PIPEFS_DEV: u64 = 0xd;
 
-struct State {
-    buf: VecDeque<u8>,
-    readers: usize,
-    writers: usize,
-}
+static NEXT_INO: AtomicU64 = AtomicU64::new(1);
 
-struct Pipe {
-    ino: u64,
-    state: Mutex<State>,
-    changed: Condvar,
-}
-
-impl Pipe {
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn wait<'a>(&self, guard: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
-        self.changed.wait(guard).unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn stat(&self) -> Stat {
-        Stat {
-            st_dev: PIPEFS_DEV,
-            st_ino: self.ino,
-            st_nlink: 1,
-            st_mode: S_IFIFO | 0o600,
-            st_blksize: 4096,
-            ..Stat::default()
-        }
-    }
-}
-
-/// One end of a pipe; dropping the last FD of an end closes it.
-struct End {
-    pipe: Arc<Pipe>,
-    write: bool,
-}
-
-impl Drop for End {
-    fn drop(&mut self) {
-        let mut st = self.pipe.lock();
-        if self.write {
-            st.writers -= 1;
-        } else {
-            st.readers -= 1;
-        }
-        drop(st);
-        self.pipe.changed.notify_all();
-    }
-}
-
-/// Creates a pipe; returns its read and write ends with the given status
-/// flags (O_NONBLOCK).
+/// A new pipe's read and write ends; of `flags` only O_NONBLOCK counts.
 pub fn new_pipe(flags: i32) -> (Arc<OpenFile>, Arc<OpenFile>) {
-    static NEXT_INO: AtomicU64 = AtomicU64::new(1);
     let pipe = Arc::new(Pipe {
         ino: NEXT_INO.fetch_add(1, Ordering::Relaxed),
         state: Mutex::new(State {
@@ -85,87 +37,148 @@ pub fn new_pipe(flags: i32) -> (Arc<OpenFile>, Arc<OpenFile>) {
         }),
         changed: Condvar::new(),
     });
-    let end = |write: bool| {
-        let ops = End {
+    let name = format!("pipe:[{}]", pipe.ino);
+    let path = PathRef::anonymous(name.as_bytes(), Arc::new(PipeInode(pipe.clone())));
+    let end = |flags, writer| {
+        let ops = Box::new(PipeEnd {
             pipe: pipe.clone(),
-            write,
-        };
-        let path = PathRef::anonymous(b"pipe", anon_inode());
-        OpenFile::new(path, flags | if write { 1 } else { 0 }, Box::new(ops))
+            writer,
+        });
+        OpenFile::with_type(path.clone(), flags, S_IFIFO, ops)
     };
-    (end(false), end(true))
+    let nonblock = flags & O_NONBLOCK;
+    (
+        end(O_RDONLY | nonblock, false),
+        end(O_WRONLY | nonblock, true),
+    )
 }
 
-impl FileOps for End {
+struct Pipe {
+    ino: u64,
+    state: Mutex<State>,
+    /// Signalled whenever data or the set of ends changes.
+    changed: Condvar,
+}
+
+struct State {
+    buf: VecDeque<u8>,
+    readers: usize,
+    writers: usize,
+}
+
+impl Pipe {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn wait<'a>(&self, state: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+        self.changed
+            .wait(state)
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+struct PipeInode(Arc<Pipe>);
+
+impl Inode for PipeInode {
+    fn stat(&self) -> Result<Stat, Errno> {
+        Ok(Stat {
+            st_dev: PIPEFS_DEV,
+            st_ino: self.0.ino,
+            st_nlink: 1,
+            st_mode: S_IFIFO | 0o600,
+            st_blksize: 4096,
+            ..Stat::default()
+        })
+    }
+
+    /// Pipes have no name in the tree to be opened again by.
+    fn open(self: Arc<Self>, _flags: i32) -> Result<Box<dyn FileOps>, Errno> {
+        Err(Errno::ENXIO)
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+struct PipeEnd {
+    pipe: Arc<Pipe>,
+    writer: bool,
+}
+
+impl Drop for PipeEnd {
+    fn drop(&mut self) {
+        let mut state = self.pipe.lock();
+        match self.writer {
+            true => state.writers -= 1,
+            false => state.readers -= 1,
+        }
+        drop(state);
+        self.pipe.changed.notify_all();
+    }
+}
+
+impl FileOps for PipeEnd {
     fn is_stream(&self) -> bool {
         true
     }
 
     fn read(&self, buf: &mut [u8], flags: i32) -> Result<usize, Errno> {
-        if self.write {
-            return Err(Errno::EBADF);
-        }
-        if buf.is_empty() {
-            return Ok(0);
-        }
-        let mut st = self.pipe.lock();
-        while st.buf.is_empty() {
-            if st.writers == 0 {
+        let mut state = self.pipe.lock();
+        loop {
+            if !state.buf.is_empty() || buf.is_empty() {
+                let n = buf.len().min(state.buf.len());
+                for (dst, src) in buf.iter_mut().zip(state.buf.drain(..n)) {
+                    *dst = src;
+                }
+                drop(state);
+                self.pipe.changed.notify_all();
+                return Ok(n);
+            }
+            if state.writers == 0 {
                 return Ok(0);
             }
             if flags & O_NONBLOCK != 0 {
                 return Err(Errno::EAGAIN);
             }
-            st = self.pipe.wait(st);
+            state = self.pipe.wait(state);
         }
-        let n = buf.len().min(st.buf.len());
-        for (dst, src) in buf.iter_mut().zip(st.buf.drain(..n)) {
-            *dst = src;
-        }
-        drop(st);
-        self.pipe.changed.notify_all();
-        Ok(n)
     }
 
     fn write(&self, buf: &[u8], flags: i32) -> Result<usize, Errno> {
-        if !self.write {
-            return Err(Errno::EBADF);
-        }
+        let mut state = self.pipe.lock();
         let mut done = 0;
-        let mut st = self.pipe.lock();
-        while done < buf.len() {
-            if st.readers == 0 {
+        loop {
+            if state.readers == 0 {
+                // The sentry raises SIGPIPE for an EPIPE.
                 return if done > 0 {
                     Ok(done)
                 } else {
                     Err(Errno::EPIPE)
                 };
             }
-            let room = PIPE_CAPACITY - st.buf.len();
-            let rest = buf.len() - done;
-            // Small writes go in whole or not at all.
-            let fits = if rest <= PIPE_BUF {
-                room >= rest
-            } else {
-                room > 0
-            };
-            if !fits {
-                if flags & O_NONBLOCK != 0 {
-                    return if done > 0 {
-                        Ok(done)
-                    } else {
-                        Err(Errno::EAGAIN)
-                    };
+            let room = CAPACITY - state.buf.len();
+            let left = &buf[done..];
+            // A small write goes in whole or not at all.
+            if room > 0 && (left.len() <= room || buf.len() > PIPE_BUF) {
+                let n = left.len().min(room);
+                state.buf.extend(&left[..n]);
+                done += n;
+                self.pipe.changed.notify_all();
+                if done == buf.len() {
+                    return Ok(done);
                 }
-                st = self.pipe.wait(st);
-                continue;
             }
-            let n = rest.min(room);
-            st.buf.extend(&buf[done..done + n]);
-            done += n;
-            self.pipe.changed.notify_all();
+            if flags & O_NONBLOCK != 0 {
+                return if done > 0 {
+                    Ok(done)
+                } else {
+                    Err(Errno::EAGAIN)
+                };
+            }
+            state = self.pipe.wait(state);
         }
-        Ok(done)
     }
 
     fn read_at(&self, _buf: &mut [u8], _off: u64) -> Result<usize, Errno> {
@@ -176,17 +189,12 @@ impl FileOps for End {
         Err(Errno::ESPIPE)
     }
 
-    fn stat(&self) -> Result<Stat, Errno> {
-        Ok(self.pipe.stat())
-    }
-
     fn ioctl(&self, cmd: u32, arg: u64, mem: &dyn UserMem) -> Result<u64, Errno> {
-        match cmd {
-            FIONREAD => {
-                let n = self.pipe.lock().buf.len() as i32;
-                mem.copy_out(arg, n.as_bytes()).map(|()| 0)
-            }
-            _ => Err(Errno::ENOTTY),
+        if cmd != linux_raw_sys::ioctl::FIONREAD {
+            return Err(Errno::ENOTTY);
         }
+        let n = self.pipe.lock().buf.len() as i32;
+        mem.copy_out(arg, n.as_bytes())?;
+        Ok(0)
     }
 }

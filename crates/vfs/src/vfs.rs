@@ -1,52 +1,61 @@
-//! The mount tree, dentries and path resolution.
+//! The mount tree, dentries, path resolution and the namespace operations
+//! the syscall glue calls.
+//!
+//! A walk goes one component at a time from the task's root or a start
+//! location (its cwd or an *at() dirfd), checking search permission on each
+//! directory, crossing mounts both ways, never leaving the task's root
+//! through "..", and following at most [`MAX_SYMLINKS`] symlinks.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, Weak};
 
 use veil_abi::{Errno, Stat};
 use veil_gofer::GoferClient;
 
 use crate::creds::{Creds, MAY_EXEC, MAY_READ, MAY_WRITE};
-use crate::file::{FileOps, OpenFile};
+use crate::file::{NoOps, OpenFile};
+use crate::flags::*;
+use crate::fs::{devfs, gofer, memfs, overlay};
 use crate::inode::Inode;
-use crate::overlay::OverlayFs;
 
-const O_ACCMODE: i32 = 3;
-const O_WRONLY: i32 = 1;
-const O_RDWR: i32 = 2;
-const O_CREAT: i32 = 0o100;
-const O_EXCL: i32 = 0o200;
-const O_NOCTTY: i32 = 0o400;
-const O_TRUNC: i32 = 0o1000;
-const O_LARGEFILE: i32 = 0o100000;
-const O_DIRECTORY: i32 = 0o200000;
-const O_NOFOLLOW: i32 = 0o400000;
-const O_CLOEXEC: i32 = 0o2000000;
-const O_PATH: i32 = 0o10000000;
-const O_TMPFILE: i32 = 0o20000000;
-const AT_SYMLINK_NOFOLLOW: u32 = 0x100;
-const AT_EACCESS: u32 = 0x200;
-
-/// Symlinks followed in one resolution before ELOOP, as Linux's MAXSYMLINKS.
+/// Symlinks one resolution may follow (Linux's MAXSYMLINKS).
 const MAX_SYMLINKS: usize = 40;
-const NAME_MAX: usize = 255;
-const PATH_MAX: usize = 4096;
+const NAME_MAX: usize = linux_raw_sys::general::NAME_MAX as usize;
+const PATH_MAX: usize = linux_raw_sys::general::PATH_MAX as usize;
 
-/// A name in the tree, caching its children's lookups.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A name in a filesystem, caching the lookups of its children. Parents
+/// hold their cached children; children point back weakly, so the cache is
+/// a tree that lives as long as its filesystem's mount.
 pub struct Dentry {
-    name: Vec<u8>,
-    parent: Option<Arc<Dentry>>,
     inode: Arc<dyn Inode>,
+    /// Name and parent change when a rename moves the dentry.
+    link: Mutex<Link>,
     children: Mutex<HashMap<Vec<u8>, Arc<Dentry>>>,
+    /// Whether some mount covers this dentry: spares walks the mount table.
+    mounted: AtomicBool,
+}
+
+struct Link {
+    name: Vec<u8>,
+    /// Empty for a filesystem's root.
+    parent: Weak<Dentry>,
 }
 
 impl Dentry {
-    fn new(name: Vec<u8>, parent: Option<Arc<Dentry>>, inode: Arc<dyn Inode>) -> Arc<Dentry> {
+    fn new(name: &[u8], parent: Weak<Dentry>, inode: Arc<dyn Inode>) -> Arc<Dentry> {
         Arc::new(Dentry {
-            name,
-            parent,
             inode,
+            link: Mutex::new(Link {
+                name: name.to_vec(),
+                parent,
+            }),
             children: Mutex::new(HashMap::new()),
+            mounted: AtomicBool::new(false),
         })
     }
 
@@ -54,30 +63,68 @@ impl Dentry {
         &self.inode
     }
 
-    fn children(&self) -> std::sync::MutexGuard<'_, HashMap<Vec<u8>, Arc<Dentry>>> {
-        self.children.lock().unwrap_or_else(|p| p.into_inner())
+    pub fn name(&self) -> Vec<u8> {
+        lock(&self.link).name.clone()
     }
 
-    fn child(self: &Arc<Dentry>, name: &[u8]) -> Result<Arc<Dentry>, Errno> {
-        if let Some(d) = self.children().get(name) {
+    /// The parent within the filesystem; `None` for its root.
+    pub fn parent(&self) -> Option<Arc<Dentry>> {
+        lock(&self.link).parent.upgrade()
+    }
+
+    /// The child `name`, from the cache or looked up.
+    fn child(self: &Arc<Self>, name: &[u8]) -> Result<Arc<Dentry>, Errno> {
+        if let Some(d) = lock(&self.children).get(name) {
             return Ok(d.clone());
         }
         let inode = self.inode.lookup(name)?;
-        let d = Dentry::new(name.to_vec(), Some(self.clone()), inode);
-        self.children().insert(name.to_vec(), d.clone());
-        Ok(d)
+        Ok(self.insert(name, inode))
     }
 
-    fn forget(&self, name: &[u8]) {
-        self.children().remove(name);
+    /// Caches `inode` as child `name`, unless a racing lookup already did.
+    fn insert(self: &Arc<Self>, name: &[u8], inode: Arc<dyn Inode>) -> Arc<Dentry> {
+        lock(&self.children)
+            .entry(name.to_vec())
+            .or_insert_with(|| Dentry::new(name, Arc::downgrade(self), inode))
+            .clone()
+    }
+
+    fn forget(&self, name: &[u8]) -> Option<Arc<Dentry>> {
+        lock(&self.children).remove(name)
+    }
+
+    /// Moves the cached child `name` to `new_name` in `new_parent`, so that
+    /// locations inside it (a cwd) follow the rename.
+    fn move_child(&self, name: &[u8], new_parent: &Arc<Dentry>, new_name: &[u8]) {
+        new_parent.forget(new_name);
+        if let Some(moved) = self.forget(name) {
+            *lock(&moved.link) = Link {
+                name: new_name.to_vec(),
+                parent: Arc::downgrade(new_parent),
+            };
+            lock(&new_parent.children).insert(new_name.to_vec(), moved);
+        }
+    }
+
+    /// Whether `self` is `ancestor` or lies beneath it.
+    fn is_within(self: &Arc<Self>, ancestor: &Arc<Dentry>) -> bool {
+        let mut cur = Some(self.clone());
+        while let Some(d) = cur {
+            if Arc::ptr_eq(&d, ancestor) {
+                return true;
+            }
+            cur = d.parent();
+        }
+        false
     }
 }
 
 /// A filesystem attached to the tree.
 pub struct Mount {
     root: Arc<Dentry>,
-    /// Where it is attached: the parent mount and the covered dentry.
-    parent: Option<(Arc<Mount>, Arc<Dentry>)>,
+    /// The location it covers; `None` for the root of the tree and for the
+    /// private mounts of files outside it.
+    mountpoint: Option<PathRef>,
 }
 
 /// A location: a dentry as reached through a mount.
@@ -88,28 +135,45 @@ pub struct PathRef {
 }
 
 impl PathRef {
-    fn same(&self, other: &PathRef) -> bool {
-        Arc::ptr_eq(&self.mount, &other.mount) && Arc::ptr_eq(&self.dentry, &other.dentry)
-    }
-
-    fn stat(&self) -> Result<Stat, Errno> {
-        self.dentry.inode.stat()
-    }
-
-    /// A detached location for files that live outside the tree (host FDs).
+    /// A location outside the tree, for files that have no name in it
+    /// (pipes, host FDs): the root of a private mount.
     pub fn anonymous(name: &[u8], inode: Arc<dyn Inode>) -> PathRef {
-        let root = Dentry::new(name.to_vec(), None, inode);
+        let root = Dentry::new(name, Weak::new(), inode);
         PathRef {
             mount: Arc::new(Mount {
                 root: root.clone(),
-                parent: None,
+                mountpoint: None,
             }),
             dentry: root,
         }
     }
+
+    pub fn inode(&self) -> &Arc<dyn Inode> {
+        &self.dentry.inode
+    }
+
+    pub fn stat(&self) -> Result<Stat, Errno> {
+        self.dentry.inode.stat()
+    }
+
+    fn at(&self, dentry: Arc<Dentry>) -> PathRef {
+        PathRef {
+            mount: self.mount.clone(),
+            dentry,
+        }
+    }
+
+    fn is_mount_root(&self) -> bool {
+        Arc::ptr_eq(&self.dentry, &self.mount.root)
+    }
+
+    fn same(&self, other: &PathRef) -> bool {
+        Arc::ptr_eq(&self.mount, &other.mount) && Arc::ptr_eq(&self.dentry, &other.dentry)
+    }
 }
 
-/// A task's view of the tree: its root (chroot), working directory and umask.
+/// A task's view of the tree: its root (chroot), working directory and
+/// umask. Threads will share one; fork copies it.
 #[derive(Clone)]
 pub struct FsContext {
     pub root: PathRef,
@@ -127,54 +191,78 @@ impl FsContext {
     }
 }
 
-pub struct Vfs {
-    root: PathRef,
-    mounts: Mutex<Vec<Arc<Mount>>>,
+/// Mounts are found by the location they cover, named by address.
+type MountKey = (usize, usize);
+
+fn mount_key(p: &PathRef) -> MountKey {
+    (
+        Arc::as_ptr(&p.mount) as usize,
+        Arc::as_ptr(&p.dentry) as usize,
+    )
 }
 
-/// The result of resolving all but the last component of a path.
-struct Parent {
-    dir: PathRef,
-    name: Vec<u8>,
+/// The sandbox's mount tree.
+pub struct Vfs {
+    root: PathRef,
+    mounts: RwLock<HashMap<MountKey, Arc<Mount>>>,
+    /// Serializes changes to the namespace (creating, removing, renaming),
+    /// so that each one's checks still hold when it acts.
+    changes: Mutex<()>,
+}
+
+/// The last component of a path, which operations that create or remove
+/// a name handle themselves.
+struct Last {
+    kind: LastKind,
+    /// The path ended in '/': the target must be a directory.
     trailing_slash: bool,
+}
+
+enum LastKind {
+    Name(Vec<u8>),
+    /// "." or a path of slashes only.
+    Dot,
+    DotDot,
 }
 
 impl Vfs {
     pub fn new(root: Arc<dyn Inode>) -> Vfs {
-        let dentry = Dentry::new(Vec::new(), None, root);
+        let dentry = Dentry::new(b"", Weak::new(), root);
         let mount = Arc::new(Mount {
             root: dentry.clone(),
-            parent: None,
+            mountpoint: None,
         });
         Vfs {
-            mounts: Mutex::new(vec![mount.clone()]),
             root: PathRef { mount, dentry },
+            mounts: RwLock::new(HashMap::new()),
+            changes: Mutex::new(()),
         }
     }
 
-    /// The sandbox root of `veil do`: the gofer's tree under a memory
-    /// overlay, with devfs on /dev and empty in-memory /proc and /sys until
-    /// their filesystems exist.
+    /// The sandbox's tree: the gofer's files under an in-memory overlay,
+    /// devfs on /dev, and empty in-memory filesystems on /proc and /sys so
+    /// that the host's never show through the gofer.
     pub fn with_gofer_root(client: Arc<GoferClient>) -> Result<Vfs, Errno> {
-        let fs = OverlayFs::new(crate::overlay::DEFAULT_LIMIT);
-        let lower = crate::gofer::GoferNode::root(client)?;
-        let vfs = Vfs::new(fs.root(Some(lower))?);
+        let lower = gofer::root(client)?;
+        let vfs = Vfs::new(overlay::new(
+            lower,
+            memfs::MemFs::new(memfs::DEFAULT_SIZE_LIMIT),
+        )?);
         let ctx = FsContext::new(vfs.root());
         let creds = Creds::default();
-        for (dir, inode) in [
-            (&b"/dev"[..], crate::devfs::root()),
-            (b"/proc", fs.root(None)?),
-            (b"/sys", fs.root(None)?),
+        for (dir, fs) in [
+            (&b"/dev"[..], devfs::root()),
+            (b"/proc", memfs::MemFs::new(0).root()),
+            (b"/sys", memfs::MemFs::new(0).root()),
         ] {
-            // A missing mount point is created in the overlay.
             let at = match vfs.lookup(&ctx, &ctx.root, dir, true) {
-                Ok(at) => at,
-                Err(_) => {
+                Err(Errno::ENOENT) => {
                     vfs.mkdir(&ctx, &ctx.root, dir, 0o755, &creds)?;
                     vfs.lookup(&ctx, &ctx.root, dir, true)?
                 }
+                r => r?,
             };
-            vfs.mount(&at, inode);
+            vfs.mount(&at, fs)?;
         }
         Ok(vfs)
     }
@@ -183,181 +271,65 @@ impl Vfs {
         self.root.clone()
     }
 
-    /// Mounts a filesystem whose root is `root` over `at`.
-    pub fn mount(&self, at: &PathRef, root: Arc<dyn Inode>) {
-        let m = Arc::new(Mount {
-            root: Dentry::new(at.dentry.name.clone(), at.dentry.parent.clone(), root),
-            parent: Some((at.mount.clone(), at.dentry.clone())),
-        });
-        self.mounts
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(m);
-    }
-
-    fn mounted_at(&self, p: &PathRef) -> Option<Arc<Mount>> {
-        let mounts = self.mounts.lock().unwrap_or_else(|p| p.into_inner());
-        // The most recent mount on a point covers earlier ones.
-        mounts
-            .iter()
-            .rev()
-            .find(|m| {
-                m.parent
-                    .as_ref()
-                    .is_some_and(|(pm, pd)| Arc::ptr_eq(pm, &p.mount) && Arc::ptr_eq(pd, &p.dentry))
-            })
-            .cloned()
-    }
-
-    fn parent_of(&self, ctx: &FsContext, cur: &PathRef) -> PathRef {
-        let mut p = cur.clone();
-        loop {
-            if p.same(&ctx.root) {
-                return p;
-            }
-            if !Arc::ptr_eq(&p.dentry, &p.mount.root) {
-                break;
-            }
-            match &p.mount.parent {
-                Some((m, d)) => {
-                    p = PathRef {
-                        mount: m.clone(),
-                        dentry: d.clone(),
-                    }
-                }
-                None => return p,
-            }
-        }
-        match &p.dentry.parent {
-            Some(parent) => PathRef {
-                mount: p.mount.clone(),
-                dentry: parent.clone(),
-            },
-            None => p,
-        }
-    }
-
-    /// One step of a walk: `name` inside directory `cur`, crossing mounts.
-    fn step(
-        &self,
-        ctx: &FsContext,
-        cur: &PathRef,
-        name: &[u8],
-        creds: &Creds,
-    ) -> Result<PathRef, Errno> {
-        if name.len() > NAME_MAX {
-            return Err(Errno::ENAMETOOLONG);
-        }
-        let st = cur.stat()?;
-        if !st.is_dir() {
+    /// Mounts the filesystem whose root directory is `root` over the
+    /// directory `at`, on top of any mounts there.
+    pub fn mount(&self, at: &PathRef, root: Arc<dyn Inode>) -> Result<(), Errno> {
+        let at = self.follow_mounts(at.clone());
+        if !at.stat()?.is_dir() || !root.stat()?.is_dir() {
             return Err(Errno::ENOTDIR);
         }
-        creds.check(&st, MAY_EXEC, true)?;
-        if name == b"." {
-            return Ok(cur.clone());
+        let mount = Arc::new(Mount {
+            root: Dentry::new(&at.dentry.name(), Weak::new(), root),
+            mountpoint: Some(at.clone()),
+        });
+        self.mounts
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(mount_key(&at), mount);
+        at.dentry.mounted.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    fn mount_on(&self, p: &PathRef) -> Option<Arc<Mount>> {
+        if !p.dentry.mounted.load(Ordering::Acquire) {
+            return None;
         }
-        if name == b".." {
-            return Ok(self.parent_of(ctx, cur));
-        }
-        let mut p = PathRef {
-            mount: cur.mount.clone(),
-            dentry: cur.dentry.child(name)?,
-        };
-        while let Some(m) = self.mounted_at(&p) {
+        let mounts = self.mounts.read().unwrap_or_else(PoisonError::into_inner);
+        mounts.get(&mount_key(p)).cloned()
+    }
+
+    /// The root of the topmost mount covering `p`, or `p`.
+    fn follow_mounts(&self, mut p: PathRef) -> PathRef {
+        while let Some(m) = self.mount_on(&p) {
             p = PathRef {
                 dentry: m.root.clone(),
                 mount: m,
             };
         }
-        Ok(p)
+        p
     }
 
-    fn resolve(
-        &self,
-        ctx: &FsContext,
-        start: &PathRef,
-        path: &[u8],
-        follow: bool,
-        creds: &Creds,
-        links: &mut usize,
-    ) -> Result<PathRef, Errno> {
-        if path.is_empty() {
-            return Err(Errno::ENOENT);
-        }
-        if path.len() >= PATH_MAX {
-            return Err(Errno::ENAMETOOLONG);
-        }
-        let mut cur = if path[0] == b'/' {
-            ctx.root.clone()
-        } else {
-            start.clone()
-        };
-        let comps: Vec<&[u8]> = path
-            .split(|&b| b == b'/')
-            .filter(|c| !c.is_empty())
-            .collect();
-        let trailing = path.ends_with(b"/");
-        for (i, comp) in comps.iter().enumerate() {
-            let last = i + 1 == comps.len();
-            let next = self.step(ctx, &cur, comp, creds)?;
-            if next.stat()?.is_symlink() && (!last || follow || trailing) {
-                *links += 1;
-                if *links > MAX_SYMLINKS {
-                    return Err(Errno::ELOOP);
-                }
-                let target = next.dentry.inode.readlink()?;
-                cur = self.resolve(ctx, &cur, &target, true, creds, links)?;
-            } else {
-                cur = next;
+    /// "..": up to the parent, through mountpoints, but not above `root`.
+    fn parent_of(&self, root: &PathRef, cur: &PathRef) -> PathRef {
+        let mut p = cur.clone();
+        while !p.same(root) && p.is_mount_root() {
+            match &p.mount.mountpoint {
+                Some(mp) => p = mp.clone(),
+                None => return p,
             }
         }
-        if trailing && !cur.stat()?.is_dir() {
-            return Err(Errno::ENOTDIR);
+        if p.same(root) {
+            return p;
         }
-        Ok(cur)
+        match p.dentry.parent() {
+            Some(parent) => self.follow_mounts(p.at(parent)),
+            None => p,
+        }
     }
 
-    /// Resolves everything but the last component.
-    fn resolve_parent(
-        &self,
-        ctx: &FsContext,
-        start: &PathRef,
-        path: &[u8],
-        creds: &Creds,
-    ) -> Result<Parent, Errno> {
-        if path.is_empty() {
-            return Err(Errno::ENOENT);
-        }
-        if path.len() >= PATH_MAX {
-            return Err(Errno::ENAMETOOLONG);
-        }
-        let trimmed_len = path.iter().rposition(|&b| b != b'/').map_or(0, |i| i + 1);
-        let trimmed = &path[..trimmed_len];
-        let (dir_part, name) = match trimmed.iter().rposition(|&b| b == b'/') {
-            Some(i) => (&path[..i + 1], &trimmed[i + 1..]),
-            None => (&b""[..], trimmed),
-        };
-        if name.len() > NAME_MAX {
-            return Err(Errno::ENAMETOOLONG);
-        }
-        let dir = if dir_part.is_empty() {
-            start.clone()
-        } else {
-            self.resolve(ctx, start, dir_part, true, creds, &mut 0)?
-        };
-        // "/" itself has no last component; treat it as "." of the root.
-        let name = if name.is_empty() {
-            b".".to_vec()
-        } else {
-            name.to_vec()
-        };
-        Ok(Parent {
-            dir,
-            name,
-            trailing_slash: trimmed_len < path.len(),
-        })
-    }
-
+    /// Resolves `path` from `start` (or the root, for an absolute path) with
+    /// root's search rights: for the sentry's own lookups. `follow` says
+    /// whether a final symlink is followed.
     pub fn lookup(
         &self,
         ctx: &FsContext,
@@ -365,10 +337,10 @@ impl Vfs {
         path: &[u8],
         follow: bool,
     ) -> Result<PathRef, Errno> {
-        self.resolve(ctx, start, path, follow, &Creds::default(), &mut 0)
+        self.lookup_as(ctx, start, path, follow, &Creds::default())
     }
 
-    /// Like `lookup`, with the task's search permissions enforced.
+    /// Like `lookup`, checking search permission as `creds`.
     pub fn lookup_as(
         &self,
         ctx: &FsContext,
@@ -377,17 +349,23 @@ impl Vfs {
         follow: bool,
         creds: &Creds,
     ) -> Result<PathRef, Errno> {
-        self.resolve(ctx, start, path, follow, creds, &mut 0)
+        Walker::new(self, ctx, creds).walk(start, path, follow)
     }
 
     pub fn stat(&self, p: &PathRef) -> Result<Stat, Errno> {
         p.stat()
     }
 
+    /// Whether `creds` may search the directory `p` (chdir).
     pub fn check_search(&self, p: &PathRef, creds: &Creds) -> Result<(), Errno> {
-        creds.check(&p.stat()?, MAY_EXEC, true)
+        creds.check(&p.stat()?, MAY_EXEC)
     }
 
+    fn lock_changes(&self) -> MutexGuard<'_, ()> {
+        lock(&self.changes)
+    }
+
+    /// open(2), with the permission bits of a created file in `mode`.
     pub fn open(
         &self,
         ctx: &FsContext,
@@ -397,98 +375,66 @@ impl Vfs {
         mode: u32,
         creds: &Creds,
     ) -> Result<Arc<OpenFile>, Errno> {
+        let mut walker = Walker::new(self, ctx, creds);
+        if flags & O_PATH != 0 {
+            let target = walker.walk(start, path, flags & O_NOFOLLOW == 0)?;
+            if flags & O_DIRECTORY != 0 && !target.stat()?.is_dir() {
+                return Err(Errno::ENOTDIR);
+            }
+            let kept = flags & (O_PATH | O_DIRECTORY | O_NOFOLLOW);
+            return OpenFile::new(target, kept, Box::new(NoOps));
+        }
         if flags & O_TMPFILE == O_TMPFILE {
             return Err(Errno::EOPNOTSUPP);
         }
-        let accmode = flags & O_ACCMODE;
-        if accmode == O_ACCMODE && flags & O_PATH == 0 {
+        // Linux 6.4 and later refuse O_CREAT | O_DIRECTORY too.
+        if flags & O_ACCMODE == O_ACCMODE
+            || flags & (O_CREAT | O_DIRECTORY) == O_CREAT | O_DIRECTORY
+        {
             return Err(Errno::EINVAL);
         }
-        let mut created = false;
-        let target = if flags & O_CREAT != 0 && flags & O_PATH == 0 {
-            let parent = self.resolve_parent(ctx, start, path, creds)?;
-            if parent.trailing_slash {
-                return Err(Errno::EISDIR);
-            }
-            match self.step(ctx, &parent.dir, &parent.name, creds) {
-                Ok(existing) => {
-                    if flags & O_EXCL != 0 {
-                        return Err(Errno::EEXIST);
-                    }
-                    if existing.stat()?.is_symlink() && flags & O_NOFOLLOW == 0 {
-                        self.resolve(ctx, &parent.dir, &parent.name, true, creds, &mut 0)?
-                    } else {
-                        existing
-                    }
-                }
-                Err(Errno::ENOENT) => {
-                    let dst = parent.dir.stat()?;
-                    creds.check(&dst, MAY_WRITE | MAY_EXEC, true)?;
-                    let inode = parent.dir.dentry.inode.create(
-                        &parent.name,
-                        mode & !ctx.umask & 0o7777,
-                        creds,
-                    )?;
-                    let d =
-                        Dentry::new(parent.name.clone(), Some(parent.dir.dentry.clone()), inode);
-                    parent
-                        .dir
-                        .dentry
-                        .children()
-                        .insert(parent.name.clone(), d.clone());
-                    created = true;
-                    PathRef {
-                        mount: parent.dir.mount.clone(),
-                        dentry: d,
-                    }
-                }
-                Err(e) => return Err(e),
-            }
+        let (target, created) = if flags & O_CREAT != 0 {
+            let _changing = self.lock_changes();
+            walker.open_create(start, path, flags, mode & !ctx.umask & 0o7777)?
         } else {
-            self.resolve(ctx, start, path, flags & O_NOFOLLOW == 0, creds, &mut 0)?
+            (walker.walk(start, path, flags & O_NOFOLLOW == 0)?, false)
         };
+        // The checks and their order are Linux's do_open and may_open.
         let st = target.stat()?;
-        let kept = (flags & !(O_CREAT | O_EXCL | O_NOCTTY | O_TRUNC | O_CLOEXEC)) | O_LARGEFILE;
-        if flags & O_PATH != 0 {
-            if flags & O_DIRECTORY != 0 && !st.is_dir() {
-                return Err(Errno::ENOTDIR);
-            }
-            return Ok(OpenFile::new(
-                target.clone(),
-                kept & (O_PATH | O_DIRECTORY | O_NOFOLLOW | O_LARGEFILE),
-                Box::new(PathOnly(target)),
-            ));
+        if flags & (O_CREAT | O_EXCL) == O_CREAT | O_EXCL && !created {
+            return Err(Errno::EEXIST);
         }
-        if st.is_symlink() {
-            return Err(Errno::ELOOP);
+        if st.is_dir() && flags & O_CREAT != 0 {
+            return Err(Errno::EISDIR);
         }
         if flags & O_DIRECTORY != 0 && !st.is_dir() {
             return Err(Errno::ENOTDIR);
         }
-        let writes = accmode == O_WRONLY || accmode == O_RDWR;
-        if st.is_dir() && (writes || flags & O_CREAT != 0) {
+        if st.is_symlink() {
+            return Err(Errno::ELOOP);
+        }
+        if st.is_dir() && (writes(flags) || flags & O_TRUNC != 0) {
             return Err(Errno::EISDIR);
         }
-        if !created {
+        let mut flags = flags;
+        if created {
+            // A new file is open as asked whatever its mode, and empty.
+            flags &= !O_TRUNC;
+        } else {
             let mut want = 0;
-            if accmode != O_WRONLY {
+            if flags & O_ACCMODE != O_WRONLY {
                 want |= MAY_READ;
             }
-            if writes || flags & O_TRUNC != 0 {
+            if writes(flags) || flags & O_TRUNC != 0 {
                 want |= MAY_WRITE;
             }
-            creds.check(&st, want, true)?;
+            creds.check(&st, want)?;
         }
-        if st.is_reg() && (writes || (flags & O_TRUNC != 0 && !created)) {
-            target
-                .dentry
-                .inode
-                .prepare_write(flags & O_TRUNC != 0 && writes)?;
-        }
-        let ops = target.dentry.inode.clone().open(flags)?;
-        Ok(OpenFile::new(target, kept, ops))
+        let ops = target.inode().clone().open(flags)?;
+        OpenFile::new(target, flags | O_LARGEFILE, ops)
     }
 
+    /// readlink(2), with root's search rights.
     pub fn readlink(
         &self,
         ctx: &FsContext,
@@ -499,14 +445,17 @@ impl Vfs {
         self.readlink_at(&p)
     }
 
+    /// The target of the symlink at `p`; EINVAL for anything else.
     pub fn readlink_at(&self, p: &PathRef) -> Result<Vec<u8>, Errno> {
         if !p.stat()?.is_symlink() {
             return Err(Errno::EINVAL);
         }
-        p.dentry.inode.readlink()
+        p.inode().readlink()
     }
 
-    /// access(2) and faccessat2(2): `mode` is F_OK (0) or R/W/X_OK bits.
+    /// faccessat2(2): `mode` is F_OK or R_OK|W_OK|X_OK, `flags` AT_EACCESS
+    /// and AT_SYMLINK_NOFOLLOW. Without AT_EACCESS the real IDs are used,
+    /// for the walk too. An empty `path` checks `start` itself.
     pub fn access(
         &self,
         ctx: &FsContext,
@@ -516,94 +465,51 @@ impl Vfs {
         flags: u32,
         creds: &Creds,
     ) -> Result<(), Errno> {
-        let effective = flags & AT_EACCESS != 0;
-        // access() checks with the real IDs; AT_EACCESS with the effective ones.
-        let as_checked = if effective {
+        let creds = if flags & AT_EACCESS != 0 {
             creds.clone()
         } else {
-            Creds {
-                euid: creds.uid,
-                egid: creds.gid,
-                ..creds.clone()
-            }
+            creds.real()
         };
         let p = if path.is_empty() {
             start.clone()
         } else {
-            self.resolve(
-                ctx,
-                start,
-                path,
-                flags & AT_SYMLINK_NOFOLLOW == 0,
-                &as_checked,
-                &mut 0,
-            )?
+            let follow = flags & AT_SYMLINK_NOFOLLOW == 0;
+            Walker::new(self, ctx, &creds).walk(start, path, follow)?
         };
         let st = p.stat()?;
-        if mode == 0 {
+        if mode & 7 == 0 {
             return Ok(());
         }
-        as_checked.check(&st, mode & 7, true)
+        creds.check(&st, mode & 7)
     }
 
-    /// The path of `p` as seen from `ctx`'s root, as getcwd reports it.
+    /// The path of `p` as seen from `ctx`'s root: getcwd, /proc/self/exe.
     pub fn path_of(&self, ctx: &FsContext, p: &PathRef) -> Vec<u8> {
-        let mut parts: Vec<Vec<u8>> = Vec::new();
+        let mut names = Vec::new();
         let mut cur = p.clone();
-        loop {
-            if cur.same(&ctx.root) {
-                break;
-            }
-            if Arc::ptr_eq(&cur.dentry, &cur.mount.root) {
-                match &cur.mount.parent {
-                    Some((m, d)) => {
-                        cur = PathRef {
-                            mount: m.clone(),
-                            dentry: d.clone(),
-                        };
-                        continue;
-                    }
+        while !cur.same(&ctx.root) {
+            if cur.is_mount_root() {
+                match &cur.mount.mountpoint {
+                    Some(mp) => cur = mp.clone(),
                     None => break,
                 }
+                continue;
             }
-            parts.push(cur.dentry.name.clone());
-            match &cur.dentry.parent {
-                Some(parent) => {
-                    cur = PathRef {
-                        mount: cur.mount.clone(),
-                        dentry: parent.clone(),
-                    }
-                }
-                None => break,
-            }
+            let Some(parent) = cur.dentry.parent() else {
+                break;
+            };
+            names.push(cur.dentry.name());
+            cur = cur.at(parent);
+        }
+        if names.is_empty() {
+            return b"/".to_vec();
         }
         let mut out = Vec::new();
-        for part in parts.iter().rev() {
+        for name in names.iter().rev() {
             out.push(b'/');
-            out.extend_from_slice(part);
-        }
-        if out.is_empty() {
-            out.push(b'/');
+            out.extend_from_slice(name);
         }
         out
-    }
-
-    /// Resolves the parent of a path to be created or removed, checking
-    /// write and search permission on it.
-    fn parent_for_change(
-        &self,
-        ctx: &FsContext,
-        start: &PathRef,
-        path: &[u8],
-        creds: &Creds,
-    ) -> Result<Parent, Errno> {
-        let parent = self.resolve_parent(ctx, start, path, creds)?;
-        let st = parent.dir.stat()?;
-        if !st.is_dir() {
-            return Err(Errno::ENOTDIR);
-        }
-        creds.check(&st, MAY_WRITE | MAY_EXEC, true)?;
-        Ok(parent)
     }
 
     pub fn mkdir(
@@ -614,22 +520,17 @@ impl Vfs {
         mode: u32,
         creds: &Creds,
     ) -> Result<(), Errno> {
-        let parent = self.parent_for_change(ctx, start, path, creds)?;
-        if parent.name == b"."
-            || parent.name == b".."
-            || self.step(ctx, &parent.dir, &parent.name, creds).is_ok()
-        {
+        let _changing = self.lock_changes();
+        let mut walker = Walker::new(self, ctx, creds);
+        let (dir, last) = walker.walk_parent(start, path)?;
+        let LastKind::Name(name) = last.kind else {
             return Err(Errno::EEXIST);
-        }
-        parent
-            .dir
-            .dentry
-            .inode
-            .mkdir(&parent.name, mode & !ctx.umask & 0o7777, creds)?;
-        parent.dir.dentry.forget(&parent.name);
-        Ok(())
+        };
+        walker.check_create(&dir, &name)?;
+        dir.inode().mkdir(&name, mode & !ctx.umask & 0o1777, creds)
     }
 
+    /// symlink(2): creates `path` pointing at `target`.
     pub fn symlink(
         &self,
         ctx: &FsContext,
@@ -638,35 +539,24 @@ impl Vfs {
         target: &[u8],
         creds: &Creds,
     ) -> Result<(), Errno> {
-        let parent = self.parent_for_change(ctx, start, path, creds)?;
-        if parent.trailing_slash {
+        if target.is_empty() {
             return Err(Errno::ENOENT);
         }
-        if parent.name == b"."
-            || parent.name == b".."
-            || self.step(ctx, &parent.dir, &parent.name, creds).is_ok()
-        {
+        if target.len() >= PATH_MAX {
+            return Err(Errno::ENAMETOOLONG);
+        }
+        let _changing = self.lock_changes();
+        let mut walker = Walker::new(self, ctx, creds);
+        let (dir, last) = walker.walk_parent(start, path)?;
+        let LastKind::Name(name) = last.kind else {
             return Err(Errno::EEXIST);
-        }
-        parent
-            .dir
-            .dentry
-            .inode
-            .symlink(&parent.name, target, creds)?;
-        parent.dir.dentry.forget(&parent.name);
-        Ok(())
-    }
-
-    /// The entry to remove, refusing mount points (EBUSY).
-    fn victim(&self, parent: &Parent) -> Result<PathRef, Errno> {
-        let p = PathRef {
-            mount: parent.dir.mount.clone(),
-            dentry: parent.dir.dentry.child(&parent.name)?,
         };
-        if self.mounted_at(&p).is_some() {
-            return Err(Errno::EBUSY);
+        walker.check_create(&dir, &name)?;
+        // Only directories are made through a trailing slash.
+        if last.trailing_slash {
+            return Err(Errno::ENOENT);
         }
-        Ok(p)
+        dir.inode().symlink(&name, target, creds)
     }
 
     pub fn unlink(
@@ -676,20 +566,22 @@ impl Vfs {
         path: &[u8],
         creds: &Creds,
     ) -> Result<(), Errno> {
-        let parent = self.parent_for_change(ctx, start, path, creds)?;
-        if parent.name == b"." || parent.name == b".." {
+        let _changing = self.lock_changes();
+        let mut walker = Walker::new(self, ctx, creds);
+        let (dir, last) = walker.walk_parent(start, path)?;
+        let LastKind::Name(name) = last.kind else {
             return Err(Errno::EISDIR);
-        }
-        let victim = self.victim(&parent)?;
-        let st = victim.stat()?;
+        };
+        let (victim, st) = walker.removable(&dir, &name)?;
         if st.is_dir() {
             return Err(Errno::EISDIR);
         }
-        if parent.trailing_slash {
+        if last.trailing_slash {
             return Err(Errno::ENOTDIR);
         }
-        parent.dir.dentry.inode.unlink(&parent.name)?;
-        parent.dir.dentry.forget(&parent.name);
+        self.check_unmounted(&victim)?;
+        dir.inode().unlink(&name)?;
+        dir.dentry.forget(&name);
         Ok(())
     }
 
@@ -700,21 +592,28 @@ impl Vfs {
         path: &[u8],
         creds: &Creds,
     ) -> Result<(), Errno> {
-        let parent = self.parent_for_change(ctx, start, path, creds)?;
-        match parent.name.as_slice() {
-            b"." => return Err(Errno::EINVAL),
-            b".." => return Err(Errno::ENOTEMPTY),
-            _ => {}
-        }
-        let victim = self.victim(&parent)?;
-        if !victim.stat()?.is_dir() {
+        let _changing = self.lock_changes();
+        let mut walker = Walker::new(self, ctx, creds);
+        let (dir, last) = walker.walk_parent(start, path)?;
+        let name = match last.kind {
+            LastKind::Name(name) => name,
+            LastKind::Dot => return Err(Errno::EINVAL),
+            LastKind::DotDot => return Err(Errno::ENOTEMPTY),
+        };
+        let (victim, st) = walker.removable(&dir, &name)?;
+        if !st.is_dir() {
             return Err(Errno::ENOTDIR);
         }
-        parent.dir.dentry.inode.rmdir(&parent.name)?;
-        parent.dir.dentry.forget(&parent.name);
+        self.check_unmounted(&victim)?;
+        if victim.same(&ctx.root) {
+            return Err(Errno::EBUSY);
+        }
+        dir.inode().rmdir(&name)?;
+        dir.dentry.forget(&name);
         Ok(())
     }
 
+    /// rename(2), replacing any target.
     pub fn rename(
         &self,
         ctx: &FsContext,
@@ -724,63 +623,249 @@ impl Vfs {
         new_path: &[u8],
         creds: &Creds,
     ) -> Result<(), Errno> {
-        let old = self.parent_for_change(ctx, old_start, old_path, creds)?;
-        let new = self.parent_for_change(ctx, new_start, new_path, creds)?;
-        for name in [&old.name, &new.name] {
-            if name.as_slice() == b"." || name.as_slice() == b".." {
-                return Err(Errno::EBUSY);
-            }
-        }
-        if !Arc::ptr_eq(&old.dir.mount, &new.dir.mount) {
+        let _changing = self.lock_changes();
+        let mut walker = Walker::new(self, ctx, creds);
+        let (old_dir, old_last) = walker.walk_parent(old_start, old_path)?;
+        let (new_dir, new_last) = walker.walk_parent(new_start, new_path)?;
+        let (LastKind::Name(old_name), LastKind::Name(new_name)) = (old_last.kind, new_last.kind)
+        else {
+            return Err(Errno::EBUSY);
+        };
+        if !Arc::ptr_eq(&old_dir.mount, &new_dir.mount) {
             return Err(Errno::EXDEV);
         }
-        let src = self.victim(&old)?;
-        let src_st = src.stat()?;
-        if (old.trailing_slash || new.trailing_slash) && !src_st.is_dir() {
+        let (src, src_st) = walker.removable(&old_dir, &old_name)?;
+        let is_dir = src_st.is_dir();
+        if !is_dir && (old_last.trailing_slash || new_last.trailing_slash) {
             return Err(Errno::ENOTDIR);
         }
-        // A directory cannot move beneath itself.
-        if src_st.is_dir() {
-            let mut d = Some(new.dir.dentry.clone());
-            while let Some(cur) = d {
-                if Arc::ptr_eq(&cur, &src.dentry) {
-                    return Err(Errno::EINVAL);
-                }
-                d = cur.parent.clone();
-            }
-        }
-        if let Ok(dst) = self.victim(&new) {
-            if Arc::ptr_eq(&dst.dentry.inode, &src.dentry.inode) {
+        let new_dir_st = new_dir.stat()?;
+        creds.check(&new_dir_st, MAY_EXEC)?;
+        let dst = match new_dir.dentry.child(&new_name) {
+            Ok(d) => Some(new_dir.at(d)),
+            Err(Errno::ENOENT) => None,
+            Err(e) => return Err(e),
+        };
+        creds.check(&new_dir_st, MAY_WRITE)?;
+        if let Some(dst) = &dst {
+            // Two names of one file: Linux does nothing.
+            if std::ptr::addr_eq(Arc::as_ptr(src.inode()), Arc::as_ptr(dst.inode())) {
                 return Ok(());
             }
             let dst_st = dst.stat()?;
-            match (src_st.is_dir(), dst_st.is_dir()) {
+            creds.check_sticky(&new_dir_st, &dst_st)?;
+            match (is_dir, dst_st.is_dir()) {
                 (true, false) => return Err(Errno::ENOTDIR),
                 (false, true) => return Err(Errno::EISDIR),
                 _ => {}
             }
+            self.check_unmounted(dst)?;
         }
-        old.dir
+        self.check_unmounted(&src)?;
+        if is_dir {
+            if new_dir.dentry.is_within(&src.dentry) {
+                return Err(Errno::EINVAL);
+            }
+            // Its ".." entry changes.
+            if !old_dir.same(&new_dir) {
+                creds.check(&src_st, MAY_WRITE)?;
+            }
+        }
+        old_dir.inode().rename(
+            &old_name,
+            src.inode().as_ref(),
+            new_dir.inode().as_ref(),
+            &new_name,
+        )?;
+        old_dir
             .dentry
-            .inode
-            .rename(&old.name, &new.dir.dentry.inode, &new.name)?;
-        old.dir.dentry.forget(&old.name);
-        new.dir.dentry.forget(&new.name);
+            .move_child(&old_name, &new_dir.dentry, &new_name);
+        Ok(())
+    }
+
+    /// EBUSY for a mountpoint or a mount's root, which cannot be removed or
+    /// renamed.
+    fn check_unmounted(&self, p: &PathRef) -> Result<(), Errno> {
+        if p.is_mount_root() || self.mount_on(p).is_some() {
+            return Err(Errno::EBUSY);
+        }
         Ok(())
     }
 }
 
-/// The operations of an O_PATH descriptor: nothing but stat.
-struct PathOnly(PathRef);
-
-impl FileOps for PathOnly {
-    fn stat(&self) -> Result<Stat, Errno> {
-        self.0.stat()
-    }
+/// One path resolution: its task's view, identity and symlink budget.
+struct Walker<'a> {
+    vfs: &'a Vfs,
+    ctx: &'a FsContext,
+    creds: &'a Creds,
+    links: usize,
 }
 
-/// The anonymous inode behind files that live outside the tree.
-pub(crate) fn anon_inode() -> Arc<dyn Inode> {
-    static ANON: OnceLock<Arc<dyn Inode>> = OnceLock::new();
-    ANON.get_or_init(|| crate::devfs::anon()).clone()
+impl<'a> Walker<'a> {
+    fn new(vfs: &'a Vfs, ctx: &'a FsContext, creds: &'a Creds) -> Self {
+        Walker {
+            vfs,
+            ctx,
+            creds,
+            links: 0,
+        }
+    }
+
+    fn walk(&mut self, start: &PathRef, path: &[u8], follow: bool) -> Result<PathRef, Errno> {
+        let (dir, last) = self.walk_parent(start, path)?;
+        let name: &[u8] = match &last.kind {
+            LastKind::Name(name) => name,
+            LastKind::Dot => b".",
+            LastKind::DotDot => b"..",
+        };
+        let p = self.step(&dir, name)?;
+        let p = if follow || last.trailing_slash {
+            self.follow(&dir, p)?
+        } else {
+            p
+        };
+        if last.trailing_slash && !p.stat()?.is_dir() {
+            return Err(Errno::ENOTDIR);
+        }
+        Ok(p)
+    }
+
+    /// Resolves every component but the last, which it returns; the
+    /// location returned is a directory.
+    fn walk_parent(&mut self, start: &PathRef, path: &[u8]) -> Result<(PathRef, Last), Errno> {
+        if path.is_empty() {
+            return Err(Errno::ENOENT);
+        }
+        if path.len() >= PATH_MAX {
+            return Err(Errno::ENAMETOOLONG);
+        }
+        let mut cur = if path[0] == b'/' {
+            self.ctx.root.clone()
+        } else {
+            start.clone()
+        };
+        let trimmed_len = path.iter().rposition(|&b| b != b'/').map_or(0, |i| i + 1);
+        let trimmed = &path[..trimmed_len];
+        let (dirs, last) = match trimmed.iter().rposition(|&b| b == b'/') {
+            Some(i) => (&trimmed[..i], &trimmed[i + 1..]),
+            None => (&b""[..], trimmed),
+        };
+        for name in dirs.split(|&b| b == b'/').filter(|c| !c.is_empty()) {
+            let next = self.step(&cur, name)?;
+            cur = self.follow(&cur, next)?;
+        }
+        if !cur.stat()?.is_dir() {
+            return Err(Errno::ENOTDIR);
+        }
+        let kind = match last {
+            b"" | b"." => LastKind::Dot,
+            b".." => LastKind::DotDot,
+            name if name.len() > NAME_MAX => return Err(Errno::ENAMETOOLONG),
+            name => LastKind::Name(name.to_vec()),
+        };
+        Ok((
+            cur,
+            Last {
+                kind,
+                trailing_slash: trimmed_len < path.len(),
+            },
+        ))
+    }
+
+    /// Goes from directory `dir` to its entry `name`.
+    fn step(&self, dir: &PathRef, name: &[u8]) -> Result<PathRef, Errno> {
+        let st = dir.stat()?;
+        if !st.is_dir() {
+            return Err(Errno::ENOTDIR);
+        }
+        self.creds.check(&st, MAY_EXEC)?;
+        match name {
+            b"." => Ok(dir.clone()),
+            b".." => Ok(self.vfs.parent_of(&self.ctx.root, dir)),
+            _ if name.len() > NAME_MAX => Err(Errno::ENAMETOOLONG),
+            _ => Ok(self.vfs.follow_mounts(dir.at(dir.dentry.child(name)?))),
+        }
+    }
+
+    /// Follows `p`, found in directory `dir`, if it is a symlink.
+    fn follow(&mut self, dir: &PathRef, p: PathRef) -> Result<PathRef, Errno> {
+        if !p.stat()?.is_symlink() {
+            return Ok(p);
+        }
+        let target = self.read_link(&p)?;
+        self.walk(dir, &target, true)
+    }
+
+    /// Reads a symlink the walk follows, counting it against the budget.
+    fn read_link(&mut self, p: &PathRef) -> Result<Vec<u8>, Errno> {
+        self.links += 1;
+        if self.links > MAX_SYMLINKS {
+            return Err(Errno::ELOOP);
+        }
+        p.inode().readlink()
+    }
+
+    /// The last step of open(O_CREAT): the existing file (a final symlink
+    /// followed unless O_EXCL or O_NOFOLLOW), or a new one; with whether it
+    /// was created.
+    fn open_create(
+        &mut self,
+        start: &PathRef,
+        path: &[u8],
+        flags: i32,
+        mode: u32,
+    ) -> Result<(PathRef, bool), Errno> {
+        let (mut dir, mut last) = self.walk_parent(start, path)?;
+        loop {
+            let name = match last.kind {
+                LastKind::Name(name) if !last.trailing_slash => name,
+                LastKind::Name(_) => return Err(Errno::EISDIR),
+                LastKind::Dot => return Ok((self.step(&dir, b".")?, false)),
+                LastKind::DotDot => return Ok((self.step(&dir, b"..")?, false)),
+            };
+            let dir_st = dir.stat()?;
+            self.creds.check(&dir_st, MAY_EXEC)?;
+            match dir.dentry.child(&name) {
+                Ok(d) => {
+                    let p = self.vfs.follow_mounts(dir.at(d));
+                    if flags & (O_EXCL | O_NOFOLLOW) != 0 || !p.stat()?.is_symlink() {
+                        return Ok((p, false));
+                    }
+                    // A dangling symlink's target gets created.
+                    let target = self.read_link(&p)?;
+                    (dir, last) = self.walk_parent(&dir, &target)?;
+                }
+                Err(Errno::ENOENT) => {
+                    self.creds.check(&dir_st, MAY_WRITE)?;
+                    let inode = dir.inode().create(&name, mode, self.creds)?;
+                    return Ok((dir.at(dir.dentry.insert(&name, inode)), true));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Checks that `name` may be created in `dir`: EEXIST if it exists.
+    fn check_create(&self, dir: &PathRef, name: &[u8]) -> Result<(), Errno> {
+        let st = dir.stat()?;
+        self.creds.check(&st, MAY_EXEC)?;
+        match dir.dentry.child(name) {
+            Ok(_) => return Err(Errno::EEXIST),
+            Err(Errno::ENOENT) => {}
+            Err(e) => return Err(e),
+        }
+        self.creds.check(&st, MAY_WRITE)
+    }
+
+    /// The entry `name` of `dir`, not crossing a mount on it, once checked
+    /// that it may be removed or renamed away.
+    fn removable(&self, dir: &PathRef, name: &[u8]) -> Result<(PathRef, Stat), Errno> {
+        let dir_st = dir.stat()?;
+        self.creds.check(&dir_st, MAY_EXEC)?;
+        let victim = dir.at(dir.dentry.child(name)?);
+        let st = victim.stat()?;
+        self.creds.check(&dir_st, MAY_WRITE)?;
+        self.creds.check_sticky(&dir_st, &st)?;
+        Ok((victim, st))
+    }
 }

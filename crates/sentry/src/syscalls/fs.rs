@@ -181,9 +181,13 @@ fn resolve(t: &Task, dirfd: i32, path_addr: u64, flags: u32) -> Result<PathRef, 
         return Ok(t.fds.get(dirfd)?.path().clone());
     }
     let start = start_of(t, dirfd, &path)?;
-    t.kernel
-        .vfs
-        .lookup(&fs_ctx(t), &start, &path, flags & AT_SYMLINK_NOFOLLOW == 0)
+    t.kernel.vfs.lookup_as(
+        &fs_ctx(t),
+        &start,
+        &path,
+        flags & AT_SYMLINK_NOFOLLOW == 0,
+        &t.creds,
+    )
 }
 
 /// Reads from `file` into application memory at `addr`, in chunks.
@@ -708,7 +712,12 @@ fn do_rename(t: &Task, olddir: i32, old: u64, newdir: i32, new: u64, flags: u32)
     let (ostart, opath) = parent_and_name(t, olddir, old)?;
     let (nstart, npath) = parent_and_name(t, newdir, new)?;
     let ctx = fs_ctx(t);
-    if flags & RENAME_NOREPLACE != 0 && t.kernel.vfs.lookup(&ctx, &nstart, &npath, false).is_ok() {
+    if flags & RENAME_NOREPLACE != 0
+        && t.kernel
+            .vfs
+            .lookup_as(&ctx, &nstart, &npath, false, &t.creds)
+            .is_ok()
+    {
         return Err(Errno::EEXIST);
     }
     t.kernel

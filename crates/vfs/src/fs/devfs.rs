@@ -1,0 +1,135 @@
+//! A minimal devfs, mounted on /dev: the memory devices every program
+//! expects, with Linux's modes and device numbers.
+
+use std::any::Any;
+use std::sync::Arc;
+
+use veil_abi::mode::{dtype, S_IFCHR, S_IFDIR};
+use veil_abi::{Errno, Stat};
+
+use super::makedev;
+use crate::file::{FileOps, NoOps};
+use crate::inode::{DirEntry, Inode};
+
+/// devtmpfs's device number on a typical Linux host.
+const DEV: u64 = 5;
+const ROOT_INO: u64 = 1;
+/// The memory devices' major number.
+const MEM_MAJOR: u64 = 1;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Device {
+    Null,
+    Zero,
+    Full,
+    Random,
+    Urandom,
+}
+
+/// Name, device and minor number.
+const DEVICES: [(&[u8], Device, u64); 5] = [
+    (b"null", Device::Null, 3),
+    (b"zero", Device::Zero, 5),
+    (b"full", Device::Full, 7),
+    (b"random", Device::Random, 8),
+    (b"urandom", Device::Urandom, 9),
+];
+
+/// The root directory of a devfs instance.
+pub fn root() -> Arc<dyn Inode> {
+    Arc::new(DevDir)
+}
+
+fn stat(ino: u64, mode: u32, rdev: u64, nlink: u64) -> Stat {
+    Stat {
+        st_dev: DEV,
+        st_ino: ino,
+        st_nlink: nlink,
+        st_mode: mode,
+        st_rdev: rdev,
+        st_blksize: 4096,
+        ..Stat::default()
+    }
+}
+
+struct DevDir;
+
+impl Inode for DevDir {
+    fn stat(&self) -> Result<Stat, Errno> {
+        Ok(stat(ROOT_INO, S_IFDIR | 0o755, 0, 2))
+    }
+
+    fn open(self: Arc<Self>, _flags: i32) -> Result<Box<dyn FileOps>, Errno> {
+        Ok(Box::new(NoOps))
+    }
+
+    fn lookup(&self, name: &[u8]) -> Result<Arc<dyn Inode>, Errno> {
+        let &(_, device, minor) = DEVICES
+            .iter()
+            .find(|(n, _, _)| *n == name)
+            .ok_or(Errno::ENOENT)?;
+        Ok(Arc::new(DevNode { device, minor }))
+    }
+
+    fn readdir(&self) -> Result<Vec<DirEntry>, Errno> {
+        Ok(DEVICES
+            .iter()
+            .map(|&(name, _, minor)| DirEntry {
+                name: name.to_vec(),
+                ino: ROOT_INO + minor,
+                dtype: dtype(S_IFCHR),
+            })
+            .collect())
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+struct DevNode {
+    device: Device,
+    minor: u64,
+}
+
+impl Inode for DevNode {
+    fn stat(&self) -> Result<Stat, Errno> {
+        let rdev = makedev(MEM_MAJOR, self.minor);
+        Ok(stat(ROOT_INO + self.minor, S_IFCHR | 0o666, rdev, 1))
+    }
+
+    fn open(self: Arc<Self>, _flags: i32) -> Result<Box<dyn FileOps>, Errno> {
+        Ok(Box::new(DevFile(self.device)))
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+struct DevFile(Device);
+
+impl FileOps for DevFile {
+    fn read_at(&self, buf: &mut [u8], _off: u64) -> Result<usize, Errno> {
+        match self.0 {
+            Device::Null => Ok(0),
+            Device::Zero | Device::Full => {
+                buf.fill(0);
+                Ok(buf.len())
+            }
+            // The host's entropy; getrandom is one of the host calls the
+            // sentry may make.
+            Device::Random | Device::Urandom => {
+                rustix::rand::getrandom(buf, rustix::rand::GetRandomFlags::empty())
+                    .map_err(crate::host_errno)
+            }
+        }
+    }
+
+    fn write_at(&self, buf: &[u8], _off: u64) -> Result<usize, Errno> {
+        match self.0 {
+            Device::Full => Err(Errno::ENOSPC),
+            _ => Ok(buf.len()),
+        }
+    }
+}

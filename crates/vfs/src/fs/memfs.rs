@@ -1,0 +1,496 @@
+//! An in-memory filesystem: a tmpfs for now, and the writable upper layer
+//! of the root overlay. File data lives in sentry memory, bounded per
+//! filesystem (ENOSPC past the limit).
+//!
+//! For the overlay, a directory entry may be a whiteout (a removed lower
+//! entry) and a directory may be opaque (hiding the lower one). Whiteouts are
+//! invisible to this filesystem's own operations: lookups miss them, listings
+//! skip them, and creating or renaming onto one replaces it.
+
+use std::any::Any;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use veil_abi::mode::{dtype, S_IFCHR, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG};
+use veil_abi::{Errno, Stat};
+
+use super::now;
+use crate::creds::Creds;
+use crate::file::{FileOps, NoOps};
+use crate::flags::O_TRUNC;
+use crate::inode::{DirEntry, Inode};
+
+/// The default bound on the file data one filesystem holds.
+pub const DEFAULT_SIZE_LIMIT: u64 = 2 << 30;
+/// Inode numbers of files made here start far above any host's, so that
+/// they never collide with the host inode numbers copied-up files keep.
+const FIRST_INO: u64 = 1 << 48;
+/// Linux tmpfs's directory size per entry.
+const BOGO_DIRENT_SIZE: i64 = 20;
+
+/// Device numbers of in-memory filesystems: anonymous ones, major 0.
+static NEXT_DEV: AtomicU64 = AtomicU64::new(0x40);
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// One filesystem instance: its device number, inode numbering and budget.
+pub struct MemFs {
+    /// Serializes changes to the tree: a change may hold the locks of two
+    /// directories, or of a directory and its child.
+    changes: Mutex<()>,
+    dev: u64,
+    next_ino: AtomicU64,
+    used: AtomicU64,
+    limit: u64,
+}
+
+impl MemFs {
+    /// A filesystem holding at most `limit` bytes of file data.
+    pub fn new(limit: u64) -> Arc<MemFs> {
+        Arc::new(MemFs {
+            changes: Mutex::new(()),
+            dev: NEXT_DEV.fetch_add(1, Ordering::Relaxed),
+            next_ino: AtomicU64::new(FIRST_INO),
+            used: AtomicU64::new(0),
+            limit,
+        })
+    }
+
+    /// A new, empty root directory (root's, mode 0755).
+    pub fn root(self: &Arc<Self>) -> Arc<dyn Inode> {
+        self.node(S_IFDIR | 0o755, &Creds::default(), Body::dir())
+    }
+
+    /// A new, empty root directory with `like`'s metadata (a lower root's).
+    pub(crate) fn root_node(self: &Arc<Self>, like: &Stat) -> Arc<MemNode> {
+        Arc::new(MemNode {
+            fs: self.clone(),
+            meta: Mutex::new(*like),
+            body: Body::dir(),
+        })
+    }
+
+    fn node(self: &Arc<Self>, mode: u32, creds: &Creds, body: Body) -> Arc<MemNode> {
+        let t = now();
+        let meta = Stat {
+            st_dev: self.dev,
+            st_ino: self.next_ino.fetch_add(1, Ordering::Relaxed),
+            st_nlink: 1,
+            st_mode: mode,
+            st_uid: creds.euid,
+            st_gid: creds.egid,
+            st_blksize: 4096,
+            st_atime: t,
+            st_mtime: t,
+            st_ctime: t,
+            ..Stat::default()
+        };
+        Arc::new(MemNode {
+            fs: self.clone(),
+            meta: Mutex::new(meta),
+            body,
+        })
+    }
+
+    /// Accounts a file growing or shrinking from `old` to `new` bytes.
+    fn charge(&self, old: usize, new: usize) -> Result<(), Errno> {
+        if new <= old {
+            self.used.fetch_sub((old - new) as u64, Ordering::Relaxed);
+            return Ok(());
+        }
+        let grow = (new - old) as u64;
+        self.used
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
+                used.checked_add(grow).filter(|&u| u <= self.limit)
+            })
+            .map(drop)
+            .map_err(|_| Errno::ENOSPC)
+    }
+}
+
+/// What a node holds, by file type.
+enum Body {
+    File(Mutex<Vec<u8>>),
+    Dir(Mutex<Dir>),
+    Symlink(Vec<u8>),
+    /// The overlay's mark of a removed lower entry.
+    Whiteout,
+}
+
+impl Body {
+    fn dir() -> Body {
+        Body::Dir(Mutex::new(Dir::default()))
+    }
+}
+
+#[derive(Default)]
+struct Dir {
+    entries: BTreeMap<Vec<u8>, Arc<MemNode>>,
+    /// The overlay shows no lower directory beneath this one.
+    opaque: bool,
+}
+
+impl Dir {
+    fn get(&self, name: &[u8]) -> Option<&Arc<MemNode>> {
+        self.entries.get(name).filter(|n| !n.is_whiteout())
+    }
+
+    fn is_empty(&self) -> bool {
+        self.entries.values().all(|n| n.is_whiteout())
+    }
+}
+
+/// A file, directory or symlink of a `MemFs`.
+pub struct MemNode {
+    fs: Arc<MemFs>,
+    /// Owner, mode, identity, times and a file's link count; sizes and
+    /// directories' link counts are derived.
+    meta: Mutex<Stat>,
+    body: Body,
+}
+
+impl Drop for MemNode {
+    fn drop(&mut self) {
+        if let Body::File(data) = &self.body {
+            let len = lock(data).len();
+            let _ = self.fs.charge(len, 0);
+        }
+    }
+}
+
+impl MemNode {
+    fn dir(&self) -> Result<MutexGuard<'_, Dir>, Errno> {
+        match &self.body {
+            Body::Dir(d) => Ok(lock(d)),
+            _ => Err(Errno::ENOTDIR),
+        }
+    }
+
+    fn data(&self) -> Result<MutexGuard<'_, Vec<u8>>, Errno> {
+        match &self.body {
+            Body::File(d) => Ok(lock(d)),
+            Body::Dir(_) => Err(Errno::EISDIR),
+            _ => Err(Errno::EINVAL),
+        }
+    }
+
+    pub(crate) fn is_dir(&self) -> bool {
+        matches!(self.body, Body::Dir(_))
+    }
+
+    pub(crate) fn is_whiteout(&self) -> bool {
+        matches!(self.body, Body::Whiteout)
+    }
+
+    pub(crate) fn is_opaque(&self) -> bool {
+        self.dir().is_ok_and(|d| d.opaque)
+    }
+
+    pub(crate) fn set_opaque(&self) -> Result<(), Errno> {
+        self.dir()?.opaque = true;
+        Ok(())
+    }
+
+    /// The entry `name`, whiteouts included.
+    pub(crate) fn entry(&self, name: &[u8]) -> Result<Option<Arc<MemNode>>, Errno> {
+        Ok(self.dir()?.entries.get(name).cloned())
+    }
+
+    /// Marks the lower entry `name` removed, replacing any entry there.
+    pub(crate) fn whiteout(&self, name: &[u8]) -> Result<(), Errno> {
+        let node = Arc::new(MemNode {
+            fs: self.fs.clone(),
+            meta: Mutex::new(Stat {
+                st_dev: self.fs.dev,
+                st_mode: S_IFCHR,
+                ..Stat::default()
+            }),
+            body: Body::Whiteout,
+        });
+        let _changing = lock(&self.fs.changes);
+        let replaced = self.dir()?.entries.insert(name.to_vec(), node);
+        replaced.inspect(|n| n.unlinked());
+        self.touch();
+        Ok(())
+    }
+
+    /// Whether `len` more bytes of file data would fit now.
+    pub(crate) fn has_room(&self, len: u64) -> bool {
+        let used = self.fs.used.load(Ordering::Relaxed);
+        used.checked_add(len).is_some_and(|u| u <= self.fs.limit)
+    }
+
+    /// Copies a lower file in as `name`, keeping its metadata, identity
+    /// (device and inode numbers) included. `content` is the data of a
+    /// regular file or the target of a symlink.
+    pub(crate) fn copy_in(
+        &self,
+        name: &[u8],
+        meta: &Stat,
+        content: Vec<u8>,
+    ) -> Result<Arc<MemNode>, Errno> {
+        let body = match meta.st_mode & S_IFMT {
+            S_IFREG => {
+                self.fs.charge(0, content.len())?;
+                Body::File(Mutex::new(content))
+            }
+            S_IFDIR => Body::dir(),
+            S_IFLNK => Body::Symlink(content),
+            _ => return Err(Errno::EOPNOTSUPP),
+        };
+        let node = Arc::new(MemNode {
+            fs: self.fs.clone(),
+            meta: Mutex::new(Stat {
+                st_nlink: 1,
+                ..*meta
+            }),
+            body,
+        });
+        self.link(name, node.clone())?;
+        Ok(node)
+    }
+
+    fn add(
+        &self,
+        name: &[u8],
+        mode: u32,
+        creds: &Creds,
+        body: Body,
+    ) -> Result<Arc<MemNode>, Errno> {
+        let node = self.fs.node(mode, creds, body);
+        self.link(name, node.clone())?;
+        Ok(node)
+    }
+
+    /// Enters `node` as `name`, replacing a whiteout but nothing else.
+    fn link(&self, name: &[u8], node: Arc<MemNode>) -> Result<(), Errno> {
+        let _changing = lock(&self.fs.changes);
+        let mut dir = self.dir()?;
+        if dir.get(name).is_some() {
+            return Err(Errno::EEXIST);
+        }
+        dir.entries.insert(name.to_vec(), node);
+        drop(dir);
+        self.touch();
+        Ok(())
+    }
+
+    /// Removes `name` once `check` approves of it.
+    fn remove(
+        &self,
+        name: &[u8],
+        check: impl FnOnce(&MemNode) -> Result<(), Errno>,
+    ) -> Result<(), Errno> {
+        let _changing = lock(&self.fs.changes);
+        let mut dir = self.dir()?;
+        check(dir.get(name).ok_or(Errno::ENOENT)?)?;
+        let removed = dir.entries.remove(name);
+        drop(dir);
+        // The file itself goes (and its data with it) once unreferenced:
+        // open files keep it.
+        removed.inspect(|n| n.unlinked());
+        self.touch();
+        Ok(())
+    }
+
+    /// Records that no name is left for the file (fstat shows it).
+    fn unlinked(&self) {
+        lock(&self.meta).st_nlink = 0;
+    }
+
+    /// Updates the modification and change times.
+    fn touch(&self) {
+        let t = now();
+        let mut meta = lock(&self.meta);
+        meta.st_mtime = t;
+        meta.st_ctime = t;
+    }
+
+    fn set_len(&self, data: &mut Vec<u8>, len: usize) -> Result<(), Errno> {
+        self.fs.charge(data.len(), len)?;
+        data.resize(len, 0);
+        Ok(())
+    }
+}
+
+impl Inode for MemNode {
+    fn stat(&self) -> Result<Stat, Errno> {
+        let mut st = *lock(&self.meta);
+        match &self.body {
+            Body::File(data) => {
+                st.st_size = lock(data).len() as i64;
+                st.st_blocks = (st.st_size + 511) / 512;
+            }
+            Body::Dir(dir) => {
+                let dir = lock(dir);
+                let subdirs = dir.entries.values().filter(|n| n.is_dir()).count();
+                st.st_size = (dir.entries.len() as i64 + 2) * BOGO_DIRENT_SIZE;
+                st.st_nlink = 2 + subdirs as u64;
+            }
+            Body::Symlink(target) => st.st_size = target.len() as i64,
+            Body::Whiteout => {}
+        }
+        Ok(st)
+    }
+
+    fn open(self: Arc<Self>, flags: i32) -> Result<Box<dyn FileOps>, Errno> {
+        match &self.body {
+            Body::File(data) => {
+                if flags & O_TRUNC != 0 {
+                    self.set_len(&mut lock(data), 0)?;
+                    self.touch();
+                }
+                Ok(Box::new(MemFile(self)))
+            }
+            Body::Dir(_) => Ok(Box::new(NoOps)),
+            Body::Symlink(_) => Err(Errno::ELOOP),
+            Body::Whiteout => Err(Errno::ENOENT),
+        }
+    }
+
+    fn lookup(&self, name: &[u8]) -> Result<Arc<dyn Inode>, Errno> {
+        let node = self.dir()?.get(name).cloned().ok_or(Errno::ENOENT)?;
+        Ok(node)
+    }
+
+    fn readdir(&self) -> Result<Vec<DirEntry>, Errno> {
+        let dir = self.dir()?;
+        let entries = dir.entries.iter().filter(|(_, n)| !n.is_whiteout());
+        Ok(entries
+            .map(|(name, node)| {
+                let meta = lock(&node.meta);
+                DirEntry {
+                    name: name.clone(),
+                    ino: meta.st_ino,
+                    dtype: dtype(meta.st_mode),
+                }
+            })
+            .collect())
+    }
+
+    fn readlink(&self) -> Result<Vec<u8>, Errno> {
+        match &self.body {
+            Body::Symlink(target) => Ok(target.clone()),
+            _ => Err(Errno::EINVAL),
+        }
+    }
+
+    fn create(&self, name: &[u8], mode: u32, creds: &Creds) -> Result<Arc<dyn Inode>, Errno> {
+        let body = Body::File(Mutex::new(Vec::new()));
+        Ok(self.add(name, S_IFREG | (mode & 0o7777), creds, body)?)
+    }
+
+    fn mkdir(&self, name: &[u8], mode: u32, creds: &Creds) -> Result<(), Errno> {
+        self.add(name, S_IFDIR | (mode & 0o7777), creds, Body::dir())?;
+        Ok(())
+    }
+
+    fn symlink(&self, name: &[u8], target: &[u8], creds: &Creds) -> Result<(), Errno> {
+        let body = Body::Symlink(target.to_vec());
+        self.add(name, S_IFLNK | 0o777, creds, body)?;
+        Ok(())
+    }
+
+    fn unlink(&self, name: &[u8]) -> Result<(), Errno> {
+        self.remove(name, |n| match n.is_dir() {
+            true => Err(Errno::EISDIR),
+            false => Ok(()),
+        })
+    }
+
+    fn rmdir(&self, name: &[u8]) -> Result<(), Errno> {
+        self.remove(name, |n| match n.dir()?.is_empty() {
+            true => Ok(()),
+            false => Err(Errno::ENOTEMPTY),
+        })
+    }
+
+    fn rename(
+        &self,
+        name: &[u8],
+        _child: &dyn Inode,
+        new_dir: &dyn Inode,
+        new_name: &[u8],
+    ) -> Result<(), Errno> {
+        let new_dir = new_dir
+            .as_any()
+            .downcast_ref::<MemNode>()
+            .filter(|d| Arc::ptr_eq(&d.fs, &self.fs))
+            .ok_or(Errno::EXDEV)?;
+        if std::ptr::eq(self, new_dir) && name == new_name {
+            return Ok(());
+        }
+        let _changing = lock(&self.fs.changes);
+        let mut src_dir = self.dir()?;
+        let mut dst_guard = match std::ptr::eq(self, new_dir) {
+            true => None,
+            false => Some(new_dir.dir()?),
+        };
+        let node = src_dir.get(name).cloned().ok_or(Errno::ENOENT)?;
+        let dst_dir = match dst_guard.as_deref_mut() {
+            Some(d) => d,
+            None => &mut *src_dir,
+        };
+        if let Some(old) = dst_dir.get(new_name) {
+            match (node.is_dir(), old.is_dir()) {
+                (true, false) => return Err(Errno::ENOTDIR),
+                (false, true) => return Err(Errno::EISDIR),
+                (true, true) if !old.dir()?.is_empty() => return Err(Errno::ENOTEMPTY),
+                _ => {}
+            }
+        }
+        let replaced = dst_dir.entries.insert(new_name.to_vec(), node.clone());
+        src_dir.entries.remove(name);
+        drop((src_dir, dst_guard));
+        replaced.inspect(|n| n.unlinked());
+        self.touch();
+        new_dir.touch();
+        lock(&node.meta).st_ctime = now();
+        Ok(())
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+/// An open regular file.
+struct MemFile(Arc<MemNode>);
+
+impl FileOps for MemFile {
+    fn read_at(&self, buf: &mut [u8], off: u64) -> Result<usize, Errno> {
+        let data = self.0.data()?;
+        let src = usize::try_from(off)
+            .ok()
+            .and_then(|off| data.get(off..))
+            .unwrap_or_default();
+        let n = src.len().min(buf.len());
+        buf[..n].copy_from_slice(&src[..n]);
+        Ok(n)
+    }
+
+    fn write_at(&self, buf: &[u8], off: u64) -> Result<usize, Errno> {
+        let mut data = self.0.data()?;
+        let off = usize::try_from(off).map_err(|_| Errno::EFBIG)?;
+        let end = off.checked_add(buf.len()).ok_or(Errno::EFBIG)?;
+        if end > data.len() {
+            self.0.set_len(&mut data, end)?;
+        }
+        data[off..end].copy_from_slice(buf);
+        drop(data);
+        self.0.touch();
+        Ok(buf.len())
+    }
+
+    fn truncate(&self, len: u64) -> Result<(), Errno> {
+        let len = usize::try_from(len).map_err(|_| Errno::EFBIG)?;
+        let mut data = self.0.data()?;
+        self.0.set_len(&mut data, len)?;
+        drop(data);
+        self.0.touch();
+        Ok(())
+    }
+}
