@@ -480,47 +480,23 @@ impl MemoryManager {
     /// Checks that `[addr, addr + len)` is readable (or writable), without
     /// populating anything.
     pub fn check_access(&self, addr: u64, len: u64, write: bool) -> Result<(), Errno> {
-        if len == 0 {
-            return Ok(());
-        }
-        let end = addr.checked_add(len).ok_or(Errno::EFAULT)?;
-        if end > self.layout.max {
-            return Err(Errno::EFAULT);
-        }
-        let mut st = self.lock();
-        let mut cur = addr;
-        while cur < end {
-            let (_, vma) = find_vma(&mut st.vmas, cur).ok_or(Errno::EFAULT)?;
-            if !(if write {
-                vma.prot.write()
-            } else {
-                vma.prot.read()
-            }) {
-                return Err(Errno::EFAULT);
-            }
-            cur = vma.end;
-        }
-        Ok(())
+        let access = if write { Access::Write } else { Access::Read };
+        self.segments(&mut self.lock(), addr, len, access).map(drop)
     }
 
-    /// Runs `f(memfile_offset, len)` over each populated piece of
-    /// `[addr, addr + len)` after checking that all of it is accessible.
-    fn access(
+    /// The VMA pieces covering `[addr, addr + len)` as (VMA start, VMA,
+    /// piece start, piece end), or EFAULT if any part is inaccessible.
+    fn segments(
         &self,
+        st: &mut State,
         addr: u64,
         len: u64,
         access: Access,
-        mut f: impl FnMut(u64, usize) -> Result<(), Errno>,
-    ) -> Result<(), Errno> {
-        if len == 0 {
-            return Ok(());
-        }
+    ) -> Result<Vec<(u64, Vma, u64, u64)>, Errno> {
         let end = addr.checked_add(len).ok_or(Errno::EFAULT)?;
         if end > self.layout.max {
             return Err(Errno::EFAULT);
         }
-        let mut st = self.lock();
-        // Check the whole range first so that a bad pointer changes nothing.
         let mut segments = Vec::new();
         let mut cur = addr;
         while cur < end {
@@ -537,6 +513,24 @@ impl MemoryManager {
             segments.push((start, vma, cur, seg_end));
             cur = seg_end;
         }
+        Ok(segments)
+    }
+
+    /// Runs `f(memfile_offset, len)` over each populated piece of
+    /// `[addr, addr + len)` after checking that all of it is accessible.
+    fn access(
+        &self,
+        addr: u64,
+        len: u64,
+        access: Access,
+        mut f: impl FnMut(u64, usize) -> Result<(), Errno>,
+    ) -> Result<(), Errno> {
+        if len == 0 {
+            return Ok(());
+        }
+        let mut st = self.lock();
+        // Check the whole range first so that a bad pointer changes nothing.
+        let segments = self.segments(&mut st, addr, len, access)?;
         for (vstart, vma, s, e) in segments {
             let page_end = page_up(e).ok_or(Errno::EFAULT)?;
             for (ps, pe, off) in self.populate(&mut st, vstart, &vma, page_down(s), page_end)? {

@@ -190,33 +190,52 @@ fn resolve(t: &Task, dirfd: i32, path_addr: u64, flags: u32) -> Result<PathRef, 
     )
 }
 
-/// Reads from `file` into application memory at `addr`, in chunks.
-fn read_into(
+/// Which way a read or write moves data.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Dir {
+    /// From the file into application memory.
+    Read,
+    /// From application memory into the file.
+    Write,
+}
+
+/// Moves up to `len` bytes between `file` and application memory at
+/// `addr`, in chunks staged in the sentry. A short transfer (EOF, a pipe,
+/// a terminal) ends the call; an error after some progress reports it.
+fn transfer(
     t: &Task,
     file: &OpenFile,
     addr: u64,
     len: usize,
     mut offset: Option<u64>,
+    dir: Dir,
 ) -> SysResult {
     let len = len.min(MAX_RW);
-    t.mm.check_access(addr, len as u64, true)?;
+    t.mm.check_access(addr, len as u64, dir == Dir::Read)?;
     let mut buf = vec![0u8; len.min(CHUNK)];
     let mut done = 0;
     while done < len {
         let want = buf.len().min(len - done);
-        let n = match offset {
-            Some(off) => file.pread(&mut buf[..want], off),
-            None => file.read(&mut buf[..want]),
+        let at = addr + done as u64;
+        let chunk = &mut buf[..want];
+        let n = match (dir, offset) {
+            (Dir::Read, None) => file.read(chunk),
+            (Dir::Read, Some(off)) => file.pread(chunk, off),
+            (Dir::Write, _) => t.mm.copy_in(at, chunk).and_then(|()| match offset {
+                None => file.write(chunk),
+                Some(off) => file.pwrite(chunk, off),
+            }),
         };
         let n = match n {
             Ok(n) => n,
             Err(e) if done == 0 => return Err(e),
             Err(_) => break,
         };
-        t.mm.copy_out(addr + done as u64, &buf[..n])?;
+        if dir == Dir::Read {
+            t.mm.copy_out(at, &buf[..n])?;
+        }
         done += n;
         offset = offset.map(|o| o + n as u64);
-        // A short read means no more data is ready (EOF, a pipe, a tty).
         if n < want {
             break;
         }
@@ -224,37 +243,12 @@ fn read_into(
     Ok(done as u64)
 }
 
-/// Writes application memory at `addr` to `file`, in chunks.
-fn write_from(
-    t: &Task,
-    file: &OpenFile,
-    addr: u64,
-    len: usize,
-    mut offset: Option<u64>,
-) -> SysResult {
-    let len = len.min(MAX_RW);
-    t.mm.check_access(addr, len as u64, false)?;
-    let mut buf = vec![0u8; len.min(CHUNK)];
-    let mut done = 0;
-    while done < len {
-        let want = buf.len().min(len - done);
-        t.mm.copy_in(addr + done as u64, &mut buf[..want])?;
-        let n = match offset {
-            Some(off) => file.pwrite(&buf[..want], off),
-            None => file.write(&buf[..want]),
-        };
-        let n = match n {
-            Ok(n) => n,
-            Err(e) if done == 0 => return Err(e),
-            Err(_) => break,
-        };
-        done += n;
-        offset = offset.map(|o| o + n as u64);
-        if n < want {
-            break;
-        }
-    }
-    Ok(done as u64)
+fn read_into(t: &Task, file: &OpenFile, addr: u64, len: usize, offset: Option<u64>) -> SysResult {
+    transfer(t, file, addr, len, offset, Dir::Read)
+}
+
+fn write_from(t: &Task, file: &OpenFile, addr: u64, len: usize, offset: Option<u64>) -> SysResult {
+    transfer(t, file, addr, len, offset, Dir::Write)
 }
 
 fn read(t: &mut Task, a: &Args) -> SysResult {
