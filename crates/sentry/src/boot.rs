@@ -48,6 +48,14 @@ fn setup(what: &'static str) -> impl FnOnce(Errno) -> BootError {
 
 /// Boots the sandbox and runs its init process to completion.
 pub fn boot(cfg: BootConfig) -> Result<ExitStatus, BootError> {
+    // Every file the application opens holds a donated host FD here; best
+    // effort, as without it the sentry only meets EMFILE sooner.
+    let nofile = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+    let raised = rustix::process::Rlimit {
+        current: nofile.maximum,
+        ..nofile
+    };
+    let _ = rustix::process::setrlimit(rustix::process::Resource::Nofile, raised);
     let memfile = Arc::new(MemoryFile::new().map_err(setup("memory file"))?);
     let platform: Arc<dyn Platform> = Arc::new(PtracePlatform::new(memfile.fd())?);
     let gofer = Arc::new(GoferClient::new(cfg.gofer));
