@@ -90,6 +90,7 @@ pub fn boot(cfg: BootConfig) -> Result<ExitStatus, BootError> {
             let mm = Arc::new(MemoryManager::new(space, kernel.memfile.clone(), layout));
             let tid = kernel.alloc_tid();
             let tg = Arc::new(ThreadGroup::new(tid, 0));
+            kernel.add_process(tg.clone());
             let mut task = Task::new(
                 kernel.clone(),
                 tg,

@@ -1,15 +1,16 @@
 //! Sandbox-wide state: the platform, the memory file, the filesystem tree,
 //! the PID namespace and facts every task shares.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicI32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Instant;
 
 use veil_platform::Platform;
 use veil_vfs::Vfs;
 
 use crate::mm::MemoryFile;
+use crate::task::{ExitStatus, ThreadGroup};
 
 /// The kernel release the sandbox reports from uname(2).
 pub const KERNEL_RELEASE: &str = "4.4.0";
@@ -27,6 +28,10 @@ pub struct Kernel {
     next_tid: AtomicI32,
     /// Unsupported syscalls (and other features) already logged once.
     logged: Mutex<HashSet<String>>,
+    /// Every process, zombies included, by PID.
+    processes: Mutex<HashMap<i32, Arc<ThreadGroup>>>,
+    /// Signalled whenever a process exits, for waiting parents.
+    process_exited: Condvar,
 }
 
 impl Kernel {
@@ -45,6 +50,8 @@ impl Kernel {
             boot_time: Instant::now(),
             next_tid: AtomicI32::new(1),
             logged: Mutex::new(HashSet::new()),
+            processes: Mutex::new(HashMap::new()),
+            process_exited: Condvar::new(),
         }
     }
 
@@ -59,5 +66,55 @@ impl Kernel {
         if logged.insert(what.to_string()) {
             tracing::info!("unsupported: {what}");
         }
+    }
+}
+
+/// The sandbox's init process, which inherits orphans.
+pub const INIT_PID: i32 = 1;
+/// SIGCHLD, whose disposition decides whether zombies are reaped at once.
+const SIGCHLD: usize = 17;
+
+impl Kernel {
+    pub fn processes(&self) -> MutexGuard<'_, HashMap<i32, Arc<ThreadGroup>>> {
+        self.processes.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn add_process(&self, tg: Arc<ThreadGroup>) {
+        self.processes().insert(tg.pid, tg);
+    }
+
+    /// Blocks until some process exits; `guard` is the process table.
+    pub fn wait_for_exit<'a>(
+        &self,
+        guard: MutexGuard<'a, HashMap<i32, Arc<ThreadGroup>>>,
+    ) -> MutexGuard<'a, HashMap<i32, Arc<ThreadGroup>>> {
+        self.process_exited
+            .wait(guard)
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records a process's exit: it becomes a zombie for its parent (or is
+    /// reaped at once if the parent ignores SIGCHLD), and its children move
+    /// to init.
+    pub fn exit_process(&self, tg: &ThreadGroup, status: ExitStatus) {
+        let mut procs = self.processes();
+        *tg.exit.lock().unwrap_or_else(|p| p.into_inner()) = Some(status);
+        for child in procs.values() {
+            if child.parent_pid() == tg.pid {
+                child
+                    .ppid
+                    .store(INIT_PID, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        let parent_ignores = procs.get(&tg.parent_pid()).is_none_or(|parent| {
+            let actions = parent.sigactions.lock().unwrap_or_else(|p| p.into_inner());
+            actions[SIGCHLD - 1].handler == 1 || actions[SIGCHLD - 1].flags & 2 != 0
+            // SIG_IGN, SA_NOCLDWAIT
+        });
+        if parent_ignores {
+            procs.remove(&tg.pid);
+        }
+        drop(procs);
+        self.process_exited.notify_all();
     }
 }

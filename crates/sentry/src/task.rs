@@ -1,6 +1,7 @@
 //! Tasks: application threads, each run by one sentry thread that owns its
 //! platform context.
 
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use veil_abi::{Errno, KernelSigaction, Rlimit, StackT};
@@ -36,7 +37,10 @@ impl ExitStatus {
 /// State shared by the threads of one process.
 pub struct ThreadGroup {
     pub pid: i32,
-    pub ppid: i32,
+    /// The parent's PID; orphans move to the sandbox's init.
+    pub ppid: AtomicI32,
+    /// Set when the process exits; it stays a zombie until its parent waits.
+    pub exit: Mutex<Option<ExitStatus>>,
     pub pgid: Mutex<i32>,
     pub sid: Mutex<i32>,
     pub rlimits: Mutex<[Rlimit; RLIM_NLIMITS]>,
@@ -49,13 +53,38 @@ impl ThreadGroup {
     pub fn new(pid: i32, ppid: i32) -> ThreadGroup {
         ThreadGroup {
             pid,
-            ppid,
+            ppid: AtomicI32::new(ppid),
+            exit: Mutex::new(None),
             pgid: Mutex::new(pid),
             sid: Mutex::new(pid),
             rlimits: Mutex::new(default_rlimits()),
             sigactions: Mutex::new([KernelSigaction::default(); NSIG]),
             exe: Mutex::new(Vec::new()),
         }
+    }
+}
+
+impl ThreadGroup {
+    /// A child of `parent` as fork creates it: same limits, dispositions,
+    /// executable, process group and session.
+    pub fn fork_from(parent: &ThreadGroup, pid: i32) -> ThreadGroup {
+        fn copy<T: Copy>(m: &Mutex<T>) -> Mutex<T> {
+            Mutex::new(*m.lock().unwrap_or_else(|p| p.into_inner()))
+        }
+        ThreadGroup {
+            pid,
+            ppid: AtomicI32::new(parent.pid),
+            exit: Mutex::new(None),
+            pgid: copy(&parent.pgid),
+            sid: copy(&parent.sid),
+            rlimits: copy(&parent.rlimits),
+            sigactions: copy(&parent.sigactions),
+            exe: Mutex::new(parent.exe.lock().unwrap_or_else(|p| p.into_inner()).clone()),
+        }
+    }
+
+    pub fn parent_pid(&self) -> i32 {
+        self.ppid.load(Ordering::Relaxed)
     }
 }
 
@@ -176,10 +205,14 @@ impl Task {
         self.deliver_fatal(f.signo);
     }
 
-    /// Applies a signal's default action: terminate, with a core for the
-    /// signals whose default is to dump one.
+    /// Applies a signal's default action: terminate. For the signals whose
+    /// default dumps core, the status says so when RLIMIT_CORE allows a
+    /// dump, as Linux reports it (no core file is written).
     pub fn deliver_fatal(&mut self, signo: i32) {
-        let core = matches!(signo, 3 | 4 | 5 | 6 | 7 | 8 | 11 | 24 | 25 | 31);
+        const RLIMIT_CORE: usize = 4;
+        let core_allowed =
+            self.tg.rlimits.lock().unwrap_or_else(|p| p.into_inner())[RLIMIT_CORE].rlim_cur > 0;
+        let core = core_allowed && matches!(signo, 3 | 4 | 5 | 6 | 7 | 8 | 11 | 24 | 25 | 31);
         self.exit = Some(ExitStatus::Signaled { signo, core });
     }
 

@@ -353,6 +353,27 @@ impl MemoryManager {
         Ok(new)
     }
 
+    /// A copy of this address space for a forked child, mapped into
+    /// `space`. Private memory is copied now (copy-on-write comes later).
+    pub fn fork(&self, space: Arc<dyn AddressSpace>) -> Result<MemoryManager, Errno> {
+        let st = self.lock();
+        let child = MemoryManager::new(space, self.memfile.clone(), self.layout);
+        {
+            let mut cst = child.lock();
+            cst.vmas = st.vmas.clone();
+            cst.brk_start = st.brk_start;
+            cst.brk = st.brk;
+            for (&start, p) in &st.pmas {
+                let len = p.end - start;
+                // On failure the child's Drop frees what was copied so far.
+                let off = self.memfile.alloc(len)?;
+                cst.pmas.insert(start, Pma { end: p.end, off });
+                self.memfile.copy(p.off, off, len)?;
+            }
+        }
+        Ok(child)
+    }
+
     /// Sets the initial program break, right after the executable's data.
     pub fn set_brk_start(&self, addr: u64) {
         let mut st = self.lock();

@@ -9,7 +9,7 @@ use super::strace::Arg::*;
 use super::{Args, Table};
 use crate::loader::{self, AuxInfo};
 use crate::mm::{Layout, MemoryManager};
-use crate::task::{ExitStatus, Task, RLIM_NLIMITS};
+use crate::task::{ExitStatus, Task, ThreadGroup, RLIM_NLIMITS};
 use crate::vfsglue::TaskExecOpener;
 
 const ARCH_SET_GS: i32 = 0x1001;
@@ -62,6 +62,30 @@ pub(super) fn register(t: &mut Table) {
         &[],
         "only the calling process exists until fork arrives",
     );
+    t.partial(
+        Sysno::fork,
+        fork,
+        &[],
+        "private memory is copied at fork; MAP_SHARED anonymous memory is not shared yet",
+    );
+    t.partial(
+        Sysno::vfork,
+        fork,
+        &[],
+        "as fork: the parent does not wait for the child's exec",
+    );
+    t.partial(
+        Sysno::clone,
+        clone,
+        &[Hex, Hex, Hex, Hex, Hex],
+        "new processes only (no CLONE_VM, CLONE_THREAD, namespaces): EINVAL otherwise",
+    );
+    t.partial(
+        Sysno::wait4,
+        wait4,
+        &[Int, Hex, Hex, Hex],
+        "exited children only; not yet interruptible by signals",
+    );
     t.full(Sysno::exit, exit, &[Int]);
     t.full(Sysno::exit_group, exit_group, &[Int]);
     t.full(Sysno::set_tid_address, set_tid_address, &[Hex]);
@@ -110,7 +134,7 @@ fn getpid(t: &mut Task, _a: &Args) -> SysResult {
 }
 
 fn getppid(t: &mut Task, _a: &Args) -> SysResult {
-    Ok(t.tg.ppid as u64)
+    Ok(t.tg.parent_pid() as u64)
 }
 
 fn gettid(t: &mut Task, _a: &Args) -> SysResult {
@@ -464,5 +488,167 @@ fn aux_info(t: &Task) -> AuxInfo {
         hwcap: hwcap as u64,
         hwcap2: hwcap2 as u64,
         random,
+    }
+}
+
+const CLONE_PARENT_SETTID: u64 = 0x0010_0000;
+const CLONE_CHILD_CLEARTID: u64 = 0x0020_0000;
+const CLONE_CHILD_SETTID: u64 = 0x0100_0000;
+const CSIGNAL: u64 = 0xff;
+
+fn fork(t: &mut Task, _a: &Args) -> SysResult {
+    fork_process(t, 0, 0, 0)
+}
+
+fn clone(t: &mut Task, a: &Args) -> SysResult {
+    // x86-64 order: flags, stack, parent_tid, child_tid, tls.
+    let flags = a.u64(0);
+    let supported = CSIGNAL | CLONE_PARENT_SETTID | CLONE_CHILD_CLEARTID | CLONE_CHILD_SETTID;
+    if flags & !supported != 0 {
+        t.kernel
+            .log_once(&format!("clone flags {:#x}", flags & !supported));
+        return Err(Errno::EINVAL);
+    }
+    if a.u64(1) != 0 {
+        t.kernel
+            .log_once("clone with a new stack for a new process");
+        return Err(Errno::EINVAL);
+    }
+    fork_process(t, flags, a.u64(2), a.u64(3))
+}
+
+/// Creates a child process: a copy of the caller's memory, descriptors and
+/// filesystem context, run by a new sentry thread that owns its stub.
+fn fork_process(t: &mut Task, flags: u64, parent_tid: u64, child_tid: u64) -> SysResult {
+    let kernel = t.kernel.clone();
+    let pid = kernel.alloc_tid();
+    let tg = Arc::new(ThreadGroup::fork_from(&t.tg, pid));
+    let parent_mm = t.mm.clone();
+    let fds = Arc::new(t.fds.fork_copy());
+    let fs = Arc::new(std::sync::Mutex::new(
+        t.fs.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+    ));
+    let creds = t.creds.clone();
+    let comm = t.comm.clone();
+    let mut regs = t.regs;
+    regs.rax = 0;
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    kernel.add_process(tg.clone());
+    let spawned = std::thread::Builder::new()
+        .name(format!("task-{pid}"))
+        .spawn({
+            let kernel = kernel.clone();
+            let tg = tg.clone();
+            move || {
+                // The stub must be created by the thread that will trace it; the
+                // parent waits until its memory has been copied.
+                let mm = kernel
+                    .platform
+                    .new_address_space()
+                    .map_err(|e| {
+                        tracing::error!("fork: cannot create an address space: {e}");
+                        Errno::EAGAIN
+                    })
+                    .and_then(|space| parent_mm.fork(space));
+                drop(parent_mm);
+                let mm = match mm {
+                    Ok(mm) => Arc::new(mm),
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                if flags & CLONE_CHILD_SETTID != 0 {
+                    // Linux ignores a bad address here.
+                    let _ = mm.write_obj(child_tid, &pid);
+                }
+                let _ = ready_tx.send(Ok(()));
+                let mut child =
+                    Task::new(kernel.clone(), tg.clone(), pid, mm, fds, fs, creds, regs);
+                child.comm = comm;
+                if flags & CLONE_CHILD_CLEARTID != 0 {
+                    child.clear_child_tid = child_tid;
+                }
+                let status = child.run();
+                kernel.exit_process(&tg, status);
+            }
+        });
+    let started = match spawned {
+        Ok(_) => ready_rx.recv().unwrap_or(Err(Errno::EAGAIN)),
+        Err(_) => Err(Errno::EAGAIN),
+    };
+    if let Err(e) = started {
+        kernel.processes().remove(&pid);
+        return Err(e);
+    }
+    if flags & CLONE_PARENT_SETTID != 0 {
+        let _ = t.mm.write_obj(parent_tid, &pid);
+    }
+    Ok(pid as u64)
+}
+
+const WNOHANG: u32 = 1;
+const WUNTRACED: u32 = 2;
+const WCONTINUED: u32 = 8;
+const WNOTHREAD: u32 = 0x2000_0000;
+const WALL: u32 = 0x4000_0000;
+const WCLONE: u32 = 0x8000_0000;
+
+/// The wait status word of an exit, as WIFEXITED/WTERMSIG decode it.
+fn wait_status(status: ExitStatus) -> i32 {
+    match status {
+        ExitStatus::Exited(code) => (code & 0xff) << 8,
+        ExitStatus::Signaled { signo, core } => signo | if core { 0x80 } else { 0 },
+    }
+}
+
+fn wait4(t: &mut Task, a: &Args) -> SysResult {
+    let (pid, status_addr, options) = (a.i32(0), a.u64(1), a.u32(2));
+    if options & !(WNOHANG | WUNTRACED | WCONTINUED | WNOTHREAD | WALL | WCLONE) != 0
+        || pid == i32::MIN
+    {
+        return Err(Errno::EINVAL);
+    }
+    let my_pgid = *t.tg.pgid.lock().unwrap_or_else(|p| p.into_inner());
+    let matches = |c: &ThreadGroup| {
+        let pgid = *c.pgid.lock().unwrap_or_else(|p| p.into_inner());
+        match pid {
+            -1 => true,
+            0 => pgid == my_pgid,
+            p if p < 0 => pgid == -p,
+            p => c.pid == p,
+        }
+    };
+    let kernel = t.kernel.clone();
+    let mut procs = kernel.processes();
+    loop {
+        let children: Vec<Arc<ThreadGroup>> = procs
+            .values()
+            .filter(|c| c.parent_pid() == t.tg.pid && matches(c))
+            .cloned()
+            .collect();
+        if children.is_empty() {
+            return Err(Errno::ECHILD);
+        }
+        let zombie = children.iter().find_map(|c| {
+            c.exit
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .map(|s| (c.pid, s))
+        });
+        if let Some((zpid, status)) = zombie {
+            if status_addr != 0 {
+                t.mm.write_obj(status_addr, &wait_status(status))?;
+            }
+            if a.u64(3) != 0 {
+                t.mm.write_obj(a.u64(3), &veil_abi::Rusage::default())?;
+            }
+            procs.remove(&zpid);
+            return Ok(zpid as u64);
+        }
+        if options & WNOHANG != 0 {
+            return Ok(0);
+        }
+        procs = kernel.wait_for_exit(procs);
     }
 }
