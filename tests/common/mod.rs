@@ -756,6 +756,19 @@ pub fn assert_same_program(name: &str, link: Link) -> (Output, Output) {
     (native, veil)
 }
 
+/// `assert_same_program`, plus the program's own verdict: its last line
+/// under veil is "all ok".
+#[track_caller]
+pub fn assert_program_passes(name: &str, link: Link) -> Output {
+    let (_, veil) = assert_same_program(name, link);
+    assert!(
+        veil.stdout_str().ends_with("all ok\n"),
+        "{}",
+        veil.describe()
+    );
+    veil
+}
+
 // ---------------------------------------------------------------------------
 // Scratch directories and files
 // ---------------------------------------------------------------------------
