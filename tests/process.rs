@@ -18,6 +18,23 @@ fn fork_wait_dynamic() {
     fork_wait(Link::Dynamic);
 }
 
+#[test]
+fn poll_and_select_on_pipes() {
+    assert_program_passes("process/poll_pipes", Link::Static);
+    assert_program_passes("process/poll_pipes", Link::Dynamic);
+}
+
+/// Python's subprocess: fork, exec, pipes and poll.
+#[test]
+fn python_subprocess() {
+    assert_same(&[
+        "/usr/bin/python3",
+        "-c",
+        "import subprocess; print(subprocess.run(['ls', '/etc/apt'], capture_output=True).stdout.decode()); \
+         print(subprocess.check_output('echo hi | tr a-z A-Z', shell=True))",
+    ]);
+}
+
 /// A shell runs pipelines and command substitutions: fork, exec, pipes,
 /// dup2 and wait together.
 #[test]

@@ -11,6 +11,7 @@ use zerocopy::IntoBytes;
 use crate::flags::*;
 use crate::inode::DirEntry;
 use crate::vfs::PathRef;
+use crate::wait::Waiter;
 
 /// Status flags that F_SETFL may change.
 const SETFL_MASK: i32 = O_APPEND | O_NONBLOCK | O_ASYNC | O_DIRECT | O_NOATIME;
@@ -68,6 +69,20 @@ pub trait FileOps: Send + Sync {
 
     fn ioctl(&self, _cmd: u32, _arg: u64, _mem: &dyn UserMem) -> Result<u64, Errno> {
         Err(Errno::ENOTTY)
+    }
+
+    /// The poll(2) events ready now. With a waiter, also registers it to be
+    /// woken when readiness may change. Files without their own notion of
+    /// readiness (regular files, directories) are always ready.
+    fn poll(&self, _waiter: Option<&Arc<Waiter>>) -> u32 {
+        use crate::wait::events::*;
+        POLLIN | POLLOUT | POLLRDNORM | POLLWRNORM
+    }
+
+    /// Whether readiness can change without any waiter being woken (files
+    /// backed by host FDs): pollers must then look again from time to time.
+    fn needs_repoll(&self) -> bool {
+        false
     }
 }
 
@@ -278,6 +293,15 @@ impl OpenFile {
             return Err(Errno::EINVAL);
         }
         self.ops.truncate(len)
+    }
+
+    /// The poll(2) events ready on this file; see `FileOps::poll`.
+    pub fn poll(&self, waiter: Option<&Arc<Waiter>>) -> u32 {
+        self.ops.poll(waiter)
+    }
+
+    pub fn needs_repoll(&self) -> bool {
+        self.ops.needs_repoll()
     }
 
     pub fn ioctl(&self, cmd: u32, arg: u64, mem: &dyn UserMem) -> Result<u64, Errno> {

@@ -19,6 +19,7 @@ use crate::file::{FileOps, OpenFile, UserMem};
 use crate::flags::{SEEK_CUR, SEEK_END, SEEK_SET};
 use crate::inode::Inode;
 use crate::vfs::PathRef;
+use crate::wait::Waiter;
 use crate::{host_call, host_errno};
 
 /// The foreground process group of the caller's terminal, the sandbox's one
@@ -103,6 +104,20 @@ impl HostFile {
 
 impl FileOps for HostFile {
     fn is_stream(&self) -> bool {
+        true
+    }
+
+    /// The host FD's readiness right now; the host cannot wake our waiters.
+    fn poll(&self, _waiter: Option<&Arc<Waiter>>) -> u32 {
+        use rustix::event::{poll, PollFd, PollFlags};
+        let mut fds = [PollFd::new(&*self.0, PollFlags::IN | PollFlags::OUT)];
+        match poll(&mut fds, 0) {
+            Ok(_) => u32::from(fds[0].revents().bits()),
+            Err(_) => crate::wait::events::POLLERR,
+        }
+    }
+
+    fn needs_repoll(&self) -> bool {
         true
     }
 

@@ -20,6 +20,7 @@ mod hostfd;
 mod inode;
 mod pipe;
 mod vfs;
+pub mod wait;
 
 pub use creds::Creds;
 pub use fdtable::{FdTable, DEFAULT_NOFILE, MAX_NOFILE};

@@ -16,6 +16,7 @@ use crate::file::{FileOps, OpenFile, UserMem};
 use crate::flags::{O_NONBLOCK, O_RDONLY, O_WRONLY};
 use crate::inode::Inode;
 use crate::vfs::PathRef;
+use crate::wait::{WaitQueue, Waiter};
 
 /// Linux's default pipe capacity.
 const CAPACITY: usize = 16 * 4096;
@@ -36,6 +37,7 @@ pub fn new_pipe(flags: i32) -> (Arc<OpenFile>, Arc<OpenFile>) {
             writers: 1,
         }),
         changed: Condvar::new(),
+        pollers: WaitQueue::default(),
     });
     let name = format!("pipe:[{}]", pipe.ino);
     let path = PathRef::anonymous(name.as_bytes(), Arc::new(PipeInode(pipe.clone())));
@@ -58,6 +60,8 @@ struct Pipe {
     state: Mutex<State>,
     /// Signalled whenever data or the set of ends changes.
     changed: Condvar,
+    /// Pollers waiting for the same changes.
+    pollers: WaitQueue,
 }
 
 struct State {
@@ -69,6 +73,11 @@ struct State {
 impl Pipe {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn notify(&self) {
+        self.changed.notify_all();
+        self.pollers.notify();
     }
 
     fn wait<'a>(&self, state: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
@@ -115,7 +124,7 @@ impl Drop for PipeEnd {
             false => state.readers -= 1,
         }
         drop(state);
-        self.pipe.changed.notify_all();
+        self.pipe.notify();
     }
 }
 
@@ -133,7 +142,7 @@ impl FileOps for PipeEnd {
                     *dst = src;
                 }
                 drop(state);
-                self.pipe.changed.notify_all();
+                self.pipe.notify();
                 return Ok(n);
             }
             if state.writers == 0 {
@@ -165,7 +174,7 @@ impl FileOps for PipeEnd {
                 let n = left.len().min(room);
                 state.buf.extend(&left[..n]);
                 done += n;
-                self.pipe.changed.notify_all();
+                self.pipe.notify();
                 if done == buf.len() {
                     return Ok(done);
                 }
@@ -178,6 +187,30 @@ impl FileOps for PipeEnd {
                 };
             }
             state = self.pipe.wait(state);
+        }
+    }
+
+    fn poll(&self, waiter: Option<&Arc<Waiter>>) -> u32 {
+        use crate::wait::events::*;
+        if let Some(w) = waiter {
+            self.pipe.pollers.register(w);
+        }
+        let state = self.pipe.lock();
+        if self.writer {
+            match state.readers {
+                0 => POLLOUT | POLLWRNORM | POLLERR,
+                _ if CAPACITY - state.buf.len() >= PIPE_BUF => POLLOUT | POLLWRNORM,
+                _ => 0,
+            }
+        } else {
+            let mut ev = 0;
+            if !state.buf.is_empty() {
+                ev |= POLLIN | POLLRDNORM;
+            }
+            if state.writers == 0 {
+                ev |= POLLHUP;
+            }
+            ev
         }
     }
 

@@ -6,6 +6,7 @@ mod fs;
 mod futex;
 mod info;
 mod mm;
+mod poll;
 mod process;
 mod signal;
 pub mod strace;
@@ -148,6 +149,7 @@ pub static TABLE: LazyLock<Table> = LazyLock::new(|| {
     futex::register(&mut t);
     info::register(&mut t);
     mm::register(&mut t);
+    poll::register(&mut t);
     process::register(&mut t);
     signal::register(&mut t);
     time::register(&mut t);

@@ -570,6 +570,9 @@ fn fork_process(t: &mut Task, flags: u64, parent_tid: u64, child_tid: u64) -> Sy
                     child.clear_child_tid = child_tid;
                 }
                 let status = child.run();
+                // Files close before the parent can learn of the exit, as
+                // on Linux: a reader polling the child's pipe sees the hang-up.
+                drop(child);
                 kernel.exit_process(&tg, status);
             }
         });
