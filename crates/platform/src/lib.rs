@@ -176,6 +176,25 @@ pub trait Context: Send {
         space: &dyn AddressSpace,
         regs: &mut Registers,
     ) -> Result<Event, PlatformError>;
+
+    /// The thread's floating-point state in FXSAVE layout (512 bytes), as
+    /// signal frames carry it.
+    fn fp_state(&mut self, space: &dyn AddressSpace) -> Result<FpState, PlatformError>;
+
+    /// Replaces the thread's floating-point state (sigreturn).
+    fn set_fp_state(&mut self, space: &dyn AddressSpace, fp: &FpState)
+        -> Result<(), PlatformError>;
+}
+
+/// The FXSAVE area: x87, MMX and SSE registers, MXCSR.
+#[repr(C, align(16))]
+#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, Immutable, KnownLayout)]
+pub struct FpState(pub [u8; 512]);
+
+impl Default for FpState {
+    fn default() -> FpState {
+        FpState([0; 512])
+    }
 }
 
 /// A way of running application code.

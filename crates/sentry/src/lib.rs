@@ -5,6 +5,7 @@ pub mod boot;
 pub mod kernel;
 pub mod loader;
 pub mod mm;
+pub mod signal;
 pub mod syscalls;
 pub mod task;
 mod vfsglue;

@@ -116,6 +116,9 @@ pub struct Task {
     pub regs: Registers,
     ctx: Box<dyn Context>,
     pub signal_mask: u64,
+    /// Pending signals (bits) and their siginfo, oldest first.
+    pub pending: u64,
+    pub pending_info: Vec<crate::signal::SigInfo>,
     pub altstack: StackT,
     pub clear_child_tid: u64,
     pub robust_list: (u64, u64),
@@ -148,6 +151,8 @@ impl Task {
             regs,
             ctx,
             signal_mask: 0,
+            pending: 0,
+            pending_info: Vec::new(),
             altstack: StackT {
                 ss_flags: 2, // SS_DISABLE
                 ..StackT::default()
@@ -165,6 +170,10 @@ impl Task {
             if let Some(status) = self.exit {
                 self.mm.clear();
                 return status;
+            }
+            self.deliver_pending();
+            if self.exit.is_some() {
+                continue;
             }
             let event = self.ctx.switch(self.mm.space(), &mut self.regs);
             match event {
@@ -190,19 +199,35 @@ impl Task {
     fn handle_fault(&mut self, f: veil_platform::FaultInfo) {
         const SIGSEGV: i32 = 11;
         const SI_KERNEL: i32 = 0x80;
+        let mut code = f.code;
         if f.signo == SIGSEGV && f.code != SI_KERNEL {
             let access_error = f.code == 2; // SEGV_ACCERR
-            if self.mm.handle_fault(f.addr, access_error).is_ok() {
-                return;
+            match self.mm.handle_fault(f.addr, access_error) {
+                Ok(()) => return,
+                Err(c) => code = c,
             }
         }
         if self.kernel.strace {
             eprintln!(
                 "[{:4}] --- signal {} (code {}, addr {:#x}) at rip {:#x} ---",
-                self.tid, f.signo, f.code, f.addr, self.regs.rip
+                self.tid, f.signo, code, f.addr, self.regs.rip
             );
         }
-        self.deliver_fatal(f.signo);
+        self.force_signal(crate::signal::SigInfo::fault(f.signo, code, f.addr));
+    }
+
+    pub fn fp_state(&mut self) -> Result<veil_platform::FpState, Errno> {
+        self.ctx.fp_state(self.mm.space()).map_err(|e| {
+            tracing::error!("task {}: reading FP state: {e}", self.tid);
+            Errno::EFAULT
+        })
+    }
+
+    pub fn set_fp_state(&mut self, fp: &veil_platform::FpState) -> Result<(), Errno> {
+        self.ctx.set_fp_state(self.mm.space(), fp).map_err(|e| {
+            tracing::error!("task {}: writing FP state: {e}", self.tid);
+            Errno::EFAULT
+        })
     }
 
     /// Applies a signal's default action: terminate. For the signals whose

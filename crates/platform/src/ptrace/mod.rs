@@ -225,10 +225,25 @@ impl Context for PtraceContext {
         space: &dyn AddressSpace,
         regs: &mut Registers,
     ) -> Result<Event, PlatformError> {
-        let space = space
-            .as_any()
-            .downcast_ref::<PtraceAddressSpace>()
-            .ok_or(PlatformError::NotOwner(gettid().as_raw()))?;
-        space.with_thread(|t| t.run(regs))
+        ptrace_space(space)?.with_thread(|t| t.run(regs))
     }
+
+    fn fp_state(&mut self, space: &dyn AddressSpace) -> Result<crate::FpState, PlatformError> {
+        ptrace_space(space)?.with_thread(Tracee::fp_state)
+    }
+
+    fn set_fp_state(
+        &mut self,
+        space: &dyn AddressSpace,
+        fp: &crate::FpState,
+    ) -> Result<(), PlatformError> {
+        ptrace_space(space)?.with_thread(|t| t.set_fp_state(fp))
+    }
+}
+
+fn ptrace_space(space: &dyn AddressSpace) -> Result<&PtraceAddressSpace, PlatformError> {
+    space
+        .as_any()
+        .downcast_ref::<PtraceAddressSpace>()
+        .ok_or(PlatformError::NotOwner(gettid().as_raw()))
 }

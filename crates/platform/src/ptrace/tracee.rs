@@ -136,6 +136,44 @@ impl Tracee {
         }
     }
 
+    pub fn fp_state(&self) -> Result<crate::FpState, PlatformError> {
+        let mut fp = crate::FpState::default();
+        // SAFETY: PTRACE_GETFPREGS writes one `user_fpregs_struct`, which is
+        // the 512-byte FXSAVE area `fp` provides.
+        let r = unsafe {
+            nix::libc::ptrace(
+                nix::libc::PTRACE_GETFPREGS,
+                self.tid.as_raw(),
+                0,
+                fp.0.as_mut_ptr(),
+            )
+        };
+        if r < 0 {
+            return Err(host("PTRACE_GETFPREGS")(nix::errno::Errno::last()));
+        }
+        Ok(fp)
+    }
+
+    pub fn set_fp_state(&self, fp: &crate::FpState) -> Result<(), PlatformError> {
+        let mut copy = *fp;
+        // The kernel rejects reserved MXCSR bits; clear them rather than fail.
+        let mxcsr = u32::from_le_bytes([copy.0[24], copy.0[25], copy.0[26], copy.0[27]]) & 0xffff;
+        copy.0[24..28].copy_from_slice(&mxcsr.to_le_bytes());
+        // SAFETY: PTRACE_SETFPREGS reads one 512-byte `user_fpregs_struct`.
+        let r = unsafe {
+            nix::libc::ptrace(
+                nix::libc::PTRACE_SETFPREGS,
+                self.tid.as_raw(),
+                0,
+                copy.0.as_ptr(),
+            )
+        };
+        if r < 0 {
+            return Err(host("PTRACE_SETFPREGS")(nix::errno::Errno::last()));
+        }
+        Ok(())
+    }
+
     /// Collects the exit of a killed stub thread.
     pub fn reap(&self) {
         let mut status = 0;

@@ -1,17 +1,14 @@
-//! Signal syscalls. Dispositions, masks and alternate stacks are kept;
-//! delivery to handlers arrives with the process and signal work, so until
-//! then a signal sent to the sandbox takes its default action or is ignored.
+//! Signal syscalls: dispositions, masks, alternate stacks, sending signals
+//! to the caller, and returning from handlers. Delivery itself is in
+//! `crate::signal`.
 
 use veil_abi::{Errno, KernelSigaction, StackT, SysResult, Sysno};
 
 use super::strace::Arg::*;
 use super::{Args, Table};
-use crate::task::{Task, NSIG};
+use crate::signal::{check_signal, SigInfo, SIGKILL, SIGSTOP, UNBLOCKABLE};
+use crate::task::Task;
 
-const SIG_DFL: u64 = 0;
-const SIG_IGN: u64 = 1;
-const SIGKILL: i32 = 9;
-const SIGSTOP: i32 = 19;
 const SIG_BLOCK: i32 = 0;
 const SIG_UNBLOCK: i32 = 1;
 const SIG_SETMASK: i32 = 2;
@@ -19,8 +16,9 @@ const SS_ONSTACK: i32 = 1;
 const SS_DISABLE: i32 = 2;
 const SS_AUTODISARM: i32 = 1 << 31;
 const MINSIGSTKSZ: u64 = 2048;
-/// Signals that can never be blocked.
-const UNBLOCKABLE: u64 = (1 << (SIGKILL - 1)) | (1 << (SIGSTOP - 1));
+/// si_code of signals from kill(2) and from tkill/tgkill.
+const SI_USER: i32 = 0;
+const SI_TKILL: i32 = -6;
 
 pub(super) fn register(t: &mut Table) {
     t.full(Sysno::rt_sigaction, rt_sigaction, &[Signal, Hex, Hex, UInt]);
@@ -34,29 +32,27 @@ pub(super) fn register(t: &mut Table) {
         Sysno::kill,
         kill,
         &[Int, Signal],
-        "signals to the caller take their default action or are ignored; handlers do not run yet",
+        "the caller and its process group; other processes get ESRCH until cross-process delivery",
     );
-    t.partial(Sysno::tgkill, tgkill, &[Int, Int, Signal], "as kill");
-    t.partial(Sysno::tkill, tkill, &[Int, Signal], "as kill");
     t.partial(
-        Sysno::rt_sigpending,
-        rt_sigpending,
-        &[Hex, UInt],
-        "no signal is ever left pending yet",
+        Sysno::tgkill,
+        tgkill,
+        &[Int, Int, Signal],
+        "the calling thread only",
     );
-    t.unimplemented(
+    t.partial(
+        Sysno::tkill,
+        tkill,
+        &[Int, Signal],
+        "the calling thread only",
+    );
+    t.full(Sysno::rt_sigpending, rt_sigpending, &[Hex, UInt]);
+    t.partial(
         Sysno::rt_sigreturn,
-        Errno::ENOSYS,
+        rt_sigreturn,
         &[],
-        "no handler frame exists to return from until signal delivery",
+        "FXSAVE floating-point state only: AVX upper halves are not saved across handlers",
     );
-}
-
-fn check_signal(sig: i32) -> Result<usize, Errno> {
-    match usize::try_from(sig) {
-        Ok(s) if (1..=NSIG).contains(&s) => Ok(s),
-        _ => Err(Errno::EINVAL),
-    }
 }
 
 fn rt_sigaction(t: &mut Task, a: &Args) -> SysResult {
@@ -137,55 +133,37 @@ fn sigaltstack(t: &mut Task, a: &Args) -> SysResult {
     Ok(0)
 }
 
-/// Sends `sig` to the calling task: its default action, or nothing if ignored.
+/// Queues `sig` for the calling task, as sent by kill(2) from itself; it is
+/// delivered (or takes its default action) before the task resumes.
 pub(super) fn send_self(t: &mut Task, sig: i32) -> SysResult {
-    signal_self(t, sig)
+    send_self_coded(t, sig, SI_USER)
 }
 
-fn signal_self(t: &mut Task, sig: i32) -> SysResult {
+/// As `send_self`, with the si_code the sending call implies.
+fn send_self_coded(t: &mut Task, sig: i32, code: i32) -> SysResult {
     if sig == 0 {
         return Ok(0);
     }
-    let s = check_signal(sig)?;
-    let action = t.tg.sigactions.lock().unwrap_or_else(|p| p.into_inner())[s - 1];
-    // SIGCHLD, SIGCONT, SIGURG and SIGWINCH are ignored by default.
-    let default_ignored = matches!(sig, 17 | 18 | 23 | 28);
-    // Stop signals need job control, which arrives with processes.
-    let default_stop = matches!(sig, 19..=22);
-    let blocked = t.signal_mask & (1 << (s - 1)) != 0 && !matches!(sig, SIGKILL | SIGSTOP);
-    match action.handler {
-        _ if blocked => {
-            t.kernel
-                .log_once("blocked signals are dropped until signal delivery arrives");
-            Ok(0)
-        }
-        SIG_IGN if !matches!(sig, SIGKILL | SIGSTOP) => Ok(0),
-        SIG_DFL | SIG_IGN if default_ignored || default_stop => Ok(0),
-        SIG_DFL | SIG_IGN => {
-            t.deliver_fatal(sig);
-            Err(Errno::EJUSTRETURN)
-        }
-        _ => {
-            t.kernel.log_once("signal handlers do not run yet");
-            Ok(0)
-        }
-    }
+    check_signal(sig)?;
+    let mut info = SigInfo::user(sig, t.tg.pid, t.creds.uid);
+    info.code = code;
+    t.send_signal(info);
+    Ok(0)
 }
 
 fn kill(t: &mut Task, a: &Args) -> SysResult {
     let pid = a.i32(0);
     let pgid = *t.tg.pgid.lock().unwrap_or_else(|p| p.into_inner());
-    // The sandbox holds one process: itself, its group, or everyone.
+    if pid == i32::MIN {
+        return Err(Errno::ESRCH);
+    }
+    if a.i32(1) != 0 {
+        check_signal(a.i32(1))?;
+    }
+    // Only the caller can be reached yet: itself, its group, or everyone.
     if pid == t.tg.pid || pid == 0 || pid == -1 || pid == -pgid {
-        signal_self(t, a.i32(1))
-    } else if pid == i32::MIN {
-        Err(Errno::ESRCH)
+        send_self(t, a.i32(1))
     } else {
-        check_signal(a.i32(1)).or(if a.i32(1) == 0 {
-            Ok(0)
-        } else {
-            Err(Errno::EINVAL)
-        })?;
         Err(Errno::ESRCH)
     }
 }
@@ -197,7 +175,7 @@ fn tgkill(t: &mut Task, a: &Args) -> SysResult {
     if a.i32(0) != t.tg.pid || a.i32(1) != t.tid {
         return Err(Errno::ESRCH);
     }
-    signal_self(t, a.i32(2))
+    send_self_coded(t, a.i32(2), SI_TKILL)
 }
 
 fn tkill(t: &mut Task, a: &Args) -> SysResult {
@@ -207,12 +185,21 @@ fn tkill(t: &mut Task, a: &Args) -> SysResult {
     if a.i32(0) != t.tid {
         return Err(Errno::ESRCH);
     }
-    signal_self(t, a.i32(1))
+    send_self_coded(t, a.i32(1), SI_TKILL)
 }
 
 fn rt_sigpending(t: &mut Task, a: &Args) -> SysResult {
     if a.u64(1) > 8 {
         return Err(Errno::EINVAL);
     }
-    t.mm.write_obj(a.u64(0), &0u64).map(|()| 0)
+    t.mm.write_obj(a.u64(0), &(t.pending & t.signal_mask))
+        .map(|()| 0)
+}
+
+fn rt_sigreturn(t: &mut Task, _a: &Args) -> SysResult {
+    if t.sigreturn().is_err() {
+        // A corrupt frame: Linux kills with SIGSEGV.
+        t.deliver_fatal(crate::signal::SIGSEGV);
+    }
+    Err(Errno::EJUSTRETURN)
 }

@@ -1,0 +1,26 @@
+//! Signals: handlers, masks, frames and default actions, natively vs veil.
+
+mod common;
+
+use common::{assert_program_passes, assert_same, Link};
+
+#[test]
+fn handlers_static() {
+    assert_program_passes("signal/handlers", Link::Static);
+}
+
+#[test]
+fn handlers_dynamic() {
+    assert_program_passes("signal/handlers", Link::Dynamic);
+}
+
+/// bash's trap runs its handler for a signal the shell sends itself.
+#[test]
+fn bash_trap() {
+    let (_, veil) = assert_same(&[
+        "/bin/bash",
+        "-c",
+        "trap 'echo trapped' USR1; kill -USR1 $$; echo after",
+    ]);
+    assert_eq!(veil.stdout_str(), "trapped\nafter\n", "{}", veil.describe());
+}
