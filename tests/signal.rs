@@ -14,6 +14,11 @@ fn handlers_dynamic() {
     assert_program_passes("signal/handlers", Link::Dynamic);
 }
 
+#[test]
+fn cross_process_and_interrupted_calls() {
+    assert_program_passes("signal/cross", Link::Static);
+}
+
 /// bash's trap runs its handler for a signal the shell sends itself.
 #[test]
 fn bash_trap() {

@@ -164,7 +164,17 @@ pub trait AddressSpace: Send + Sync + Any {
     /// Changes the protection of mapped pages in `[addr, addr + len)`.
     fn protect(&self, addr: u64, len: u64, prot: Prot) -> Result<(), PlatformError>;
 
+    /// A handle that makes the calling sentry thread's application thread in
+    /// this address space stop and return to the sentry soon, from any
+    /// thread (signal delivery).
+    fn interrupter(&self) -> Option<Arc<dyn Interrupt>>;
+
     fn as_any(&self) -> &dyn Any;
+}
+
+/// Forces an application thread back into the sentry.
+pub trait Interrupt: Send + Sync {
+    fn interrupt(&self);
 }
 
 /// The execution state of one application thread on a platform.

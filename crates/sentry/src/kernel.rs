@@ -3,7 +3,11 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicI32, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use veil_vfs::wait::WaitQueue;
+
+use crate::signal::{SigInfo, TaskShared};
 use std::time::Instant;
 
 use veil_platform::Platform;
@@ -30,8 +34,10 @@ pub struct Kernel {
     logged: Mutex<HashSet<String>>,
     /// Every process, zombies included, by PID.
     processes: Mutex<HashMap<i32, Arc<ThreadGroup>>>,
-    /// Signalled whenever a process exits, for waiting parents.
-    process_exited: Condvar,
+    /// Woken whenever a process exits, for waiting parents.
+    pub child_events: WaitQueue,
+    /// Running tasks by TID, for signals sent to them.
+    tasks: Mutex<HashMap<i32, Arc<TaskShared>>>,
 }
 
 impl Kernel {
@@ -51,7 +57,8 @@ impl Kernel {
             next_tid: AtomicI32::new(1),
             logged: Mutex::new(HashSet::new()),
             processes: Mutex::new(HashMap::new()),
-            process_exited: Condvar::new(),
+            child_events: WaitQueue::default(),
+            tasks: Mutex::new(HashMap::new()),
         }
     }
 
@@ -83,14 +90,27 @@ impl Kernel {
         self.processes().insert(tg.pid, tg);
     }
 
-    /// Blocks until some process exits; `guard` is the process table.
-    pub fn wait_for_exit<'a>(
-        &self,
-        guard: MutexGuard<'a, HashMap<i32, Arc<ThreadGroup>>>,
-    ) -> MutexGuard<'a, HashMap<i32, Arc<ThreadGroup>>> {
-        self.process_exited
-            .wait(guard)
+    pub fn add_task(&self, tid: i32, shared: Arc<TaskShared>) {
+        self.tasks
+            .lock()
             .unwrap_or_else(|p| p.into_inner())
+            .insert(tid, shared);
+    }
+
+    pub fn remove_task(&self, tid: i32) {
+        self.tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&tid);
+    }
+
+    /// The task with this TID, if it is running.
+    pub fn task(&self, tid: i32) -> Option<Arc<TaskShared>> {
+        self.tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&tid)
+            .cloned()
     }
 
     /// Records a process's exit: it becomes a zombie for its parent (or is
@@ -106,15 +126,23 @@ impl Kernel {
                     .store(INIT_PID, std::sync::atomic::Ordering::Relaxed);
             }
         }
-        let parent_ignores = procs.get(&tg.parent_pid()).is_none_or(|parent| {
-            let actions = parent.sigactions.lock().unwrap_or_else(|p| p.into_inner());
-            actions[SIGCHLD - 1].handler == 1 || actions[SIGCHLD - 1].flags & 2 != 0
-            // SIG_IGN, SA_NOCLDWAIT
-        });
+        let exit_signal = tg.exit_signal.load(std::sync::atomic::Ordering::Relaxed);
+        let parent_ignores = exit_signal == SIGCHLD as i32
+            && procs.get(&tg.parent_pid()).is_none_or(|parent| {
+                let actions = parent.sigactions.lock().unwrap_or_else(|p| p.into_inner());
+                actions[SIGCHLD - 1].handler == 1 || actions[SIGCHLD - 1].flags & 2 != 0
+                // SIG_IGN, SA_NOCLDWAIT
+            });
         if parent_ignores {
             procs.remove(&tg.pid);
         }
+        let parent = tg.parent_pid();
         drop(procs);
-        self.process_exited.notify_all();
+        if exit_signal > 0 {
+            if let Some(task) = self.task(parent) {
+                task.send(SigInfo::child(exit_signal, tg.pid, status));
+            }
+        }
+        self.child_events.notify();
     }
 }

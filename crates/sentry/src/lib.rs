@@ -8,6 +8,7 @@ pub mod mm;
 pub mod signal;
 pub mod syscalls;
 pub mod task;
+mod timer;
 mod vfsglue;
 
 pub use boot::{boot, BootConfig, BootError};

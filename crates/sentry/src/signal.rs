@@ -5,6 +5,11 @@ use veil_abi::{Errno, KernelSigaction, StackT};
 use veil_platform::{FpState, Registers};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
+use std::sync::{Arc, Mutex, PoisonError};
+
+use veil_platform::Interrupt;
+use veil_vfs::wait::Waiter;
+
 use crate::task::{Task, NSIG};
 
 pub const SIGKILL: i32 = 9;
@@ -54,6 +59,26 @@ impl SigInfo {
             signo,
             errno: 0,
             code: 0,
+            _pad: 0,
+            fields,
+        }
+    }
+
+    /// SIGCHLD (or another exit signal) for a child's exit: CLD_EXITED with
+    /// its code, or CLD_KILLED/CLD_DUMPED with its signal.
+    pub fn child(signo: i32, pid: i32, status: crate::task::ExitStatus) -> SigInfo {
+        use crate::task::ExitStatus;
+        let (code, value) = match status {
+            ExitStatus::Exited(c) => (1, c),
+            ExitStatus::Signaled { signo, core } => (if core { 3 } else { 2 }, signo),
+        };
+        let mut fields = [0; 14];
+        fields[0] = u64::from(pid as u32);
+        fields[1] = u64::from(value as u32);
+        SigInfo {
+            signo,
+            errno: 0,
+            code,
             _pad: 0,
             fields,
         }
@@ -125,6 +150,89 @@ struct RtSigframe {
     info: SigInfo,
 }
 
+const SA_RESTART: u64 = 0x1000_0000;
+
+#[derive(Default)]
+struct Pending {
+    bits: u64,
+    infos: Vec<SigInfo>,
+}
+
+/// The part of a task other sentry threads reach: its pending signals and
+/// the means to wake it, wherever it is.
+pub struct TaskShared {
+    pending: Mutex<Pending>,
+    /// What the task waits on while blocked in the sentry.
+    pub waiter: Arc<Waiter>,
+    /// Stops the task's application thread while it runs.
+    interrupter: Mutex<Option<Arc<dyn Interrupt>>>,
+}
+
+impl Default for TaskShared {
+    fn default() -> TaskShared {
+        TaskShared {
+            pending: Mutex::default(),
+            waiter: Waiter::new(),
+            interrupter: Mutex::new(None),
+        }
+    }
+}
+
+impl TaskShared {
+    /// Queues a signal (standard signals do not queue twice) and makes the
+    /// task notice it.
+    pub fn send(&self, info: SigInfo) {
+        {
+            let mut p = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+            let b = bit(info.signo);
+            if p.bits & b != 0 && info.signo < 32 {
+                return;
+            }
+            p.bits |= b;
+            p.infos.push(info);
+        }
+        self.waiter.wake();
+        if let Some(i) = self
+            .interrupter
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+        {
+            i.interrupt();
+        }
+    }
+
+    pub fn set_interrupter(&self, i: Option<Arc<dyn Interrupt>>) {
+        *self
+            .interrupter
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = i;
+    }
+
+    pub fn pending_bits(&self) -> u64 {
+        self.pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .bits
+    }
+
+    /// Removes the lowest pending signal not in `mask`.
+    fn take(&self, mask: u64) -> Option<SigInfo> {
+        let mut p = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        let ready = p.bits & !(mask & !UNBLOCKABLE);
+        if ready == 0 {
+            return None;
+        }
+        let sig = ready.trailing_zeros() as i32 + 1;
+        let pos = p.infos.iter().position(|i| i.signo == sig)?;
+        let info = p.infos.remove(pos);
+        if !p.infos.iter().any(|i| i.signo == sig) {
+            p.bits &= !bit(sig);
+        }
+        Some(info)
+    }
+}
+
 /// What a signal does when it is not caught.
 fn default_is_ignore(sig: i32) -> bool {
     // SIGCHLD, SIGCONT, SIGURG, SIGWINCH; stop signals until job control.
@@ -132,14 +240,24 @@ fn default_is_ignore(sig: i32) -> bool {
 }
 
 impl Task {
-    /// Queues `info` for this task; standard signals do not queue twice.
+    /// Queues `info` for this task.
     pub fn send_signal(&mut self, info: SigInfo) {
-        let b = bit(info.signo);
-        if self.pending & b != 0 && info.signo < 32 {
-            return;
+        self.shared.send(info);
+    }
+
+    /// Whether a signal the task does not block is pending.
+    pub fn signal_pending(&self) -> bool {
+        self.shared.pending_bits() & !(self.signal_mask & !UNBLOCKABLE) != 0
+    }
+
+    /// Blocks in the sentry until woken (readiness, a child's exit, a
+    /// signal) or until `timeout`; returns true if a signal interrupts.
+    pub fn block(&self, timeout: Option<std::time::Duration>) -> bool {
+        if self.signal_pending() {
+            return true;
         }
-        self.pending |= b;
-        self.pending_info.push(info);
+        self.shared.waiter.wait(timeout);
+        self.signal_pending()
     }
 
     fn action(&self, sig: i32) -> KernelSigaction {
@@ -158,32 +276,51 @@ impl Task {
     }
 
     /// Delivers the lowest pending, unblocked signal, if any, before the
-    /// task goes back to application code.
+    /// task goes back to application code, and settles an interrupted
+    /// system call: restarted, or failed with EINTR for a handler.
     pub fn deliver_pending(&mut self) {
+        let restart = self.restart.take();
         while self.exit.is_none() {
-            let ready = self.pending & !(self.signal_mask & !UNBLOCKABLE);
-            if ready == 0 {
-                return;
-            }
-            let sig = ready.trailing_zeros() as i32 + 1;
-            self.pending &= !bit(sig);
-            let Some(pos) = self.pending_info.iter().position(|i| i.signo == sig) else {
-                continue;
+            let Some(info) = self.shared.take(self.signal_mask) else {
+                break;
             };
-            let info = self.pending_info.remove(pos);
-            if self.pending_info.iter().any(|i| i.signo == sig) {
-                self.pending |= bit(sig);
-            }
+            let sig = info.signo;
             let act = self.action(sig);
             match act.handler {
                 SIG_IGN if sig != SIGKILL && sig != SIGSTOP => {}
                 SIG_DFL | SIG_IGN if default_is_ignore(sig) => {}
                 SIG_DFL | SIG_IGN => self.deliver_fatal(sig),
                 _ => {
+                    self.settle_restart(restart, Some(&act));
                     self.handle(info, act);
                     return;
                 }
             }
+        }
+        if self.exit.is_none() {
+            self.settle_restart(restart, None);
+            if let Some(mask) = self.saved_mask.take() {
+                self.signal_mask = mask;
+            }
+        }
+    }
+
+    /// An interrupted syscall restarts unless a handler runs that asks for
+    /// EINTR, as Linux's ERESTART* codes decide.
+    fn settle_restart(&mut self, restart: Option<(u64, Errno)>, handler: Option<&KernelSigaction>) {
+        let Some((nr, errno)) = restart else { return };
+        let again = match handler {
+            None => true,
+            Some(act) => {
+                errno == Errno::ERESTARTNOINTR
+                    || (errno == Errno::ERESTARTSYS && act.flags & SA_RESTART != 0)
+            }
+        };
+        if again {
+            self.regs.rax = nr;
+            self.regs.rip = self.regs.rip.wrapping_sub(2);
+        } else {
+            self.regs.rax = Errno::EINTR.as_return();
         }
     }
 
@@ -278,7 +415,7 @@ impl Task {
                     fpstate: fp_addr,
                     ..Sigcontext::default()
                 },
-                sigmask: self.signal_mask,
+                sigmask: self.saved_mask.take().unwrap_or(self.signal_mask),
             },
             info: *info,
         };

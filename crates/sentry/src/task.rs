@@ -41,6 +41,10 @@ pub struct ThreadGroup {
     pub ppid: AtomicI32,
     /// Set when the process exits; it stays a zombie until its parent waits.
     pub exit: Mutex<Option<ExitStatus>>,
+    /// ITIMER_REAL (alarm); not inherited across fork.
+    pub real_timer: Arc<crate::timer::RealTimer>,
+    /// The signal the parent gets when this process exits (clone's CSIGNAL).
+    pub exit_signal: std::sync::atomic::AtomicI32,
     pub pgid: Mutex<i32>,
     pub sid: Mutex<i32>,
     pub rlimits: Mutex<[Rlimit; RLIM_NLIMITS]>,
@@ -55,6 +59,8 @@ impl ThreadGroup {
             pid,
             ppid: AtomicI32::new(ppid),
             exit: Mutex::new(None),
+            real_timer: Arc::default(),
+            exit_signal: AtomicI32::new(17),
             pgid: Mutex::new(pid),
             sid: Mutex::new(pid),
             rlimits: Mutex::new(default_rlimits()),
@@ -75,6 +81,8 @@ impl ThreadGroup {
             pid,
             ppid: AtomicI32::new(parent.pid),
             exit: Mutex::new(None),
+            real_timer: Arc::default(),
+            exit_signal: AtomicI32::new(17),
             pgid: copy(&parent.pgid),
             sid: copy(&parent.sid),
             rlimits: copy(&parent.rlimits),
@@ -116,9 +124,12 @@ pub struct Task {
     pub regs: Registers,
     ctx: Box<dyn Context>,
     pub signal_mask: u64,
-    /// Pending signals (bits) and their siginfo, oldest first.
-    pub pending: u64,
-    pub pending_info: Vec<crate::signal::SigInfo>,
+    /// Pending signals and the means to wake this task.
+    pub shared: Arc<crate::signal::TaskShared>,
+    /// A syscall that returned ERESTART*: its number and code.
+    pub restart: Option<(u64, Errno)>,
+    /// The mask to restore once rt_sigsuspend's temporary mask has served.
+    pub saved_mask: Option<u64>,
     pub altstack: StackT,
     pub clear_child_tid: u64,
     pub robust_list: (u64, u64),
@@ -151,8 +162,9 @@ impl Task {
             regs,
             ctx,
             signal_mask: 0,
-            pending: 0,
-            pending_info: Vec::new(),
+            shared: Arc::new(crate::signal::TaskShared::default()),
+            restart: None,
+            saved_mask: None,
             altstack: StackT {
                 ss_flags: 2, // SS_DISABLE
                 ..StackT::default()
@@ -166,6 +178,15 @@ impl Task {
 
     /// Runs the task until it exits.
     pub fn run(&mut self) -> ExitStatus {
+        self.kernel.add_task(self.tid, self.shared.clone());
+        self.shared.set_interrupter(self.mm.space().interrupter());
+        let status = self.run_loop();
+        self.shared.set_interrupter(None);
+        self.kernel.remove_task(self.tid);
+        status
+    }
+
+    fn run_loop(&mut self) -> ExitStatus {
         loop {
             if let Some(status) = self.exit {
                 self.mm.clear();

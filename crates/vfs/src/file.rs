@@ -189,9 +189,16 @@ impl OpenFile {
 
     /// read(2): at the file offset, which it advances.
     pub fn read(&self, buf: &mut [u8]) -> Result<usize, Errno> {
+        self.read_as(buf, false)
+    }
+
+    /// `read`, never blocking when `nonblock` is set: the sentry then waits
+    /// for readiness itself, where a signal can interrupt it.
+    pub fn read_as(&self, buf: &mut [u8], nonblock: bool) -> Result<usize, Errno> {
         self.check_read()?;
         if self.ops.is_stream() {
-            return self.ops.read(buf, self.flags());
+            let extra = if nonblock { O_NONBLOCK } else { 0 };
+            return self.ops.read(buf, self.flags() | extra);
         }
         let mut pos = self.lock_pos();
         let n = self.ops.read_at(buf, pos.offset)?;
@@ -210,9 +217,15 @@ impl OpenFile {
 
     /// write(2): at the file offset, or at the end with O_APPEND.
     pub fn write(&self, buf: &[u8]) -> Result<usize, Errno> {
+        self.write_as(buf, false)
+    }
+
+    /// `write`, never blocking when `nonblock` is set (see `read_as`).
+    pub fn write_as(&self, buf: &[u8], nonblock: bool) -> Result<usize, Errno> {
         self.check_write()?;
         if self.ops.is_stream() {
-            return self.ops.write(buf, self.flags());
+            let extra = if nonblock { O_NONBLOCK } else { 0 };
+            return self.ops.write(buf, self.flags() | extra);
         }
         let mut pos = self.lock_pos();
         if self.flags() & O_APPEND != 0 {
@@ -298,6 +311,11 @@ impl OpenFile {
     /// The poll(2) events ready on this file; see `FileOps::poll`.
     pub fn poll(&self, waiter: Option<&Arc<Waiter>>) -> u32 {
         self.ops.poll(waiter)
+    }
+
+    /// Whether the file keeps its own position (pipes, terminals, host FDs).
+    pub fn is_stream(&self) -> bool {
+        self.ops.is_stream()
     }
 
     pub fn needs_repoll(&self) -> bool {

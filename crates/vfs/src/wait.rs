@@ -54,7 +54,8 @@ impl Waiter {
         *woken = false;
     }
 
-    fn wake(&self) {
+    /// Wakes the waiter now, or makes its next wait return at once.
+    pub fn wake(&self) {
         *self.woken.lock().unwrap_or_else(PoisonError::into_inner) = true;
         self.cond.notify_all();
     }
@@ -71,7 +72,13 @@ impl WaitQueue {
     pub fn register(&self, waiter: &Arc<Waiter>) {
         let mut waiters = self.waiters.lock().unwrap_or_else(PoisonError::into_inner);
         waiters.retain(|w| w.strong_count() > 0);
-        waiters.push(Arc::downgrade(waiter));
+        // A long-lived waiter (a task's) registers again on every poll.
+        if !waiters
+            .iter()
+            .any(|w| std::ptr::eq(w.as_ptr(), Arc::as_ptr(waiter)))
+        {
+            waiters.push(Arc::downgrade(waiter));
+        }
     }
 
     pub fn notify(&self) {

@@ -197,8 +197,39 @@ impl AddressSpace for PtraceAddressSpace {
         )
     }
 
+    fn interrupter(&self) -> Option<Arc<dyn crate::Interrupt>> {
+        let me = gettid().as_raw();
+        let threads = self.threads.lock().ok()?;
+        let t = threads.get(&me)?;
+        Some(Arc::new(StubKick {
+            pid: self.pid,
+            tid: t.tid.as_raw(),
+        }))
+    }
+
     fn as_any(&self) -> &dyn Any {
         self
+    }
+}
+
+/// Interrupts a stub thread with a host signal: it stops for its tracer,
+/// which suppresses the signal and looks for sandbox signals to deliver.
+struct StubKick {
+    pid: i32,
+    tid: i32,
+}
+
+impl crate::Interrupt for StubKick {
+    fn interrupt(&self) {
+        // SAFETY: tgkill only sends a signal; a stale pair fails with ESRCH.
+        unsafe {
+            nix::libc::syscall(
+                nix::libc::SYS_tgkill,
+                self.pid,
+                self.tid,
+                nix::libc::SIGCHLD,
+            );
+        }
     }
 }
 

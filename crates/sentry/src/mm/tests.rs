@@ -34,6 +34,10 @@ impl AddressSpace for Recorder {
         Ok(())
     }
 
+    fn interrupter(&self) -> Option<Arc<dyn veil_platform::Interrupt>> {
+        None
+    }
+
     fn as_any(&self) -> &dyn std::any::Any {
         self
     }

@@ -9,6 +9,7 @@ use crate::task::Task;
 use crate::vfsglue::TaskMem;
 
 const AT_FDCWD: i32 = -100;
+const O_NONBLOCK: i32 = 0o4000;
 const AT_SYMLINK_NOFOLLOW: u32 = 0x100;
 const AT_REMOVEDIR: u32 = 0x200;
 const AT_EACCESS: u32 = 0x200;
@@ -212,6 +213,9 @@ fn transfer(
 ) -> SysResult {
     let len = len.min(MAX_RW);
     t.mm.check_access(addr, len as u64, dir == Dir::Read)?;
+    // Blocking sandbox streams (pipes) wait in the sentry, interruptibly;
+    // host FDs block in the host call itself.
+    let wait_here = file.is_stream() && !file.needs_repoll() && file.flags() & O_NONBLOCK == 0;
     let mut buf = vec![0u8; len.min(CHUNK)];
     let mut done = 0;
     while done < len {
@@ -219,9 +223,11 @@ fn transfer(
         let at = addr + done as u64;
         let chunk = &mut buf[..want];
         let n = match (dir, offset) {
+            (Dir::Read, None) if wait_here => wait_io(t, file, || file.read_as(chunk, true)),
             (Dir::Read, None) => file.read(chunk),
             (Dir::Read, Some(off)) => file.pread(chunk, off),
             (Dir::Write, _) => t.mm.copy_in(at, chunk).and_then(|()| match offset {
+                None if wait_here => wait_io(t, file, || file.write_as(chunk, true)),
                 None => file.write(chunk),
                 Some(off) => file.pwrite(chunk, off),
             }),
@@ -241,6 +247,31 @@ fn transfer(
         }
     }
     Ok(done as u64)
+}
+
+/// Retries a non-blocking stream operation until it stops saying EAGAIN,
+/// waiting for readiness in between; a signal ends the wait.
+fn wait_io(
+    t: &Task,
+    file: &OpenFile,
+    mut op: impl FnMut() -> Result<usize, Errno>,
+) -> Result<usize, Errno> {
+    loop {
+        match op() {
+            Err(Errno::EAGAIN) => {}
+            r => return r,
+        }
+        // Registered before the second try, so no wake-up is lost between.
+        file.poll(Some(&t.shared.waiter));
+        match op() {
+            Err(Errno::EAGAIN) => {}
+            r => return r,
+        }
+        if t.signal_pending() {
+            return Err(Errno::ERESTARTSYS);
+        }
+        t.block(None);
+    }
 }
 
 fn read_into(t: &Task, file: &OpenFile, addr: u64, len: usize, offset: Option<u64>) -> SysResult {
@@ -598,7 +629,6 @@ fn ioctl(t: &mut Task, a: &Args) -> SysResult {
     const FIONCLEX: u32 = 0x5450;
     const FIOCLEX: u32 = 0x5451;
     const FIONBIO: u32 = 0x5421;
-    const O_NONBLOCK: i32 = 0o4000;
     let fd = a.i32(0);
     let file = t.fds.get(fd)?;
     match a.u32(1) {
@@ -818,7 +848,6 @@ fn truncate(t: &mut Task, a: &Args) -> SysResult {
 }
 
 fn do_pipe(t: &Task, addr: u64, flags: i32) -> SysResult {
-    const O_NONBLOCK: i32 = 0o4000;
     const O_DIRECT: i32 = 0o40000;
     if flags & !(O_CLOEXEC | O_NONBLOCK | O_DIRECT) != 0 {
         return Err(Errno::EINVAL);

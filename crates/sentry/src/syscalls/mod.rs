@@ -208,9 +208,12 @@ pub fn dispatch(t: &mut Task) {
     match result {
         Err(Errno::EJUSTRETURN) => {}
         Ok(v) => t.regs.rax = v,
-        // Restarts need signal delivery to mean anything; until a handler
-        // can run, an interrupted call simply fails.
-        Err(e) if e.raw() >= 512 => t.regs.rax = Errno::EINTR.as_return(),
+        // Interrupted by a signal: signal delivery decides between a
+        // restart and EINTR (see `Task::deliver_pending`).
+        Err(e) if e.raw() >= 512 => {
+            t.restart = Some((nr, e));
+            t.regs.rax = Errno::EINTR.as_return();
+        }
         Err(e) => t.regs.rax = e.as_return(),
     }
     if let Some(trace) = trace {

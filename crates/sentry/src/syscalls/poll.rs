@@ -4,7 +4,6 @@ use std::time::{Duration, Instant};
 
 use veil_abi::{Errno, SysResult, Sysno, Timespec, Timeval};
 use veil_vfs::wait::events::*;
-use veil_vfs::wait::Waiter;
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 use super::strace::Arg::*;
@@ -26,7 +25,7 @@ struct PollFd {
 
 pub(super) fn register(t: &mut Table) {
     const NOTE: &str =
-        "signals do not interrupt the wait yet; sets with host FDs are re-polled every 10 ms";
+        "sets with host FDs are re-polled every 10 ms; the signal mask arguments are not applied during the wait";
     t.partial(Sysno::poll, poll, &[Hex, UInt, Int], NOTE);
     t.partial(Sysno::ppoll, ppoll, &[Hex, UInt, Hex, Hex, UInt], NOTE);
     t.partial(Sysno::select, select, &[Int, Hex, Hex, Hex, Hex], NOTE);
@@ -40,10 +39,10 @@ pub(super) fn register(t: &mut Table) {
 
 /// Fills in `revents` until at least one file is ready or the timeout
 /// (`None`: forever) passes; returns the number of ready entries.
-fn wait_ready(t: &Task, fds: &mut [PollFd], timeout: Option<Duration>) -> usize {
+fn wait_ready(t: &Task, fds: &mut [PollFd], timeout: Option<Duration>) -> Result<usize, Errno> {
     let deadline = timeout.map(|d| Instant::now() + d);
     loop {
-        let waiter = Waiter::new();
+        let waiter = &t.shared.waiter;
         let mut ready = 0;
         let mut repoll = false;
         for p in fds.iter_mut() {
@@ -55,7 +54,7 @@ fn wait_ready(t: &Task, fds: &mut [PollFd], timeout: Option<Duration>) -> usize 
                 Err(_) => POLLNVAL,
                 Ok(file) => {
                     repoll |= file.needs_repoll();
-                    file.poll(Some(&waiter)) & (u32::from(p.events as u16) | POLLERR | POLLHUP)
+                    file.poll(Some(waiter)) & (u32::from(p.events as u16) | POLLERR | POLLHUP)
                 }
             };
             if ev != 0 {
@@ -65,14 +64,17 @@ fn wait_ready(t: &Task, fds: &mut [PollFd], timeout: Option<Duration>) -> usize 
         }
         let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
         if ready > 0 || remaining == Some(Duration::ZERO) {
-            return ready;
+            return Ok(ready);
         }
         let slice = if repoll {
             Some(remaining.map_or(REPOLL, |r| r.min(REPOLL)))
         } else {
             remaining
         };
-        waiter.wait(slice);
+        if t.signal_pending() {
+            return Err(Errno::ERESTARTNOHAND);
+        }
+        t.block(slice);
     }
 }
 
@@ -97,7 +99,7 @@ fn finish_poll(t: &Task, addr: u64, fds: &[PollFd], ready: usize) -> SysResult {
 fn poll(t: &mut Task, a: &Args) -> SysResult {
     let mut fds = read_pollfds(t, a.u64(0), a.u64(1))?;
     let timeout = u64::try_from(a.i32(2)).ok().map(Duration::from_millis);
-    let ready = wait_ready(t, &mut fds, timeout);
+    let ready = wait_ready(t, &mut fds, timeout)?;
     finish_poll(t, a.u64(0), &fds, ready)
 }
 
@@ -126,7 +128,7 @@ fn ppoll(t: &mut Task, a: &Args) -> SysResult {
     let mut fds = read_pollfds(t, a.u64(0), a.u64(1))?;
     let timeout = timespec_arg(t, a.u64(2))?;
     check_sigmask(t, a.u64(3), a.u64(4))?;
-    let ready = wait_ready(t, &mut fds, timeout);
+    let ready = wait_ready(t, &mut fds, timeout)?;
     finish_poll(t, a.u64(0), &fds, ready)
 }
 
@@ -183,7 +185,7 @@ fn do_select(t: &Task, nfds: i32, addrs: [u64; 3], timeout: Option<Duration>) ->
             });
         }
     }
-    wait_ready(t, &mut pollfds, timeout);
+    wait_ready(t, &mut pollfds, timeout)?;
     let mut count = 0;
     for set in sets.sets.iter_mut().flatten() {
         set.iter_mut().for_each(|w| *w = 0);

@@ -84,7 +84,7 @@ pub(super) fn register(t: &mut Table) {
         Sysno::wait4,
         wait4,
         &[Int, Hex, Hex, Hex],
-        "exited children only; not yet interruptible by signals",
+        "exited children only (no stopped or continued reports)",
     );
     t.full(Sysno::exit, exit, &[Int]);
     t.full(Sysno::exit_group, exit_group, &[Int]);
@@ -454,6 +454,7 @@ pub fn exec(t: &mut Task, path: &[u8], argv: Vec<Vec<u8>>, envp: &[Vec<u8>]) -> 
     // Point of no return.
     t.mm.clear();
     t.mm = mm;
+    t.shared.set_interrupter(t.mm.space().interrupter());
     t.fds.close_on_exec();
     let mut actions = t.tg.sigactions.lock().unwrap_or_else(|p| p.into_inner());
     for act in actions.iter_mut() {
@@ -495,9 +496,10 @@ const CLONE_PARENT_SETTID: u64 = 0x0010_0000;
 const CLONE_CHILD_CLEARTID: u64 = 0x0020_0000;
 const CLONE_CHILD_SETTID: u64 = 0x0100_0000;
 const CSIGNAL: u64 = 0xff;
+const SIGCHLD: u64 = 17;
 
 fn fork(t: &mut Task, _a: &Args) -> SysResult {
-    fork_process(t, 0, 0, 0)
+    fork_process(t, SIGCHLD, 0, 0)
 }
 
 fn clone(t: &mut Task, a: &Args) -> SysResult {
@@ -523,6 +525,10 @@ fn fork_process(t: &mut Task, flags: u64, parent_tid: u64, child_tid: u64) -> Sy
     let kernel = t.kernel.clone();
     let pid = kernel.alloc_tid();
     let tg = Arc::new(ThreadGroup::fork_from(&t.tg, pid));
+    tg.exit_signal.store(
+        (flags & CSIGNAL) as i32,
+        std::sync::atomic::Ordering::Relaxed,
+    );
     let parent_mm = t.mm.clone();
     let fds = Arc::new(t.fds.fork_copy());
     let fs = Arc::new(std::sync::Mutex::new(
@@ -562,9 +568,11 @@ fn fork_process(t: &mut Task, flags: u64, parent_tid: u64, child_tid: u64) -> Sy
                     // Linux ignores a bad address here.
                     let _ = mm.write_obj(child_tid, &pid);
                 }
-                let _ = ready_tx.send(Ok(()));
                 let mut child =
                     Task::new(kernel.clone(), tg.clone(), pid, mm, fds, fs, creds, regs);
+                // The child can take signals from the moment fork returns.
+                kernel.add_task(pid, child.shared.clone());
+                let _ = ready_tx.send(Ok(()));
                 child.comm = comm;
                 if flags & CLONE_CHILD_CLEARTID != 0 {
                     child.clear_child_tid = child_tid;
@@ -623,8 +631,10 @@ fn wait4(t: &mut Task, a: &Args) -> SysResult {
         }
     };
     let kernel = t.kernel.clone();
-    let mut procs = kernel.processes();
     loop {
+        // Registered before looking, so that an exit in between wakes us.
+        kernel.child_events.register(&t.shared.waiter);
+        let procs = kernel.processes();
         let children: Vec<Arc<ThreadGroup>> = procs
             .values()
             .filter(|c| c.parent_pid() == t.tg.pid && matches(c))
@@ -646,12 +656,18 @@ fn wait4(t: &mut Task, a: &Args) -> SysResult {
             if a.u64(3) != 0 {
                 t.mm.write_obj(a.u64(3), &veil_abi::Rusage::default())?;
             }
-            procs.remove(&zpid);
+            drop(procs);
+            kernel.processes().remove(&zpid);
             return Ok(zpid as u64);
         }
+        drop(procs);
         if options & WNOHANG != 0 {
             return Ok(0);
         }
-        procs = kernel.wait_for_exit(procs);
+        // A child's exit wins over the signal it raised, as on Linux.
+        if t.signal_pending() {
+            return Err(Errno::ERESTARTSYS);
+        }
+        t.block(None);
     }
 }

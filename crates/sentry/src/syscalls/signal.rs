@@ -32,7 +32,7 @@ pub(super) fn register(t: &mut Table) {
         Sysno::kill,
         kill,
         &[Int, Signal],
-        "the caller and its process group; other processes get ESRCH until cross-process delivery",
+        "process-directed signals go to the process's only thread",
     );
     t.partial(
         Sysno::tgkill,
@@ -47,6 +47,7 @@ pub(super) fn register(t: &mut Table) {
         "the calling thread only",
     );
     t.full(Sysno::rt_sigpending, rt_sigpending, &[Hex, UInt]);
+    t.full(Sysno::rt_sigsuspend, rt_sigsuspend, &[Hex, UInt]);
     t.partial(
         Sysno::rt_sigreturn,
         rt_sigreturn,
@@ -152,20 +153,43 @@ fn send_self_coded(t: &mut Task, sig: i32, code: i32) -> SysResult {
 }
 
 fn kill(t: &mut Task, a: &Args) -> SysResult {
-    let pid = a.i32(0);
-    let pgid = *t.tg.pgid.lock().unwrap_or_else(|p| p.into_inner());
+    let (pid, sig) = (a.i32(0), a.i32(1));
     if pid == i32::MIN {
         return Err(Errno::ESRCH);
     }
-    if a.i32(1) != 0 {
-        check_signal(a.i32(1))?;
+    if sig != 0 {
+        check_signal(sig)?;
     }
-    // Only the caller can be reached yet: itself, its group, or everyone.
-    if pid == t.tg.pid || pid == 0 || pid == -1 || pid == -pgid {
-        send_self(t, a.i32(1))
-    } else {
-        Err(Errno::ESRCH)
+    if pid == t.tg.pid {
+        return send_self(t, sig);
     }
+    let my_pgid = *t.tg.pgid.lock().unwrap_or_else(|p| p.into_inner());
+    let targets: Vec<i32> = t
+        .kernel
+        .processes()
+        .values()
+        .filter(|p| match pid {
+            0 => *p.pgid.lock().unwrap_or_else(|e| e.into_inner()) == my_pgid,
+            -1 => p.pid != crate::kernel::INIT_PID || p.pid == t.tg.pid,
+            n if n < 0 => *p.pgid.lock().unwrap_or_else(|e| e.into_inner()) == -n,
+            n => p.pid == n,
+        })
+        .map(|p| p.pid)
+        .collect();
+    if targets.is_empty() {
+        return Err(Errno::ESRCH);
+    }
+    if sig == 0 {
+        return Ok(0);
+    }
+    let info = SigInfo::user(sig, t.tg.pid, t.creds.uid);
+    for target in targets {
+        // A zombie accepts the signal and ignores it, as on Linux.
+        if let Some(task) = t.kernel.task(target) {
+            task.send(info);
+        }
+    }
+    Ok(0)
 }
 
 fn tgkill(t: &mut Task, a: &Args) -> SysResult {
@@ -192,7 +216,7 @@ fn rt_sigpending(t: &mut Task, a: &Args) -> SysResult {
     if a.u64(1) > 8 {
         return Err(Errno::EINVAL);
     }
-    t.mm.write_obj(a.u64(0), &(t.pending & t.signal_mask))
+    t.mm.write_obj(a.u64(0), &(t.shared.pending_bits() & t.signal_mask))
         .map(|()| 0)
 }
 
@@ -202,4 +226,17 @@ fn rt_sigreturn(t: &mut Task, _a: &Args) -> SysResult {
         t.deliver_fatal(crate::signal::SIGSEGV);
     }
     Err(Errno::EJUSTRETURN)
+}
+
+fn rt_sigsuspend(t: &mut Task, a: &Args) -> SysResult {
+    if a.u64(1) != 8 {
+        return Err(Errno::EINVAL);
+    }
+    let mask: u64 = t.mm.read_obj(a.u64(0))?;
+    // The old mask comes back when the handler returns (or now, if the
+    // call restarts without one).
+    t.saved_mask.get_or_insert(t.signal_mask);
+    t.signal_mask = mask & !UNBLOCKABLE;
+    while !t.block(None) {}
+    Err(Errno::ERESTARTNOHAND)
 }

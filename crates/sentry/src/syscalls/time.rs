@@ -30,14 +30,22 @@ pub(super) fn register(t: &mut Table) {
         Sysno::nanosleep,
         nanosleep,
         &[Hex, Hex],
-        "not yet interruptible by signals",
+        "a restart after an ignored signal sleeps the full time again",
     );
     t.partial(
         Sysno::clock_nanosleep,
         clock_nanosleep,
         &[Int, Int, Hex, Hex],
-        "not yet interruptible by signals",
+        "a restart after an ignored signal sleeps the full time again",
     );
+    t.full(Sysno::alarm, alarm, &[UInt]);
+    t.partial(
+        Sysno::setitimer,
+        setitimer,
+        &[Int, Hex, Hex],
+        "ITIMER_REAL only; ITIMER_VIRTUAL and ITIMER_PROF fail with EINVAL",
+    );
+    t.partial(Sysno::getitimer, getitimer, &[Int, Hex], "ITIMER_REAL only");
     t.partial(
         Sysno::times,
         times,
@@ -119,9 +127,31 @@ fn read_timespec(t: &Task, addr: u64) -> Result<Duration, Errno> {
     Ok(Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32))
 }
 
+/// Sleeps for `d`; a signal ends the sleep early with the time left.
+fn sleep(t: &Task, d: Duration) -> Result<(), Duration> {
+    let deadline = std::time::Instant::now() + d;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Ok(());
+        }
+        if t.block(Some(left)) {
+            return Err(deadline.saturating_duration_since(std::time::Instant::now()));
+        }
+    }
+}
+
 fn nanosleep(t: &mut Task, a: &Args) -> SysResult {
-    std::thread::sleep(read_timespec(t, a.u64(0))?);
-    Ok(0)
+    let d = read_timespec(t, a.u64(0))?;
+    match sleep(t, d) {
+        Ok(()) => Ok(0),
+        Err(left) => {
+            if a.u64(1) != 0 {
+                write_remaining(t, a.u64(1), left)?;
+            }
+            Err(Errno::ERESTARTNOHAND)
+        }
+    }
 }
 
 fn clock_nanosleep(t: &mut Task, a: &Args) -> SysResult {
@@ -137,8 +167,24 @@ fn clock_nanosleep(t: &mut Task, a: &Args) -> SysResult {
     } else {
         req
     };
-    std::thread::sleep(sleep);
-    Ok(0)
+    match self::sleep(t, sleep) {
+        Ok(()) => Ok(0),
+        Err(left) => {
+            // Only a relative sleep reports the time left.
+            if a.i32(1) & TIMER_ABSTIME == 0 && a.u64(3) != 0 {
+                write_remaining(t, a.u64(3), left)?;
+            }
+            Err(Errno::ERESTARTNOHAND)
+        }
+    }
+}
+
+fn write_remaining(t: &Task, addr: u64, left: Duration) -> Result<(), Errno> {
+    let rem = Timespec {
+        tv_sec: left.as_secs() as i64,
+        tv_nsec: i64::from(left.subsec_nanos()),
+    };
+    t.mm.write_obj(addr, &rem)
 }
 
 fn times(t: &mut Task, a: &Args) -> SysResult {
@@ -146,4 +192,82 @@ fn times(t: &mut Task, a: &Args) -> SysResult {
         t.mm.write_obj(a.u64(0), &Tms::default())?;
     }
     Ok(t.kernel.boot_time.elapsed().as_millis() as u64 / 10)
+}
+
+const ITIMER_REAL: i32 = 0;
+
+/// `struct itimerval`.
+#[repr(C)]
+#[derive(
+    Clone,
+    Copy,
+    Default,
+    zerocopy::FromBytes,
+    zerocopy::IntoBytes,
+    zerocopy::Immutable,
+    zerocopy::KnownLayout,
+)]
+struct Itimerval {
+    interval: Timeval,
+    value: Timeval,
+}
+
+fn to_timeval(d: Duration) -> Timeval {
+    Timeval {
+        tv_sec: d.as_secs() as i64,
+        tv_usec: i64::from(d.subsec_micros()),
+    }
+}
+
+fn from_timeval(tv: Timeval) -> Result<Duration, Errno> {
+    if tv.tv_sec < 0 || !(0..1_000_000).contains(&tv.tv_usec) {
+        return Err(Errno::EINVAL);
+    }
+    Ok(Duration::new(tv.tv_sec as u64, tv.tv_usec as u32 * 1000))
+}
+
+fn alarm(t: &mut Task, a: &Args) -> SysResult {
+    let (old, _) = t.tg.real_timer.set(
+        &t.kernel,
+        t.tg.pid,
+        Duration::from_secs(u64::from(a.u32(0))),
+        Duration::ZERO,
+    );
+    // Rounded to the nearest second, and never 0 while still armed.
+    let secs = (old.as_millis() as u64 + 500) / 1000;
+    Ok(if old.is_zero() { 0 } else { secs.max(1) })
+}
+
+fn setitimer(t: &mut Task, a: &Args) -> SysResult {
+    if a.i32(0) != ITIMER_REAL {
+        t.kernel
+            .log_once("setitimer(ITIMER_VIRTUAL or ITIMER_PROF)");
+        return Err(Errno::EINVAL);
+    }
+    let new: Itimerval = match a.u64(1) {
+        0 => Itimerval::default(),
+        addr => t.mm.read_obj(addr)?,
+    };
+    let (value, interval) = (from_timeval(new.value)?, from_timeval(new.interval)?);
+    let (old_value, old_interval) = t.tg.real_timer.set(&t.kernel, t.tg.pid, value, interval);
+    if a.u64(2) != 0 {
+        let old = Itimerval {
+            interval: to_timeval(old_interval),
+            value: to_timeval(old_value),
+        };
+        t.mm.write_obj(a.u64(2), &old)?;
+    }
+    Ok(0)
+}
+
+fn getitimer(t: &mut Task, a: &Args) -> SysResult {
+    if a.i32(0) != ITIMER_REAL {
+        return Err(Errno::EINVAL);
+    }
+    let (value, interval) = t.tg.real_timer.get();
+    let cur = Itimerval {
+        interval: to_timeval(interval),
+        value: to_timeval(value),
+    };
+    t.mm.write_obj(a.u64(1), &cur).map(|()| 0)
 }
