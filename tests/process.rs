@@ -24,6 +24,31 @@ fn poll_and_select_on_pipes() {
     assert_program_passes("process/poll_pipes", Link::Dynamic);
 }
 
+#[test]
+fn pthreads_static() {
+    assert_program_passes("process/threads", Link::Static);
+}
+
+#[test]
+fn pthreads_dynamic() {
+    assert_program_passes("process/threads", Link::Dynamic);
+}
+
+/// Python threads and a thread pool: clone, futexes and thread exit.
+#[test]
+fn python_threads() {
+    assert_same(&[
+        "/usr/bin/python3",
+        "-c",
+        "import threading, concurrent.futures\n\
+         r = []\n\
+         ts = [threading.Thread(target=lambda i=i: r.append(i * i)) for i in range(8)]\n\
+         [t.start() for t in ts]; [t.join() for t in ts]\n\
+         print(sorted(r))\n\
+         with concurrent.futures.ThreadPoolExecutor(4) as ex: print(list(ex.map(lambda x: x + 1, range(10))))\n",
+    ]);
+}
+
 /// Python's subprocess: fork, exec, pipes and poll.
 #[test]
 fn python_subprocess() {

@@ -629,7 +629,7 @@ impl Link {
     }
 }
 
-const CFLAGS: &[&str] = &["-O1", "-Wall", "-Werror", "-std=gnu11", "-g"];
+const CFLAGS: &[&str] = &["-O1", "-Wall", "-Werror", "-std=gnu11", "-g", "-pthread"];
 
 /// `gcc -dumpfullversion`, or a clear failure if gcc is missing.
 fn gcc_version() -> &'static str {

@@ -164,6 +164,18 @@ pub trait AddressSpace: Send + Sync + Any {
     /// Changes the protection of mapped pages in `[addr, addr + len)`.
     fn protect(&self, addr: u64, len: u64, prot: Prot) -> Result<(), PlatformError>;
 
+    /// Creates a new application thread in this address space, from the
+    /// calling sentry thread's own thread. Returns a token for `adopt_thread`.
+    fn spawn_thread(&self) -> Result<u64, PlatformError>;
+
+    /// Makes the calling sentry thread the owner of a thread from
+    /// `spawn_thread`: from now on it runs and changes the space through it.
+    fn adopt_thread(&self, token: u64) -> Result<(), PlatformError>;
+
+    /// Ends the calling sentry thread's application thread (the others, and
+    /// the address space, live on).
+    fn exit_thread(&self);
+
     /// A handle that makes the calling sentry thread's application thread in
     /// this address space stop and return to the sentry soon, from any
     /// thread (signal delivery).

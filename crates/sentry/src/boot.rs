@@ -103,7 +103,15 @@ pub fn boot(cfg: BootConfig) -> Result<ExitStatus, BootError> {
             );
             let path = find_command(&task, &cfg.argv, &cfg.envp);
             match syscalls::exec_init(&mut task, &path, cfg.argv, &cfg.envp) {
-                Ok(()) => Ok(task.run()),
+                Ok(()) => {
+                    let tg = task.tg.clone();
+                    match task.run() {
+                        Some(status) => Ok(status),
+                        // Init's main thread left while others run on:
+                        // the last of them reports the process's exit.
+                        None => Ok(wait_for_exit(&kernel, &tg)),
+                    }
+                }
                 Err(errno) => Err(BootError::Exec { path, errno }),
             }
         })
@@ -150,4 +158,15 @@ fn find_command(t: &Task, argv: &[Vec<u8>], envp: &[Vec<u8>]) -> Vec<u8> {
         }
     }
     cmd.clone()
+}
+
+fn wait_for_exit(kernel: &Kernel, tg: &ThreadGroup) -> ExitStatus {
+    let waiter = veil_vfs::wait::Waiter::new();
+    loop {
+        kernel.child_events.register(&waiter);
+        if let Some(status) = *tg.exit.lock().unwrap_or_else(|p| p.into_inner()) {
+            return status;
+        }
+        waiter.wait(None);
+    }
 }

@@ -36,6 +36,7 @@ pub struct Kernel {
     processes: Mutex<HashMap<i32, Arc<ThreadGroup>>>,
     /// Woken whenever a process exits, for waiting parents.
     pub child_events: WaitQueue,
+    pub futexes: crate::syscalls::Futexes,
     /// Running tasks by TID, for signals sent to them.
     tasks: Mutex<HashMap<i32, Arc<TaskShared>>>,
 }
@@ -59,6 +60,7 @@ impl Kernel {
             processes: Mutex::new(HashMap::new()),
             child_events: WaitQueue::default(),
             tasks: Mutex::new(HashMap::new()),
+            futexes: Default::default(),
         }
     }
 

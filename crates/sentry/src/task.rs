@@ -41,6 +41,10 @@ pub struct ThreadGroup {
     pub ppid: AtomicI32,
     /// Set when the process exits; it stays a zombie until its parent waits.
     pub exit: Mutex<Option<ExitStatus>>,
+    /// The TIDs of its live threads.
+    pub threads: Mutex<Vec<i32>>,
+    /// Set by exit_group or a fatal signal: every thread leaves with it.
+    pub group_exit: Mutex<Option<ExitStatus>>,
     /// ITIMER_REAL (alarm); not inherited across fork.
     pub real_timer: Arc<crate::timer::RealTimer>,
     /// The signal the parent gets when this process exits (clone's CSIGNAL).
@@ -59,6 +63,8 @@ impl ThreadGroup {
             pid,
             ppid: AtomicI32::new(ppid),
             exit: Mutex::new(None),
+            threads: Mutex::new(vec![pid]),
+            group_exit: Mutex::new(None),
             real_timer: Arc::default(),
             exit_signal: AtomicI32::new(17),
             pgid: Mutex::new(pid),
@@ -81,6 +87,8 @@ impl ThreadGroup {
             pid,
             ppid: AtomicI32::new(parent.pid),
             exit: Mutex::new(None),
+            threads: Mutex::new(vec![pid]),
+            group_exit: Mutex::new(None),
             real_timer: Arc::default(),
             exit_signal: AtomicI32::new(17),
             pgid: copy(&parent.pgid),
@@ -177,19 +185,23 @@ impl Task {
     }
 
     /// Runs the task until it exits.
-    pub fn run(&mut self) -> ExitStatus {
+    /// Runs the task until it exits. Returns the process's exit status if
+    /// this was its last thread.
+    pub fn run(&mut self) -> Option<ExitStatus> {
         self.kernel.add_task(self.tid, self.shared.clone());
         self.shared.set_interrupter(self.mm.space().interrupter());
         let status = self.run_loop();
         self.shared.set_interrupter(None);
         self.kernel.remove_task(self.tid);
-        status
+        self.leave_group(status)
     }
 
     fn run_loop(&mut self) -> ExitStatus {
         loop {
+            if self.exit.is_none() {
+                self.exit = *self.tg.group_exit.lock().unwrap_or_else(|p| p.into_inner());
+            }
             if let Some(status) = self.exit {
-                self.mm.clear();
                 return status;
             }
             self.deliver_pending();
@@ -259,7 +271,56 @@ impl Task {
         let core_allowed =
             self.tg.rlimits.lock().unwrap_or_else(|p| p.into_inner())[RLIMIT_CORE].rlim_cur > 0;
         let core = core_allowed && matches!(signo, 3 | 4 | 5 | 6 | 7 | 8 | 11 | 24 | 25 | 31);
-        self.exit = Some(ExitStatus::Signaled { signo, core });
+        self.exit_group(ExitStatus::Signaled { signo, core });
+    }
+
+    /// Ends the whole thread group with `status`: the other threads are
+    /// killed, and the first status set is the group's.
+    pub fn exit_group(&mut self, status: ExitStatus) {
+        self.exit = Some(status);
+        let first = {
+            let mut g = self.tg.group_exit.lock().unwrap_or_else(|p| p.into_inner());
+            g.is_none().then(|| *g = Some(status)).is_some()
+        };
+        if first {
+            let others: Vec<i32> = self
+                .tg
+                .threads
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            for tid in others.into_iter().filter(|&tid| tid != self.tid) {
+                if let Some(task) = self.kernel.task(tid) {
+                    task.send(crate::signal::SigInfo::user(
+                        crate::signal::SIGKILL,
+                        self.tg.pid,
+                        0,
+                    ));
+                }
+            }
+        }
+    }
+
+    /// Takes the thread out of its group. Returns the process's exit status
+    /// if it was the last thread; otherwise only this thread ends.
+    fn leave_group(&mut self, status: ExitStatus) -> Option<ExitStatus> {
+        if self.clear_child_tid != 0 {
+            // CLONE_CHILD_CLEARTID: zero the TID and wake a joiner.
+            if self.mm.write_obj(self.clear_child_tid, &0u32).is_ok() {
+                crate::syscalls::futex_wake(self, self.clear_child_tid, 1);
+            }
+        }
+        let last = {
+            let mut threads = self.tg.threads.lock().unwrap_or_else(|p| p.into_inner());
+            threads.retain(|&t| t != self.tid);
+            threads.is_empty()
+        };
+        if !last {
+            self.mm.space().exit_thread();
+            return None;
+        }
+        let group = *self.tg.group_exit.lock().unwrap_or_else(|p| p.into_inner());
+        Some(group.unwrap_or(status))
     }
 
     pub fn copy_in(&self, addr: u64, buf: &mut [u8]) -> Result<(), Errno> {

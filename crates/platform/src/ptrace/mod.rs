@@ -116,6 +116,7 @@ impl Platform for PtracePlatform {
         threads.insert(gettid().as_raw(), t);
         Ok(Arc::new(PtraceAddressSpace {
             pid,
+            layout: self.layout,
             threads: Mutex::new(threads),
         }))
     }
@@ -128,6 +129,7 @@ impl Platform for PtracePlatform {
 /// A stub process, and the stub threads in it keyed by their tracer.
 pub struct PtraceAddressSpace {
     pid: i32,
+    layout: StubLayout,
     threads: Mutex<HashMap<i32, Tracee>>,
 }
 
@@ -195,6 +197,29 @@ impl AddressSpace for PtraceAddressSpace {
             nix::libc::SYS_mprotect,
             [addr, len, prot.0 as u64, 0, 0, 0],
         )
+    }
+
+    fn spawn_thread(&self) -> Result<u64, PlatformError> {
+        let tid = self.with_thread(Tracee::clone_thread)?;
+        Ok(tid as u64)
+    }
+
+    fn adopt_thread(&self, token: u64) -> Result<(), PlatformError> {
+        let t = Tracee::seize(Pid::from_raw(token as i32), &self.layout)?;
+        let me = gettid().as_raw();
+        self.threads
+            .lock()
+            .map_err(|_| PlatformError::NotOwner(me))?
+            .insert(me, t);
+        Ok(())
+    }
+
+    fn exit_thread(&self) {
+        let me = gettid().as_raw();
+        let t = self.threads.lock().ok().and_then(|mut th| th.remove(&me));
+        if let Some(t) = t {
+            t.exit_thread();
+        }
     }
 
     fn interrupter(&self) -> Option<Arc<dyn crate::Interrupt>> {

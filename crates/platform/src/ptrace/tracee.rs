@@ -88,6 +88,33 @@ impl Tracee {
             .map_err(|errno| PlatformError::Stub { op: "clone", errno })
     }
 
+    /// Clones a new thread in this stub's process; it parks in pause().
+    pub fn clone_thread(&self) -> Result<i32, PlatformError> {
+        use nix::libc::{
+            CLONE_FILES, CLONE_FS, CLONE_SIGHAND, CLONE_SYSVSEM, CLONE_THREAD, CLONE_VM,
+        };
+        let flags =
+            (CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM)
+                as u64;
+        let ret = self.call_at(
+            self.layout.clone_site,
+            nix::libc::SYS_clone as u64,
+            [flags, 0, 0, 0, 0, 0],
+        )?;
+        veil_abi::Errno::from_return(ret)
+            .map(|tid| tid as i32)
+            .map_err(|errno| PlatformError::Stub {
+                op: "clone thread",
+                errno,
+            })
+    }
+
+    /// Ends this stub thread alone, with an injected exit(2).
+    pub fn exit_thread(&self) {
+        // The thread never comes back from exit: the wait reports its death.
+        let _ = self.call_at(self.layout.syscall_site, nix::libc::SYS_exit as u64, [0; 6]);
+    }
+
     fn call_at(&self, site: u64, nr: u64, args: [u64; 6]) -> Result<u64, PlatformError> {
         let regs = Registers {
             rip: site,

@@ -34,6 +34,16 @@ impl AddressSpace for Recorder {
         Ok(())
     }
 
+    fn spawn_thread(&self) -> Result<u64, PlatformError> {
+        Ok(0)
+    }
+
+    fn adopt_thread(&self, _token: u64) -> Result<(), PlatformError> {
+        Ok(())
+    }
+
+    fn exit_thread(&self) {}
+
     fn interrupter(&self) -> Option<Arc<dyn veil_platform::Interrupt>> {
         None
     }

@@ -1,68 +1,292 @@
-//! futex(2) for single-threaded processes; waiting on other tasks arrives
-//! with threads.
+//! futex(2): wait queues keyed by address, for threads of one process.
 
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use veil_abi::{Errno, SysResult, Sysno, Timespec};
 
 use super::strace::Arg::*;
 use super::{Args, Table};
+use crate::signal::TaskShared;
 use crate::task::Task;
 
 const FUTEX_WAIT: i32 = 0;
 const FUTEX_WAKE: i32 = 1;
+const FUTEX_REQUEUE: i32 = 3;
+const FUTEX_CMP_REQUEUE: i32 = 4;
+const FUTEX_WAKE_OP: i32 = 5;
 const FUTEX_WAIT_BITSET: i32 = 9;
 const FUTEX_WAKE_BITSET: i32 = 10;
 const FUTEX_PRIVATE_FLAG: i32 = 128;
 const FUTEX_CLOCK_REALTIME: i32 = 256;
+const FUTEX_BITSET_MATCH_ANY: u32 = u32::MAX;
 
 pub(super) fn register(t: &mut Table) {
     t.partial(
         Sysno::futex,
         futex,
         &[Hex, Int, Int, Hex, Hex, Int],
-        "WAIT, WAIT_BITSET, WAKE and WAKE_BITSET for a single thread; other operations ENOSYS",
+        "WAIT, WAKE, REQUEUE, CMP_REQUEUE, WAKE_OP and the BITSET forms; shared futexes are per process; PI futexes ENOSYS",
     );
+}
+
+/// A futex: the address space it lives in and its address.
+type Key = (usize, u64);
+
+struct Waiter {
+    task: Arc<TaskShared>,
+    bitset: u32,
+    woken: AtomicBool,
+}
+
+/// The kernel's futex wait queues.
+#[derive(Default)]
+pub struct Futexes {
+    queues: Mutex<HashMap<Key, Vec<Arc<Waiter>>>>,
+}
+
+fn key(t: &Task, addr: u64) -> Key {
+    (Arc::as_ptr(&t.mm) as usize, addr)
+}
+
+impl Futexes {
+    fn wake(&self, key: Key, n: usize, bitset: u32) -> usize {
+        let mut queues = self.queues.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(q) = queues.get_mut(&key) else {
+            return 0;
+        };
+        let mut woken = 0;
+        q.retain(|w| {
+            if woken < n && w.bitset & bitset != 0 {
+                w.woken.store(true, Ordering::Release);
+                w.task.waiter.wake();
+                woken += 1;
+                false
+            } else {
+                true
+            }
+        });
+        if q.is_empty() {
+            queues.remove(&key);
+        }
+        woken
+    }
+
+    /// Wakes up to `n` waiters of `from` and moves up to `m` more to `to`.
+    fn requeue(&self, from: Key, to: Key, n: usize, m: usize) -> usize {
+        let mut queues = self.queues.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(mut q) = queues.remove(&from) else {
+            return 0;
+        };
+        let mut done = 0;
+        let mut moved = Vec::new();
+        q.retain(|w| {
+            if done < n {
+                w.woken.store(true, Ordering::Release);
+                w.task.waiter.wake();
+                done += 1;
+                false
+            } else if moved.len() < m {
+                moved.push(w.clone());
+                false
+            } else {
+                true
+            }
+        });
+        let requeued = moved.len();
+        if !q.is_empty() {
+            queues.insert(from, q);
+        }
+        if !moved.is_empty() {
+            queues.entry(to).or_default().extend(moved);
+        }
+        done + requeued
+    }
+}
+
+/// Wakes `n` waiters on `addr` in the task's address space (also used for
+/// CLONE_CHILD_CLEARTID on thread exit).
+pub fn futex_wake(t: &Task, addr: u64, n: usize) -> usize {
+    t.kernel
+        .futexes
+        .wake(key(t, addr), n, FUTEX_BITSET_MATCH_ANY)
+}
+
+fn wait(t: &Task, addr: u64, val: u32, deadline: Option<Instant>, bitset: u32) -> SysResult {
+    let k = key(t, addr);
+    let me = Arc::new(Waiter {
+        task: t.shared.clone(),
+        bitset,
+        woken: AtomicBool::new(false),
+    });
+    {
+        // The value check and the enqueue are atomic with respect to wakers.
+        let mut queues = t
+            .kernel
+            .futexes
+            .queues
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let cur: u32 = t.mm.read_obj(addr)?;
+        if cur != val {
+            return Err(Errno::EAGAIN);
+        }
+        queues.entry(k).or_default().push(me.clone());
+    }
+    let result = loop {
+        if me.woken.load(Ordering::Acquire) {
+            break Ok(0);
+        }
+        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        if left == Some(Duration::ZERO) {
+            break Err(Errno::ETIMEDOUT);
+        }
+        if t.signal_pending() {
+            break Err(Errno::ERESTARTSYS);
+        }
+        t.block(left);
+    };
+    if result.is_err() {
+        // Leave the queue unless a waker took us out meanwhile.
+        let mut queues = t
+            .kernel
+            .futexes
+            .queues
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if me.woken.load(Ordering::Acquire) {
+            return Ok(0);
+        }
+        for q in queues.values_mut() {
+            q.retain(|w| !Arc::ptr_eq(w, &me));
+        }
+        queues.retain(|_, q| !q.is_empty());
+    }
+    result
+}
+
+/// The absolute deadline of a futex wait: FUTEX_WAIT takes a relative
+/// timeout, FUTEX_WAIT_BITSET an absolute one on the chosen clock.
+fn deadline(t: &Task, addr: u64, absolute: bool, realtime: bool) -> Result<Option<Instant>, Errno> {
+    if addr == 0 {
+        return Ok(None);
+    }
+    let ts: Timespec = t.mm.read_obj(addr)?;
+    if ts.tv_sec < 0 || !(0..1_000_000_000).contains(&ts.tv_nsec) {
+        return Err(Errno::EINVAL);
+    }
+    let d = Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32);
+    if !absolute {
+        return Ok(Some(Instant::now() + d));
+    }
+    let clock = if realtime {
+        rustix::time::ClockId::Realtime
+    } else {
+        rustix::time::ClockId::Monotonic
+    };
+    let now = rustix::time::clock_gettime(clock);
+    let now = Duration::new(now.tv_sec as u64, now.tv_nsec as u32);
+    Ok(Some(Instant::now() + d.saturating_sub(now)))
+}
+
+/// FUTEX_WAKE_OP: an atomic operation on a second futex word, then wakes.
+fn wake_op(t: &Task, a: &Args) -> SysResult {
+    let (uaddr, n, n2, uaddr2, encoded) = (
+        a.u64(0),
+        a.u32(2) as usize,
+        a.u64(3) as usize,
+        a.u64(4),
+        a.u32(5),
+    );
+    let op = (encoded >> 28) & 0xf;
+    let cmp = (encoded >> 24) & 0xf;
+    let mut oparg = (encoded >> 12) & 0xfff;
+    let cmparg = encoded & 0xfff;
+    if op & 8 != 0 {
+        oparg = 1u32.checked_shl(oparg).unwrap_or(0);
+    }
+    let old: u32 = {
+        let _queues = t
+            .kernel
+            .futexes
+            .queues
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let old: u32 = t.mm.read_obj(uaddr2)?;
+        let new = match op & 7 {
+            0 => oparg,
+            1 => old.wrapping_add(oparg),
+            2 => old | oparg,
+            3 => old & !oparg,
+            4 => old ^ oparg,
+            _ => return Err(Errno::ENOSYS),
+        };
+        t.mm.write_obj(uaddr2, &new)?;
+        old
+    };
+    let hit = match cmp {
+        0 => old == cmparg,
+        1 => old != cmparg,
+        2 => old < cmparg,
+        3 => old <= cmparg,
+        4 => old > cmparg,
+        5 => old >= cmparg,
+        _ => return Err(Errno::ENOSYS),
+    };
+    let mut woken = futex_wake(t, uaddr, n);
+    if hit {
+        woken += futex_wake(t, uaddr2, n2);
+    }
+    Ok(woken as u64)
 }
 
 fn futex(t: &mut Task, a: &Args) -> SysResult {
     let addr = a.u64(0);
-    let op = a.i32(1) & !(FUTEX_PRIVATE_FLAG | FUTEX_CLOCK_REALTIME);
+    let cmd = a.i32(1) & !(FUTEX_PRIVATE_FLAG | FUTEX_CLOCK_REALTIME);
+    let realtime = a.i32(1) & FUTEX_CLOCK_REALTIME != 0;
     if !addr.is_multiple_of(4) {
         return Err(Errno::EINVAL);
     }
-    match op {
-        FUTEX_WAKE | FUTEX_WAKE_BITSET => {
-            // Validate the address like Linux; there is nobody to wake.
-            t.mm.read_obj::<u32>(addr)?;
-            Ok(0)
+    match cmd {
+        FUTEX_WAIT => {
+            let d = deadline(t, a.u64(3), false, realtime)?;
+            wait(t, addr, a.u32(2), d, FUTEX_BITSET_MATCH_ANY)
         }
-        FUTEX_WAIT | FUTEX_WAIT_BITSET => {
-            let val: u32 = t.mm.read_obj(addr)?;
-            if val != a.u32(2) {
+        FUTEX_WAIT_BITSET => {
+            if a.u32(5) == 0 {
+                return Err(Errno::EINVAL);
+            }
+            let d = deadline(t, a.u64(3), true, realtime)?;
+            wait(t, addr, a.u32(2), d, a.u32(5))
+        }
+        FUTEX_WAKE | FUTEX_WAKE_BITSET => {
+            let bitset = if cmd == FUTEX_WAKE {
+                FUTEX_BITSET_MATCH_ANY
+            } else {
+                a.u32(5)
+            };
+            if bitset == 0 {
+                return Err(Errno::EINVAL);
+            }
+            t.mm.read_obj::<u32>(addr)?;
+            Ok(t.kernel
+                .futexes
+                .wake(key(t, addr), a.u32(2) as usize, bitset) as u64)
+        }
+        FUTEX_REQUEUE | FUTEX_CMP_REQUEUE => {
+            if cmd == FUTEX_CMP_REQUEUE && t.mm.read_obj::<u32>(addr)? != a.u32(5) {
                 return Err(Errno::EAGAIN);
             }
-            // No other task can wake us: sleep out the timeout, as Linux would.
-            match a.u64(3) {
-                0 => {
-                    t.kernel
-                        .log_once("futex wait with no other thread and no timeout");
-                    Err(Errno::EDEADLK)
-                }
-                ts_addr => {
-                    let ts: Timespec = t.mm.read_obj(ts_addr)?;
-                    if ts.tv_sec < 0 || !(0..1_000_000_000).contains(&ts.tv_nsec) {
-                        return Err(Errno::EINVAL);
-                    }
-                    if op == FUTEX_WAIT {
-                        std::thread::sleep(Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32));
-                    }
-                    Err(Errno::ETIMEDOUT)
-                }
-            }
+            let (n, m) = (a.u32(2) as usize, a.u64(3) as usize);
+            Ok(t.kernel
+                .futexes
+                .requeue(key(t, addr), key(t, a.u64(4)), n, m) as u64)
         }
+        FUTEX_WAKE_OP => wake_op(t, a),
         _ => {
-            t.kernel.log_once(&format!("futex op {op}"));
+            t.kernel.log_once(&format!("futex command {cmd}"));
             Err(Errno::ENOSYS)
         }
     }

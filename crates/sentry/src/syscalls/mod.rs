@@ -4,6 +4,7 @@
 
 mod fs;
 mod futex;
+pub use futex::{futex_wake, Futexes};
 mod info;
 mod mm;
 mod poll;

@@ -78,7 +78,7 @@ pub(super) fn register(t: &mut Table) {
         Sysno::clone,
         clone,
         &[Hex, Hex, Hex, Hex, Hex],
-        "new processes only (no CLONE_VM, CLONE_THREAD, namespaces): EINVAL otherwise",
+        "new processes and threads; CLONE_VM without CLONE_THREAD (vfork-style) and namespaces fail with EINVAL",
     );
     t.partial(
         Sysno::wait4,
@@ -243,13 +243,13 @@ fn check_self(t: &Task, pid: i32) -> Result<(), Errno> {
 }
 
 fn exit(t: &mut Task, a: &Args) -> SysResult {
-    // With one thread per process, the last thread's exit ends the process.
+    // Only this thread; the last one out ends the process with its code.
     t.exit = Some(ExitStatus::Exited(a.i32(0) & 0xff));
     Err(Errno::EJUSTRETURN)
 }
 
 fn exit_group(t: &mut Task, a: &Args) -> SysResult {
-    t.exit = Some(ExitStatus::Exited(a.i32(0) & 0xff));
+    t.exit_group(ExitStatus::Exited(a.i32(0) & 0xff));
     Err(Errno::EJUSTRETURN)
 }
 
@@ -427,6 +427,10 @@ fn read_strings(t: &Task, mut addr: u64, budget: &mut usize) -> Result<Vec<Vec<u
 }
 
 fn execve(t: &mut Task, a: &Args) -> SysResult {
+    if t.tg.threads.lock().unwrap_or_else(|p| p.into_inner()).len() > 1 {
+        t.kernel.log_once("execve from a multi-threaded process");
+        return Err(Errno::EINVAL);
+    }
     let path = t.mm.read_cstr(a.u64(0), 4096)?;
     if path.is_empty() {
         return Err(Errno::ENOENT);
@@ -496,6 +500,13 @@ const CLONE_PARENT_SETTID: u64 = 0x0010_0000;
 const CLONE_CHILD_CLEARTID: u64 = 0x0020_0000;
 const CLONE_CHILD_SETTID: u64 = 0x0100_0000;
 const CSIGNAL: u64 = 0xff;
+const CLONE_VM: u64 = 0x100;
+const CLONE_FS: u64 = 0x200;
+const CLONE_FILES: u64 = 0x400;
+const CLONE_SIGHAND: u64 = 0x800;
+const CLONE_THREAD: u64 = 0x1_0000;
+const CLONE_SYSVSEM: u64 = 0x4_0000;
+const CLONE_SETTLS: u64 = 0x8_0000;
 const SIGCHLD: u64 = 17;
 
 fn fork(t: &mut Task, _a: &Args) -> SysResult {
@@ -505,6 +516,12 @@ fn fork(t: &mut Task, _a: &Args) -> SysResult {
 fn clone(t: &mut Task, a: &Args) -> SysResult {
     // x86-64 order: flags, stack, parent_tid, child_tid, tls.
     let flags = a.u64(0);
+    if flags & CSIGNAL > 64 {
+        return Err(Errno::EINVAL);
+    }
+    if flags & CLONE_THREAD != 0 {
+        return clone_thread(t, flags, a.u64(1), a.u64(2), a.u64(3), a.u64(4));
+    }
     let supported = CSIGNAL | CLONE_PARENT_SETTID | CLONE_CHILD_CLEARTID | CLONE_CHILD_SETTID;
     if flags & !supported != 0 {
         t.kernel
@@ -517,6 +534,115 @@ fn clone(t: &mut Task, a: &Args) -> SysResult {
         return Err(Errno::EINVAL);
     }
     fork_process(t, flags, a.u64(2), a.u64(3))
+}
+
+/// Creates a thread: a new task in the caller's thread group and address
+/// space, run by a new sentry thread owning a new stub thread.
+fn clone_thread(
+    t: &mut Task,
+    flags: u64,
+    stack: u64,
+    parent_tid: u64,
+    child_tid: u64,
+    tls: u64,
+) -> SysResult {
+    let required = CLONE_VM | CLONE_SIGHAND;
+    let supported = required
+        | CLONE_THREAD
+        | CLONE_FS
+        | CLONE_FILES
+        | CLONE_SYSVSEM
+        | CLONE_SETTLS
+        | CLONE_PARENT_SETTID
+        | CLONE_CHILD_CLEARTID
+        | CLONE_CHILD_SETTID;
+    // Linux requires CLONE_SIGHAND with CLONE_THREAD, and CLONE_VM with it.
+    if flags & required != required || flags & CSIGNAL != 0 {
+        return Err(Errno::EINVAL);
+    }
+    if flags & !supported != 0 {
+        t.kernel
+            .log_once(&format!("clone thread flags {:#x}", flags & !supported));
+        return Err(Errno::EINVAL);
+    }
+    let kernel = t.kernel.clone();
+    let token = t.mm.space().spawn_thread().map_err(|e| {
+        tracing::error!("clone: cannot create a stub thread: {e}");
+        Errno::EAGAIN
+    })?;
+    let tid = kernel.alloc_tid();
+    let tg = t.tg.clone();
+    let mm = t.mm.clone();
+    let fds = if flags & CLONE_FILES != 0 {
+        t.fds.clone()
+    } else {
+        Arc::new(t.fds.fork_copy())
+    };
+    let fs = if flags & CLONE_FS != 0 {
+        t.fs.clone()
+    } else {
+        Arc::new(std::sync::Mutex::new(
+            t.fs.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+        ))
+    };
+    let (creds, comm, mask) = (t.creds.clone(), t.comm.clone(), t.signal_mask);
+    let mut regs = t.regs;
+    regs.rax = 0;
+    if stack != 0 {
+        regs.rsp = stack;
+    }
+    if flags & CLONE_SETTLS != 0 {
+        regs.fs_base = tls;
+    }
+    tg.threads
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(tid);
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let spawned = std::thread::Builder::new()
+        .name(format!("task-{tid}"))
+        .spawn({
+            let kernel = kernel.clone();
+            move || {
+                if let Err(e) = mm.space().adopt_thread(token) {
+                    tracing::error!("clone: cannot attach to the stub thread: {e}");
+                    let _ = ready_tx.send(Err(Errno::EAGAIN));
+                    return;
+                }
+                let mut child =
+                    Task::new(kernel.clone(), tg.clone(), tid, mm, fds, fs, creds, regs);
+                child.comm = comm;
+                child.signal_mask = mask;
+                if flags & CLONE_CHILD_SETTID != 0 {
+                    let _ = child.mm.write_obj(child_tid, &tid);
+                }
+                if flags & CLONE_CHILD_CLEARTID != 0 {
+                    child.clear_child_tid = child_tid;
+                }
+                kernel.add_task(tid, child.shared.clone());
+                let _ = ready_tx.send(Ok(()));
+                let status = child.run();
+                drop(child);
+                if let Some(status) = status {
+                    kernel.exit_process(&tg, status);
+                }
+            }
+        });
+    let started = match spawned {
+        Ok(_) => ready_rx.recv().unwrap_or(Err(Errno::EAGAIN)),
+        Err(_) => Err(Errno::EAGAIN),
+    };
+    if let Err(e) = started {
+        t.tg.threads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|&x| x != tid);
+        return Err(e);
+    }
+    if flags & CLONE_PARENT_SETTID != 0 {
+        let _ = t.mm.write_obj(parent_tid, &tid);
+    }
+    Ok(tid as u64)
 }
 
 /// Creates a child process: a copy of the caller's memory, descriptors and
@@ -581,7 +707,9 @@ fn fork_process(t: &mut Task, flags: u64, parent_tid: u64, child_tid: u64) -> Sy
                 // Files close before the parent can learn of the exit, as
                 // on Linux: a reader polling the child's pipe sees the hang-up.
                 drop(child);
-                kernel.exit_process(&tg, status);
+                if let Some(status) = status {
+                    kernel.exit_process(&tg, status);
+                }
             }
         });
     let started = match spawned {
