@@ -1,7 +1,8 @@
 /*
  * threads: pthreads on futexes: a mutex-protected counter across threads,
  * a condition variable hand-off, join (CLONE_CHILD_CLEARTID), thread IDs
- * distinct from the PID, and exit_group from a non-main thread.
+ * distinct from the PID, a thread spinning without system calls while the
+ * others go on, and exit_group from a non-main thread.
  */
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -47,6 +48,17 @@ static void *ping(void *arg)
 	return NULL;
 }
 
+static volatile int flag;
+
+/* Spins in application code, making no system call, until released. */
+static void *spinner(void *arg)
+{
+	(void)arg;
+	while (!flag)
+		;
+	return NULL;
+}
+
 static void *quit(void *arg)
 {
 	(void)arg;
@@ -83,6 +95,13 @@ int main(void)
 	}
 	pthread_join(p, NULL);
 	check(1, "condvar_pingpong", NULL);
+
+	pthread_t s;
+	pthread_create(&s, NULL, spinner, NULL);
+	usleep(20 * 1000);
+	flag = 1;
+	pthread_join(s, NULL);
+	check(1, "others_run_while_one_spins", NULL);
 
 	pid_t child = fork();
 	if (child == 0) {

@@ -113,7 +113,7 @@ impl Platform for PtracePlatform {
         // so that it dies with the master even if this thread is stuck.
         t.inject(nix::libc::SYS_prctl as u64, [1, 9, 0, 0, 0, 0])?;
         let mut threads = HashMap::new();
-        threads.insert(gettid().as_raw(), t);
+        threads.insert(gettid().as_raw(), Arc::new(t));
         Ok(Arc::new(PtraceAddressSpace {
             pid,
             layout: self.layout,
@@ -130,7 +130,9 @@ impl Platform for PtracePlatform {
 pub struct PtraceAddressSpace {
     pid: i32,
     layout: StubLayout,
-    threads: Mutex<HashMap<i32, Tracee>>,
+    /// Shared out of the map so that one thread running application code
+    /// never holds up another.
+    threads: Mutex<HashMap<i32, Arc<Tracee>>>,
 }
 
 impl PtraceAddressSpace {
@@ -140,12 +142,14 @@ impl PtraceAddressSpace {
         f: impl FnOnce(&Tracee) -> Result<R, PlatformError>,
     ) -> Result<R, PlatformError> {
         let me = gettid().as_raw();
-        let threads = self
+        let t = self
             .threads
             .lock()
-            .map_err(|_| PlatformError::NotOwner(me))?;
-        let t = threads.get(&me).ok_or(PlatformError::NotOwner(me))?;
-        f(t)
+            .map_err(|_| PlatformError::NotOwner(me))?
+            .get(&me)
+            .cloned()
+            .ok_or(PlatformError::NotOwner(me))?;
+        f(&t)
     }
 
     fn inject_checked(
@@ -210,7 +214,7 @@ impl AddressSpace for PtraceAddressSpace {
         self.threads
             .lock()
             .map_err(|_| PlatformError::NotOwner(me))?
-            .insert(me, t);
+            .insert(me, Arc::new(t));
         Ok(())
     }
 
