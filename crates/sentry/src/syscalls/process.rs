@@ -598,6 +598,11 @@ fn clone_thread(
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .push(tid);
+    // Before the thread can run: glibc passes the same word as parent_tid
+    // and child_tid, and a thread that exits at once clears it.
+    if flags & CLONE_PARENT_SETTID != 0 {
+        let _ = t.mm.write_obj(parent_tid, &tid);
+    }
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let spawned = std::thread::Builder::new()
         .name(format!("task-{tid}"))
@@ -638,9 +643,6 @@ fn clone_thread(
             .unwrap_or_else(|p| p.into_inner())
             .retain(|&x| x != tid);
         return Err(e);
-    }
-    if flags & CLONE_PARENT_SETTID != 0 {
-        let _ = t.mm.write_obj(parent_tid, &tid);
     }
     Ok(tid as u64)
 }
