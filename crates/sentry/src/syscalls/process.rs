@@ -1,5 +1,6 @@
 //! Process and thread identity, lifetime, exec, limits and prctl.
 
+use std::sync::mpsc::Sender;
 use std::sync::Arc;
 
 use veil_abi::{Errno, Rlimit, SysResult, Sysno};
@@ -7,6 +8,7 @@ use veil_platform::Registers;
 
 use super::strace::Arg::*;
 use super::{Args, Table};
+use crate::kernel::Kernel;
 use crate::loader::{self, AuxInfo};
 use crate::mm::{Layout, MemoryManager};
 use crate::task::{ExitStatus, Task, ThreadGroup, RLIM_NLIMITS};
@@ -624,13 +626,7 @@ fn clone_thread(
                 if flags & CLONE_CHILD_CLEARTID != 0 {
                     child.clear_child_tid = child_tid;
                 }
-                kernel.add_task(tid, child.shared.clone());
-                let _ = ready_tx.send(Ok(()));
-                let status = child.run();
-                drop(child);
-                if let Some(status) = status {
-                    kernel.exit_process(&tg, status);
-                }
+                run_new_task(&kernel, &tg, child, &ready_tx);
             }
         });
     let started = match spawned {
@@ -698,20 +694,11 @@ fn fork_process(t: &mut Task, flags: u64, parent_tid: u64, child_tid: u64) -> Sy
                 }
                 let mut child =
                     Task::new(kernel.clone(), tg.clone(), pid, mm, fds, fs, creds, regs);
-                // The child can take signals from the moment fork returns.
-                kernel.add_task(pid, child.shared.clone());
-                let _ = ready_tx.send(Ok(()));
                 child.comm = comm;
                 if flags & CLONE_CHILD_CLEARTID != 0 {
                     child.clear_child_tid = child_tid;
                 }
-                let status = child.run();
-                // Files close before the parent can learn of the exit, as
-                // on Linux: a reader polling the child's pipe sees the hang-up.
-                drop(child);
-                if let Some(status) = status {
-                    kernel.exit_process(&tg, status);
-                }
+                run_new_task(&kernel, &tg, child, &ready_tx);
             }
         });
     let started = match spawned {
@@ -726,6 +713,26 @@ fn fork_process(t: &mut Task, flags: u64, parent_tid: u64, child_tid: u64) -> Sy
         let _ = t.mm.write_obj(parent_tid, &pid);
     }
     Ok(pid as u64)
+}
+
+/// Registers a new task (it can take signals from the moment its creator
+/// returns), releases the creator, and runs it. The last thread out reports
+/// the process's exit.
+fn run_new_task(
+    kernel: &Arc<Kernel>,
+    tg: &Arc<ThreadGroup>,
+    mut child: Task,
+    ready: &Sender<Result<(), Errno>>,
+) {
+    kernel.add_task(child.tid, child.shared.clone());
+    let _ = ready.send(Ok(()));
+    let status = child.run();
+    // Files close before the parent can learn of the exit, as on Linux: a
+    // reader polling the child's pipe sees the hang-up.
+    drop(child);
+    if let Some(status) = status {
+        kernel.exit_process(tg, status);
+    }
 }
 
 const WNOHANG: u32 = 1;
