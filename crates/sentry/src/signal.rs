@@ -51,17 +51,22 @@ pub struct SigInfo {
 }
 
 impl SigInfo {
-    /// A signal sent by kill(2) from `pid` running as `uid` (SI_USER).
-    pub fn user(signo: i32, pid: i32, uid: u32) -> SigInfo {
+    fn new(signo: i32, code: i32, first: u64, second: u64) -> SigInfo {
         let mut fields = [0; 14];
-        fields[0] = u64::from(pid as u32) | (u64::from(uid) << 32);
+        fields[0] = first;
+        fields[1] = second;
         SigInfo {
             signo,
             errno: 0,
-            code: 0,
+            code,
             _pad: 0,
             fields,
         }
+    }
+
+    /// A signal sent by kill(2) from `pid` running as `uid` (SI_USER).
+    pub fn user(signo: i32, pid: i32, uid: u32) -> SigInfo {
+        SigInfo::new(signo, 0, u64::from(pid as u32) | (u64::from(uid) << 32), 0)
     }
 
     /// SIGCHLD (or another exit signal) for a child's exit: CLD_EXITED with
@@ -72,29 +77,12 @@ impl SigInfo {
             ExitStatus::Exited(c) => (1, c),
             ExitStatus::Signaled { signo, core } => (if core { 3 } else { 2 }, signo),
         };
-        let mut fields = [0; 14];
-        fields[0] = u64::from(pid as u32);
-        fields[1] = u64::from(value as u32);
-        SigInfo {
-            signo,
-            errno: 0,
-            code,
-            _pad: 0,
-            fields,
-        }
+        SigInfo::new(signo, code, u64::from(pid as u32), u64::from(value as u32))
     }
 
     /// A fault at `addr` with the kernel's `code` (SEGV_MAPERR, ...).
     pub fn fault(signo: i32, code: i32, addr: u64) -> SigInfo {
-        let mut fields = [0; 14];
-        fields[0] = addr;
-        SigInfo {
-            signo,
-            errno: 0,
-            code,
-            _pad: 0,
-            fields,
-        }
+        SigInfo::new(signo, code, addr, 0)
     }
 }
 

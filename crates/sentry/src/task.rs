@@ -322,12 +322,4 @@ impl Task {
         let group = *self.tg.group_exit.lock().unwrap_or_else(|p| p.into_inner());
         Some(group.unwrap_or(status))
     }
-
-    pub fn copy_in(&self, addr: u64, buf: &mut [u8]) -> Result<(), Errno> {
-        self.mm.copy_in(addr, buf)
-    }
-
-    pub fn copy_out(&self, addr: u64, buf: &[u8]) -> Result<(), Errno> {
-        self.mm.copy_out(addr, buf)
-    }
 }

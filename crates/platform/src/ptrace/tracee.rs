@@ -165,19 +165,11 @@ impl Tracee {
 
     pub fn fp_state(&self) -> Result<crate::FpState, PlatformError> {
         let mut fp = crate::FpState::default();
-        // SAFETY: PTRACE_GETFPREGS writes one `user_fpregs_struct`, which is
-        // the 512-byte FXSAVE area `fp` provides.
-        let r = unsafe {
-            nix::libc::ptrace(
-                nix::libc::PTRACE_GETFPREGS,
-                self.tid.as_raw(),
-                0,
-                fp.0.as_mut_ptr(),
-            )
-        };
-        if r < 0 {
-            return Err(host("PTRACE_GETFPREGS")(nix::errno::Errno::last()));
-        }
+        self.fpregs(
+            nix::libc::PTRACE_GETFPREGS,
+            fp.0.as_mut_ptr(),
+            "PTRACE_GETFPREGS",
+        )?;
         Ok(fp)
     }
 
@@ -186,17 +178,26 @@ impl Tracee {
         // The kernel rejects reserved MXCSR bits; clear them rather than fail.
         let mxcsr = u32::from_le_bytes([copy.0[24], copy.0[25], copy.0[26], copy.0[27]]) & 0xffff;
         copy.0[24..28].copy_from_slice(&mxcsr.to_le_bytes());
-        // SAFETY: PTRACE_SETFPREGS reads one 512-byte `user_fpregs_struct`.
-        let r = unsafe {
-            nix::libc::ptrace(
-                nix::libc::PTRACE_SETFPREGS,
-                self.tid.as_raw(),
-                0,
-                copy.0.as_ptr(),
-            )
-        };
+        self.fpregs(
+            nix::libc::PTRACE_SETFPREGS,
+            copy.0.as_mut_ptr(),
+            "PTRACE_SETFPREGS",
+        )
+    }
+
+    /// PTRACE_GETFPREGS or PTRACE_SETFPREGS on a 512-byte FXSAVE buffer.
+    fn fpregs(
+        &self,
+        request: nix::libc::c_uint,
+        buf: *mut u8,
+        op: &'static str,
+    ) -> Result<(), PlatformError> {
+        // SAFETY: both requests access exactly one 512-byte
+        // `user_fpregs_struct` at `buf`, which callers point at an
+        // `FpState` they own for the duration of the call.
+        let r = unsafe { nix::libc::ptrace(request, self.tid.as_raw(), 0, buf) };
         if r < 0 {
-            return Err(host("PTRACE_SETFPREGS")(nix::errno::Errno::last()));
+            return Err(host(op)(nix::errno::Errno::last()));
         }
         Ok(())
     }

@@ -113,14 +113,6 @@ pub struct MemoryManager {
     layout: Layout,
 }
 
-/// A region of the address space as /proc/self/maps and the tests see it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Region {
-    pub start: u64,
-    pub end: u64,
-    pub prot: Prot,
-}
-
 impl MemoryManager {
     pub fn new(
         space: Arc<dyn AddressSpace>,
@@ -152,18 +144,6 @@ impl MemoryManager {
         // A panic while holding the lock would already have ended the task;
         // the state itself stays consistent between operations.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    pub fn regions(&self) -> Vec<Region> {
-        self.lock()
-            .vmas
-            .iter()
-            .map(|(&start, v)| Region {
-                start,
-                end: v.end,
-                prot: v.prot,
-            })
-            .collect()
     }
 
     /// Creates a mapping; returns its address. Arguments are already

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use veil_abi::{Errno, SysResult, Sysno, Timespec};
@@ -52,8 +52,12 @@ fn key(t: &Task, addr: u64) -> Key {
 }
 
 impl Futexes {
+    fn lock(&self) -> MutexGuard<'_, HashMap<Key, Vec<Arc<Waiter>>>> {
+        self.queues.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     fn wake(&self, key: Key, n: usize, bitset: u32) -> usize {
-        let mut queues = self.queues.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut queues = self.lock();
         let Some(q) = queues.get_mut(&key) else {
             return 0;
         };
@@ -76,7 +80,7 @@ impl Futexes {
 
     /// Wakes up to `n` waiters of `from` and moves up to `m` more to `to`.
     fn requeue(&self, from: Key, to: Key, n: usize, m: usize) -> usize {
-        let mut queues = self.queues.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut queues = self.lock();
         let Some(mut q) = queues.remove(&from) else {
             return 0;
         };
@@ -123,12 +127,7 @@ fn wait(t: &Task, addr: u64, val: u32, deadline: Option<Instant>, bitset: u32) -
     });
     {
         // The value check and the enqueue are atomic with respect to wakers.
-        let mut queues = t
-            .kernel
-            .futexes
-            .queues
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut queues = t.kernel.futexes.lock();
         let cur: u32 = t.mm.read_obj(addr)?;
         if cur != val {
             return Err(Errno::EAGAIN);
@@ -150,12 +149,7 @@ fn wait(t: &Task, addr: u64, val: u32, deadline: Option<Instant>, bitset: u32) -
     };
     if result.is_err() {
         // Leave the queue unless a waker took us out meanwhile.
-        let mut queues = t
-            .kernel
-            .futexes
-            .queues
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut queues = t.kernel.futexes.lock();
         if me.woken.load(Ordering::Acquire) {
             return Ok(0);
         }
@@ -208,12 +202,7 @@ fn wake_op(t: &Task, a: &Args) -> SysResult {
         oparg = 1u32.checked_shl(oparg).unwrap_or(0);
     }
     let old: u32 = {
-        let _queues = t
-            .kernel
-            .futexes
-            .queues
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let _queues = t.kernel.futexes.lock();
         let old: u32 = t.mm.read_obj(uaddr2)?;
         let new = match op & 7 {
             0 => oparg,

@@ -605,34 +605,26 @@ fn clone_thread(
     if flags & CLONE_PARENT_SETTID != 0 {
         let _ = t.mm.write_obj(parent_tid, &tid);
     }
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    let spawned = std::thread::Builder::new()
-        .name(format!("task-{tid}"))
-        .spawn({
-            let kernel = kernel.clone();
-            move || {
-                if let Err(e) = mm.space().adopt_thread(token) {
-                    tracing::error!("clone: cannot attach to the stub thread: {e}");
-                    let _ = ready_tx.send(Err(Errno::EAGAIN));
-                    return;
-                }
-                let mut child =
-                    Task::new(kernel.clone(), tg.clone(), tid, mm, fds, fs, creds, regs);
-                child.comm = comm;
-                child.signal_mask = mask;
-                if flags & CLONE_CHILD_SETTID != 0 {
-                    let _ = child.mm.write_obj(child_tid, &tid);
-                }
-                if flags & CLONE_CHILD_CLEARTID != 0 {
-                    child.clear_child_tid = child_tid;
-                }
-                run_new_task(&kernel, &tg, child, &ready_tx);
+    let started = start_task(tid, {
+        let kernel = kernel.clone();
+        move |ready_tx| {
+            if let Err(e) = mm.space().adopt_thread(token) {
+                tracing::error!("clone: cannot attach to the stub thread: {e}");
+                let _ = ready_tx.send(Err(Errno::EAGAIN));
+                return;
             }
-        });
-    let started = match spawned {
-        Ok(_) => ready_rx.recv().unwrap_or(Err(Errno::EAGAIN)),
-        Err(_) => Err(Errno::EAGAIN),
-    };
+            let mut child = Task::new(kernel.clone(), tg.clone(), tid, mm, fds, fs, creds, regs);
+            child.comm = comm;
+            child.signal_mask = mask;
+            if flags & CLONE_CHILD_SETTID != 0 {
+                let _ = child.mm.write_obj(child_tid, &tid);
+            }
+            if flags & CLONE_CHILD_CLEARTID != 0 {
+                child.clear_child_tid = child_tid;
+            }
+            run_new_task(&kernel, &tg, child, &ready_tx);
+        }
+    });
     if let Err(e) = started {
         t.tg.threads
             .lock()
@@ -662,49 +654,41 @@ fn fork_process(t: &mut Task, flags: u64, parent_tid: u64, child_tid: u64) -> Sy
     let comm = t.comm.clone();
     let mut regs = t.regs;
     regs.rax = 0;
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     kernel.add_process(tg.clone());
-    let spawned = std::thread::Builder::new()
-        .name(format!("task-{pid}"))
-        .spawn({
-            let kernel = kernel.clone();
-            let tg = tg.clone();
-            move || {
-                // The stub must be created by the thread that will trace it; the
-                // parent waits until its memory has been copied.
-                let mm = kernel
-                    .platform
-                    .new_address_space()
-                    .map_err(|e| {
-                        tracing::error!("fork: cannot create an address space: {e}");
-                        Errno::EAGAIN
-                    })
-                    .and_then(|space| parent_mm.fork(space));
-                drop(parent_mm);
-                let mm = match mm {
-                    Ok(mm) => Arc::new(mm),
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(e));
-                        return;
-                    }
-                };
-                if flags & CLONE_CHILD_SETTID != 0 {
-                    // Linux ignores a bad address here.
-                    let _ = mm.write_obj(child_tid, &pid);
+    let started = start_task(pid, {
+        let kernel = kernel.clone();
+        let tg = tg.clone();
+        move |ready_tx| {
+            // The stub must be created by the thread that will trace it; the
+            // parent waits until its memory has been copied.
+            let mm = kernel
+                .platform
+                .new_address_space()
+                .map_err(|e| {
+                    tracing::error!("fork: cannot create an address space: {e}");
+                    Errno::EAGAIN
+                })
+                .and_then(|space| parent_mm.fork(space));
+            drop(parent_mm);
+            let mm = match mm {
+                Ok(mm) => Arc::new(mm),
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                    return;
                 }
-                let mut child =
-                    Task::new(kernel.clone(), tg.clone(), pid, mm, fds, fs, creds, regs);
-                child.comm = comm;
-                if flags & CLONE_CHILD_CLEARTID != 0 {
-                    child.clear_child_tid = child_tid;
-                }
-                run_new_task(&kernel, &tg, child, &ready_tx);
+            };
+            if flags & CLONE_CHILD_SETTID != 0 {
+                // Linux ignores a bad address here.
+                let _ = mm.write_obj(child_tid, &pid);
             }
-        });
-    let started = match spawned {
-        Ok(_) => ready_rx.recv().unwrap_or(Err(Errno::EAGAIN)),
-        Err(_) => Err(Errno::EAGAIN),
-    };
+            let mut child = Task::new(kernel.clone(), tg.clone(), pid, mm, fds, fs, creds, regs);
+            child.comm = comm;
+            if flags & CLONE_CHILD_CLEARTID != 0 {
+                child.clear_child_tid = child_tid;
+            }
+            run_new_task(&kernel, &tg, child, &ready_tx);
+        }
+    });
     if let Err(e) = started {
         kernel.processes().remove(&pid);
         return Err(e);
@@ -713,6 +697,22 @@ fn fork_process(t: &mut Task, flags: u64, parent_tid: u64, child_tid: u64) -> Sy
         let _ = t.mm.write_obj(parent_tid, &pid);
     }
     Ok(pid as u64)
+}
+
+/// Runs `body` on a new sentry thread for task `id` and waits until it
+/// reports the task ready (or failed) through the sender it is given.
+fn start_task(
+    id: i32,
+    body: impl FnOnce(Sender<Result<(), Errno>>) + Send + 'static,
+) -> Result<(), Errno> {
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    match std::thread::Builder::new()
+        .name(format!("task-{id}"))
+        .spawn(move || body(ready_tx))
+    {
+        Ok(_) => ready_rx.recv().unwrap_or(Err(Errno::EAGAIN)),
+        Err(_) => Err(Errno::EAGAIN),
+    }
 }
 
 /// Registers a new task (it can take signals from the moment its creator
