@@ -75,3 +75,18 @@ fn shell_pipelines_and_substitutions() {
         "for i in 1 2 3; do echo $i; done | sort -r | head -2",
     ]);
 }
+
+/// Every wait status and waitid report, stops and continues, group stops.
+#[test]
+fn wait_statuses_stops_and_continues() {
+    assert_program_passes("process/wait_stop", Link::Static);
+    assert_program_passes("process/wait_stop", Link::Dynamic);
+}
+
+/// vfork, posix_spawn, clone with shared memory, files and dispositions,
+/// CLONE_PARENT and clone3.
+#[test]
+fn clone_sharing_vfork_and_spawn() {
+    assert_program_passes("process/clone_vm", Link::Static);
+    assert_program_passes("process/clone_vm", Link::Dynamic);
+}

@@ -91,6 +91,10 @@ __attribute__((unused)) static const char *res(long ret, int err)
 	return buf;
 }
 
+/* res() of an expression, with errno read after it has run (a function
+ * call's arguments are evaluated in no fixed order). */
+#define RES(expr) ({ errno = 0; long vt_r_ = (long)(expr); res(vt_r_, errno); })
+
 /* Exit status for the whole program: non-zero if any check failed. */
 __attribute__((unused)) static int finish(void)
 {

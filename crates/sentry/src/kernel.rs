@@ -131,19 +131,17 @@ impl Kernel {
         let exit_signal = tg.exit_signal.load(std::sync::atomic::Ordering::Relaxed);
         let parent_ignores = exit_signal == SIGCHLD as i32
             && procs.get(&tg.parent_pid()).is_none_or(|parent| {
-                let actions = parent.sigactions.lock().unwrap_or_else(|p| p.into_inner());
-                actions[SIGCHLD - 1].handler == 1 || actions[SIGCHLD - 1].flags & 2 != 0
+                let act = parent.sigactions.get(SIGCHLD as i32);
+                act.handler == 1 || act.flags & 2 != 0
                 // SIG_IGN, SA_NOCLDWAIT
             });
         if parent_ignores {
             procs.remove(&tg.pid);
         }
-        let parent = tg.parent_pid();
+        let parent = procs.get(&tg.parent_pid()).cloned();
         drop(procs);
-        if exit_signal > 0 {
-            if let Some(task) = self.task(parent) {
-                task.send(SigInfo::child(exit_signal, tg.pid, status));
-            }
+        if let Some(parent) = parent.filter(|_| exit_signal > 0) {
+            self.signal_process(&parent, SigInfo::child(exit_signal, tg.pid, status));
         }
         self.child_events.notify();
     }

@@ -6,6 +6,7 @@ pub mod kernel;
 pub mod loader;
 pub mod mm;
 pub mod signal;
+pub mod sigsend;
 pub mod syscalls;
 pub mod task;
 mod timer;

@@ -5,7 +5,8 @@ use veil_abi::{Errno, KernelSigaction, StackT};
 use veil_platform::{FpState, Registers};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use veil_platform::Interrupt;
 use veil_vfs::wait::Waiter;
@@ -14,7 +15,18 @@ use crate::task::{Task, NSIG};
 
 pub const SIGKILL: i32 = 9;
 pub const SIGSEGV: i32 = 11;
+pub const SIGCHLD: i32 = 17;
+pub const SIGCONT: i32 = 18;
 pub const SIGSTOP: i32 = 19;
+pub const SIGTSTP: i32 = 20;
+pub const SIGTTIN: i32 = 21;
+pub const SIGTTOU: i32 = 22;
+/// The first real-time signal; these queue every instance.
+pub const SIGRTMIN: i32 = 32;
+/// The stop signals, whose sending discards a pending SIGCONT.
+pub const STOP_SIGNALS: u64 = bit(SIGSTOP) | bit(SIGTSTP) | bit(SIGTTIN) | bit(SIGTTOU);
+/// Signals raised by the faulting instruction itself, dequeued first.
+const SYNCHRONOUS: u64 = bit(4) | bit(5) | bit(7) | bit(8) | bit(SIGSEGV) | bit(31);
 const SIG_DFL: u64 = 0;
 const SIG_IGN: u64 = 1;
 const SA_SIGINFO: u64 = 0x4;
@@ -80,6 +92,17 @@ impl SigInfo {
         SigInfo::new(signo, code, u64::from(pid as u32), u64::from(value as u32))
     }
 
+    /// SIGCHLD for a child that stopped or continued (`code` CLD_STOPPED or
+    /// CLD_CONTINUED, `status` the signal).
+    pub fn child_report(pid: i32, code: i32, status: i32) -> SigInfo {
+        SigInfo::new(
+            SIGCHLD,
+            code,
+            u64::from(pid as u32),
+            u64::from(status as u32),
+        )
+    }
+
     /// A fault at `addr` with the kernel's `code` (SEGV_MAPERR, ...).
     pub fn fault(signo: i32, code: i32, addr: u64) -> SigInfo {
         SigInfo::new(signo, code, addr, 0)
@@ -140,45 +163,94 @@ struct RtSigframe {
 
 const SA_RESTART: u64 = 0x1000_0000;
 
+/// Queued signals: standard signals at most once each, real-time signals
+/// each with its own siginfo, in order.
 #[derive(Default)]
-struct Pending {
+pub struct Pending {
     bits: u64,
     infos: Vec<SigInfo>,
 }
 
-/// The part of a task other sentry threads reach: its pending signals and
-/// the means to wake it, wherever it is.
+/// Queued real-time signals per queue (RLIMIT_SIGPENDING's default).
+const MAX_QUEUED: usize = 63_672;
+
+impl Pending {
+    /// Queues `info`; false if it was dropped (a standard signal already
+    /// pending, or a full queue).
+    pub fn push(&mut self, info: SigInfo) -> bool {
+        let b = bit(info.signo);
+        if (self.bits & b != 0 && info.signo < SIGRTMIN) || self.infos.len() >= MAX_QUEUED {
+            return false;
+        }
+        self.bits |= b;
+        self.infos.push(info);
+        true
+    }
+
+    pub fn bits(&self) -> u64 {
+        self.bits
+    }
+
+    /// Removes the lowest pending signal in `want`; synchronous fault
+    /// signals go first, as Linux's next_signal prefers them.
+    pub fn take(&mut self, want: u64) -> Option<SigInfo> {
+        let ready = self.bits & want;
+        if ready == 0 {
+            return None;
+        }
+        let sync = ready & SYNCHRONOUS;
+        let pick = if sync != 0 { sync } else { ready };
+        let sig = pick.trailing_zeros() as i32 + 1;
+        let pos = self.infos.iter().position(|i| i.signo == sig)?;
+        let info = self.infos.remove(pos);
+        if !self.infos.iter().any(|i| i.signo == sig) {
+            self.bits &= !bit(sig);
+        }
+        Some(info)
+    }
+
+    /// Discards every pending signal in `set`.
+    pub fn discard(&mut self, set: u64) {
+        self.bits &= !set;
+        self.infos.retain(|i| bit(i.signo) & set == 0);
+    }
+}
+
+/// The part of a task other sentry threads reach: its pending signals, its
+/// signal mask as last published, and the means to wake it.
 pub struct TaskShared {
+    /// The thread group (process) the task belongs to.
+    pub tgid: i32,
     pending: Mutex<Pending>,
+    /// The task's signal mask, published for senders choosing a thread.
+    blocked: AtomicU64,
     /// What the task waits on while blocked in the sentry.
     pub waiter: Arc<Waiter>,
     /// Stops the task's application thread while it runs.
     interrupter: Mutex<Option<Arc<dyn Interrupt>>>,
 }
 
-impl Default for TaskShared {
-    fn default() -> TaskShared {
+impl TaskShared {
+    pub fn new(tgid: i32) -> TaskShared {
         TaskShared {
+            tgid,
             pending: Mutex::default(),
+            blocked: AtomicU64::new(0),
             waiter: Waiter::new(),
             interrupter: Mutex::new(None),
         }
     }
-}
 
-impl TaskShared {
-    /// Queues a signal (standard signals do not queue twice) and makes the
-    /// task notice it.
+    /// Queues a signal for this thread and makes it notice.
     pub fn send(&self, info: SigInfo) {
-        {
-            let mut p = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
-            let b = bit(info.signo);
-            if p.bits & b != 0 && info.signo < 32 {
-                return;
-            }
-            p.bits |= b;
-            p.infos.push(info);
+        if self.pending().push(info) {
+            self.kick();
         }
+    }
+
+    /// Makes the task look at its signals: wakes it if it sleeps in the
+    /// sentry and stops its application code if that runs.
+    pub fn kick(&self) {
         self.waiter.wake();
         if let Some(i) = self
             .interrupter
@@ -197,50 +269,79 @@ impl TaskShared {
             .unwrap_or_else(PoisonError::into_inner) = i;
     }
 
-    pub fn pending_bits(&self) -> u64 {
-        self.pending
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .bits
+    pub fn pending(&self) -> MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Removes the lowest pending signal not in `mask`.
-    fn take(&self, mask: u64) -> Option<SigInfo> {
-        let mut p = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
-        let ready = p.bits & !(mask & !UNBLOCKABLE);
-        if ready == 0 {
-            return None;
-        }
-        let sig = ready.trailing_zeros() as i32 + 1;
-        let pos = p.infos.iter().position(|i| i.signo == sig)?;
-        let info = p.infos.remove(pos);
-        if !p.infos.iter().any(|i| i.signo == sig) {
-            p.bits &= !bit(sig);
-        }
-        Some(info)
+    pub fn pending_bits(&self) -> u64 {
+        self.pending().bits
+    }
+
+    pub fn blocked(&self) -> u64 {
+        self.blocked.load(Ordering::Relaxed)
+    }
+
+    fn publish_blocked(&self, mask: u64) -> u64 {
+        self.blocked.swap(mask, Ordering::Relaxed)
     }
 }
 
-/// What a signal does when it is not caught.
-fn default_is_ignore(sig: i32) -> bool {
-    // SIGCHLD, SIGCONT, SIGURG, SIGWINCH; stop signals until job control.
-    matches!(sig, 17 | 18 | 23 | 28 | 19..=22)
+/// What a signal does when it is neither caught nor ignored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DefaultAction {
+    Ignore,
+    Terminate,
+    /// Terminate with a core dump, where RLIMIT_CORE allows.
+    Core,
+    Stop,
+    Continue,
+}
+
+pub fn default_action(sig: i32) -> DefaultAction {
+    match sig {
+        SIGCHLD | 23 | 28 => DefaultAction::Ignore, // SIGURG, SIGWINCH
+        SIGCONT => DefaultAction::Continue,
+        SIGSTOP | SIGTSTP | SIGTTIN | SIGTTOU => DefaultAction::Stop,
+        3 | 4 | 5 | 6 | 7 | 8 | 11 | 24 | 25 | 31 => DefaultAction::Core,
+        _ => DefaultAction::Terminate,
+    }
+}
+
+/// Whether `act` for `sig` discards it: SIG_IGN, or SIG_DFL with an
+/// ignoring default (SIGCONT's continuing happens at send time).
+pub fn is_ignored(sig: i32, act: &KernelSigaction) -> bool {
+    match act.handler {
+        SIG_IGN => sig != SIGKILL && sig != SIGSTOP,
+        SIG_DFL => matches!(
+            default_action(sig),
+            DefaultAction::Ignore | DefaultAction::Continue
+        ),
+        _ => false,
+    }
 }
 
 impl Task {
-    /// Queues `info` for this task.
+    /// Queues `info` for this thread, as tkill(2) to itself does.
     pub fn send_signal(&mut self, info: SigInfo) {
-        self.shared.send(info);
+        let kernel = self.kernel.clone();
+        kernel.signal_thread(&self.tg, &self.shared, info);
     }
 
-    /// Whether a signal the task does not block is pending.
+    /// Signals pending for this thread or its process, blocked or not.
+    pub fn pending_signals(&self) -> u64 {
+        self.shared.pending_bits() | self.tg.signals.pending().bits()
+    }
+
+    /// Whether the task must stop what it does in the sentry: an
+    /// unblocked signal is pending, or its process is stopping.
     pub fn signal_pending(&self) -> bool {
-        self.shared.pending_bits() & !(self.signal_mask & !UNBLOCKABLE) != 0
+        self.pending_signals() & !(self.signal_mask & !UNBLOCKABLE) != 0 || self.must_join_stop()
     }
 
     /// Blocks in the sentry until woken (readiness, a child's exit, a
     /// signal) or until `timeout`; returns true if a signal interrupts.
     pub fn block(&self, timeout: Option<std::time::Duration>) -> bool {
+        self.publish_mask();
         if self.signal_pending() {
             return true;
         }
@@ -248,8 +349,32 @@ impl Task {
         self.signal_pending()
     }
 
+    /// Makes the signal mask visible to senders choosing a thread for a
+    /// process-directed signal. Signals this thread newly blocks that are
+    /// pending for the process go to the other threads, as Linux's
+    /// retarget_shared_pending does.
+    pub fn publish_mask(&self) {
+        self.publish_blocked(self.signal_mask);
+    }
+
+    /// `publish_mask` with an explicit mask (rt_sigtimedwait unblocks the
+    /// signals it waits for while it sleeps).
+    pub fn publish_blocked(&self, mask: u64) {
+        let old = self.shared.publish_blocked(mask);
+        let newly = mask & !old & self.tg.signals.pending().bits();
+        if newly != 0 {
+            self.kernel.retarget(&self.tg, newly);
+        }
+    }
+
+    /// Takes the lowest pending signal in `want`, the thread's own first.
+    pub fn dequeue_signal(&self, want: u64) -> Option<SigInfo> {
+        let taken = self.shared.pending().take(want);
+        taken.or_else(|| self.tg.signals.pending().take(want))
+    }
+
     fn action(&self, sig: i32) -> KernelSigaction {
-        self.tg.sigactions.lock().unwrap_or_else(|p| p.into_inner())[sig as usize - 1]
+        self.tg.sigactions.get(sig)
     }
 
     /// Delivers a synchronous fault signal: caught if a handler is set and
@@ -265,19 +390,34 @@ impl Task {
 
     /// Delivers the lowest pending, unblocked signal, if any, before the
     /// task goes back to application code, and settles an interrupted
-    /// system call: restarted, or failed with EINTR for a handler.
+    /// system call: restarted, or failed with EINTR for a handler. Stop
+    /// signals stop the whole process here until SIGCONT or SIGKILL.
     pub fn deliver_pending(&mut self) {
         let restart = self.restart.take();
         while self.exit.is_none() {
-            let Some(info) = self.shared.take(self.signal_mask) else {
+            if self.must_join_stop() {
+                self.join_stop();
+                continue;
+            }
+            let conts = self.tg.signals.continues();
+            let Some(info) = self.dequeue_signal(!(self.signal_mask & !UNBLOCKABLE)) else {
                 break;
             };
             let sig = info.signo;
             let act = self.action(sig);
             match act.handler {
                 SIG_IGN if sig != SIGKILL && sig != SIGSTOP => {}
-                SIG_DFL | SIG_IGN if default_is_ignore(sig) => {}
-                SIG_DFL | SIG_IGN => self.deliver_fatal(sig),
+                SIG_DFL | SIG_IGN => match default_action(sig) {
+                    DefaultAction::Ignore | DefaultAction::Continue => {}
+                    DefaultAction::Stop => {
+                        // The terminal stop signals are discarded in an
+                        // orphaned process group, which nobody could resume.
+                        if sig == SIGSTOP || !self.kernel.pgrp_orphaned(self.tg.pgid()) {
+                            self.start_group_stop(sig, conts);
+                        }
+                    }
+                    DefaultAction::Terminate | DefaultAction::Core => self.deliver_fatal(sig),
+                },
                 _ => {
                     self.settle_restart(restart, Some(&act));
                     self.handle(info, act);
@@ -322,8 +462,9 @@ impl Task {
             return;
         }
         if act.flags & SA_RESETHAND != 0 {
-            self.tg.sigactions.lock().unwrap_or_else(|p| p.into_inner())[sig as usize - 1] =
-                KernelSigaction::default();
+            self.tg
+                .sigactions
+                .update(|t| t[sig as usize - 1] = KernelSigaction::default());
         }
         let mut block = act.mask;
         if act.flags & SA_NODEFER == 0 {

@@ -52,9 +52,11 @@ pub struct ThreadGroup {
     pub pgid: Mutex<i32>,
     pub sid: Mutex<i32>,
     pub rlimits: Mutex<[Rlimit; RLIM_NLIMITS]>,
-    pub sigactions: Mutex<[KernelSigaction; NSIG]>,
+    pub sigactions: SigActions,
     /// The executable's path inside the sandbox (/proc/self/exe).
     pub exe: Mutex<Vec<u8>>,
+    /// Signals sent to the process as a whole, and job-control state.
+    pub signals: crate::sigsend::GroupSignals,
 }
 
 impl ThreadGroup {
@@ -70,22 +72,28 @@ impl ThreadGroup {
             pgid: Mutex::new(pid),
             sid: Mutex::new(pid),
             rlimits: Mutex::new(default_rlimits()),
-            sigactions: Mutex::new([KernelSigaction::default(); NSIG]),
+            sigactions: SigActions::default(),
             exe: Mutex::new(Vec::new()),
+            signals: Default::default(),
         }
     }
 }
 
 impl ThreadGroup {
-    /// A child of `parent` as fork creates it: same limits, dispositions,
-    /// executable, process group and session.
-    pub fn fork_from(parent: &ThreadGroup, pid: i32) -> ThreadGroup {
+    /// A child of `parent` as fork creates it: same limits, dispositions
+    /// (shared with CLONE_SIGHAND), executable, process group and session.
+    pub fn fork_from(
+        parent: &ThreadGroup,
+        pid: i32,
+        ppid: i32,
+        share_sigactions: bool,
+    ) -> ThreadGroup {
         fn copy<T: Copy>(m: &Mutex<T>) -> Mutex<T> {
             Mutex::new(*m.lock().unwrap_or_else(|p| p.into_inner()))
         }
         ThreadGroup {
             pid,
-            ppid: AtomicI32::new(parent.pid),
+            ppid: AtomicI32::new(ppid),
             exit: Mutex::new(None),
             threads: Mutex::new(vec![pid]),
             group_exit: Mutex::new(None),
@@ -94,13 +102,89 @@ impl ThreadGroup {
             pgid: copy(&parent.pgid),
             sid: copy(&parent.sid),
             rlimits: copy(&parent.rlimits),
-            sigactions: copy(&parent.sigactions),
+            sigactions: if share_sigactions {
+                parent.sigactions.share()
+            } else {
+                parent.sigactions.copy()
+            },
             exe: Mutex::new(parent.exe.lock().unwrap_or_else(|p| p.into_inner()).clone()),
+            signals: Default::default(),
         }
     }
 
     pub fn parent_pid(&self) -> i32 {
         self.ppid.load(Ordering::Relaxed)
+    }
+
+    pub fn pgid(&self) -> i32 {
+        *self.pgid.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn sid(&self) -> i32 {
+        *self.sid.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+type ActionTable = [KernelSigaction; NSIG];
+
+/// A process's signal dispositions, which processes created with
+/// CLONE_SIGHAND share until one of them execs.
+pub struct SigActions(Mutex<Arc<Mutex<ActionTable>>>);
+
+impl Default for SigActions {
+    fn default() -> SigActions {
+        SigActions::new([KernelSigaction::default(); NSIG])
+    }
+}
+
+impl SigActions {
+    fn new(table: ActionTable) -> SigActions {
+        SigActions(Mutex::new(Arc::new(Mutex::new(table))))
+    }
+
+    fn table(&self) -> Arc<Mutex<ActionTable>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Runs `f` on the table, under its lock.
+    pub fn update<R>(&self, f: impl FnOnce(&mut ActionTable) -> R) -> R {
+        let table = self.table();
+        let mut guard = table.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut guard)
+    }
+
+    /// The action of signal `sig` (1..=64).
+    pub fn get(&self, sig: i32) -> KernelSigaction {
+        self.update(|t| t[sig as usize - 1])
+    }
+
+    fn copy(&self) -> SigActions {
+        SigActions::new(self.update(|t| *t))
+    }
+
+    fn share(&self) -> SigActions {
+        SigActions(Mutex::new(self.table()))
+    }
+
+    /// What exec does: a private table in which handled signals revert to
+    /// the default (ignored ones stay ignored).
+    pub fn reset_for_exec(&self) {
+        let mut table = self.update(|t| *t);
+        reset_handled(&mut table);
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(Mutex::new(table));
+    }
+
+    /// clone3's CLONE_CLEAR_SIGHAND.
+    pub fn reset_handled(&self) {
+        self.update(reset_handled);
+    }
+}
+
+fn reset_handled(table: &mut ActionTable) {
+    for act in table.iter_mut() {
+        if act.handler > 1 {
+            *act = KernelSigaction::default();
+        }
     }
 }
 
@@ -144,6 +228,10 @@ pub struct Task {
     pub comm: Vec<u8>,
     /// Set by exit, exit_group and fatal signals; ends the run loop.
     pub exit: Option<ExitStatus>,
+    /// The last group stop this thread parked for.
+    pub stop_epoch: u64,
+    /// The parent of a CLONE_VFORK child, waiting for its exec or exit.
+    pub vfork_done: Option<Arc<crate::syscalls::VforkDone>>,
 }
 
 impl Task {
@@ -159,6 +247,7 @@ impl Task {
         regs: Registers,
     ) -> Task {
         let ctx = kernel.platform.new_context();
+        let shared = Arc::new(crate::signal::TaskShared::new(tg.pid));
         Task {
             tid,
             kernel,
@@ -170,7 +259,7 @@ impl Task {
             regs,
             ctx,
             signal_mask: 0,
-            shared: Arc::new(crate::signal::TaskShared::default()),
+            shared,
             restart: None,
             saved_mask: None,
             altstack: StackT {
@@ -181,6 +270,8 @@ impl Task {
             robust_list: (0, 0),
             comm: Vec::new(),
             exit: None,
+            stop_epoch: 0,
+            vfork_done: None,
         }
     }
 
@@ -191,6 +282,9 @@ impl Task {
         self.kernel.add_task(self.tid, self.shared.clone());
         self.shared.set_interrupter(self.mm.space().interrupter());
         let status = self.run_loop();
+        if let Some(v) = self.vfork_done.take() {
+            v.release();
+        }
         self.shared.set_interrupter(None);
         self.kernel.remove_task(self.tid);
         self.leave_group(status)
@@ -310,13 +404,17 @@ impl Task {
                 crate::syscalls::futex_wake(self, self.clear_child_tid, 1);
             }
         }
+        self.leave_stop();
         let last = {
             let mut threads = self.tg.threads.lock().unwrap_or_else(|p| p.into_inner());
             threads.retain(|&t| t != self.tid);
             threads.is_empty()
         };
-        if !last {
+        // The stub thread goes unless its address space goes with it.
+        if !last || Arc::strong_count(&self.mm) > 1 {
             self.mm.space().exit_thread();
+        }
+        if !last {
             return None;
         }
         let group = *self.tg.group_exit.lock().unwrap_or_else(|p| p.into_inner());

@@ -85,10 +85,11 @@ impl RealTimer {
                     .0;
                 continue;
             }
-            if let Some(task) = kernel.task(pid) {
+            let tg = kernel.processes().get(&pid).cloned();
+            if let Some(tg) = tg {
                 let mut info = SigInfo::user(SIGALRM, 0, 0);
                 info.code = SI_KERNEL;
-                task.send(info);
+                kernel.signal_process(&tg, info);
             }
             if st.interval.is_zero() {
                 st.deadline = None;

@@ -2,6 +2,8 @@
 //! each entry's handler, support level and argument formats (for strace).
 //! Handlers live one file per family.
 
+mod clone;
+pub use clone::VforkDone;
 mod fs;
 mod futex;
 pub use futex::{futex_wake, Futexes};
@@ -12,6 +14,7 @@ mod process;
 mod signal;
 pub mod strace;
 mod time;
+mod wait;
 
 use std::sync::LazyLock;
 
@@ -146,6 +149,7 @@ pub static TABLE: LazyLock<Table> = LazyLock::new(|| {
     let mut t = Table {
         entries: vec![None; Sysno::last().id() as usize + 1],
     };
+    clone::register(&mut t);
     fs::register(&mut t);
     futex::register(&mut t);
     info::register(&mut t);
@@ -154,6 +158,7 @@ pub static TABLE: LazyLock<Table> = LazyLock::new(|| {
     process::register(&mut t);
     signal::register(&mut t);
     time::register(&mut t);
+    wait::register(&mut t);
     t
 });
 

@@ -1,6 +1,5 @@
 //! Process and thread identity, lifetime, exec, limits and prctl.
 
-use std::sync::mpsc::Sender;
 use std::sync::Arc;
 
 use veil_abi::{Errno, Rlimit, SysResult, Sysno};
@@ -8,10 +7,9 @@ use veil_platform::Registers;
 
 use super::strace::Arg::*;
 use super::{Args, Table};
-use crate::kernel::Kernel;
 use crate::loader::{self, AuxInfo};
 use crate::mm::{Layout, MemoryManager};
-use crate::task::{ExitStatus, Task, ThreadGroup, RLIM_NLIMITS};
+use crate::task::{ExitStatus, Task, RLIM_NLIMITS};
 use crate::vfsglue::TaskExecOpener;
 
 const ARCH_SET_GS: i32 = 0x1001;
@@ -63,30 +61,6 @@ pub(super) fn register(t: &mut Table) {
         setsid,
         &[],
         "only the calling process exists until fork arrives",
-    );
-    t.partial(
-        Sysno::fork,
-        fork,
-        &[],
-        "private memory is copied at fork; MAP_SHARED anonymous memory is not shared yet",
-    );
-    t.partial(
-        Sysno::vfork,
-        fork,
-        &[],
-        "as fork: the parent does not wait for the child's exec",
-    );
-    t.partial(
-        Sysno::clone,
-        clone,
-        &[Hex, Hex, Hex, Hex, Hex],
-        "new processes and threads; CLONE_VM without CLONE_THREAD (vfork-style) and namespaces fail with EINVAL",
-    );
-    t.partial(
-        Sysno::wait4,
-        wait4,
-        &[Int, Hex, Hex, Hex],
-        "exited children only (no stopped or continued reports)",
     );
     t.full(Sysno::exit, exit, &[Int]);
     t.full(Sysno::exit_group, exit_group, &[Int]);
@@ -457,19 +431,20 @@ pub fn exec(t: &mut Task, path: &[u8], argv: Vec<Vec<u8>>, envp: &[Vec<u8>]) -> 
     ));
     let opener = TaskExecOpener::new(t);
     let loaded = loader::load(&opener, &mm, path, argv, envp, &aux_info(t))?;
-    // Point of no return.
-    t.mm.clear();
+    // Point of no return. An address space shared with other processes
+    // (CLONE_VM) stays theirs; this task's stub thread leaves it.
+    if Arc::strong_count(&t.mm) > 1 {
+        t.mm.space().exit_thread();
+    } else {
+        t.mm.clear();
+    }
     t.mm = mm;
+    if let Some(v) = t.vfork_done.take() {
+        v.release();
+    }
     t.shared.set_interrupter(t.mm.space().interrupter());
     t.fds.close_on_exec();
-    let mut actions = t.tg.sigactions.lock().unwrap_or_else(|p| p.into_inner());
-    for act in actions.iter_mut() {
-        // Handled signals revert to the default; ignored ones stay ignored.
-        if act.handler > 1 {
-            *act = veil_abi::KernelSigaction::default();
-        }
-    }
-    drop(actions);
+    t.tg.sigactions.reset_for_exec();
     t.altstack = veil_abi::StackT {
         ss_flags: 2,
         ..Default::default()
@@ -495,316 +470,5 @@ fn aux_info(t: &Task) -> AuxInfo {
         hwcap: hwcap as u64,
         hwcap2: hwcap2 as u64,
         random,
-    }
-}
-
-const CLONE_PARENT_SETTID: u64 = 0x0010_0000;
-const CLONE_CHILD_CLEARTID: u64 = 0x0020_0000;
-const CLONE_CHILD_SETTID: u64 = 0x0100_0000;
-const CSIGNAL: u64 = 0xff;
-const CLONE_VM: u64 = 0x100;
-const CLONE_FS: u64 = 0x200;
-const CLONE_FILES: u64 = 0x400;
-const CLONE_SIGHAND: u64 = 0x800;
-const CLONE_THREAD: u64 = 0x1_0000;
-const CLONE_SYSVSEM: u64 = 0x4_0000;
-const CLONE_SETTLS: u64 = 0x8_0000;
-const SIGCHLD: u64 = 17;
-
-fn fork(t: &mut Task, _a: &Args) -> SysResult {
-    fork_process(t, SIGCHLD, 0, 0)
-}
-
-fn clone(t: &mut Task, a: &Args) -> SysResult {
-    // x86-64 order: flags, stack, parent_tid, child_tid, tls.
-    let flags = a.u64(0);
-    if flags & CSIGNAL > 64 {
-        return Err(Errno::EINVAL);
-    }
-    if flags & CLONE_THREAD != 0 {
-        return clone_thread(t, flags, a.u64(1), a.u64(2), a.u64(3), a.u64(4));
-    }
-    let supported = CSIGNAL | CLONE_PARENT_SETTID | CLONE_CHILD_CLEARTID | CLONE_CHILD_SETTID;
-    if flags & !supported != 0 {
-        t.kernel
-            .log_once(&format!("clone flags {:#x}", flags & !supported));
-        return Err(Errno::EINVAL);
-    }
-    if a.u64(1) != 0 {
-        t.kernel
-            .log_once("clone with a new stack for a new process");
-        return Err(Errno::EINVAL);
-    }
-    fork_process(t, flags, a.u64(2), a.u64(3))
-}
-
-/// Creates a thread: a new task in the caller's thread group and address
-/// space, run by a new sentry thread owning a new stub thread.
-fn clone_thread(
-    t: &mut Task,
-    flags: u64,
-    stack: u64,
-    parent_tid: u64,
-    child_tid: u64,
-    tls: u64,
-) -> SysResult {
-    let required = CLONE_VM | CLONE_SIGHAND;
-    let supported = required
-        | CLONE_THREAD
-        | CLONE_FS
-        | CLONE_FILES
-        | CLONE_SYSVSEM
-        | CLONE_SETTLS
-        | CLONE_PARENT_SETTID
-        | CLONE_CHILD_CLEARTID
-        | CLONE_CHILD_SETTID;
-    // Linux requires CLONE_SIGHAND with CLONE_THREAD, and CLONE_VM with it.
-    if flags & required != required || flags & CSIGNAL != 0 {
-        return Err(Errno::EINVAL);
-    }
-    if flags & !supported != 0 {
-        t.kernel
-            .log_once(&format!("clone thread flags {:#x}", flags & !supported));
-        return Err(Errno::EINVAL);
-    }
-    let kernel = t.kernel.clone();
-    let token = t.mm.space().spawn_thread().map_err(|e| {
-        tracing::error!("clone: cannot create a stub thread: {e}");
-        Errno::EAGAIN
-    })?;
-    let tid = kernel.alloc_tid();
-    let tg = t.tg.clone();
-    let mm = t.mm.clone();
-    let fds = if flags & CLONE_FILES != 0 {
-        t.fds.clone()
-    } else {
-        Arc::new(t.fds.fork_copy())
-    };
-    let fs = if flags & CLONE_FS != 0 {
-        t.fs.clone()
-    } else {
-        Arc::new(std::sync::Mutex::new(
-            t.fs.lock().unwrap_or_else(|p| p.into_inner()).clone(),
-        ))
-    };
-    let (creds, comm, mask) = (t.creds.clone(), t.comm.clone(), t.signal_mask);
-    let mut regs = t.regs;
-    regs.rax = 0;
-    if stack != 0 {
-        regs.rsp = stack;
-    }
-    if flags & CLONE_SETTLS != 0 {
-        regs.fs_base = tls;
-    }
-    tg.threads
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .push(tid);
-    // Before the thread can run: glibc passes the same word as parent_tid
-    // and child_tid, and a thread that exits at once clears it.
-    if flags & CLONE_PARENT_SETTID != 0 {
-        let _ = t.mm.write_obj(parent_tid, &tid);
-    }
-    let started = start_task(tid, {
-        let kernel = kernel.clone();
-        move |ready_tx| {
-            if let Err(e) = mm.space().adopt_thread(token) {
-                tracing::error!("clone: cannot attach to the stub thread: {e}");
-                let _ = ready_tx.send(Err(Errno::EAGAIN));
-                return;
-            }
-            let mut child = Task::new(kernel.clone(), tg.clone(), tid, mm, fds, fs, creds, regs);
-            child.comm = comm;
-            child.signal_mask = mask;
-            if flags & CLONE_CHILD_SETTID != 0 {
-                let _ = child.mm.write_obj(child_tid, &tid);
-            }
-            if flags & CLONE_CHILD_CLEARTID != 0 {
-                child.clear_child_tid = child_tid;
-            }
-            run_new_task(&kernel, &tg, child, &ready_tx);
-        }
-    });
-    if let Err(e) = started {
-        t.tg.threads
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain(|&x| x != tid);
-        return Err(e);
-    }
-    Ok(tid as u64)
-}
-
-/// Creates a child process: a copy of the caller's memory, descriptors and
-/// filesystem context, run by a new sentry thread that owns its stub.
-fn fork_process(t: &mut Task, flags: u64, parent_tid: u64, child_tid: u64) -> SysResult {
-    let kernel = t.kernel.clone();
-    let pid = kernel.alloc_tid();
-    let tg = Arc::new(ThreadGroup::fork_from(&t.tg, pid));
-    tg.exit_signal.store(
-        (flags & CSIGNAL) as i32,
-        std::sync::atomic::Ordering::Relaxed,
-    );
-    let parent_mm = t.mm.clone();
-    let fds = Arc::new(t.fds.fork_copy());
-    let fs = Arc::new(std::sync::Mutex::new(
-        t.fs.lock().unwrap_or_else(|p| p.into_inner()).clone(),
-    ));
-    let creds = t.creds.clone();
-    let comm = t.comm.clone();
-    let mut regs = t.regs;
-    regs.rax = 0;
-    kernel.add_process(tg.clone());
-    let started = start_task(pid, {
-        let kernel = kernel.clone();
-        let tg = tg.clone();
-        move |ready_tx| {
-            // The stub must be created by the thread that will trace it; the
-            // parent waits until its memory has been copied.
-            let mm = kernel
-                .platform
-                .new_address_space()
-                .map_err(|e| {
-                    tracing::error!("fork: cannot create an address space: {e}");
-                    Errno::EAGAIN
-                })
-                .and_then(|space| parent_mm.fork(space));
-            drop(parent_mm);
-            let mm = match mm {
-                Ok(mm) => Arc::new(mm),
-                Err(e) => {
-                    let _ = ready_tx.send(Err(e));
-                    return;
-                }
-            };
-            if flags & CLONE_CHILD_SETTID != 0 {
-                // Linux ignores a bad address here.
-                let _ = mm.write_obj(child_tid, &pid);
-            }
-            let mut child = Task::new(kernel.clone(), tg.clone(), pid, mm, fds, fs, creds, regs);
-            child.comm = comm;
-            if flags & CLONE_CHILD_CLEARTID != 0 {
-                child.clear_child_tid = child_tid;
-            }
-            run_new_task(&kernel, &tg, child, &ready_tx);
-        }
-    });
-    if let Err(e) = started {
-        kernel.processes().remove(&pid);
-        return Err(e);
-    }
-    if flags & CLONE_PARENT_SETTID != 0 {
-        let _ = t.mm.write_obj(parent_tid, &pid);
-    }
-    Ok(pid as u64)
-}
-
-/// Runs `body` on a new sentry thread for task `id` and waits until it
-/// reports the task ready (or failed) through the sender it is given.
-fn start_task(
-    id: i32,
-    body: impl FnOnce(Sender<Result<(), Errno>>) + Send + 'static,
-) -> Result<(), Errno> {
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    match std::thread::Builder::new()
-        .name(format!("task-{id}"))
-        .spawn(move || body(ready_tx))
-    {
-        Ok(_) => ready_rx.recv().unwrap_or(Err(Errno::EAGAIN)),
-        Err(_) => Err(Errno::EAGAIN),
-    }
-}
-
-/// Registers a new task (it can take signals from the moment its creator
-/// returns), releases the creator, and runs it. The last thread out reports
-/// the process's exit.
-fn run_new_task(
-    kernel: &Arc<Kernel>,
-    tg: &Arc<ThreadGroup>,
-    mut child: Task,
-    ready: &Sender<Result<(), Errno>>,
-) {
-    kernel.add_task(child.tid, child.shared.clone());
-    let _ = ready.send(Ok(()));
-    let status = child.run();
-    // Files close before the parent can learn of the exit, as on Linux: a
-    // reader polling the child's pipe sees the hang-up.
-    drop(child);
-    if let Some(status) = status {
-        kernel.exit_process(tg, status);
-    }
-}
-
-const WNOHANG: u32 = 1;
-const WUNTRACED: u32 = 2;
-const WCONTINUED: u32 = 8;
-const WNOTHREAD: u32 = 0x2000_0000;
-const WALL: u32 = 0x4000_0000;
-const WCLONE: u32 = 0x8000_0000;
-
-/// The wait status word of an exit, as WIFEXITED/WTERMSIG decode it.
-fn wait_status(status: ExitStatus) -> i32 {
-    match status {
-        ExitStatus::Exited(code) => (code & 0xff) << 8,
-        ExitStatus::Signaled { signo, core } => signo | if core { 0x80 } else { 0 },
-    }
-}
-
-fn wait4(t: &mut Task, a: &Args) -> SysResult {
-    let (pid, status_addr, options) = (a.i32(0), a.u64(1), a.u32(2));
-    if options & !(WNOHANG | WUNTRACED | WCONTINUED | WNOTHREAD | WALL | WCLONE) != 0
-        || pid == i32::MIN
-    {
-        return Err(Errno::EINVAL);
-    }
-    let my_pgid = *t.tg.pgid.lock().unwrap_or_else(|p| p.into_inner());
-    let matches = |c: &ThreadGroup| {
-        let pgid = *c.pgid.lock().unwrap_or_else(|p| p.into_inner());
-        match pid {
-            -1 => true,
-            0 => pgid == my_pgid,
-            p if p < 0 => pgid == -p,
-            p => c.pid == p,
-        }
-    };
-    let kernel = t.kernel.clone();
-    loop {
-        // Registered before looking, so that an exit in between wakes us.
-        kernel.child_events.register(&t.shared.waiter);
-        let procs = kernel.processes();
-        let children: Vec<Arc<ThreadGroup>> = procs
-            .values()
-            .filter(|c| c.parent_pid() == t.tg.pid && matches(c))
-            .cloned()
-            .collect();
-        if children.is_empty() {
-            return Err(Errno::ECHILD);
-        }
-        let zombie = children.iter().find_map(|c| {
-            c.exit
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .map(|s| (c.pid, s))
-        });
-        if let Some((zpid, status)) = zombie {
-            if status_addr != 0 {
-                t.mm.write_obj(status_addr, &wait_status(status))?;
-            }
-            if a.u64(3) != 0 {
-                t.mm.write_obj(a.u64(3), &veil_abi::Rusage::default())?;
-            }
-            drop(procs);
-            kernel.processes().remove(&zpid);
-            return Ok(zpid as u64);
-        }
-        drop(procs);
-        if options & WNOHANG != 0 {
-            return Ok(0);
-        }
-        // A child's exit wins over the signal it raised, as on Linux.
-        if t.signal_pending() {
-            return Err(Errno::ERESTARTSYS);
-        }
-        t.block(None);
     }
 }

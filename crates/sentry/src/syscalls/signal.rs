@@ -6,8 +6,10 @@ use veil_abi::{Errno, KernelSigaction, StackT, SysResult, Sysno};
 
 use super::strace::Arg::*;
 use super::{Args, Table};
-use crate::signal::{check_signal, SigInfo, SIGKILL, SIGSTOP, UNBLOCKABLE};
-use crate::task::Task;
+use std::sync::Arc;
+
+use crate::signal::{check_signal, SigInfo, TaskShared, SIGKILL, SIGSTOP, UNBLOCKABLE};
+use crate::task::{Task, ThreadGroup};
 
 const SIG_BLOCK: i32 = 0;
 const SIG_UNBLOCK: i32 = 1;
@@ -16,8 +18,7 @@ const SS_ONSTACK: i32 = 1;
 const SS_DISABLE: i32 = 2;
 const SS_AUTODISARM: i32 = 1 << 31;
 const MINSIGSTKSZ: u64 = 2048;
-/// si_code of signals from kill(2) and from tkill/tgkill.
-const SI_USER: i32 = 0;
+/// si_code of signals from tkill/tgkill.
 const SI_TKILL: i32 = -6;
 
 pub(super) fn register(t: &mut Table) {
@@ -32,19 +33,20 @@ pub(super) fn register(t: &mut Table) {
         Sysno::kill,
         kill,
         &[Int, Signal],
-        "process-directed signals go to the process's only thread",
+        "no permission checks between the sandbox's users",
     );
-    t.partial(
-        Sysno::tgkill,
-        tgkill,
-        &[Int, Int, Signal],
-        "the calling thread only",
+    t.full(Sysno::tgkill, tgkill, &[Int, Int, Signal]);
+    t.full(Sysno::tkill, tkill, &[Int, Signal]);
+    t.full(Sysno::rt_sigqueueinfo, rt_sigqueueinfo, &[Int, Signal, Hex]);
+    t.full(
+        Sysno::rt_tgsigqueueinfo,
+        rt_tgsigqueueinfo,
+        &[Int, Int, Signal, Hex],
     );
-    t.partial(
-        Sysno::tkill,
-        tkill,
-        &[Int, Signal],
-        "the calling thread only",
+    t.full(
+        Sysno::rt_sigtimedwait,
+        rt_sigtimedwait,
+        &[Hex, Hex, Hex, UInt],
     );
     t.full(Sysno::rt_sigpending, rt_sigpending, &[Hex, UInt]);
     t.full(Sysno::rt_sigsuspend, rt_sigsuspend, &[Hex, UInt]);
@@ -68,15 +70,14 @@ fn rt_sigaction(t: &mut Task, a: &Args) -> SysResult {
     if new.is_some() && matches!(sig as i32, SIGKILL | SIGSTOP) {
         return Err(Errno::EINVAL);
     }
-    let old = {
-        let mut actions = t.tg.sigactions.lock().unwrap_or_else(|p| p.into_inner());
+    let old = t.tg.sigactions.update(|actions| {
         let old = actions[sig - 1];
         if let Some(mut new) = new {
             new.mask &= !UNBLOCKABLE;
             actions[sig - 1] = new;
         }
         old
-    };
+    });
     if a.u64(2) != 0 {
         t.mm.write_obj(a.u64(2), &old)?;
     }
@@ -137,19 +138,31 @@ fn sigaltstack(t: &mut Task, a: &Args) -> SysResult {
 /// Queues `sig` for the calling task, as sent by kill(2) from itself; it is
 /// delivered (or takes its default action) before the task resumes.
 pub(super) fn send_self(t: &mut Task, sig: i32) -> SysResult {
-    send_self_coded(t, sig, SI_USER)
-}
-
-/// As `send_self`, with the si_code the sending call implies.
-fn send_self_coded(t: &mut Task, sig: i32, code: i32) -> SysResult {
     if sig == 0 {
         return Ok(0);
     }
     check_signal(sig)?;
-    let mut info = SigInfo::user(sig, t.tg.pid, t.creds.uid);
-    info.code = code;
-    t.send_signal(info);
+    let info = SigInfo::user(sig, t.tg.pid, t.creds.uid);
+    let kernel = t.kernel.clone();
+    kernel.signal_process(&t.tg, info);
     Ok(0)
+}
+
+/// The processes kill(2)'s `pid` names: one, the caller's group, a group,
+/// or every process but init and the caller.
+fn kill_targets(t: &Task, pid: i32) -> Vec<Arc<ThreadGroup>> {
+    let my_pgid = t.tg.pgid();
+    t.kernel
+        .processes()
+        .values()
+        .filter(|p| match pid {
+            0 => p.pgid() == my_pgid,
+            -1 => p.pid != crate::kernel::INIT_PID && p.pid != t.tg.pid,
+            n if n < 0 => p.pgid() == -n,
+            n => p.pid == n,
+        })
+        .cloned()
+        .collect()
 }
 
 fn kill(t: &mut Task, a: &Args) -> SysResult {
@@ -160,64 +173,153 @@ fn kill(t: &mut Task, a: &Args) -> SysResult {
     if sig != 0 {
         check_signal(sig)?;
     }
-    if pid == t.tg.pid {
-        return send_self(t, sig);
-    }
-    let my_pgid = *t.tg.pgid.lock().unwrap_or_else(|p| p.into_inner());
-    let targets: Vec<i32> = t
-        .kernel
-        .processes()
-        .values()
-        .filter(|p| match pid {
-            0 => *p.pgid.lock().unwrap_or_else(|e| e.into_inner()) == my_pgid,
-            -1 => p.pid != crate::kernel::INIT_PID || p.pid == t.tg.pid,
-            n if n < 0 => *p.pgid.lock().unwrap_or_else(|e| e.into_inner()) == -n,
-            n => p.pid == n,
-        })
-        .map(|p| p.pid)
-        .collect();
+    let targets = kill_targets(t, pid);
     if targets.is_empty() {
         return Err(Errno::ESRCH);
     }
-    if sig == 0 {
-        return Ok(0);
-    }
-    let info = SigInfo::user(sig, t.tg.pid, t.creds.uid);
-    for target in targets {
-        // A zombie accepts the signal and ignores it, as on Linux.
-        if let Some(task) = t.kernel.task(target) {
-            task.send(info);
+    if sig != 0 {
+        let info = SigInfo::user(sig, t.tg.pid, t.creds.uid);
+        for target in targets {
+            t.kernel.signal_process(&target, info);
         }
     }
     Ok(0)
+}
+
+/// The live thread `tid`, in process `tgid` if that is given, with its
+/// process.
+fn find_thread(
+    t: &Task,
+    tgid: Option<i32>,
+    tid: i32,
+) -> Result<(Arc<ThreadGroup>, Arc<TaskShared>), Errno> {
+    let task = t.kernel.task(tid).ok_or(Errno::ESRCH)?;
+    if tgid.is_some_and(|g| g != task.tgid) {
+        return Err(Errno::ESRCH);
+    }
+    let tg = t
+        .kernel
+        .processes()
+        .get(&task.tgid)
+        .cloned()
+        .ok_or(Errno::ESRCH)?;
+    Ok((tg, task))
+}
+
+/// Sends `info` (or just checks the target, for signal 0) to one thread.
+fn send_to_thread(t: &mut Task, tgid: Option<i32>, tid: i32, info: SigInfo) -> SysResult {
+    if info.signo != 0 {
+        check_signal(info.signo)?;
+    }
+    let (tg, task) = find_thread(t, tgid, tid)?;
+    if info.signo != 0 {
+        t.kernel.signal_thread(&tg, &task, info);
+    }
+    Ok(0)
+}
+
+fn tkill_info(t: &Task, sig: i32) -> SigInfo {
+    let mut info = SigInfo::user(sig, t.tg.pid, t.creds.uid);
+    info.code = SI_TKILL;
+    info
 }
 
 fn tgkill(t: &mut Task, a: &Args) -> SysResult {
     if a.i32(0) <= 0 || a.i32(1) <= 0 {
         return Err(Errno::EINVAL);
     }
-    if a.i32(0) != t.tg.pid || a.i32(1) != t.tid {
-        return Err(Errno::ESRCH);
-    }
-    send_self_coded(t, a.i32(2), SI_TKILL)
+    let info = tkill_info(t, a.i32(2));
+    send_to_thread(t, Some(a.i32(0)), a.i32(1), info)
 }
 
 fn tkill(t: &mut Task, a: &Args) -> SysResult {
     if a.i32(0) <= 0 {
         return Err(Errno::EINVAL);
     }
-    if a.i32(0) != t.tid {
-        return Err(Errno::ESRCH);
+    let info = tkill_info(t, a.i32(1));
+    send_to_thread(t, None, a.i32(0), info)
+}
+
+/// The siginfo a sigqueue-style call supplies for `sig`. Only a process
+/// signalling itself may pose as the kernel or as kill/tkill, as Linux
+/// checks.
+fn queued_info(t: &Task, target_pid: i32, sig: i32, addr: u64) -> Result<SigInfo, Errno> {
+    let mut info: SigInfo = t.mm.read_obj(addr)?;
+    if (info.code >= 0 || info.code == SI_TKILL) && target_pid != t.tg.pid {
+        return Err(Errno::EPERM);
     }
-    send_self_coded(t, a.i32(1), SI_TKILL)
+    info.signo = sig;
+    Ok(info)
+}
+
+fn rt_sigqueueinfo(t: &mut Task, a: &Args) -> SysResult {
+    let (pid, sig) = (a.i32(0), a.i32(1));
+    let info = queued_info(t, pid, sig, a.u64(2))?;
+    if sig != 0 {
+        check_signal(sig)?;
+    }
+    let tg = t
+        .kernel
+        .processes()
+        .get(&pid)
+        .cloned()
+        .filter(|_| pid > 0)
+        .ok_or(Errno::ESRCH)?;
+    if sig != 0 {
+        t.kernel.signal_process(&tg, info);
+    }
+    Ok(0)
+}
+
+fn rt_tgsigqueueinfo(t: &mut Task, a: &Args) -> SysResult {
+    let (tgid, tid, sig) = (a.i32(0), a.i32(1), a.i32(2));
+    if tgid <= 0 || tid <= 0 {
+        return Err(Errno::EINVAL);
+    }
+    let info = queued_info(t, tgid, sig, a.u64(3))?;
+    send_to_thread(t, Some(tgid), tid, info)
 }
 
 fn rt_sigpending(t: &mut Task, a: &Args) -> SysResult {
     if a.u64(1) > 8 {
         return Err(Errno::EINVAL);
     }
-    t.mm.write_obj(a.u64(0), &(t.shared.pending_bits() & t.signal_mask))
+    t.mm.write_obj(a.u64(0), &(t.pending_signals() & t.signal_mask))
         .map(|()| 0)
+}
+
+/// rt_sigtimedwait: takes a pending signal of `set` without running its
+/// handler, waiting up to the timeout for one to arrive.
+fn rt_sigtimedwait(t: &mut Task, a: &Args) -> SysResult {
+    if a.u64(3) != 8 {
+        return Err(Errno::EINVAL);
+    }
+    let set = t.mm.read_obj::<u64>(a.u64(0))? & !UNBLOCKABLE;
+    let deadline = match a.u64(2) {
+        0 => None,
+        addr => Some(std::time::Instant::now() + super::time::read_timespec(t, addr)?),
+    };
+    loop {
+        if let Some(info) = t.dequeue_signal(set) {
+            if a.u64(1) != 0 {
+                t.mm.write_obj(a.u64(1), &info)?;
+            }
+            t.publish_mask();
+            return Ok(info.signo as u64);
+        }
+        let left = deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()));
+        if left.is_some_and(|l| l.is_zero()) {
+            t.publish_mask();
+            return Err(Errno::EAGAIN);
+        }
+        // Senders of the awaited signals must see this thread as willing.
+        t.publish_blocked(t.signal_mask & !set);
+        if t.signal_pending() {
+            t.publish_mask();
+            return Err(Errno::EINTR);
+        }
+        t.shared.waiter.wait(left);
+    }
 }
 
 fn rt_sigreturn(t: &mut Task, _a: &Args) -> SysResult {

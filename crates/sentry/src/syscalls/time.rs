@@ -119,7 +119,7 @@ fn time(t: &mut Task, a: &Args) -> SysResult {
     Ok(secs)
 }
 
-fn read_timespec(t: &Task, addr: u64) -> Result<Duration, Errno> {
+pub(super) fn read_timespec(t: &Task, addr: u64) -> Result<Duration, Errno> {
     let ts: Timespec = t.mm.read_obj(addr)?;
     if ts.tv_sec < 0 || !(0..1_000_000_000).contains(&ts.tv_nsec) {
         return Err(Errno::EINVAL);

@@ -1,0 +1,218 @@
+//! Waiting for children: wait4 and waitid report exits (reaping zombies),
+//! stops and continues.
+
+use std::sync::Arc;
+
+use veil_abi::{Errno, Rusage, SysResult, Sysno};
+
+use super::strace::Arg::*;
+use super::{Args, Table};
+use crate::signal::SIGCHLD;
+use crate::sigsend::WaitReport;
+use crate::task::{ExitStatus, Task, ThreadGroup};
+
+const WNOHANG: u32 = 1;
+/// WUNTRACED for wait4, WSTOPPED for waitid.
+const WSTOPPED: u32 = 2;
+const WEXITED: u32 = 4;
+const WCONTINUED: u32 = 8;
+const WNOWAIT: u32 = 0x0100_0000;
+const WNOTHREAD: u32 = 0x2000_0000;
+const WALL: u32 = 0x4000_0000;
+const WCLONE: u32 = 0x8000_0000;
+const WAIT4_OPTIONS: u32 = WNOHANG | WSTOPPED | WCONTINUED | WNOTHREAD | WALL | WCLONE;
+const WAITID_OPTIONS: u32 = WAIT4_OPTIONS | WEXITED | WNOWAIT;
+
+/// waitid's idtype.
+const P_ALL: u32 = 0;
+const P_PID: u32 = 1;
+const P_PGID: u32 = 2;
+const P_PIDFD: u32 = 3;
+
+/// SIGCHLD si_code values.
+const CLD_EXITED: i32 = 1;
+const CLD_KILLED: i32 = 2;
+const CLD_DUMPED: i32 = 3;
+const CLD_STOPPED: i32 = 5;
+const CLD_CONTINUED: i32 = 6;
+
+pub(super) fn register(t: &mut Table) {
+    t.partial(
+        Sysno::wait4,
+        wait4,
+        &[Int, Hex, Hex, Hex],
+        "rusage is reported as zero",
+    );
+    t.partial(
+        Sysno::waitid,
+        waitid,
+        &[Int, Int, Hex, Hex, Hex],
+        "P_PIDFD fails with EBADF (no pidfds); rusage is reported as zero",
+    );
+}
+
+/// Which children a wait is for.
+#[derive(Clone, Copy)]
+enum Which {
+    All,
+    Pid(i32),
+    Pgid(i32),
+}
+
+/// What a wait found.
+#[derive(Clone, Copy)]
+enum Event {
+    Exited(ExitStatus),
+    Stopped(i32),
+    Continued,
+}
+
+impl Event {
+    /// The status word wait4 stores, as WIFEXITED and friends decode it.
+    fn status_word(self) -> i32 {
+        match self {
+            Event::Exited(ExitStatus::Exited(code)) => (code & 0xff) << 8,
+            Event::Exited(ExitStatus::Signaled { signo, core }) => {
+                signo | if core { 0x80 } else { 0 }
+            }
+            Event::Stopped(sig) => (sig << 8) | 0x7f,
+            Event::Continued => 0xffff,
+        }
+    }
+
+    /// waitid's si_code and si_status.
+    fn code_and_status(self) -> (i32, i32) {
+        match self {
+            Event::Exited(ExitStatus::Exited(code)) => (CLD_EXITED, code & 0xff),
+            Event::Exited(ExitStatus::Signaled { signo, core }) => {
+                (if core { CLD_DUMPED } else { CLD_KILLED }, signo)
+            }
+            Event::Stopped(sig) => (CLD_STOPPED, sig),
+            Event::Continued => (CLD_CONTINUED, crate::signal::SIGCONT),
+        }
+    }
+}
+
+/// Waits for a child matching `which` to have something to report under
+/// `options`. `Ok(None)`: WNOHANG and nothing yet.
+fn do_wait(t: &mut Task, which: Which, options: u32) -> Result<Option<(i32, Event)>, Errno> {
+    let kernel = t.kernel.clone();
+    loop {
+        // Registered before looking, so that a change in between wakes us.
+        kernel.child_events.register(&t.shared.waiter);
+        let children: Vec<Arc<ThreadGroup>> = kernel
+            .processes()
+            .values()
+            .filter(|c| c.parent_pid() == t.tg.pid && selects(c, which, options))
+            .cloned()
+            .collect();
+        if children.is_empty() {
+            return Err(Errno::ECHILD);
+        }
+        for c in &children {
+            if let Some(event) = consider(c, options) {
+                if let Event::Exited(_) = event {
+                    if options & WNOWAIT == 0 {
+                        kernel.processes().remove(&c.pid);
+                    }
+                }
+                return Ok(Some((c.pid, event)));
+            }
+        }
+        if options & WNOHANG != 0 {
+            return Ok(None);
+        }
+        // A child's exit wins over the signal it raised, as on Linux.
+        if t.signal_pending() {
+            return Err(Errno::ERESTARTSYS);
+        }
+        t.block(None);
+    }
+}
+
+/// Whether child `c` is one `which` and the clone options select: without
+/// __WALL, __WCLONE picks exactly the children that report with a signal
+/// other than SIGCHLD.
+fn selects(c: &ThreadGroup, which: Which, options: u32) -> bool {
+    let matches = match which {
+        Which::All => true,
+        Which::Pid(p) => c.pid == p,
+        Which::Pgid(g) => c.pgid() == g,
+    };
+    let clone_child = c.exit_signal.load(std::sync::atomic::Ordering::Relaxed) != SIGCHLD;
+    matches && (options & WALL != 0 || clone_child == (options & WCLONE != 0))
+}
+
+/// What child `c` has to report under `options`, consuming a stop or
+/// continue report unless WNOWAIT.
+fn consider(c: &ThreadGroup, options: u32) -> Option<Event> {
+    if let Some(status) = *c.exit.lock().unwrap_or_else(|p| p.into_inner()) {
+        return (options & WEXITED != 0).then_some(Event::Exited(status));
+    }
+    let mut st = c.signals.stop();
+    let event = match st.report? {
+        WaitReport::Stopped(sig) if options & WSTOPPED != 0 => Event::Stopped(sig),
+        WaitReport::Continued if options & WCONTINUED != 0 => Event::Continued,
+        _ => return None,
+    };
+    if options & WNOWAIT == 0 {
+        st.report = None;
+    }
+    Some(event)
+}
+
+fn wait4(t: &mut Task, a: &Args) -> SysResult {
+    let (pid, status_addr, options) = (a.i32(0), a.u64(1), a.u32(2));
+    if options & !WAIT4_OPTIONS != 0 || pid == i32::MIN {
+        return Err(Errno::EINVAL);
+    }
+    let which = match pid {
+        -1 => Which::All,
+        0 => Which::Pgid(t.tg.pgid()),
+        p if p < 0 => Which::Pgid(-p),
+        p => Which::Pid(p),
+    };
+    let Some((pid, event)) = do_wait(t, which, options | WEXITED)? else {
+        return Ok(0);
+    };
+    if status_addr != 0 {
+        t.mm.write_obj(status_addr, &event.status_word())?;
+    }
+    if a.u64(3) != 0 {
+        t.mm.write_obj(a.u64(3), &Rusage::default())?;
+    }
+    Ok(pid as u64)
+}
+
+fn waitid(t: &mut Task, a: &Args) -> SysResult {
+    let (idtype, id, infop, options) = (a.u32(0), a.i32(1), a.u64(2), a.u32(3));
+    if options & !WAITID_OPTIONS != 0 || options & (WEXITED | WSTOPPED | WCONTINUED) == 0 {
+        return Err(Errno::EINVAL);
+    }
+    let which = match idtype {
+        P_ALL => Which::All,
+        P_PID if id > 0 => Which::Pid(id),
+        P_PGID if id == 0 => Which::Pgid(t.tg.pgid()),
+        P_PGID if id > 0 => Which::Pgid(id),
+        P_PIDFD => return Err(Errno::EBADF),
+        _ => return Err(Errno::EINVAL),
+    };
+    let found = do_wait(t, which, options)?;
+    if infop != 0 {
+        // Linux stores these fields only, zeros after a WNOHANG miss.
+        let (signo, code, pid, status) = match found {
+            Some((pid, event)) => {
+                let (code, status) = event.code_and_status();
+                (SIGCHLD, code, pid, status)
+            }
+            None => (0, 0, 0, 0),
+        };
+        let uid = if found.is_some() { t.creds.uid } else { 0 };
+        t.mm.write_obj(infop, &[signo, 0, code])?;
+        t.mm.write_obj(infop + 16, &[pid as u32, uid, status as u32])?;
+    }
+    if a.u64(4) != 0 {
+        t.mm.write_obj(a.u64(4), &Rusage::default())?;
+    }
+    Ok(0)
+}

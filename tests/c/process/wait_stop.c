@@ -1,0 +1,304 @@
+/*
+ * wait_stop: every wait status and waitid report: exits, kills, stops and
+ * continues (WUNTRACED, WSTOPPED, WCONTINUED, WNOWAIT, WNOHANG), P_PID,
+ * P_PGID and P_ALL, __WCLONE/__WALL selection, SIGCHLD's siginfo for stops
+ * (and SA_NOCLDSTOP), group stops of multi-threaded children, and a
+ * blocking read that a stop interrupts and SIGCONT resumes.
+ */
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "../veiltest.h"
+
+static void describe(const char *what, int status)
+{
+	if (WIFEXITED(status))
+		report("%s: exited %d", what, WEXITSTATUS(status));
+	else if (WIFSIGNALED(status))
+		report("%s: signaled %d core=%d", what, WTERMSIG(status), WCOREDUMP(status) ? 1 : 0);
+	else if (WIFSTOPPED(status))
+		report("%s: stopped %d", what, WSTOPSIG(status));
+	else if (WIFCONTINUED(status))
+		report("%s: continued", what);
+	else
+		report("%s: other 0x%x", what, status);
+}
+
+static void describe_info(const char *what, const siginfo_t *si, pid_t pid)
+{
+	report("%s: signo=%d code=%d status=%d pid_ok=%d", what, si->si_signo, si->si_code,
+	       si->si_status, si->si_pid == pid);
+}
+
+static pid_t spawn_sleeper(void)
+{
+	pid_t pid = fork();
+	if (pid == 0) {
+		for (;;)
+			pause();
+	}
+	return pid;
+}
+
+static volatile sig_atomic_t chld_code, chld_status, chld_count;
+
+static void on_chld(int sig, siginfo_t *si, void *uc)
+{
+	(void)sig;
+	(void)uc;
+	chld_code = si->si_code;
+	chld_status = si->si_status;
+	chld_count++;
+}
+
+static void wait_for_chld(int n)
+{
+	while (chld_count < n)
+		usleep(1000);
+}
+
+static void exits_and_kills(void)
+{
+	int status;
+	pid_t pid = fork();
+	if (pid == 0)
+		_exit(3);
+	siginfo_t si = {0};
+	check(waitid(P_PID, pid, &si, WEXITED | WNOWAIT) == 0, "waitid_nowait", NULL);
+	describe_info("exit nowait", &si, pid);
+	memset(&si, 0, sizeof si);
+	check(waitid(P_PID, pid, &si, WEXITED) == 0, "waitid_exit", NULL);
+	describe_info("exit", &si, pid);
+	report("reaped again: %s", RES(waitpid(pid, &status, 0)));
+
+	pid = fork();
+	if (pid == 0) {
+		struct rlimit no_core = {0, 0};
+		setrlimit(RLIMIT_CORE, &no_core);
+		abort();
+	}
+	memset(&si, 0, sizeof si);
+	waitid(P_ALL, 0, &si, WEXITED);
+	describe_info("abort", &si, pid);
+
+	pid = spawn_sleeper();
+	kill(pid, SIGTERM);
+	waitpid(pid, &status, 0);
+	describe("sigterm", status);
+}
+
+static void stops_and_continues(void)
+{
+	int status;
+	pid_t pid = spawn_sleeper();
+	kill(pid, SIGSTOP);
+	check(waitpid(pid, &status, WUNTRACED) == pid, "wait_stopped", NULL);
+	describe("sigstop", status);
+	report("stop reported once: %s", RES(waitpid(pid, &status, WUNTRACED | WNOHANG)));
+	kill(pid, SIGCONT);
+	check(waitpid(pid, &status, WCONTINUED) == pid, "wait_continued", NULL);
+	describe("sigcont", status);
+
+	/* waitid: the stop is seen with WNOWAIT, then consumed. */
+	kill(pid, SIGSTOP);
+	siginfo_t si = {0};
+	waitid(P_PID, pid, &si, WSTOPPED | WNOWAIT);
+	describe_info("waitid stopped nowait", &si, pid);
+	memset(&si, 0, sizeof si);
+	waitid(P_PID, pid, &si, WSTOPPED);
+	describe_info("waitid stopped", &si, pid);
+	memset(&si, 0xff, sizeof si);
+	report("waitid nohang: %s", RES(waitid(P_PID, pid, &si, WSTOPPED | WNOHANG)));
+	report("nohang info: signo=%d pid=%d", si.si_signo, si.si_pid);
+
+	/* A stopped child still dies of SIGKILL. */
+	kill(pid, SIGKILL);
+	waitpid(pid, &status, 0);
+	describe("killed while stopped", status);
+}
+
+static void terminal_stops(void)
+{
+	int status;
+	int p[2];
+	pipe(p);
+	pid_t pid = fork();
+	if (pid == 0) {
+		/* Its own process group, whose parent is in another group of
+		 * the session: not orphaned, so SIGTSTP stops it. */
+		setpgid(0, 0);
+		close(p[0]);
+		write(p[1], "x", 1);
+		for (;;)
+			pause();
+	}
+	char c;
+	read(p[0], &c, 1);
+	close(p[0]);
+	close(p[1]);
+	kill(pid, SIGTSTP);
+	waitpid(pid, &status, WUNTRACED);
+	describe("sigtstp", status);
+	kill(-pid, SIGCONT);
+	waitpid(pid, &status, WCONTINUED);
+	describe("sigcont to group", status);
+	siginfo_t si = {0};
+	kill(pid, SIGTTIN);
+	waitid(P_PGID, pid, &si, WSTOPPED);
+	describe_info("sigttin by pgid", &si, pid);
+	kill(pid, SIGKILL);
+	waitpid(pid, &status, 0);
+	describe("killed", status);
+}
+
+static void sigchld_reports(void)
+{
+	struct sigaction sa = {0};
+	sa.sa_sigaction = on_chld;
+	sa.sa_flags = SA_SIGINFO | SA_RESTART;
+	sigaction(SIGCHLD, &sa, NULL);
+	int status;
+	pid_t pid = spawn_sleeper();
+	kill(pid, SIGSTOP);
+	wait_for_chld(1);
+	report("sigchld on stop: code=%d status=%d", chld_code, chld_status);
+	waitpid(pid, &status, WUNTRACED);
+	kill(pid, SIGCONT);
+	wait_for_chld(2);
+	report("sigchld on continue: code=%d status=%d", chld_code, chld_status);
+	waitpid(pid, &status, WCONTINUED);
+
+	/* SA_NOCLDSTOP: no SIGCHLD for stops, still one for the exit. */
+	sa.sa_flags |= SA_NOCLDSTOP;
+	sigaction(SIGCHLD, &sa, NULL);
+	kill(pid, SIGSTOP);
+	waitpid(pid, &status, WUNTRACED);
+	kill(pid, SIGKILL);
+	waitpid(pid, &status, 0);
+	wait_for_chld(3);
+	report("nocldstop: count=%d code=%d status=%d", chld_count, chld_code, chld_status);
+	signal(SIGCHLD, SIG_DFL);
+}
+
+static void *spin(void *arg)
+{
+	(void)arg;
+	for (;;)
+		sched_yield();
+	return NULL;
+}
+
+static void threaded_stop(void)
+{
+	int status;
+	pid_t pid = fork();
+	if (pid == 0) {
+		pthread_t th[2];
+		for (int i = 0; i < 2; i++)
+			pthread_create(&th[i], NULL, spin, NULL);
+		for (;;)
+			pause();
+	}
+	usleep(50000);
+	kill(pid, SIGSTOP);
+	waitpid(pid, &status, WUNTRACED);
+	describe("threaded stop", status);
+	kill(pid, SIGCONT);
+	waitpid(pid, &status, WCONTINUED);
+	describe("threaded continue", status);
+	kill(pid, SIGTERM);
+	waitpid(pid, &status, 0);
+	describe("threaded term", status);
+}
+
+static void stop_during_read(void)
+{
+	int status;
+	int p[2];
+	pipe(p);
+	pid_t pid = fork();
+	if (pid == 0) {
+		close(p[1]);
+		char buf[8];
+		ssize_t n = read(p[0], buf, sizeof buf);
+		_exit(n == 2 && buf[0] == 'o' ? 0 : 1);
+	}
+	close(p[0]);
+	usleep(50000);
+	kill(pid, SIGSTOP);
+	waitpid(pid, &status, WUNTRACED);
+	describe("stopped in read", status);
+	kill(pid, SIGCONT);
+	write(p[1], "ok", 2);
+	waitpid(pid, &status, 0);
+	describe("read resumed", status);
+	close(p[1]);
+}
+
+static int clone_child(void *arg)
+{
+	(void)arg;
+	return 5;
+}
+
+static void clone_selection(void)
+{
+	static char stack[64 * 1024];
+	int status;
+	pid_t pid = clone(clone_child, stack + sizeof stack, SIGUSR1, NULL);
+	sigset_t s;
+	sigemptyset(&s);
+	sigaddset(&s, SIGUSR1);
+	sigprocmask(SIG_BLOCK, &s, NULL);
+	usleep(20000);
+	report("plain wait on clone child: %s", RES(waitpid(pid, &status, 0)));
+	check(waitpid(pid, &status, __WCLONE) == pid, "wclone_wait", NULL);
+	describe("clone child", status);
+	pid = fork();
+	if (pid == 0)
+		_exit(1);
+	report("wclone on fork child: %s", RES(waitpid(pid, &status, __WCLONE)));
+	check(waitpid(pid, &status, __WALL) == pid, "wall_wait", NULL);
+	describe("wall", status);
+	struct timespec zero = {0, 0};
+	siginfo_t si;
+	report("usr1 pending: %d", sigtimedwait(&s, &si, &zero));
+	sigprocmask(SIG_UNBLOCK, &s, NULL);
+}
+
+static void bad_arguments(void)
+{
+	int status;
+	siginfo_t si;
+	report("waitpid no children: %s", RES(waitpid(-1, &status, 0)));
+	report("waitid no children: %s", RES(waitid(P_ALL, 0, &si, WEXITED)));
+	report("waitid no options: %s", RES(waitid(P_ALL, 0, &si, 0)));
+	report("waitid bad idtype: %s", RES(syscall(SYS_waitid, 7, 0, &si, WEXITED, NULL)));
+	report("waitid pid 0: %s", RES(waitid(P_PID, 0, &si, WEXITED)));
+	report("waitpid bad options: %s", RES(waitpid(-1, &status, 0x100)));
+	pid_t pid = fork();
+	if (pid == 0)
+		_exit(0);
+	report("waitid efault: %s", RES(waitid(P_PID, pid, (siginfo_t *)8, WEXITED)));
+	report("after efault: %s", RES(waitpid(pid, &status, WNOHANG)));
+}
+
+int main(void)
+{
+	exits_and_kills();
+	stops_and_continues();
+	terminal_stops();
+	sigchld_reports();
+	threaded_stop();
+	stop_during_read();
+	clone_selection();
+	bad_arguments();
+	return finish();
+}
