@@ -90,3 +90,10 @@ fn clone_sharing_vfork_and_spawn() {
     assert_program_passes("process/clone_vm", Link::Static);
     assert_program_passes("process/clone_vm", Link::Dynamic);
 }
+
+/// Process groups and sessions, parent-death signals, subreapers and the
+/// hang-up of orphaned stopped groups.
+#[test]
+fn sessions_groups_and_orphans() {
+    assert_program_passes("process/sessions", Link::Static);
+}

@@ -80,8 +80,7 @@ impl Kernel {
 
 /// The sandbox's init process, which inherits orphans.
 pub const INIT_PID: i32 = 1;
-/// SIGCHLD, whose disposition decides whether zombies are reaped at once.
-const SIGCHLD: usize = 17;
+use crate::signal::{SIGCHLD, SIGHUP};
 
 impl Kernel {
     pub fn processes(&self) -> MutexGuard<'_, HashMap<i32, Arc<ThreadGroup>>> {
@@ -117,32 +116,115 @@ impl Kernel {
 
     /// Records a process's exit: it becomes a zombie for its parent (or is
     /// reaped at once if the parent ignores SIGCHLD), and its children move
-    /// to init.
+    /// to the nearest subreaper among its ancestors, or to init.
     pub fn exit_process(&self, tg: &ThreadGroup, status: ExitStatus) {
         let mut procs = self.processes();
         *tg.exit.lock().unwrap_or_else(|p| p.into_inner()) = Some(status);
-        for child in procs.values() {
-            if child.parent_pid() == tg.pid {
-                child
-                    .ppid
-                    .store(INIT_PID, std::sync::atomic::Ordering::Relaxed);
-            }
+        let reaper = reaper_for(&procs, tg);
+        let orphans: Vec<Arc<ThreadGroup>> = procs
+            .values()
+            .filter(|c| c.parent_pid() == tg.pid)
+            .cloned()
+            .collect();
+        for orphan in &orphans {
+            orphan.ppid.store(reaper, Ordering::Relaxed);
         }
-        let exit_signal = tg.exit_signal.load(std::sync::atomic::Ordering::Relaxed);
-        let parent_ignores = exit_signal == SIGCHLD as i32
-            && procs.get(&tg.parent_pid()).is_none_or(|parent| {
-                let act = parent.sigactions.get(SIGCHLD as i32);
-                act.handler == 1 || act.flags & 2 != 0
-                // SIG_IGN, SA_NOCLDWAIT
-            });
-        if parent_ignores {
+        let exit_signal = tg.exit_signal.load(Ordering::Relaxed);
+        let parent = procs.get(&tg.parent_pid()).cloned();
+        if exit_signal == SIGCHLD && parent.as_ref().is_none_or(|p| ignores_children(p)) {
             procs.remove(&tg.pid);
         }
-        let parent = procs.get(&tg.parent_pid()).cloned();
+        // The groups this exit may leave orphaned: its own, if its parent
+        // was its link to the session, and those of its children.
+        let (pgid, sid) = (tg.pgid(), tg.sid());
+        let mut groups: Vec<i32> = orphans
+            .iter()
+            .filter(|c| c.pgid() != pgid && c.sid() == sid)
+            .map(|c| c.pgid())
+            .collect();
+        if parent
+            .as_ref()
+            .is_some_and(|p| p.pgid() != pgid && p.sid() == sid)
+        {
+            groups.push(pgid);
+        }
         drop(procs);
         if let Some(parent) = parent.filter(|_| exit_signal > 0) {
             self.signal_process(&parent, SigInfo::child(exit_signal, tg.pid, status));
         }
+        for orphan in &orphans {
+            self.adopt(orphan, reaper);
+        }
+        groups.sort_unstable();
+        groups.dedup();
+        for g in groups {
+            self.hang_up_if_orphaned(g);
+        }
         self.child_events.notify();
     }
+
+    /// What a child learns when its parent dies: its parent-death signal,
+    /// and, if it already is a zombie, its new parent hears of it.
+    fn adopt(&self, child: &Arc<ThreadGroup>, reaper: i32) {
+        let pdeath = child.pdeath_signal.load(Ordering::Relaxed);
+        if pdeath != 0 {
+            self.signal_process(child, SigInfo::user(pdeath, 0, 0));
+        }
+        let Some(status) = *child.exit.lock().unwrap_or_else(|p| p.into_inner()) else {
+            return;
+        };
+        let new_parent = self.processes().get(&reaper).cloned();
+        let Some(new_parent) = new_parent else { return };
+        let exit_signal = child.exit_signal.load(Ordering::Relaxed);
+        if exit_signal == SIGCHLD && ignores_children(&new_parent) {
+            self.processes().remove(&child.pid);
+        } else if exit_signal > 0 {
+            self.signal_process(&new_parent, SigInfo::child(exit_signal, child.pid, status));
+        }
+    }
+
+    /// A process group that has just become orphaned while some member is
+    /// stopped gets SIGHUP and SIGCONT, so that it does not stay stopped
+    /// with no shell to resume it.
+    fn hang_up_if_orphaned(&self, pgid: i32) {
+        if !self.pgrp_orphaned(pgid) {
+            return;
+        }
+        let stopped = self
+            .processes()
+            .values()
+            .any(|p| p.pgid() == pgid && p.signals.stopped());
+        if stopped {
+            self.signal_pgrp(pgid, SigInfo::user(SIGHUP, 0, 0));
+            self.signal_pgrp(pgid, SigInfo::user(crate::signal::SIGCONT, 0, 0));
+        }
+    }
+}
+
+/// Whether a parent lets its children's exits go unreported: SIGCHLD
+/// ignored, or SA_NOCLDWAIT.
+fn ignores_children(parent: &ThreadGroup) -> bool {
+    const SIG_IGN: u64 = 1;
+    const SA_NOCLDWAIT: u64 = 2;
+    let act = parent.sigactions.get(SIGCHLD);
+    act.handler == SIG_IGN || act.flags & SA_NOCLDWAIT != 0
+}
+
+/// Where the children of exiting `tg` go: its nearest living ancestor that
+/// is a child subreaper, or init.
+fn reaper_for(procs: &HashMap<i32, Arc<ThreadGroup>>, tg: &ThreadGroup) -> i32 {
+    let mut pid = tg.parent_pid();
+    // Bounded: a parent chain cannot be longer than the process table.
+    for _ in 0..procs.len() {
+        let Some(p) = procs.get(&pid) else { break };
+        let alive = p.exit.lock().unwrap_or_else(|e| e.into_inner()).is_none();
+        if alive && p.subreaper.load(Ordering::Relaxed) {
+            return p.pid;
+        }
+        if p.pid == INIT_PID {
+            break;
+        }
+        pid = p.parent_pid();
+    }
+    INIT_PID
 }

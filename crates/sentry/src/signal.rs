@@ -13,6 +13,7 @@ use veil_vfs::wait::Waiter;
 
 use crate::task::{Task, NSIG};
 
+pub const SIGHUP: i32 = 1;
 pub const SIGKILL: i32 = 9;
 pub const SIGSEGV: i32 = 11;
 pub const SIGCHLD: i32 = 17;

@@ -1,7 +1,7 @@
 //! Tasks: application threads, each run by one sentry thread that owns its
 //! platform context.
 
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use veil_abi::{Errno, KernelSigaction, Rlimit, StackT};
@@ -57,6 +57,13 @@ pub struct ThreadGroup {
     pub exe: Mutex<Vec<u8>>,
     /// Signals sent to the process as a whole, and job-control state.
     pub signals: crate::sigsend::GroupSignals,
+    /// Set by the first execve: the parent may no longer move it to
+    /// another process group.
+    pub did_exec: AtomicBool,
+    /// PR_SET_CHILD_SUBREAPER: orphaned descendants come here, not to init.
+    pub subreaper: AtomicBool,
+    /// PR_SET_PDEATHSIG: the signal this process gets when its parent dies.
+    pub pdeath_signal: AtomicI32,
 }
 
 impl ThreadGroup {
@@ -75,6 +82,9 @@ impl ThreadGroup {
             sigactions: SigActions::default(),
             exe: Mutex::new(Vec::new()),
             signals: Default::default(),
+            did_exec: AtomicBool::new(false),
+            subreaper: AtomicBool::new(false),
+            pdeath_signal: AtomicI32::new(0),
         }
     }
 }
@@ -109,6 +119,9 @@ impl ThreadGroup {
             },
             exe: Mutex::new(parent.exe.lock().unwrap_or_else(|p| p.into_inner()).clone()),
             signals: Default::default(),
+            did_exec: AtomicBool::new(false),
+            subreaper: AtomicBool::new(false),
+            pdeath_signal: AtomicI32::new(0),
         }
     }
 

@@ -11,6 +11,7 @@ mod info;
 mod mm;
 mod poll;
 mod process;
+mod session;
 mod signal;
 pub mod strace;
 mod time;
@@ -156,6 +157,7 @@ pub static TABLE: LazyLock<Table> = LazyLock::new(|| {
     mm::register(&mut t);
     poll::register(&mut t);
     process::register(&mut t);
+    session::register(&mut t);
     signal::register(&mut t);
     time::register(&mut t);
     wait::register(&mut t);

@@ -1,5 +1,6 @@
 //! Process and thread identity, lifetime, exec, limits and prctl.
 
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use veil_abi::{Errno, Rlimit, SysResult, Sysno};
@@ -29,6 +30,8 @@ const PR_CAPBSET_READ: i32 = 23;
 const PR_SET_NO_NEW_PRIVS: i32 = 38;
 const PR_GET_NO_NEW_PRIVS: i32 = 39;
 const PR_SET_VMA: i32 = 0x53564d41;
+const PR_SET_CHILD_SUBREAPER: i32 = 36;
+const PR_GET_CHILD_SUBREAPER: i32 = 37;
 
 /// Linux's bounds on exec arguments: entries, one string, and all of them
 /// together (a quarter of the default stack).
@@ -47,21 +50,6 @@ pub(super) fn register(t: &mut Table) {
     t.full(Sysno::getresuid, getresuid, &[Hex, Hex, Hex]);
     t.full(Sysno::getresgid, getresgid, &[Hex, Hex, Hex]);
     t.full(Sysno::getgroups, getgroups, &[Int, Hex]);
-    t.full(Sysno::getpgrp, getpgrp, &[]);
-    t.full(Sysno::getpgid, getpgid, &[Int]);
-    t.full(Sysno::getsid, getsid, &[Int]);
-    t.partial(
-        Sysno::setpgid,
-        setpgid,
-        &[Int, Int],
-        "only the calling process exists until fork arrives",
-    );
-    t.partial(
-        Sysno::setsid,
-        setsid,
-        &[],
-        "only the calling process exists until fork arrives",
-    );
     t.full(Sysno::exit, exit, &[Int]);
     t.full(Sysno::exit_group, exit_group, &[Int]);
     t.full(Sysno::set_tid_address, set_tid_address, &[Hex]);
@@ -167,57 +155,6 @@ fn getgroups(t: &mut Task, a: &Args) -> SysResult {
     Ok(groups.len() as u64)
 }
 
-fn getpgrp(t: &mut Task, _a: &Args) -> SysResult {
-    Ok(*t.tg.pgid.lock().unwrap_or_else(|p| p.into_inner()) as u64)
-}
-
-fn getpgid(t: &mut Task, a: &Args) -> SysResult {
-    check_self(t, a.i32(0))?;
-    getpgrp(t, a)
-}
-
-fn getsid(t: &mut Task, a: &Args) -> SysResult {
-    check_self(t, a.i32(0))?;
-    Ok(*t.tg.sid.lock().unwrap_or_else(|p| p.into_inner()) as u64)
-}
-
-fn setpgid(t: &mut Task, a: &Args) -> SysResult {
-    check_self(t, a.i32(0))?;
-    let pgid = a.i32(1);
-    if pgid < 0 {
-        return Err(Errno::EINVAL);
-    }
-    // A session leader cannot change its process group.
-    if *t.tg.sid.lock().unwrap_or_else(|p| p.into_inner()) == t.tg.pid {
-        return Err(Errno::EPERM);
-    }
-    if pgid != 0 && pgid != t.tg.pid {
-        return Err(Errno::EPERM);
-    }
-    *t.tg.pgid.lock().unwrap_or_else(|p| p.into_inner()) = t.tg.pid;
-    Ok(0)
-}
-
-fn setsid(t: &mut Task, _a: &Args) -> SysResult {
-    // The init process is already a session and group leader.
-    if *t.tg.pgid.lock().unwrap_or_else(|p| p.into_inner()) == t.tg.pid {
-        return Err(Errno::EPERM);
-    }
-    *t.tg.sid.lock().unwrap_or_else(|p| p.into_inner()) = t.tg.pid;
-    *t.tg.pgid.lock().unwrap_or_else(|p| p.into_inner()) = t.tg.pid;
-    Ok(t.tg.pid as u64)
-}
-
-fn check_self(t: &Task, pid: i32) -> Result<(), Errno> {
-    if pid == 0 || pid == t.tg.pid {
-        Ok(())
-    } else if pid < 0 {
-        Err(Errno::EINVAL)
-    } else {
-        Err(Errno::ESRCH)
-    }
-}
-
 fn exit(t: &mut Task, a: &Args) -> SysResult {
     // Only this thread; the last one out ends the process with its code.
     t.exit = Some(ExitStatus::Exited(a.i32(0) & 0xff));
@@ -297,9 +234,21 @@ fn prctl(t: &mut Task, a: &Args) -> SysResult {
             if a.u64(1) > 64 {
                 return Err(Errno::EINVAL);
             }
+            t.tg.pdeath_signal.store(a.i32(1), Relaxed);
             Ok(0)
         }
-        PR_GET_PDEATHSIG => t.mm.write_obj(a.u64(1), &0i32).map(|()| 0),
+        PR_GET_PDEATHSIG => {
+            let sig = t.tg.pdeath_signal.load(Relaxed);
+            t.mm.write_obj(a.u64(1), &sig).map(|()| 0)
+        }
+        PR_SET_CHILD_SUBREAPER => {
+            t.tg.subreaper.store(a.u64(1) != 0, Relaxed);
+            Ok(0)
+        }
+        PR_GET_CHILD_SUBREAPER => {
+            let on = i32::from(t.tg.subreaper.load(Relaxed));
+            t.mm.write_obj(a.u64(1), &on).map(|()| 0)
+        }
         PR_GET_DUMPABLE => Ok(1),
         PR_SET_DUMPABLE if a.u64(1) <= 1 => Ok(0),
         PR_CAPBSET_READ if a.u64(1) <= 40 => Ok(1),
@@ -445,6 +394,8 @@ pub fn exec(t: &mut Task, path: &[u8], argv: Vec<Vec<u8>>, envp: &[Vec<u8>]) -> 
     t.shared.set_interrupter(t.mm.space().interrupter());
     t.fds.close_on_exec();
     t.tg.sigactions.reset_for_exec();
+    t.tg.did_exec
+        .store(true, std::sync::atomic::Ordering::Relaxed);
     t.altstack = veil_abi::StackT {
         ss_flags: 2,
         ..Default::default()
