@@ -64,8 +64,8 @@ static void spawn(void)
 	pid_t pid;
 	char *argv[] = {"sh", "-c", "echo spawned; exit 2", NULL};
 	int r = posix_spawn(&pid, "/bin/sh", NULL, NULL, argv, environ);
-	report("posix_spawn: %s", errname(r));
 	waitpid(pid, &status, 0);
+	report("posix_spawn: %s", errname(r));
 	describe("spawned", status);
 	char *missing[] = {"nope", NULL};
 	r = posix_spawn(&pid, "/nonexistent/nope", NULL, NULL, missing, environ);

@@ -57,7 +57,6 @@ static void groups(void)
 	/* After exec, the parent may no longer move the child. */
 	child = fork();
 	if (child == 0) {
-		char c;
 		close(go[1]);
 		execl("/bin/sh", "sh", "-c", "read x", (char *)NULL);
 		_exit(127);
