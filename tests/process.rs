@@ -97,3 +97,11 @@ fn clone_sharing_vfork_and_spawn() {
 fn sessions_groups_and_orphans() {
     assert_program_passes("process/sessions", Link::Static);
 }
+
+/// execve from a secondary thread, execveat and fexecve, and robust
+/// mutexes whose owner died.
+#[test]
+fn exec_from_threads_execveat_and_robust_futexes() {
+    assert_program_passes("process/exec_threads", Link::Static);
+    assert_program_passes("process/exec_threads", Link::Dynamic);
+}

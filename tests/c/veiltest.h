@@ -35,6 +35,7 @@ __attribute__((unused)) static const char *errname(int e)
 	E(ENAMETOOLONG) E(ENOSYS) E(ENOTEMPTY) E(ELOOP) E(EOVERFLOW)
 	E(EOPNOTSUPP) E(ETIMEDOUT) E(ENOTSOCK) E(ENODATA) E(ENOTCONN)
 	E(ECONNREFUSED) E(EADDRINUSE) E(EAFNOSUPPORT) E(ENOTUNIQ) E(ESTALE)
+	E(EOWNERDEAD) E(ENOTRECOVERABLE)
 #undef E
 	default:
 		snprintf(buf, sizeof buf, "E%d", e);

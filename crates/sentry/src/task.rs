@@ -64,6 +64,8 @@ pub struct ThreadGroup {
     pub subreaper: AtomicBool,
     /// PR_SET_PDEATHSIG: the signal this process gets when its parent dies.
     pub pdeath_signal: AtomicI32,
+    /// The thread that is exec'ing while its siblings are killed (0: none).
+    pub execing: AtomicI32,
 }
 
 impl ThreadGroup {
@@ -85,6 +87,7 @@ impl ThreadGroup {
             did_exec: AtomicBool::new(false),
             subreaper: AtomicBool::new(false),
             pdeath_signal: AtomicI32::new(0),
+            execing: AtomicI32::new(0),
         }
     }
 }
@@ -122,6 +125,7 @@ impl ThreadGroup {
             did_exec: AtomicBool::new(false),
             subreaper: AtomicBool::new(false),
             pdeath_signal: AtomicI32::new(0),
+            execing: AtomicI32::new(0),
         }
     }
 
@@ -375,6 +379,12 @@ impl Task {
     /// dump, as Linux reports it (no core file is written).
     pub fn deliver_fatal(&mut self, signo: i32) {
         const RLIMIT_CORE: usize = 4;
+        let execing = self.tg.execing.load(Ordering::Relaxed);
+        if signo == crate::signal::SIGKILL && execing != 0 && execing != self.tid {
+            // Killed by a sibling's exec: only this thread ends, silently.
+            self.exit = Some(ExitStatus::Signaled { signo, core: false });
+            return;
+        }
         let core_allowed =
             self.tg.rlimits.lock().unwrap_or_else(|p| p.into_inner())[RLIMIT_CORE].rlim_cur > 0;
         let core = core_allowed && matches!(signo, 3 | 4 | 5 | 6 | 7 | 8 | 11 | 24 | 25 | 31);
@@ -411,6 +421,7 @@ impl Task {
     /// Takes the thread out of its group. Returns the process's exit status
     /// if it was the last thread; otherwise only this thread ends.
     fn leave_group(&mut self, status: ExitStatus) -> Option<ExitStatus> {
+        syscalls::exit_robust_list(self);
         if self.clear_child_tid != 0 {
             // CLONE_CHILD_CLEARTID: zero the TID and wake a joiner.
             if self.mm.write_obj(self.clear_child_tid, &0u32).is_ok() {
@@ -423,6 +434,10 @@ impl Task {
             threads.retain(|&t| t != self.tid);
             threads.is_empty()
         };
+        let execing = self.tg.execing.load(Ordering::Relaxed);
+        if let Some(task) = (execing != 0).then(|| self.kernel.task(execing)).flatten() {
+            task.waiter.wake();
+        }
         // The stub thread goes unless its address space goes with it.
         if !last || Arc::strong_count(&self.mm) > 1 {
             self.mm.space().exit_thread();

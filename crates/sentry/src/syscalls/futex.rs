@@ -28,7 +28,7 @@ pub(super) fn register(t: &mut Table) {
         Sysno::futex,
         futex,
         &[Hex, Int, Int, Hex, Hex, Int],
-        "WAIT, WAKE, REQUEUE, CMP_REQUEUE, WAKE_OP and the BITSET forms; shared futexes are per process; PI futexes ENOSYS",
+        "WAIT, WAKE, REQUEUE, CMP_REQUEUE, WAKE_OP and the BITSET forms; robust lists; shared futexes are per process; PI futexes ENOSYS",
     );
 }
 
@@ -116,6 +116,68 @@ pub fn futex_wake(t: &Task, addr: u64, n: usize) -> usize {
     t.kernel
         .futexes
         .wake(key(t, addr), n, FUTEX_BITSET_MATCH_ANY)
+}
+
+/// Futex word bits of robust (and PI) mutexes.
+const FUTEX_WAITERS: u32 = 0x8000_0000;
+const FUTEX_OWNER_DIED: u32 = 0x4000_0000;
+const FUTEX_TID_MASK: u32 = 0x3fff_ffff;
+/// Most robust-list entries Linux walks, against cyclic lists.
+const ROBUST_LIST_LIMIT: usize = 2048;
+
+/// What a dying (or exec'ing) thread does with its robust list: every
+/// futex it still holds gets FUTEX_OWNER_DIED, and one waiter is woken to
+/// recover it. A corrupt list ends the walk quietly, as on Linux.
+pub fn exit_robust_list(t: &Task) {
+    let (head, len) = t.robust_list;
+    if head == 0 || len != 24 {
+        return;
+    }
+    let read = |addr: u64| t.mm.read_obj::<u64>(addr).ok();
+    let (Some(mut entry), Some(offset), Some(pending)) =
+        (read(head), read(head + 8), read(head + 16))
+    else {
+        return;
+    };
+    let futex_of = |entry: u64| (entry & !1).wrapping_add(offset);
+    for _ in 0..ROBUST_LIST_LIMIT {
+        if entry == head {
+            break;
+        }
+        let Some(next) = read(entry & !1) else { break };
+        if entry != pending {
+            futex_death(t, futex_of(entry));
+        }
+        entry = next;
+    }
+    if pending != 0 {
+        futex_death(t, futex_of(pending));
+    }
+}
+
+/// Marks a robust futex the dying thread owns as owner-died and wakes a
+/// waiter. Atomic with respect to other futex calls.
+fn futex_death(t: &Task, addr: u64) {
+    if !addr.is_multiple_of(4) {
+        return;
+    }
+    let wake = {
+        let _queues = t.kernel.futexes.lock();
+        let Ok(word) = t.mm.read_obj::<u32>(addr) else {
+            return;
+        };
+        if word & FUTEX_TID_MASK != t.tid as u32 {
+            return;
+        }
+        let new = (word & FUTEX_WAITERS) | FUTEX_OWNER_DIED;
+        if t.mm.write_obj(addr, &new).is_err() {
+            return;
+        }
+        word & FUTEX_WAITERS != 0
+    };
+    if wake {
+        futex_wake(t, addr, 1);
+    }
 }
 
 fn wait(t: &Task, addr: u64, val: u32, deadline: Option<Instant>, bitset: u32) -> SysResult {

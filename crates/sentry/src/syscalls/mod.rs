@@ -6,7 +6,7 @@ mod clone;
 pub use clone::VforkDone;
 mod fs;
 mod futex;
-pub use futex::{futex_wake, Futexes};
+pub use futex::{exit_robust_list, futex_wake, Futexes};
 mod info;
 mod mm;
 mod poll;

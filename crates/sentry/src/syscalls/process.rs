@@ -66,11 +66,12 @@ pub(super) fn register(t: &mut Table) {
     t.full(Sysno::getrlimit, getrlimit, &[Int, Hex]);
     t.full(Sysno::setrlimit, setrlimit, &[Int, Hex]);
     t.partial(
-        Sysno::execve,
-        execve,
-        &[Path, Hex, Hex],
-        "single-threaded processes",
+        Sysno::execveat,
+        execveat,
+        &[Int, Path, Hex, Hex, Hex],
+        "as execve; the program is found again by its path, so an FD to an unlinked file cannot be exec'd",
     );
+    t.full(Sysno::execve, execve, &[Path, Hex, Hex]);
     t.unimplemented(
         Sysno::rseq,
         Errno::ENOSYS,
@@ -352,10 +353,6 @@ fn read_strings(t: &Task, mut addr: u64, budget: &mut usize) -> Result<Vec<Vec<u
 }
 
 fn execve(t: &mut Task, a: &Args) -> SysResult {
-    if t.tg.threads.lock().unwrap_or_else(|p| p.into_inner()).len() > 1 {
-        t.kernel.log_once("execve from a multi-threaded process");
-        return Err(Errno::EINVAL);
-    }
     let path = t.mm.read_cstr(a.u64(0), 4096)?;
     if path.is_empty() {
         return Err(Errno::ENOENT);
@@ -364,6 +361,113 @@ fn execve(t: &mut Task, a: &Args) -> SysResult {
     let argv = read_strings(t, a.u64(1), &mut budget)?;
     let envp = read_strings(t, a.u64(2), &mut budget)?;
     exec(t, &path, argv, &envp)
+}
+
+const AT_FDCWD: i32 = -100;
+const AT_SYMLINK_NOFOLLOW: i32 = 0x100;
+const AT_EMPTY_PATH: i32 = 0x1000;
+
+/// execveat: the program is named relative to a directory FD, or is the
+/// file an FD refers to (AT_EMPTY_PATH, as fexecve does).
+fn execveat(t: &mut Task, a: &Args) -> SysResult {
+    let (dirfd, flags) = (a.i32(0), a.i32(4));
+    if flags & !(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH) != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let name = t.mm.read_cstr(a.u64(1), 4096)?;
+    let ctx = t.fs.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let path = if name.is_empty() {
+        if flags & AT_EMPTY_PATH == 0 {
+            return Err(Errno::ENOENT);
+        }
+        let file = t.fds.get(dirfd)?;
+        t.kernel.vfs.path_of(&ctx, file.path())
+    } else if name[0] == b'/' || dirfd == AT_FDCWD {
+        name
+    } else {
+        let dir = t.fds.get(dirfd)?;
+        if !dir.stat()?.is_dir() {
+            return Err(Errno::ENOTDIR);
+        }
+        let mut p = t.kernel.vfs.path_of(&ctx, dir.path());
+        p.push(b'/');
+        p.extend_from_slice(&name);
+        p
+    };
+    if flags & AT_SYMLINK_NOFOLLOW != 0 {
+        let start = if path.first() == Some(&b'/') {
+            ctx.root.clone()
+        } else {
+            ctx.cwd.clone()
+        };
+        let found = t
+            .kernel
+            .vfs
+            .lookup_as(&ctx, &start, &path, false, &t.creds)?;
+        if found.dentry.inode().stat()?.st_mode & veil_abi::mode::S_IFMT == veil_abi::mode::S_IFLNK
+        {
+            return Err(Errno::ELOOP);
+        }
+    }
+    let mut budget = MAX_ARGS_TOTAL;
+    let argv = read_strings(t, a.u64(2), &mut budget)?;
+    let envp = read_strings(t, a.u64(3), &mut budget)?;
+    exec(t, &path, argv, &envp)
+}
+
+/// Makes the exec'ing task the process's only thread, as Linux's de_thread:
+/// its siblings are killed without a trace, and it takes over the PID if it
+/// was not the main thread. Fails if the process is dying or another
+/// thread's exec won.
+fn de_thread(t: &mut Task) -> Result<(), Errno> {
+    let tg = t.tg.clone();
+    let others: Vec<i32> = tg
+        .threads
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .copied()
+        .filter(|&tid| tid != t.tid)
+        .collect();
+    if others.is_empty() {
+        return Ok(());
+    }
+    if tg
+        .execing
+        .compare_exchange(0, t.tid, Relaxed, Relaxed)
+        .is_err()
+    {
+        return Err(Errno::EAGAIN);
+    }
+    for tid in others {
+        if let Some(task) = t.kernel.task(tid) {
+            task.send(crate::signal::SigInfo::user(crate::signal::SIGKILL, 0, 0));
+        }
+    }
+    loop {
+        if tg.threads.lock().unwrap_or_else(|p| p.into_inner()).len() == 1 {
+            break;
+        }
+        let dying = tg
+            .group_exit
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
+            || t.pending_signals() & crate::signal::bit(crate::signal::SIGKILL) != 0;
+        if dying {
+            tg.execing.store(0, Relaxed);
+            return Err(Errno::EAGAIN);
+        }
+        t.shared.waiter.wait(None);
+    }
+    if t.tid != tg.pid {
+        t.kernel.remove_task(t.tid);
+        t.tid = tg.pid;
+        t.kernel.add_task(t.tid, t.shared.clone());
+        *tg.threads.lock().unwrap_or_else(|p| p.into_inner()) = vec![t.tid];
+    }
+    tg.execing.store(0, Relaxed);
+    Ok(())
 }
 
 /// Replaces the task's image; on failure the old image is untouched.
@@ -380,8 +484,11 @@ pub fn exec(t: &mut Task, path: &[u8], argv: Vec<Vec<u8>>, envp: &[Vec<u8>]) -> 
     ));
     let opener = TaskExecOpener::new(t);
     let loaded = loader::load(&opener, &mm, path, argv, envp, &aux_info(t))?;
-    // Point of no return. An address space shared with other processes
-    // (CLONE_VM) stays theirs; this task's stub thread leaves it.
+    de_thread(t)?;
+    // Point of no return: held robust futexes are released first, as
+    // Linux's exec_mm_release does. An address space shared with other
+    // processes (CLONE_VM) stays theirs; this task's stub thread leaves it.
+    super::futex::exit_robust_list(t);
     if Arc::strong_count(&t.mm) > 1 {
         t.mm.space().exit_thread();
     } else {
