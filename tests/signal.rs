@@ -29,3 +29,11 @@ fn bash_trap() {
     ]);
     assert_eq!(veil.stdout_str(), "trapped\nafter\n", "{}", veil.describe());
 }
+
+/// Process- and thread-directed signals with threads, real-time queueing,
+/// sigqueue rules, sigtimedwait and discarding by SIG_IGN.
+#[test]
+fn queueing_targets_and_timed_waits() {
+    assert_program_passes("signal/queue", Link::Static);
+    assert_program_passes("signal/queue", Link::Dynamic);
+}

@@ -361,10 +361,13 @@ impl Task {
     /// `publish_mask` with an explicit mask (rt_sigtimedwait unblocks the
     /// signals it waits for while it sleeps).
     pub fn publish_blocked(&self, mask: u64) {
-        let old = self.shared.publish_blocked(mask);
-        let newly = mask & !old & self.tg.signals.pending().bits();
-        if newly != 0 {
-            self.kernel.retarget(&self.tg, newly);
+        let newly = mask & !self.shared.publish_blocked(mask);
+        if newly == 0 {
+            return;
+        }
+        let pending = newly & self.tg.signals.pending().bits();
+        if pending != 0 {
+            self.kernel.retarget(&self.tg, pending);
         }
     }
 
@@ -394,7 +397,8 @@ impl Task {
     /// system call: restarted, or failed with EINTR for a handler. Stop
     /// signals stop the whole process here until SIGCONT or SIGKILL.
     pub fn deliver_pending(&mut self) {
-        let restart = self.restart.take();
+        let mut restart = self.restart.take();
+        let mut handled = false;
         while self.exit.is_none() {
             if self.must_join_stop() {
                 self.join_stop();
@@ -419,14 +423,17 @@ impl Task {
                     }
                     DefaultAction::Terminate | DefaultAction::Core => self.deliver_fatal(sig),
                 },
+                // Every deliverable signal gets its frame now, each on top
+                // of the last, so the last one's handler runs first, as
+                // when Linux returns to user space.
                 _ => {
-                    self.settle_restart(restart, Some(&act));
+                    self.settle_restart(restart.take(), Some(&act));
                     self.handle(info, act);
-                    return;
+                    handled = true;
                 }
             }
         }
-        if self.exit.is_none() {
+        if self.exit.is_none() && !handled {
             self.settle_restart(restart, None);
             if let Some(mask) = self.saved_mask.take() {
                 self.signal_mask = mask;

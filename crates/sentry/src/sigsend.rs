@@ -156,7 +156,8 @@ impl Kernel {
         !is_ignored(sig, &act) || blocked & bit(sig) != 0
     }
 
-    fn discard_pending(&self, tg: &ThreadGroup, set: u64) {
+    /// Drops the signals in `set` pending for the process or its threads.
+    pub fn discard_pending(&self, tg: &ThreadGroup, set: u64) {
         tg.signals.pending().discard(set);
         for t in self.threads_of(tg) {
             t.pending().discard(set);

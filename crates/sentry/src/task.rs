@@ -319,6 +319,7 @@ impl Task {
             if self.exit.is_some() {
                 continue;
             }
+            self.publish_mask();
             let event = self.ctx.switch(self.mm.space(), &mut self.regs);
             match event {
                 Ok(Event::Syscall) => syscalls::dispatch(self),

@@ -78,6 +78,11 @@ fn rt_sigaction(t: &mut Task, a: &Args) -> SysResult {
         }
         old
     });
+    // Setting an ignoring action discards the signal where it is pending.
+    if new.is_some_and(|n| crate::signal::is_ignored(sig as i32, &n)) {
+        t.kernel
+            .discard_pending(&t.tg, crate::signal::bit(sig as i32));
+    }
     if a.u64(2) != 0 {
         t.mm.write_obj(a.u64(2), &old)?;
     }
