@@ -105,3 +105,20 @@ fn exec_from_threads_execveat_and_robust_futexes() {
     assert_program_passes("process/exec_threads", Link::Static);
     assert_program_passes("process/exec_threads", Link::Dynamic);
 }
+
+/// Job control on a terminal: controlling terminal, foreground group,
+/// SIGTTIN/SIGTTOU and TOSTOP, natively and under veil.
+#[test]
+fn job_control_on_a_terminal() {
+    let bin = common::compile("process/jobctl", Link::Static);
+    let bin = common::path_str(&bin);
+    let timeout = common::run_timeout();
+    let (native_status, native) = common::run_on_terminal(bin, &[], timeout);
+    let (veil_status, veil) = common::run_on_terminal(&common::veil_bin(), &["do", bin], timeout);
+    assert_eq!(
+        native, veil,
+        "terminal output differs (left native, right veil)"
+    );
+    assert_eq!(native_status, veil_status);
+    assert!(native.contains("all ok"), "{native}");
+}

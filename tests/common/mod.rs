@@ -409,6 +409,61 @@ pub fn run_command(
     output
 }
 
+/// Runs `program args...` with a new pseudo-terminal as its stdin, stdout
+/// and stderr (not yet its controlling terminal), as a terminal session
+/// would. Returns the exit status and what it printed, with the
+/// terminal's CR-LF line ends turned back into LF.
+pub fn run_on_terminal(program: &str, args: &[&str], timeout: Duration) -> (Status, String) {
+    use std::os::fd::AsFd;
+    let pty = nix::pty::openpty(None, None).expect("openpty");
+    let slave = || Stdio::from(pty.slave.as_fd().try_clone_to_owned().expect("dup pty"));
+    let mut child = Command::new(program)
+        .args(args)
+        .env_clear()
+        .env(
+            "PATH",
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        )
+        .current_dir(CWD)
+        .stdin(slave())
+        .stdout(slave())
+        .stderr(slave())
+        .process_group(0)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {program}: {e}"));
+    drop(pty.slave);
+    let master = std::fs::File::from(pty.master);
+    // Reads until every holder of the slave side has closed it (EIO).
+    let reader = thread::spawn(move || {
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        let mut master = master;
+        while let Ok(n) = master.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&buf[..n]);
+        }
+        out
+    });
+    let deadline = Instant::now() + timeout;
+    let exit = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            kill_group(child.id());
+            let _ = child.kill();
+            panic!("TIMEOUT: {program} {args:?} on a terminal");
+        }
+        thread::sleep(Duration::from_millis(5));
+    };
+    kill_group(child.id());
+    let out = reader.join().expect("pty reader");
+    let text = String::from_utf8_lossy(&out).replace("\r\n", "\n");
+    (Status::from_exit_status(exit), text)
+}
+
 // ---------------------------------------------------------------------------
 // Test cases: native vs veil
 // ---------------------------------------------------------------------------

@@ -73,6 +73,13 @@ pub fn boot(cfg: BootConfig) -> Result<ExitStatus, BootError> {
         fds.insert_at(fd as i32, OpenFile::from_host_fd(host, flags), false)
             .map_err(setup("stdio"))?;
     }
+    // A terminal handed over as stdin becomes init's controlling terminal,
+    // as a container's console does.
+    if fds.get(0).is_ok_and(|f| f.is_terminal()) {
+        kernel
+            .terminal
+            .attach(crate::kernel::INIT_PID, crate::kernel::INIT_PID);
+    }
     let root = vfs.root();
     let mut ctx = FsContext::new(root.clone());
     if let Ok(cwd) = vfs.lookup(&ctx, &root, &cfg.cwd, true) {

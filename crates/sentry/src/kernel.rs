@@ -39,6 +39,9 @@ pub struct Kernel {
     pub futexes: crate::syscalls::Futexes,
     /// Running tasks by TID, for signals sent to them.
     tasks: Mutex<HashMap<i32, Arc<TaskShared>>>,
+    /// The terminal the sandbox was handed, with its session and
+    /// foreground process group.
+    pub terminal: crate::tty::Terminal,
 }
 
 impl Kernel {
@@ -61,6 +64,7 @@ impl Kernel {
             child_events: WaitQueue::default(),
             tasks: Mutex::new(HashMap::new()),
             futexes: Default::default(),
+            terminal: Default::default(),
         }
     }
 

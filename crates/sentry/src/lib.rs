@@ -10,6 +10,7 @@ pub mod sigsend;
 pub mod syscalls;
 pub mod task;
 mod timer;
+pub mod tty;
 mod vfsglue;
 
 pub use boot::{boot, BootConfig, BootError};

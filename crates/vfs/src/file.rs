@@ -79,6 +79,17 @@ pub trait FileOps: Send + Sync {
         POLLIN | POLLOUT | POLLRDNORM | POLLWRNORM
     }
 
+    /// Whether this is a terminal. Process groups, sessions and job control
+    /// are the sentry's, which asks this to tell terminals apart.
+    fn is_terminal(&self) -> bool {
+        false
+    }
+
+    /// A terminal's local modes (termios c_lflag, where TOSTOP lives).
+    fn terminal_lflag(&self) -> Result<u32, Errno> {
+        Err(Errno::ENOTTY)
+    }
+
     /// Whether readiness can change without any waiter being woken (files
     /// backed by host FDs): pollers must then look again from time to time.
     fn needs_repoll(&self) -> bool {
@@ -320,6 +331,14 @@ impl OpenFile {
 
     pub fn needs_repoll(&self) -> bool {
         self.ops.needs_repoll()
+    }
+
+    pub fn is_terminal(&self) -> bool {
+        !self.is_path_only() && self.ops.is_terminal()
+    }
+
+    pub fn terminal_lflag(&self) -> Result<u32, Errno> {
+        self.ops.terminal_lflag()
     }
 
     pub fn ioctl(&self, cmd: u32, arg: u64, mem: &dyn UserMem) -> Result<u64, Errno> {

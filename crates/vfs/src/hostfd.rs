@@ -4,12 +4,9 @@
 //! short list of terminal ones reach it.
 
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
 
-use linux_raw_sys::ioctl::{
-    FIONREAD, TCGETS, TCSETS, TCSETSF, TCSETSW, TIOCGPGRP, TIOCGWINSZ, TIOCSPGRP, TIOCSWINSZ,
-};
+use linux_raw_sys::ioctl::{FIONREAD, TCGETS, TCSETS, TCSETSF, TCSETSW, TIOCGWINSZ, TIOCSWINSZ};
 use rustix::fs::SeekFrom;
 use veil_abi::mode::S_IFMT;
 use veil_abi::{Errno, Stat, Termios, Timespec, Winsize};
@@ -22,11 +19,6 @@ use crate::vfs::PathRef;
 use crate::wait::Waiter;
 use crate::{host_call, host_errno};
 
-/// The foreground process group of the caller's terminal, the sandbox's one
-/// controlling terminal. Job control stays inside the sandbox: it starts as
-/// the init process's group, and the host's process groups never show.
-static FOREGROUND_PGRP: AtomicI32 = AtomicI32::new(1);
-
 impl OpenFile {
     /// An open file over host FD `fd`; `flags` are its status flags.
     pub fn from_host_fd(fd: OwnedFd, flags: i32) -> Arc<OpenFile> {
@@ -34,7 +26,8 @@ impl OpenFile {
         let inode = Arc::new(HostInode(fd.clone()));
         let file_type = inode.stat().map_or(0, |st| st.st_mode & S_IFMT);
         let path = PathRef::anonymous(b"host", inode);
-        OpenFile::with_type(path, flags, file_type, Box::new(HostFile(fd)))
+        let tty = rustix::termios::isatty(&*fd);
+        OpenFile::with_type(path, flags, file_type, Box::new(HostFile { fd, tty }))
     }
 }
 
@@ -76,16 +69,13 @@ impl Inode for HostInode {
     }
 }
 
-struct HostFile(Arc<OwnedFd>);
+struct HostFile {
+    fd: Arc<OwnedFd>,
+    /// Whether the FD is a terminal, as it was when handed over.
+    tty: bool,
+}
 
 impl HostFile {
-    fn require_tty(&self) -> Result<(), Errno> {
-        match rustix::termios::isatty(&*self.0) {
-            true => Ok(()),
-            false => Err(Errno::ENOTTY),
-        }
-    }
-
     /// TCGETS and the TCSETS family, which take the kernel's `termios`.
     fn termios_ioctl(&self, cmd: u32, termios: &mut Termios) -> Result<(), Errno> {
         // SAFETY: `cmd` is TCGETS, TCSETS, TCSETSW or TCSETSF, each of which
@@ -93,7 +83,7 @@ impl HostFile {
         // `termios` is exactly that struct, valid and exclusively borrowed
         // for the call; the FD is open while `self` lives.
         let r = unsafe {
-            nix::libc::ioctl(self.0.as_raw_fd(), cmd.into(), std::ptr::from_mut(termios))
+            nix::libc::ioctl(self.fd.as_raw_fd(), cmd.into(), std::ptr::from_mut(termios))
         };
         if r < 0 {
             return Err(Errno::new(nix::errno::Errno::last_raw()));
@@ -110,7 +100,7 @@ impl FileOps for HostFile {
     /// The host FD's readiness right now; the host cannot wake our waiters.
     fn poll(&self, _waiter: Option<&Arc<Waiter>>) -> u32 {
         use rustix::event::{poll, PollFd, PollFlags};
-        let mut fds = [PollFd::new(&*self.0, PollFlags::IN | PollFlags::OUT)];
+        let mut fds = [PollFd::new(&*self.fd, PollFlags::IN | PollFlags::OUT)];
         match poll(&mut fds, 0) {
             Ok(_) => u32::from(fds[0].revents().bits()),
             Err(_) => crate::wait::events::POLLERR,
@@ -121,24 +111,34 @@ impl FileOps for HostFile {
         true
     }
 
+    fn is_terminal(&self) -> bool {
+        self.tty
+    }
+
+    fn terminal_lflag(&self) -> Result<u32, Errno> {
+        let mut t = Termios::default();
+        self.termios_ioctl(TCGETS, &mut t)?;
+        Ok(t.c_lflag)
+    }
+
     fn read(&self, buf: &mut [u8], _flags: i32) -> Result<usize, Errno> {
-        host_call(|| rustix::io::read(&*self.0, &mut *buf))
+        host_call(|| rustix::io::read(&*self.fd, &mut *buf))
     }
 
     fn write(&self, buf: &[u8], _flags: i32) -> Result<usize, Errno> {
-        host_call(|| rustix::io::write(&*self.0, buf))
+        host_call(|| rustix::io::write(&*self.fd, buf))
     }
 
     fn read_at(&self, buf: &mut [u8], off: u64) -> Result<usize, Errno> {
-        host_call(|| rustix::io::pread(&*self.0, &mut *buf, off))
+        host_call(|| rustix::io::pread(&*self.fd, &mut *buf, off))
     }
 
     fn write_at(&self, buf: &[u8], off: u64) -> Result<usize, Errno> {
-        host_call(|| rustix::io::pwrite(&*self.0, buf, off))
+        host_call(|| rustix::io::pwrite(&*self.fd, buf, off))
     }
 
     fn truncate(&self, len: u64) -> Result<(), Errno> {
-        host_call(|| rustix::fs::ftruncate(&*self.0, len))
+        host_call(|| rustix::fs::ftruncate(&*self.fd, len))
     }
 
     fn seek(&self, offset: i64, whence: u32) -> Result<u64, Errno> {
@@ -148,11 +148,11 @@ impl FileOps for HostFile {
             SEEK_END => SeekFrom::End(offset),
             _ => return Err(Errno::EINVAL),
         };
-        rustix::fs::seek(&*self.0, pos).map_err(host_errno)
+        rustix::fs::seek(&*self.fd, pos).map_err(host_errno)
     }
 
     fn ioctl(&self, cmd: u32, arg: u64, mem: &dyn UserMem) -> Result<u64, Errno> {
-        let fd = self.0.as_fd();
+        let fd = self.fd.as_fd();
         match cmd {
             TCGETS => {
                 let mut t = Termios::default();
@@ -189,22 +189,6 @@ impl FileOps for HostFile {
                 let n = rustix::io::ioctl_fionread(fd).map_err(host_errno)?;
                 let n = i32::try_from(n).unwrap_or(i32::MAX);
                 mem.copy_out(arg, n.as_bytes())?;
-            }
-            TIOCGPGRP => {
-                self.require_tty()?;
-                let pgrp = FOREGROUND_PGRP.load(Ordering::Relaxed);
-                mem.copy_out(arg, pgrp.as_bytes())?;
-            }
-            // The sentry's glue is to check that the group exists in the
-            // sandbox; here it only has to be a valid process group ID.
-            TIOCSPGRP => {
-                self.require_tty()?;
-                let mut pgrp = 0i32;
-                mem.copy_in(arg, pgrp.as_mut_bytes())?;
-                if pgrp <= 0 {
-                    return Err(Errno::EINVAL);
-                }
-                FOREGROUND_PGRP.store(pgrp, Ordering::Relaxed);
             }
             _ => return Err(Errno::ENOTTY),
         }

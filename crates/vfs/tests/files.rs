@@ -451,6 +451,7 @@ fn host_fds_use_their_own_position() {
     f.truncate(4).unwrap();
     assert_eq!(rustix::fs::fstat(&dup).unwrap().st_size, 4);
     // Not a terminal: the terminal ioctls say so, others are refused.
+    assert!(!f.is_terminal());
     let mem = Mem(std::sync::Mutex::new(vec![0; 64]));
     for cmd in [0x5401, 0x5413, 0x540f] {
         assert_eq!(f.ioctl(cmd, 0, &mem).err(), Some(Errno::ENOTTY));
@@ -473,9 +474,10 @@ fn host_terminals_answer_terminal_ioctls() {
     mem.0.lock().unwrap()[..8].fill(0);
     assert_eq!(f.ioctl(0x5413, 0, &mem), Ok(0));
     assert_eq!(mem.0.lock().unwrap()[..4], [24, 0, 80, 0]);
-    // The foreground group is the sandbox's, not the host's.
-    assert_eq!(f.ioctl(0x540f, 8, &mem), Ok(0));
-    assert_eq!(mem.0.lock().unwrap()[8..12], 1i32.to_ne_bytes());
+    // Job control is the sentry's: the host's process groups never show.
+    assert!(f.is_terminal());
+    assert_eq!(f.ioctl(0x540f, 8, &mem), Err(Errno::ENOTTY));
+    assert_eq!(f.terminal_lflag().map(|_| ()), Ok(()));
     assert_eq!(f.ioctl(FIONREAD, 16, &mem), Ok(0));
     // Faults in application memory are reported.
     assert_eq!(f.ioctl(0x5401, 1 << 20, &mem), Err(Errno::EFAULT));

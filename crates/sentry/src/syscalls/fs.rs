@@ -82,7 +82,7 @@ pub(super) fn register(t: &mut Table) {
         Sysno::ioctl,
         ioctl,
         &[Fd, Hex, Hex],
-        "terminal ioctls on host terminals; FIONBIO, FIOCLEX, FIONCLEX",
+        "terminal modes and sizes on host terminals, job control (TIOCSCTTY, TIOCNOTTY, TIOC[GS]PGRP, TIOCGSID) in the sentry; FIONBIO, FIOCLEX, FIONCLEX",
     );
     t.full(Sysno::dup, dup, &[Fd]);
     t.full(Sysno::dup2, dup2, &[Fd, Fd]);
@@ -213,6 +213,7 @@ fn transfer(
 ) -> SysResult {
     let len = len.min(MAX_RW);
     t.mm.check_access(addr, len as u64, dir == Dir::Read)?;
+    crate::tty::check_io(t, file, dir == Dir::Write)?;
     // Blocking sandbox streams (pipes) wait in the sentry, interruptibly;
     // host FDs block in the host call itself.
     let wait_here = file.is_stream() && !file.needs_repoll() && file.flags() & O_NONBLOCK == 0;
@@ -644,7 +645,15 @@ fn ioctl(t: &mut Task, a: &Args) -> SysResult {
             });
             Ok(0)
         }
-        cmd => file.ioctl(cmd, a.u64(2), &TaskMem(t)),
+        cmd if file.is_terminal() && crate::tty::handles(cmd) => {
+            crate::tty::ioctl(t, cmd, a.u64(2))
+        }
+        cmd => {
+            if crate::tty::is_change(cmd) {
+                crate::tty::check_settings_change(t, &file)?;
+            }
+            file.ioctl(cmd, a.u64(2), &TaskMem(t))
+        }
     }
 }
 
