@@ -122,3 +122,50 @@ fn job_control_on_a_terminal() {
     assert_eq!(native_status, veil_status);
     assert!(native.contains("all ok"), "{native}");
 }
+
+/// The shell line of issue 3: a pipeline, a background job and wait, and a
+/// trap for a signal the shell sends itself.
+#[test]
+fn bash_jobs_pipes_and_traps() {
+    let (_, veil) = assert_same(&[
+        "/bin/bash",
+        "-c",
+        "for i in 1 2 3; do echo $i; done | sort -r | head -2; (sleep 0.2; echo bg) & wait; \
+         trap \"echo trapped\" USR1; kill -USR1 $$",
+    ]);
+    assert_eq!(veil.stdout_str(), "3\n2\nbg\ntrapped\n", "{}", veil.describe());
+}
+
+/// busybox (static) applets: its shell, sort, find, xargs and timeout,
+/// which kills its child with SIGTERM.
+#[test]
+fn busybox_applets() {
+    let (_, veil) = assert_same(&[
+        "/bin/busybox",
+        "sh",
+        "-c",
+        "printf 'c\\nb\\na\\n' | busybox sort; \
+         busybox find /etc/apt -maxdepth 1 -name '*.d' | busybox sort; \
+         echo 1 2 3 | busybox xargs -n1 echo item; \
+         busybox timeout 1 busybox sleep 5; echo timeout=$?; \
+         busybox timeout 5 busybox true; echo quick=$?; \
+         (busybox sleep 0.1; echo sub) & wait; echo done",
+    ]);
+    assert!(veil.stdout_str().contains("timeout=143\n"), "{}", veil.describe());
+}
+
+/// Python's signal.alarm interrupts a sleep with its handler.
+#[test]
+fn python_signal_alarm() {
+    let (_, veil) = assert_same(&[
+        "/usr/bin/python3",
+        "-c",
+        "import signal, time\n\
+         signal.signal(signal.SIGALRM, lambda s, f: print('alarm', s))\n\
+         signal.alarm(1)\n\
+         t = time.monotonic(); time.sleep(3); print('slept through', time.monotonic() - t >= 2.9)\n\
+         signal.setitimer(signal.ITIMER_REAL, 0.05)\n\
+         signal.pause(); print('paused')\n",
+    ]);
+    assert_eq!(veil.stdout_str(), "alarm 14\nslept through True\nalarm 14\npaused\n", "{}", veil.describe());
+}

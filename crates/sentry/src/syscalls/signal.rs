@@ -50,6 +50,7 @@ pub(super) fn register(t: &mut Table) {
     );
     t.full(Sysno::rt_sigpending, rt_sigpending, &[Hex, UInt]);
     t.full(Sysno::rt_sigsuspend, rt_sigsuspend, &[Hex, UInt]);
+    t.full(Sysno::pause, pause, &[]);
     t.partial(
         Sysno::rt_sigreturn,
         rt_sigreturn,
@@ -344,6 +345,12 @@ fn rt_sigsuspend(t: &mut Task, a: &Args) -> SysResult {
     // call restarts without one).
     t.saved_mask.get_or_insert(t.signal_mask);
     t.signal_mask = mask & !UNBLOCKABLE;
+    while !t.block(None) {}
+    Err(Errno::ERESTARTNOHAND)
+}
+
+/// pause: sleeps until a signal runs a handler or ends the process.
+fn pause(t: &mut Task, _a: &Args) -> SysResult {
     while !t.block(None) {}
     Err(Errno::ERESTARTNOHAND)
 }
