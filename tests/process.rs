@@ -133,7 +133,12 @@ fn bash_jobs_pipes_and_traps() {
         "for i in 1 2 3; do echo $i; done | sort -r | head -2; (sleep 0.2; echo bg) & wait; \
          trap \"echo trapped\" USR1; kill -USR1 $$",
     ]);
-    assert_eq!(veil.stdout_str(), "3\n2\nbg\ntrapped\n", "{}", veil.describe());
+    assert_eq!(
+        veil.stdout_str(),
+        "3\n2\nbg\ntrapped\n",
+        "{}",
+        veil.describe()
+    );
 }
 
 /// busybox (static) applets: its shell, sort, find, xargs and timeout,
@@ -151,7 +156,11 @@ fn busybox_applets() {
          busybox timeout 5 busybox true; echo quick=$?; \
          (busybox sleep 0.1; echo sub) & wait; echo done",
     ]);
-    assert!(veil.stdout_str().contains("timeout=143\n"), "{}", veil.describe());
+    assert!(
+        veil.stdout_str().contains("timeout=143\n"),
+        "{}",
+        veil.describe()
+    );
 }
 
 /// Python's signal.alarm interrupts a sleep with its handler.
@@ -167,5 +176,10 @@ fn python_signal_alarm() {
          signal.setitimer(signal.ITIMER_REAL, 0.05)\n\
          signal.pause(); print('paused')\n",
     ]);
-    assert_eq!(veil.stdout_str(), "alarm 14\nslept through True\nalarm 14\npaused\n", "{}", veil.describe());
+    assert_eq!(
+        veil.stdout_str(),
+        "alarm 14\nslept through True\nalarm 14\npaused\n",
+        "{}",
+        veil.describe()
+    );
 }

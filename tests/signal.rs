@@ -37,3 +37,9 @@ fn queueing_targets_and_timed_waits() {
     assert_program_passes("signal/queue", Link::Static);
     assert_program_passes("signal/queue", Link::Dynamic);
 }
+
+/// Signal frames save and restore the whole XSAVE (AVX) state.
+#[test]
+fn frames_carry_avx_state() {
+    assert_program_passes("signal/avx", Link::Static);
+}

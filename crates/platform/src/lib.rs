@@ -28,6 +28,9 @@ pub enum PlatformError {
     /// An address space was used from a sentry thread that has no stub thread in it.
     #[error("no stub thread in this address space for sentry thread {0}")]
     NotOwner(i32),
+    /// Register state handed to the platform does not fit the CPU.
+    #[error("bad register state: {0}")]
+    BadState(&'static str),
     /// A syscall injected into a stub failed.
     #[error("stub {op} failed: {errno}")]
     Stub {
@@ -199,24 +202,52 @@ pub trait Context: Send {
         regs: &mut Registers,
     ) -> Result<Event, PlatformError>;
 
-    /// The thread's floating-point state in FXSAVE layout (512 bytes), as
-    /// signal frames carry it.
+    /// The thread's floating-point and vector state, as signal frames
+    /// carry it.
     fn fp_state(&mut self, space: &dyn AddressSpace) -> Result<FpState, PlatformError>;
 
-    /// Replaces the thread's floating-point state (sigreturn).
+    /// Replaces the thread's floating-point and vector state (sigreturn).
     fn set_fp_state(&mut self, space: &dyn AddressSpace, fp: &FpState)
         -> Result<(), PlatformError>;
 }
 
-/// The FXSAVE area: x87, MMX and SSE registers, MXCSR.
-#[repr(C, align(16))]
-#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, Immutable, KnownLayout)]
-pub struct FpState(pub [u8; 512]);
+/// Size of the FXSAVE area, which every x86-64 CPU has.
+pub const FXSAVE_SIZE: usize = 512;
 
-impl Default for FpState {
-    fn default() -> FpState {
-        FpState([0; 512])
+/// A thread's floating-point and vector registers in the standard
+/// (non-compacted) XSAVE layout: the 512-byte FXSAVE area (x87, MMX, SSE,
+/// MXCSR), the XSAVE header, then the extended components (AVX, ...). Its
+/// length is the host's XSAVE size, or just the FXSAVE area on CPUs
+/// without XSAVE.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FpState(pub Vec<u8>);
+
+impl FpState {
+    /// Whether the state has extended (XSAVE) components.
+    pub fn is_xsave(&self) -> bool {
+        self.0.len() > FXSAVE_SIZE
     }
+}
+
+/// The XSAVE layout of this CPU: the size of the standard-format area and
+/// the state components the OS enabled (XCR0), or None without XSAVE.
+pub fn xsave_layout() -> Option<(usize, u64)> {
+    static LAYOUT: std::sync::OnceLock<Option<(usize, u64)>> = std::sync::OnceLock::new();
+    *LAYOUT.get_or_init(probe_xsave)
+}
+
+fn probe_xsave() -> Option<(usize, u64)> {
+    use std::arch::x86_64::__cpuid_count;
+    let leaf1 = __cpuid_count(1, 0);
+    let osxsave = leaf1.ecx & (1 << 27) != 0;
+    if !osxsave {
+        return None;
+    }
+    let leaf_d = __cpuid_count(0xd, 0);
+    // SAFETY: XGETBV(0) is valid when CR4.OSXSAVE is set, which OSXSAVE
+    // reports.
+    let xcr0 = unsafe { std::arch::x86_64::_xgetbv(0) };
+    Some((leaf_d.ebx as usize, xcr0))
 }
 
 /// A way of running application code.

@@ -2,7 +2,7 @@
 //! `rt_sigframe` a handler runs on (and that rt_sigreturn unwinds).
 
 use veil_abi::{Errno, KernelSigaction, StackT};
-use veil_platform::{FpState, Registers};
+use veil_platform::{xsave_layout, FpState, Registers, FXSAVE_SIZE};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -487,7 +487,7 @@ impl Task {
     }
 
     fn setup_frame(&mut self, info: &SigInfo, act: &KernelSigaction) -> Result<(), Errno> {
-        let fp = self.fp_state()?;
+        let fp = sigframe_fpstate(self.fp_state()?);
         let regs = self.regs;
         let use_altstack = act.flags & SA_ONSTACK != 0
             && self.altstack.ss_flags & SS_DISABLE == 0
@@ -500,10 +500,7 @@ impl Task {
         } else {
             regs.rsp.checked_sub(RED_ZONE).ok_or(Errno::EFAULT)?
         };
-        sp = sp
-            .checked_sub(size_of::<FpState>() as u64)
-            .ok_or(Errno::EFAULT)?
-            & !63;
+        sp = sp.checked_sub(fp.len() as u64).ok_or(Errno::EFAULT)? & !63;
         let fp_addr = sp;
         sp = (sp
             .checked_sub(size_of::<RtSigframe>() as u64)
@@ -521,7 +518,11 @@ impl Task {
         let frame = RtSigframe {
             pretcode: act.restorer,
             uc: Ucontext {
-                flags: UC_FLAGS,
+                flags: if fp.len() > FXSAVE_SIZE {
+                    UC_FLAGS | UC_FP_XSTATE
+                } else {
+                    UC_FLAGS
+                },
                 link: 0,
                 stack,
                 mcontext: Sigcontext {
@@ -556,7 +557,7 @@ impl Task {
             },
             info: *info,
         };
-        self.mm.copy_out(fp_addr, fp.as_bytes())?;
+        self.mm.copy_out(fp_addr, &fp)?;
         self.mm.copy_out(sp, frame.as_bytes())?;
         if use_altstack {
             // SS_AUTODISARM: the stack is disarmed while the handler runs.
@@ -596,7 +597,7 @@ impl Task {
         let uc: Ucontext = self.mm.read_obj(self.regs.rsp)?;
         let m = uc.mcontext;
         if m.fpstate != 0 {
-            let fp: FpState = self.mm.read_obj(m.fpstate)?;
+            let fp = self.read_sigframe_fpstate(m.fpstate)?;
             self.set_fp_state(&fp)?;
         }
         self.regs = Registers {
@@ -627,6 +628,61 @@ impl Task {
             self.altstack = uc.stack;
         }
         Ok(())
+    }
+}
+
+/// The `fx_sw_bytes` Linux keeps in the FXSAVE area's software-reserved
+/// bytes of a signal frame, saying that an XSAVE area follows.
+const SW_BYTES: usize = 464;
+const FP_XSTATE_MAGIC1: u32 = 0x4650_5853;
+const FP_XSTATE_MAGIC2: u32 = 0x4650_5845;
+/// uc_flags: the frame's FP state is an XSAVE area.
+const UC_FP_XSTATE: u64 = 0x1;
+
+/// The FP state as a signal frame carries it: an FXSAVE area alone, or an
+/// XSAVE area whose software-reserved bytes describe it, then MAGIC2.
+fn sigframe_fpstate(fp: FpState) -> Vec<u8> {
+    let mut bytes = fp.0;
+    if bytes.len() <= FXSAVE_SIZE {
+        return bytes;
+    }
+    let size = bytes.len() as u32;
+    let xfeatures = xsave_layout().map_or(0, |(_, xcr0)| xcr0);
+    let mut sw = [0u8; FXSAVE_SIZE - SW_BYTES];
+    sw[0..4].copy_from_slice(&FP_XSTATE_MAGIC1.to_ne_bytes());
+    sw[4..8].copy_from_slice(&(size + 4).to_ne_bytes());
+    sw[8..16].copy_from_slice(&xfeatures.to_ne_bytes());
+    sw[16..20].copy_from_slice(&size.to_ne_bytes());
+    bytes[SW_BYTES..FXSAVE_SIZE].copy_from_slice(&sw);
+    bytes.extend_from_slice(&FP_XSTATE_MAGIC2.to_ne_bytes());
+    bytes
+}
+
+impl Task {
+    /// Reads the FP state of a signal frame at `addr`: the XSAVE area if
+    /// the frame's software bytes and MAGIC2 vouch for one of this CPU's
+    /// size, the FXSAVE area alone otherwise (as Linux falls back).
+    fn read_sigframe_fpstate(&self, addr: u64) -> Result<FpState, Errno> {
+        let mut fx = vec![0u8; FXSAVE_SIZE];
+        self.mm.copy_in(addr, &mut fx)?;
+        let word =
+            |b: &[u8], at: usize| u32::from_ne_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
+        let Some((size, _)) = xsave_layout() else {
+            return Ok(FpState(fx));
+        };
+        let vouched = word(&fx, SW_BYTES) == FP_XSTATE_MAGIC1
+            && word(&fx, SW_BYTES + 4) as usize == size + 4
+            && word(&fx, SW_BYTES + 16) as usize == size
+            && self
+                .mm
+                .read_obj::<u32>(addr + size as u64)
+                .is_ok_and(|m| m == FP_XSTATE_MAGIC2);
+        if !vouched {
+            return Ok(FpState(fx));
+        }
+        let mut all = vec![0u8; size];
+        self.mm.copy_in(addr, &mut all)?;
+        Ok(FpState(all))
     }
 }
 

@@ -163,39 +163,87 @@ impl Tracee {
         }
     }
 
+    /// The thread's FP/vector state: the whole XSAVE area where the CPU has
+    /// one (PTRACE_GETREGSET NT_X86_XSTATE), the FXSAVE area otherwise.
     pub fn fp_state(&self) -> Result<crate::FpState, PlatformError> {
-        let mut fp = crate::FpState::default();
-        self.fpregs(
-            nix::libc::PTRACE_GETFPREGS,
-            fp.0.as_mut_ptr(),
-            "PTRACE_GETFPREGS",
-        )?;
-        Ok(fp)
+        match crate::xsave_layout() {
+            Some((size, _)) => {
+                let mut buf = vec![0u8; size];
+                self.regset(nix::libc::PTRACE_GETREGSET, &mut buf, "PTRACE_GETREGSET")?;
+                Ok(crate::FpState(buf))
+            }
+            None => {
+                let mut buf = vec![0u8; crate::FXSAVE_SIZE];
+                self.fpregs(nix::libc::PTRACE_GETFPREGS, &mut buf, "PTRACE_GETFPREGS")?;
+                Ok(crate::FpState(buf))
+            }
+        }
     }
 
+    /// Loads FP/vector state: a full XSAVE area, or an FXSAVE area alone
+    /// (the extended components then keep their values).
     pub fn set_fp_state(&self, fp: &crate::FpState) -> Result<(), PlatformError> {
-        let mut copy = *fp;
+        let mut copy = fp.0.clone();
+        if copy.len() < crate::FXSAVE_SIZE {
+            return Err(PlatformError::BadState("FP state shorter than FXSAVE"));
+        }
         // The kernel rejects reserved MXCSR bits; clear them rather than fail.
-        let mxcsr = u32::from_le_bytes([copy.0[24], copy.0[25], copy.0[26], copy.0[27]]) & 0xffff;
-        copy.0[24..28].copy_from_slice(&mxcsr.to_le_bytes());
-        self.fpregs(
-            nix::libc::PTRACE_SETFPREGS,
-            copy.0.as_mut_ptr(),
-            "PTRACE_SETFPREGS",
-        )
+        let mxcsr = u32::from_le_bytes([copy[24], copy[25], copy[26], copy[27]]) & 0xffff;
+        copy[24..28].copy_from_slice(&mxcsr.to_le_bytes());
+        match crate::xsave_layout() {
+            Some((size, _)) if copy.len() == size => {
+                self.regset(nix::libc::PTRACE_SETREGSET, &mut copy, "PTRACE_SETREGSET")
+            }
+            _ => {
+                copy.truncate(crate::FXSAVE_SIZE);
+                self.fpregs(nix::libc::PTRACE_SETFPREGS, &mut copy, "PTRACE_SETFPREGS")
+            }
+        }
     }
 
     /// PTRACE_GETFPREGS or PTRACE_SETFPREGS on a 512-byte FXSAVE buffer.
     fn fpregs(
         &self,
         request: nix::libc::c_uint,
-        buf: *mut u8,
+        buf: &mut [u8],
         op: &'static str,
     ) -> Result<(), PlatformError> {
+        if buf.len() != crate::FXSAVE_SIZE {
+            return Err(PlatformError::BadState("FXSAVE area of the wrong size"));
+        }
         // SAFETY: both requests access exactly one 512-byte
-        // `user_fpregs_struct` at `buf`, which callers point at an
-        // `FpState` they own for the duration of the call.
-        let r = unsafe { nix::libc::ptrace(request, self.tid.as_raw(), 0, buf) };
+        // `user_fpregs_struct` at the pointer, and `buf` is that long and
+        // exclusively borrowed for the call.
+        let r = unsafe { nix::libc::ptrace(request, self.tid.as_raw(), 0, buf.as_mut_ptr()) };
+        if r < 0 {
+            return Err(host(op)(nix::errno::Errno::last()));
+        }
+        Ok(())
+    }
+
+    /// PTRACE_GETREGSET or PTRACE_SETREGSET of NT_X86_XSTATE over `buf`.
+    fn regset(
+        &self,
+        request: nix::libc::c_uint,
+        buf: &mut [u8],
+        op: &'static str,
+    ) -> Result<(), PlatformError> {
+        const NT_X86_XSTATE: usize = 0x202;
+        let mut iov = nix::libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
+        };
+        // SAFETY: the kernel reads or writes at most `iov_len` bytes at
+        // `iov_base`, which is `buf`, exclusively borrowed for the call;
+        // `iov` itself lives across it.
+        let r = unsafe {
+            nix::libc::ptrace(
+                request,
+                self.tid.as_raw(),
+                NT_X86_XSTATE,
+                std::ptr::from_mut(&mut iov),
+            )
+        };
         if r < 0 {
             return Err(host(op)(nix::errno::Errno::last()));
         }

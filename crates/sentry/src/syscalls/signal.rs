@@ -51,12 +51,7 @@ pub(super) fn register(t: &mut Table) {
     t.full(Sysno::rt_sigpending, rt_sigpending, &[Hex, UInt]);
     t.full(Sysno::rt_sigsuspend, rt_sigsuspend, &[Hex, UInt]);
     t.full(Sysno::pause, pause, &[]);
-    t.partial(
-        Sysno::rt_sigreturn,
-        rt_sigreturn,
-        &[],
-        "FXSAVE floating-point state only: AVX upper halves are not saved across handlers",
-    );
+    t.full(Sysno::rt_sigreturn, rt_sigreturn, &[]);
 }
 
 fn rt_sigaction(t: &mut Task, a: &Args) -> SysResult {
