@@ -183,3 +183,11 @@ fn python_signal_alarm() {
         veil.describe()
     );
 }
+
+/// Mutexes, condition variables, barriers and semaphores under load, and
+/// threaded children all reaped.
+#[test]
+fn threads_and_processes_under_load() {
+    assert_program_passes("process/stress", Link::Static);
+    assert_program_passes("process/stress", Link::Dynamic);
+}
