@@ -43,3 +43,33 @@ fn queueing_targets_and_timed_waits() {
 fn frames_carry_avx_state() {
     assert_program_passes("signal/avx", Link::Static);
 }
+
+/// A blocking read of a host pipe (veil's own stdin) is interrupted by a
+/// signal inside the sandbox, and restarted under SA_RESTART.
+#[test]
+fn host_pipe_reads_are_interruptible() {
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+    let bin = common::compile("signal/host_read", Link::Static);
+    let mut child = Command::new(common::veil_bin())
+        .args(["do", common::path_str(&bin)])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start veil");
+    let stdin = child.stdin.take();
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    drop(stdin);
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .expect("stdout")
+        .read_to_string(&mut out)
+        .expect("read output");
+    let status = child.wait().expect("wait");
+    assert_eq!(
+        out, "read interrupted: -1 EINTR\nrestarted read: 0\nall ok\n",
+        "{status}"
+    );
+}

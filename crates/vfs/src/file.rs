@@ -90,6 +90,13 @@ pub trait FileOps: Send + Sync {
         Err(Errno::ENOTTY)
     }
 
+    /// For files backed by host FDs: waits in the host, at most `timeout`,
+    /// for any of the poll `events`, and returns the ready ones (0 on
+    /// timeout). Others have waiters instead and return None.
+    fn wait_host(&self, _events: u32, _timeout: std::time::Duration) -> Option<u32> {
+        None
+    }
+
     /// Whether readiness can change without any waiter being woken (files
     /// backed by host FDs): pollers must then look again from time to time.
     fn needs_repoll(&self) -> bool {
@@ -331,6 +338,10 @@ impl OpenFile {
 
     pub fn needs_repoll(&self) -> bool {
         self.ops.needs_repoll()
+    }
+
+    pub fn wait_host(&self, events: u32, timeout: std::time::Duration) -> Option<u32> {
+        self.ops.wait_host(events, timeout)
     }
 
     pub fn is_terminal(&self) -> bool {

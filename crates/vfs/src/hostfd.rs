@@ -111,6 +111,18 @@ impl FileOps for HostFile {
         true
     }
 
+    fn wait_host(&self, events: u32, timeout: std::time::Duration) -> Option<u32> {
+        use rustix::event::{poll, PollFd, PollFlags};
+        let flags = PollFlags::from_bits_truncate(events as u16);
+        let mut fds = [PollFd::new(&*self.fd, flags)];
+        let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+        Some(match poll(&mut fds, ms) {
+            Ok(_) => u32::from(fds[0].revents().bits()),
+            Err(rustix::io::Errno::INTR) => 0,
+            Err(_) => crate::wait::events::POLLERR,
+        })
+    }
+
     fn is_terminal(&self) -> bool {
         self.tty
     }

@@ -215,8 +215,13 @@ fn transfer(
     t.mm.check_access(addr, len as u64, dir == Dir::Read)?;
     crate::tty::check_io(t, file, dir == Dir::Write)?;
     // Blocking sandbox streams (pipes) wait in the sentry, interruptibly;
-    // host FDs block in the host call itself.
-    let wait_here = file.is_stream() && !file.needs_repoll() && file.flags() & O_NONBLOCK == 0;
+    // host FDs wait in the host until ready, with a look at the task's
+    // signals now and then, and only then block in the host call.
+    let blocking = file.is_stream() && file.flags() & O_NONBLOCK == 0;
+    let wait_here = blocking && !file.needs_repoll();
+    if blocking && file.needs_repoll() && offset.is_none() {
+        wait_host_ready(t, file, dir)?;
+    }
     let mut buf = vec![0u8; len.min(CHUNK)];
     let mut done = 0;
     while done < len {
@@ -248,6 +253,27 @@ fn transfer(
         }
     }
     Ok(done as u64)
+}
+
+/// Waits until a host FD is ready for `dir` (or hung up), checking the
+/// task's signals every `HOST_SIGNAL_CHECK`: a signal ends the wait.
+fn wait_host_ready(t: &Task, file: &OpenFile, dir: Dir) -> Result<(), Errno> {
+    use veil_vfs::wait::events::*;
+    const HOST_SIGNAL_CHECK: std::time::Duration = std::time::Duration::from_millis(20);
+    let want = match dir {
+        Dir::Read => POLLIN,
+        Dir::Write => POLLOUT,
+    };
+    loop {
+        match file.wait_host(want, HOST_SIGNAL_CHECK) {
+            None => return Ok(()),
+            Some(ready) if ready & (want | POLLHUP | POLLERR | POLLNVAL) != 0 => return Ok(()),
+            Some(_) => {}
+        }
+        if t.signal_pending() {
+            return Err(Errno::ERESTARTSYS);
+        }
+    }
 }
 
 /// Retries a non-blocking stream operation until it stops saying EAGAIN,
