@@ -11,7 +11,7 @@ use linux_raw_sys::ioctl::{
     FIONREAD, TCGETS, TCSETS, TCSETSF, TCSETSW, TIOCGPGRP, TIOCGWINSZ, TIOCSPGRP, TIOCSWINSZ,
 };
 use rustix::fs::SeekFrom;
-use veil_abi::mode::S_IFMT;
+use veil_abi::mode::{S_IFDIR, S_IFMT, S_IFREG};
 use veil_abi::{Errno, Stat, Termios, Timespec, Winsize};
 use zerocopy::IntoBytes;
 
@@ -34,7 +34,9 @@ impl OpenFile {
         let inode = Arc::new(HostInode(fd.clone()));
         let file_type = inode.stat().map_or(0, |st| st.st_mode & S_IFMT);
         let path = PathRef::anonymous(b"host", inode);
-        OpenFile::with_type(path, flags, file_type, Box::new(HostFile(fd)))
+        // Regular files and directories have no readiness of their own.
+        let pollable = !matches!(file_type, S_IFREG | S_IFDIR);
+        OpenFile::with_type(path, flags, file_type, Box::new(HostFile { fd, pollable }))
     }
 }
 
@@ -76,11 +78,14 @@ impl Inode for HostInode {
     }
 }
 
-struct HostFile(Arc<OwnedFd>);
+struct HostFile {
+    fd: Arc<OwnedFd>,
+    pollable: bool,
+}
 
 impl HostFile {
     fn require_tty(&self) -> Result<(), Errno> {
-        match rustix::termios::isatty(&*self.0) {
+        match rustix::termios::isatty(&*self.fd) {
             true => Ok(()),
             false => Err(Errno::ENOTTY),
         }
@@ -93,7 +98,7 @@ impl HostFile {
         // `termios` is exactly that struct, valid and exclusively borrowed
         // for the call; the FD is open while `self` lives.
         let r = unsafe {
-            nix::libc::ioctl(self.0.as_raw_fd(), cmd.into(), std::ptr::from_mut(termios))
+            nix::libc::ioctl(self.fd.as_raw_fd(), cmd.into(), std::ptr::from_mut(termios))
         };
         if r < 0 {
             return Err(Errno::new(nix::errno::Errno::last_raw()));
@@ -110,7 +115,7 @@ impl FileOps for HostFile {
     /// The host FD's readiness right now; the host cannot wake our waiters.
     fn poll(&self, _waiter: Option<&Arc<Waiter>>) -> u32 {
         use rustix::event::{poll, PollFd, PollFlags};
-        let mut fds = [PollFd::new(&*self.0, PollFlags::IN | PollFlags::OUT)];
+        let mut fds = [PollFd::new(&*self.fd, PollFlags::IN | PollFlags::OUT)];
         match poll(&mut fds, 0) {
             Ok(_) => u32::from(fds[0].revents().bits()),
             Err(_) => crate::wait::events::POLLERR,
@@ -121,24 +126,28 @@ impl FileOps for HostFile {
         true
     }
 
+    fn pollable(&self) -> bool {
+        self.pollable
+    }
+
     fn read(&self, buf: &mut [u8], _flags: i32) -> Result<usize, Errno> {
-        host_call(|| rustix::io::read(&*self.0, &mut *buf))
+        host_call(|| rustix::io::read(&*self.fd, &mut *buf))
     }
 
     fn write(&self, buf: &[u8], _flags: i32) -> Result<usize, Errno> {
-        host_call(|| rustix::io::write(&*self.0, buf))
+        host_call(|| rustix::io::write(&*self.fd, buf))
     }
 
     fn read_at(&self, buf: &mut [u8], off: u64) -> Result<usize, Errno> {
-        host_call(|| rustix::io::pread(&*self.0, &mut *buf, off))
+        host_call(|| rustix::io::pread(&*self.fd, &mut *buf, off))
     }
 
     fn write_at(&self, buf: &[u8], off: u64) -> Result<usize, Errno> {
-        host_call(|| rustix::io::pwrite(&*self.0, buf, off))
+        host_call(|| rustix::io::pwrite(&*self.fd, buf, off))
     }
 
     fn truncate(&self, len: u64) -> Result<(), Errno> {
-        host_call(|| rustix::fs::ftruncate(&*self.0, len))
+        host_call(|| rustix::fs::ftruncate(&*self.fd, len))
     }
 
     fn seek(&self, offset: i64, whence: u32) -> Result<u64, Errno> {
@@ -148,11 +157,11 @@ impl FileOps for HostFile {
             SEEK_END => SeekFrom::End(offset),
             _ => return Err(Errno::EINVAL),
         };
-        rustix::fs::seek(&*self.0, pos).map_err(host_errno)
+        rustix::fs::seek(&*self.fd, pos).map_err(host_errno)
     }
 
     fn ioctl(&self, cmd: u32, arg: u64, mem: &dyn UserMem) -> Result<u64, Errno> {
-        let fd = self.0.as_fd();
+        let fd = self.fd.as_fd();
         match cmd {
             TCGETS => {
                 let mut t = Termios::default();
