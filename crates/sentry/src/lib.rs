@@ -8,7 +8,9 @@ pub mod mm;
 pub mod signal;
 pub mod syscalls;
 pub mod task;
+mod signalfd;
 mod timer;
+mod timerfd;
 mod vfsglue;
 
 pub use boot::{boot, BootConfig, BootError};

@@ -8,7 +8,7 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use veil_platform::Interrupt;
-use veil_vfs::wait::Waiter;
+use veil_vfs::wait::{WaitQueue, Waiter};
 
 use crate::task::{Task, NSIG};
 
@@ -154,6 +154,8 @@ pub struct TaskShared {
     pub waiter: Arc<Waiter>,
     /// Stops the task's application thread while it runs.
     interrupter: Mutex<Option<Arc<dyn Interrupt>>>,
+    /// Woken when a signal becomes pending: signalfd pollers.
+    pub signal_waiters: WaitQueue,
 }
 
 impl Default for TaskShared {
@@ -162,8 +164,26 @@ impl Default for TaskShared {
             pending: Mutex::default(),
             waiter: Waiter::new(),
             interrupter: Mutex::new(None),
+            signal_waiters: WaitQueue::default(),
         }
     }
+}
+
+thread_local! {
+    /// The task this sentry thread runs, for the files whose behaviour
+    /// depends on who asks (signalfd), as Linux's `current`.
+    static CURRENT: std::cell::RefCell<Option<Arc<TaskShared>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Makes `task` the current task of this sentry thread (`None`: no task).
+pub fn set_current(task: Option<Arc<TaskShared>>) {
+    CURRENT.with(|c| *c.borrow_mut() = task);
+}
+
+/// The task this sentry thread runs, if any.
+pub fn current() -> Option<Arc<TaskShared>> {
+    CURRENT.with(|c| c.borrow().clone())
 }
 
 impl TaskShared {
@@ -180,6 +200,7 @@ impl TaskShared {
             p.infos.push(info);
         }
         self.waiter.wake();
+        self.signal_waiters.notify_events(veil_vfs::wait::events::POLLIN);
         if let Some(i) = self
             .interrupter
             .lock()
@@ -206,8 +227,13 @@ impl TaskShared {
 
     /// Removes the lowest pending signal not in `mask`.
     fn take(&self, mask: u64) -> Option<SigInfo> {
+        self.take_in(!(mask & !UNBLOCKABLE))
+    }
+
+    /// Removes the lowest pending signal in `set` (signalfd's reads).
+    pub fn take_in(&self, set: u64) -> Option<SigInfo> {
         let mut p = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
-        let ready = p.bits & !(mask & !UNBLOCKABLE);
+        let ready = p.bits & set;
         if ready == 0 {
             return None;
         }

@@ -190,7 +190,9 @@ impl Task {
     pub fn run(&mut self) -> Option<ExitStatus> {
         self.kernel.add_task(self.tid, self.shared.clone());
         self.shared.set_interrupter(self.mm.space().interrupter());
+        crate::signal::set_current(Some(self.shared.clone()));
         let status = self.run_loop();
+        crate::signal::set_current(None);
         self.shared.set_interrupter(None);
         self.kernel.remove_task(self.tid);
         self.leave_group(status)

@@ -113,10 +113,12 @@ impl WaitQueue {
     }
 
     /// Wakes every waiter for a change that concerns `events` (or `ALL`).
-    /// Sleepers wake regardless; callbacks may filter.
+    /// Sleepers wake regardless; callbacks may filter. The newest waiter
+    /// goes first, as Linux's add_wait_queue puts it at the head (epoll's
+    /// ready list shows that order).
     pub fn notify_events(&self, events: u32) {
         let waiters = self.waiters.lock().unwrap_or_else(PoisonError::into_inner);
-        for w in waiters.iter().filter_map(Weak::upgrade) {
+        for w in waiters.iter().rev().filter_map(Weak::upgrade) {
             w.notify(events);
         }
     }

@@ -35,6 +35,8 @@ const F_GETLK: i32 = 5;
 const F_SETLK: i32 = 6;
 const F_SETLKW: i32 = 7;
 const F_DUPFD_CLOEXEC: i32 = 1030;
+const F_SETPIPE_SZ: i32 = 1031;
+const F_GETPIPE_SZ: i32 = 1032;
 const FD_CLOEXEC: u64 = 1;
 
 const RENAME_NOREPLACE: u32 = 1;
@@ -76,7 +78,7 @@ pub(super) fn register(t: &mut Table) {
         Sysno::fcntl,
         fcntl,
         &[Fd, Int, Hex],
-        "descriptor flags, status flags and dup; record locks are not yet supported (EINVAL)",
+        "descriptor flags, status flags, dup and pipe sizes; record locks are not yet supported (EINVAL)",
     );
     t.partial(
         Sysno::ioctl,
@@ -242,7 +244,8 @@ fn transfer(
         }
         done += n;
         offset = offset.map(|o| o + n as u64);
-        if n < want {
+        // A blocking pipe write goes on until all of it is taken.
+        if n < want && !(dir == Dir::Write && wait_here && file.writes_whole()) {
             break;
         }
     }
@@ -612,6 +615,12 @@ fn fcntl(t: &mut Task, a: &Args) -> SysResult {
             t.fds.get(fd)?.set_flags(a.i32(2));
             Ok(0)
         }
+        F_GETPIPE_SZ => t.fds.get(fd)?.pipe_size(None),
+        // Root stands for CAP_SYS_RESOURCE, which lifts pipe-max-size.
+        F_SETPIPE_SZ => t
+            .fds
+            .get(fd)?
+            .pipe_size(Some((a.u32(2), t.creds.is_root()))),
         F_GETLK | F_SETLK | F_SETLKW => {
             t.fds.get(fd)?;
             t.kernel.log_once("fcntl record locks");
@@ -852,14 +861,10 @@ fn do_pipe(t: &Task, addr: u64, flags: i32) -> SysResult {
     if flags & !(O_CLOEXEC | O_NONBLOCK | O_DIRECT) != 0 {
         return Err(Errno::EINVAL);
     }
-    if flags & O_DIRECT != 0 {
-        t.kernel.log_once("pipe2(O_DIRECT) packet mode");
-        return Err(Errno::EINVAL);
-    }
     // Validate the destination before creating descriptors the caller
     // could never learn about.
     t.mm.check_access(addr, 8, true)?;
-    let (r, w) = veil_vfs::new_pipe(flags & O_NONBLOCK);
+    let (r, w) = veil_vfs::new_pipe(flags & (O_NONBLOCK | O_DIRECT));
     let cloexec = flags & O_CLOEXEC != 0;
     let rfd = t.fds.insert(r, cloexec, 0)?;
     let wfd = match t.fds.insert(w, cloexec, 0) {

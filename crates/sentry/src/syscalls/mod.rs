@@ -2,6 +2,8 @@
 //! each entry's handler, support level and argument formats (for strace).
 //! Handlers live one file per family.
 
+mod epoll;
+mod eventfd;
 mod fs;
 mod futex;
 pub use futex::{futex_wake, Futexes};
@@ -10,8 +12,10 @@ mod mm;
 mod poll;
 mod process;
 mod signal;
+mod signalfd;
 pub mod strace;
 mod time;
+mod timerfd;
 
 use std::sync::LazyLock;
 
@@ -146,6 +150,8 @@ pub static TABLE: LazyLock<Table> = LazyLock::new(|| {
     let mut t = Table {
         entries: vec![None; Sysno::last().id() as usize + 1],
     };
+    epoll::register(&mut t);
+    eventfd::register(&mut t);
     fs::register(&mut t);
     futex::register(&mut t);
     info::register(&mut t);
@@ -153,7 +159,9 @@ pub static TABLE: LazyLock<Table> = LazyLock::new(|| {
     poll::register(&mut t);
     process::register(&mut t);
     signal::register(&mut t);
+    signalfd::register(&mut t);
     time::register(&mut t);
+    timerfd::register(&mut t);
     t
 });
 
