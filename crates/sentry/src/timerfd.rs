@@ -125,7 +125,12 @@ impl TimerFd {
             (false, true) => {
                 let ts = rustix::time::clock_gettime(self.clock);
                 let clock_now = Duration::new(ts.tv_sec.max(0) as u64, ts.tv_nsec as u32);
-                Some(now + value.saturating_sub(clock_now))
+                // A time in the past keeps its distance: periodic timers
+                // count the periods missed since.
+                Some(match value.checked_sub(clock_now) {
+                    Some(ahead) => now + ahead,
+                    None => now.checked_sub(clock_now - value).unwrap_or(now),
+                })
             }
         };
         Ok(self.arm(first, interval))
