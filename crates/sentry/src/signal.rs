@@ -200,7 +200,8 @@ impl TaskShared {
             p.infos.push(info);
         }
         self.waiter.wake();
-        self.signal_waiters.notify_events(veil_vfs::wait::events::POLLIN);
+        self.signal_waiters
+            .notify_events(veil_vfs::wait::events::POLLIN);
         if let Some(i) = self
             .interrupter
             .lock()

@@ -79,10 +79,7 @@ impl TimerService {
         loop {
             let now = Instant::now();
             let Some((&(at, seq), _)) = q.due.iter().next() else {
-                q = self
-                    .changed
-                    .wait(q)
-                    .unwrap_or_else(PoisonError::into_inner);
+                q = self.changed.wait(q).unwrap_or_else(PoisonError::into_inner);
                 continue;
             };
             if at > now {

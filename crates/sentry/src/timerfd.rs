@@ -223,6 +223,7 @@ fn timespec(d: Duration) -> Timespec {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // A test's failure is a panic.
 mod tests {
     use super::*;
 

@@ -460,7 +460,8 @@ impl Inner {
     fn depth_above(&self) -> usize {
         let parents: Vec<Arc<Inner>> = {
             let mut watchers = lock(&self.watchers);
-            watchers.retain(|(p, e)| p.strong_count() > 0 && e.upgrade().is_some_and(|e| e.alive()));
+            watchers
+                .retain(|(p, e)| p.strong_count() > 0 && e.upgrade().is_some_and(|e| e.alive()));
             watchers.iter().filter_map(|(p, _)| p.upgrade()).collect()
         };
         parents
@@ -482,6 +483,7 @@ impl Inner {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // A test's failure is a panic.
 mod tests {
     use super::*;
     use crate::flags::O_NONBLOCK;

@@ -125,6 +125,7 @@ impl WaitQueue {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // A test's failure is a panic.
 mod tests {
     use super::*;
 
@@ -149,12 +150,17 @@ mod tests {
         let q = WaitQueue::default();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let log = seen.clone();
-        let w = Waiter::with_callback(move |ev| log.lock().unwrap_or_else(PoisonError::into_inner).push(ev));
+        let w = Waiter::with_callback(move |ev| {
+            log.lock().unwrap_or_else(PoisonError::into_inner).push(ev)
+        });
         q.register(&w);
         q.notify_events(events::POLLIN);
         q.notify();
         drop(w);
         q.notify();
-        assert_eq!(*seen.lock().unwrap_or_else(PoisonError::into_inner), [events::POLLIN, ALL]);
+        assert_eq!(
+            *seen.lock().unwrap_or_else(PoisonError::into_inner),
+            [events::POLLIN, ALL]
+        );
     }
 }

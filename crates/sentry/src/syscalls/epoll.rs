@@ -141,7 +141,12 @@ fn epoll_wait(t: &mut Task, a: &Args) -> SysResult {
 /// Runs `wait` with the signal mask at `mask` (if not null) in force, as
 /// epoll_pwait and epoll_pwait2 do: the old mask comes back on return, or
 /// after the handler of the signal that interrupted the wait.
-fn with_mask(t: &mut Task, mask: u64, size: u64, wait: impl FnOnce(&Task) -> SysResult) -> SysResult {
+fn with_mask(
+    t: &mut Task,
+    mask: u64,
+    size: u64,
+    wait: impl FnOnce(&Task) -> SysResult,
+) -> SysResult {
     if mask == 0 {
         return wait(t);
     }

@@ -70,7 +70,8 @@ fn timerfd_settime(t: &mut Task, a: &Args) -> SysResult {
     let file = t.fds.get(a.i32(0))?;
     let timer = file.ops_as::<TimerFd>().ok_or(Errno::EINVAL)?;
     if flags & TFD_TIMER_CANCEL_ON_SET != 0 {
-        t.kernel.log_once("timerfd_settime(TFD_TIMER_CANCEL_ON_SET)");
+        t.kernel
+            .log_once("timerfd_settime(TFD_TIMER_CANCEL_ON_SET)");
     }
     let old = timer.set(&new, flags & TFD_TIMER_ABSTIME != 0)?;
     if a.u64(3) != 0 {
