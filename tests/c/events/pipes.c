@@ -8,6 +8,7 @@
 #include <limits.h>
 #include <signal.h>
 #include <sys/ioctl.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -179,6 +180,23 @@ static void big_blocking_write(void)
 	report("reader got everything: %d", WEXITSTATUS(status) == 0);
 }
 
+/* readv returns what the pipe holds once a buffer got some: it does not
+ * wait to fill the next one. */
+static void readv_takes_what_is_there(void)
+{
+	int p[2];
+	pipe(p);
+	write(p[1], "hello", 5);
+	char a[5], b[10];
+	struct iovec iov[2] = { { a, sizeof a }, { b, sizeof b } };
+	ERR(readv(p[0], iov, 2));
+	write(p[1], "world!", 6);
+	ERR(readv(p[0], iov, 2));
+	report("split '%.5s' '%.1s'", a, b);
+	close(p[0]);
+	close(p[1]);
+}
+
 static void epipe(void)
 {
 	int p[2];
@@ -197,6 +215,7 @@ int main(void)
 	sizes();
 	atomicity();
 	big_blocking_write();
+	readv_takes_what_is_there();
 	epipe();
 	return finish();
 }

@@ -198,6 +198,9 @@ fn resolve(t: &Task, dirfd: i32, path_addr: u64, flags: u32) -> Result<PathRef, 
 enum Dir {
     /// From the file into application memory.
     Read,
+    /// Into application memory, without waiting for a sandbox stream (the
+    /// later buffers of a readv, which returns what is there).
+    ReadAvailable,
     /// From application memory into the file.
     Write,
 }
@@ -214,7 +217,7 @@ fn transfer(
     dir: Dir,
 ) -> SysResult {
     let len = len.min(MAX_RW);
-    t.mm.check_access(addr, len as u64, dir == Dir::Read)?;
+    t.mm.check_access(addr, len as u64, dir != Dir::Write)?;
     // Blocking sandbox streams (pipes) wait in the sentry, interruptibly;
     // host FDs block in the host call itself.
     let wait_here = file.is_stream() && !file.needs_repoll() && file.flags() & O_NONBLOCK == 0;
@@ -226,8 +229,12 @@ fn transfer(
         let chunk = &mut buf[..want];
         let n = match (dir, offset) {
             (Dir::Read, None) if wait_here => wait_io(t, file, || file.read_as(chunk, true)),
-            (Dir::Read, None) => file.read(chunk),
-            (Dir::Read, Some(off)) => file.pread(chunk, off),
+            (Dir::ReadAvailable, None) if wait_here => match file.read_as(chunk, true) {
+                Err(Errno::EAGAIN) => Ok(0),
+                r => r,
+            },
+            (Dir::Read | Dir::ReadAvailable, None) => file.read(chunk),
+            (Dir::Read | Dir::ReadAvailable, Some(off)) => file.pread(chunk, off),
             (Dir::Write, _) => t.mm.copy_in(at, chunk).and_then(|()| match offset {
                 None if wait_here => wait_io(t, file, || file.write_as(chunk, true)),
                 None => file.write(chunk),
@@ -239,7 +246,7 @@ fn transfer(
             Err(e) if done == 0 => return Err(e),
             Err(_) => break,
         };
-        if dir == Dir::Read {
+        if dir != Dir::Write {
             t.mm.copy_out(at, &buf[..n])?;
         }
         done += n;
@@ -351,10 +358,11 @@ fn vectored(t: &Task, a: &Args, offset: Option<u64>, write: bool) -> SysResult {
     for iov in iovs.iter().filter(|v| v.iov_len > 0) {
         let off = offset.map(|o| o + total);
         let len = iov.iov_len as usize;
-        let r = if write {
-            write_from(t, &file, iov.iov_base, len, off)
-        } else {
-            read_into(t, &file, iov.iov_base, len, off)
+        let r = match (write, total) {
+            (true, _) => write_from(t, &file, iov.iov_base, len, off),
+            (false, 0) => read_into(t, &file, iov.iov_base, len, off),
+            // Once some data is in, a read takes only what is there.
+            (false, _) => transfer(t, &file, iov.iov_base, len, off, Dir::ReadAvailable),
         };
         match r {
             Ok(n) => {
