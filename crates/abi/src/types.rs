@@ -281,6 +281,52 @@ pub mod mode {
     }
 }
 
+/// `struct epoll_event`: packed on x86-64, 12 bytes.
+#[repr(C, packed)]
+#[derive(Clone, Copy, Debug, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
+pub struct EpollEvent {
+    pub events: u32,
+    pub data: u64,
+}
+
+/// `struct itimerspec`.
+#[repr(C)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+pub struct Itimerspec {
+    pub it_interval: Timespec,
+    pub it_value: Timespec,
+}
+
+/// `struct signalfd_siginfo`: 128 bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
+pub struct SignalfdSiginfo {
+    pub ssi_signo: u32,
+    pub ssi_errno: i32,
+    pub ssi_code: i32,
+    pub ssi_pid: u32,
+    pub ssi_uid: u32,
+    pub ssi_fd: i32,
+    pub ssi_tid: u32,
+    pub ssi_band: u32,
+    pub ssi_overrun: u32,
+    pub ssi_trapno: u32,
+    pub ssi_status: i32,
+    pub ssi_int: i32,
+    pub ssi_ptr: u64,
+    pub ssi_utime: u64,
+    pub ssi_stime: u64,
+    pub ssi_addr: u64,
+    pub ssi_addr_lsb: u16,
+    pub pad2: u16,
+    pub ssi_syscall: i32,
+    pub ssi_call_addr: u64,
+    pub ssi_arch: u32,
+    pub pad: [u8; 28],
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -295,6 +341,9 @@ mod tests {
         assert_eq!(size_of::<Dirent64Head>(), 19);
         assert_eq!(size_of::<StackT>(), 24);
         assert_eq!(size_of::<Rusage>(), 144);
+        assert_eq!(size_of::<EpollEvent>(), 12);
+        assert_eq!(size_of::<Itimerspec>(), 32);
+        assert_eq!(size_of::<SignalfdSiginfo>(), 128);
         assert_eq!(size_of::<Statfs>(), 120);
     }
 }

@@ -37,6 +37,8 @@ pub struct Kernel {
     /// Woken whenever a process exits, for waiting parents.
     pub child_events: WaitQueue,
     pub futexes: crate::syscalls::Futexes,
+    /// Serves every timer: ITIMER_REAL, timerfd.
+    pub timers: Arc<crate::timer::TimerService>,
     /// Running tasks by TID, for signals sent to them.
     tasks: Mutex<HashMap<i32, Arc<TaskShared>>>,
     /// The terminal the sandbox was handed, with its session and
@@ -65,6 +67,7 @@ impl Kernel {
             tasks: Mutex::new(HashMap::new()),
             futexes: Default::default(),
             terminal: Default::default(),
+            timers: Arc::default(),
         }
     }
 

@@ -6,10 +6,12 @@ pub mod kernel;
 pub mod loader;
 pub mod mm;
 pub mod signal;
+mod signalfd;
 pub mod sigsend;
 pub mod syscalls;
 pub mod task;
 mod timer;
+mod timerfd;
 pub mod tty;
 mod vfsglue;
 

@@ -287,6 +287,28 @@ impl TaskShared {
     }
 }
 
+/// The task a sentry thread runs: for the files whose behaviour depends on
+/// who asks (signalfd), as Linux's `current`.
+#[derive(Clone)]
+pub struct Current {
+    pub task: Arc<TaskShared>,
+    pub tg: Arc<crate::task::ThreadGroup>,
+}
+
+thread_local! {
+    static CURRENT: std::cell::RefCell<Option<Current>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Makes `task` the current task of this sentry thread (`None`: no task).
+pub fn set_current(task: Option<Current>) {
+    CURRENT.with(|c| *c.borrow_mut() = task);
+}
+
+/// The task this sentry thread runs, if any.
+pub fn current() -> Option<Current> {
+    CURRENT.with(|c| c.borrow().clone())
+}
+
 /// What a signal does when it is neither caught nor ignored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DefaultAction {

@@ -45,6 +45,9 @@ pub struct StopState {
 pub struct GroupSignals {
     pending: Mutex<Pending>,
     stop: Mutex<StopState>,
+    /// Woken when a signal becomes pending for the process or any of its
+    /// threads: signalfd pollers (Linux's per-sighand signalfd_wqh).
+    pub waiters: veil_vfs::wait::WaitQueue,
 }
 
 impl GroupSignals {
@@ -74,6 +77,9 @@ impl Kernel {
             return;
         }
         task.send(info);
+        tg.signals
+            .waiters
+            .notify_events(veil_vfs::wait::events::POLLIN);
     }
 
     /// Sends `info` to the process `tg` (kill, SIGCHLD, alarms): any thread
@@ -88,6 +94,9 @@ impl Kernel {
         if !tg.signals.pending().push(info) {
             return;
         }
+        tg.signals
+            .waiters
+            .notify_events(veil_vfs::wait::events::POLLIN);
         // Prefer the main thread, as Linux's complete_signal does.
         let mask = bit(info.signo) & !crate::signal::UNBLOCKABLE;
         if let Some(t) = threads

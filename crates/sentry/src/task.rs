@@ -298,10 +298,15 @@ impl Task {
     pub fn run(&mut self) -> Option<ExitStatus> {
         self.kernel.add_task(self.tid, self.shared.clone());
         self.shared.set_interrupter(self.mm.space().interrupter());
+        crate::signal::set_current(Some(crate::signal::Current {
+            task: self.shared.clone(),
+            tg: self.tg.clone(),
+        }));
         let status = self.run_loop();
         if let Some(v) = self.vfork_done.take() {
             v.release();
         }
+        crate::signal::set_current(None);
         self.shared.set_interrupter(None);
         self.kernel.remove_task(self.tid);
         self.leave_group(status)

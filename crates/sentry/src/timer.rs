@@ -1,32 +1,148 @@
-//! ITIMER_REAL, the timer behind alarm(2) and setitimer(2): one per
-//! process, served by a sentry thread that sleeps until it is due.
+//! Timers: one sentry thread serves every timer of the sandbox (ITIMER_REAL,
+//! timerfd) from a deadline-ordered queue, so timers cost no thread each.
+//!
+//! A timer schedules an expiry with a token of its choosing; the service
+//! calls the timer back with that token when the deadline passes. A timer
+//! re-armed or disarmed meanwhile recognises a stale token and ignores it,
+//! so cancelling is only a matter of keeping the queue small.
 
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use crate::kernel::Kernel;
 use crate::signal::SigInfo;
+
+/// What the service calls when a deadline passes.
+pub trait Expiry: Send + Sync {
+    /// Runs on the timer thread with no service lock held.
+    fn expire(&self, token: u64);
+}
+
+/// A scheduled expiry, for cancelling it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TimerKey(Instant, u64);
+
+#[derive(Default)]
+struct Queue {
+    due: BTreeMap<(Instant, u64), (Weak<dyn Expiry>, u64)>,
+    next_seq: u64,
+    running: bool,
+}
+
+#[derive(Default)]
+pub struct TimerService {
+    queue: Mutex<Queue>,
+    changed: Condvar,
+}
+
+impl TimerService {
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Calls `target.expire(token)` at `at`, unless cancelled first.
+    pub fn schedule(
+        self: &Arc<Self>,
+        at: Instant,
+        target: Weak<dyn Expiry>,
+        token: u64,
+    ) -> TimerKey {
+        let mut q = self.lock();
+        let key = TimerKey(at, q.next_seq);
+        q.next_seq += 1;
+        let first = q.due.keys().next().is_none_or(|&(t, _)| at < t);
+        q.due.insert((key.0, key.1), (target, token));
+        if !q.running {
+            let service = self.clone();
+            let started = std::thread::Builder::new()
+                .name("timers".into())
+                .spawn(move || service.run());
+            match started {
+                Ok(_) => q.running = true,
+                Err(e) => tracing::error!("cannot start the timer thread: {e}"),
+            }
+        }
+        drop(q);
+        if first {
+            self.changed.notify_all();
+        }
+        key
+    }
+
+    pub fn cancel(&self, key: TimerKey) {
+        self.lock().due.remove(&(key.0, key.1));
+    }
+
+    fn run(&self) {
+        let mut q = self.lock();
+        loop {
+            let now = Instant::now();
+            let Some((&(at, seq), _)) = q.due.iter().next() else {
+                q = self.changed.wait(q).unwrap_or_else(PoisonError::into_inner);
+                continue;
+            };
+            if at > now {
+                q = self
+                    .changed
+                    .wait_timeout(q, at - now)
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0;
+                continue;
+            }
+            let Some((target, token)) = q.due.remove(&(at, seq)) else {
+                continue;
+            };
+            drop(q);
+            if let Some(target) = target.upgrade() {
+                target.expire(token);
+            }
+            q = self.lock();
+        }
+    }
+}
+
+/// The first deadline of a periodic timer after `now`, and how many
+/// periods have passed since `deadline` (itself included).
+pub fn forward(deadline: Instant, interval: Duration, now: Instant) -> (Instant, u64) {
+    if now < deadline {
+        return (deadline, 0);
+    }
+    let periods = (now - deadline).as_nanos() / interval.as_nanos().max(1) + 1;
+    let periods = u64::try_from(periods).unwrap_or(u64::MAX);
+    let step = interval.saturating_mul(u32::try_from(periods).unwrap_or(u32::MAX));
+    (deadline + step, periods)
+}
 
 const SIGALRM: i32 = 14;
 /// si_code of signals the kernel itself sends.
 const SI_KERNEL: i32 = 0x80;
 
 #[derive(Default)]
-struct State {
-    /// Bumped on every change, so that a superseded thread stops.
+struct RealState {
+    /// Bumped on every change: the token of the current expiry.
     generation: u64,
     deadline: Option<Instant>,
     interval: Duration,
+    key: Option<TimerKey>,
+    owner: Option<Owner>,
 }
 
+/// Where SIGALRM goes, and the timer itself for the service.
+struct Owner {
+    kernel: Weak<Kernel>,
+    pid: i32,
+    me: Weak<dyn Expiry>,
+}
+
+/// ITIMER_REAL, the timer behind alarm(2) and setitimer(2): one per process.
 #[derive(Default)]
 pub struct RealTimer {
-    state: Mutex<State>,
-    changed: Condvar,
+    state: Mutex<RealState>,
 }
 
 impl RealTimer {
-    fn lock(&self) -> MutexGuard<'_, State> {
+    fn lock(&self) -> MutexGuard<'_, RealState> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -50,52 +166,89 @@ impl RealTimer {
     ) -> (Duration, Duration) {
         let old = self.get();
         let mut st = self.lock();
+        if let Some(key) = st.key.take() {
+            kernel.timers.cancel(key);
+        }
         st.generation += 1;
         st.interval = interval;
+        let me: Weak<dyn Expiry> = Arc::downgrade(self) as Weak<RealTimer>;
+        st.owner = Some(Owner {
+            kernel: Arc::downgrade(kernel),
+            pid,
+            me: me.clone(),
+        });
         st.deadline = (!value.is_zero()).then(|| Instant::now() + value);
-        let generation = st.generation;
-        let armed = st.deadline.is_some();
-        drop(st);
-        self.changed.notify_all();
-        if armed {
-            let (timer, kernel) = (self.clone(), kernel.clone());
-            let spawned = std::thread::Builder::new()
-                .name(format!("itimer-{pid}"))
-                .spawn(move || timer.serve(&kernel, pid, generation));
-            if spawned.is_err() {
-                tracing::error!("cannot start a timer thread for process {pid}");
-            }
+        if let Some(at) = st.deadline {
+            st.key = Some(kernel.timers.schedule(at, me, st.generation));
         }
         old
     }
+}
 
-    fn serve(&self, kernel: &Kernel, pid: i32, generation: u64) {
+impl Expiry for RealTimer {
+    fn expire(&self, token: u64) {
         let mut st = self.lock();
-        loop {
-            if st.generation != generation {
-                return;
-            }
-            let Some(deadline) = st.deadline else { return };
-            let now = Instant::now();
-            if now < deadline {
-                st = self
-                    .changed
-                    .wait_timeout(st, deadline - now)
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .0;
-                continue;
-            }
-            let tg = kernel.processes().get(&pid).cloned();
-            if let Some(tg) = tg {
-                let mut info = SigInfo::user(SIGALRM, 0, 0);
-                info.code = SI_KERNEL;
-                kernel.signal_process(&tg, info);
-            }
-            if st.interval.is_zero() {
-                st.deadline = None;
-                return;
-            }
-            st.deadline = Some(deadline + st.interval);
+        let Some(deadline) = st.deadline.filter(|_| st.generation == token) else {
+            return;
+        };
+        let Some(owner) = st.owner.as_ref() else {
+            return;
+        };
+        let Some(kernel) = owner.kernel.upgrade() else {
+            return;
+        };
+        let tg = kernel.processes().get(&owner.pid).cloned();
+        if let Some(tg) = tg {
+            let mut info = SigInfo::user(SIGALRM, 0, 0);
+            info.code = SI_KERNEL;
+            kernel.signal_process(&tg, info);
         }
+        let me = owner.me.clone();
+        st.key = None;
+        if st.interval.is_zero() {
+            st.deadline = None;
+            return;
+        }
+        // Missed periods coalesce into the one signal, as on Linux.
+        let (next, _) = forward(deadline, st.interval, Instant::now());
+        st.deadline = Some(next);
+        st.key = Some(kernel.timers.schedule(next, me, token));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    struct Counter(AtomicU64);
+
+    impl Expiry for Counter {
+        fn expire(&self, token: u64) {
+            self.0.fetch_add(token, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn expiries_run_in_deadline_order_and_cancel() {
+        let service = Arc::new(TimerService::default());
+        let c = Arc::new(Counter(AtomicU64::new(0)));
+        let target = || Arc::downgrade(&c) as Weak<dyn Expiry>;
+        let now = Instant::now();
+        service.schedule(now + Duration::from_millis(30), target(), 1);
+        let k = service.schedule(now + Duration::from_millis(10), target(), 100);
+        service.schedule(now, target(), 10);
+        service.cancel(k);
+        std::thread::sleep(Duration::from_millis(80));
+        assert_eq!(c.0.load(Ordering::SeqCst), 11);
+    }
+
+    #[test]
+    fn forward_counts_missed_periods() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        assert_eq!(forward(t0 + ms(5), ms(10), t0), (t0 + ms(5), 0));
+        assert_eq!(forward(t0, ms(10), t0), (t0 + ms(10), 1));
+        assert_eq!(forward(t0, ms(10), t0 + ms(35)), (t0 + ms(40), 4));
     }
 }

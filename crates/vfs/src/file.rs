@@ -102,6 +102,31 @@ pub trait FileOps: Send + Sync {
     fn needs_repoll(&self) -> bool {
         false
     }
+
+    /// Whether the file has its own notion of readiness, which epoll needs
+    /// (Linux's `file_can_poll`): not regular files, directories or the
+    /// memory devices.
+    fn pollable(&self) -> bool {
+        false
+    }
+
+    /// Whether a blocking write waits until all of it is taken (pipes)
+    /// rather than ending at the first short transfer.
+    fn writes_whole(&self) -> bool {
+        false
+    }
+
+    /// F_GETPIPE_SZ (`None`) and F_SETPIPE_SZ (`Some((size, privileged))`):
+    /// the pipe's capacity in bytes. EBADF on anything but a pipe.
+    fn pipe_size(&self, _set: Option<(u32, bool)>) -> Result<u64, Errno> {
+        Err(Errno::EBADF)
+    }
+
+    /// The implementation, for the file kinds that others must recognise
+    /// (epoll instances nested in each other, signalfd updated in place).
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        None
+    }
 }
 
 /// The operations of files that have no I/O of their own: directories
@@ -350,6 +375,29 @@ impl OpenFile {
 
     pub fn terminal_lflag(&self) -> Result<u32, Errno> {
         self.ops.terminal_lflag()
+    }
+
+    /// Whether epoll can watch the file (see `FileOps::pollable`).
+    pub fn pollable(&self) -> bool {
+        self.ops.pollable()
+    }
+
+    /// Whether a blocking write continues after a short transfer.
+    pub fn writes_whole(&self) -> bool {
+        self.ops.writes_whole()
+    }
+
+    /// F_GETPIPE_SZ and F_SETPIPE_SZ; see `FileOps::pipe_size`.
+    pub fn pipe_size(&self, set: Option<(u32, bool)>) -> Result<u64, Errno> {
+        if self.is_path_only() {
+            return Err(Errno::EBADF);
+        }
+        self.ops.pipe_size(set)
+    }
+
+    /// The file's implementation as `T`, if it is one.
+    pub fn ops_as<T: 'static>(&self) -> Option<&T> {
+        self.ops.as_any()?.downcast_ref()
     }
 
     pub fn ioctl(&self, cmd: u32, arg: u64, mem: &dyn UserMem) -> Result<u64, Errno> {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use linux_raw_sys::ioctl::{FIONREAD, TCGETS, TCSETS, TCSETSF, TCSETSW, TIOCGWINSZ, TIOCSWINSZ};
 use rustix::fs::SeekFrom;
-use veil_abi::mode::S_IFMT;
+use veil_abi::mode::{S_IFDIR, S_IFMT, S_IFREG};
 use veil_abi::{Errno, Stat, Termios, Timespec, Winsize};
 use zerocopy::IntoBytes;
 
@@ -27,7 +27,14 @@ impl OpenFile {
         let file_type = inode.stat().map_or(0, |st| st.st_mode & S_IFMT);
         let path = PathRef::anonymous(b"host", inode);
         let tty = rustix::termios::isatty(&*fd);
-        OpenFile::with_type(path, flags, file_type, Box::new(HostFile { fd, tty }))
+        // Regular files and directories have no readiness of their own.
+        let pollable = !matches!(file_type, S_IFREG | S_IFDIR);
+        OpenFile::with_type(
+            path,
+            flags,
+            file_type,
+            Box::new(HostFile { fd, tty, pollable }),
+        )
     }
 }
 
@@ -73,6 +80,7 @@ struct HostFile {
     fd: Arc<OwnedFd>,
     /// Whether the FD is a terminal, as it was when handed over.
     tty: bool,
+    pollable: bool,
 }
 
 impl HostFile {
@@ -131,6 +139,10 @@ impl FileOps for HostFile {
         let mut t = Termios::default();
         self.termios_ioctl(TCGETS, &mut t)?;
         Ok(t.c_lflag)
+    }
+
+    fn pollable(&self) -> bool {
+        self.pollable
     }
 
     fn read(&self, buf: &mut [u8], _flags: i32) -> Result<usize, Errno> {

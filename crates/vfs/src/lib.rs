@@ -9,9 +9,13 @@
 //! Filesystems so far ([`fs`]): the root overlay (a read-only lower layer
 //! served by the gofer under a writable in-memory upper layer), the
 //! in-memory filesystem itself, and a minimal devfs; plus open files outside
-//! the tree: host FDs handed to the sentry (the caller's stdio) and pipes.
+//! the tree: host FDs handed to the sentry (the caller's stdio), pipes,
+//! and the anonymous files of epoll and eventfd.
 
+mod anon;
 mod creds;
+pub mod epoll;
+mod eventfd;
 mod fdtable;
 mod file;
 mod flags;
@@ -23,6 +27,7 @@ mod vfs;
 pub mod wait;
 
 pub use creds::Creds;
+pub use eventfd::new_eventfd;
 pub use fdtable::{FdTable, DEFAULT_NOFILE, MAX_NOFILE};
 pub use file::{statx_from_stat, FileOps, NoOps, OpenFile, UserMem};
 pub use inode::{DirEntry, Inode};

@@ -1,8 +1,15 @@
-//! Pipes: a bounded buffer between a read end and a write end, with Linux's
-//! semantics for end of file, EPIPE, O_NONBLOCK and atomic small writes.
+//! Pipes: a ring of page-sized buffers between a read end and a write end,
+//! with Linux's semantics for end of file, EPIPE, O_NONBLOCK, atomic small
+//! writes, packet mode (O_DIRECT) and resizing (F_SETPIPE_SZ).
 //!
-//! A blocked read or write waits on a condition variable: nothing can
-//! interrupt it yet but the other end's activity or closing.
+//! Capacity is counted in slots of one page, as Linux counts it: a write
+//! merges its tail into the last buffer when that has room, and otherwise
+//! takes whole slots, so how much fits depends on the write sizes exactly as
+//! on Linux. A packet (a write by an O_DIRECT writer, one page at most)
+//! takes a slot of its own and is read whole or truncated, never merged.
+//!
+//! The sentry calls the ends with O_NONBLOCK and waits for readiness itself,
+//! interruptibly; without it, a read or write blocks on a condition variable.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,26 +20,31 @@ use veil_abi::{Errno, Stat};
 use zerocopy::IntoBytes;
 
 use crate::file::{FileOps, OpenFile, UserMem};
-use crate::flags::{O_NONBLOCK, O_RDONLY, O_WRONLY};
+use crate::flags::{O_DIRECT, O_NONBLOCK, O_RDONLY, O_WRONLY};
 use crate::inode::Inode;
 use crate::vfs::PathRef;
+use crate::wait::events::*;
 use crate::wait::{WaitQueue, Waiter};
 
-/// Linux's default pipe capacity.
-const CAPACITY: usize = 16 * 4096;
-/// Writes up to this size are atomic.
-const PIPE_BUF: usize = linux_raw_sys::general::PIPE_BUF as usize;
+const PAGE: usize = 4096;
+/// Linux's default pipe capacity, in slots.
+const DEFAULT_SLOTS: usize = 16;
+/// /proc/sys/fs/pipe-max-size: the largest size an unprivileged
+/// F_SETPIPE_SZ may ask for.
+const PIPE_MAX_SIZE: u64 = 1 << 20;
 /// pipefs's device number.
 const PIPEFS_DEV: u64 = 0xd;
 
 static NEXT_INO: AtomicU64 = AtomicU64::new(1);
 
-/// A new pipe's read and write ends; of `flags` only O_NONBLOCK counts.
+/// A new pipe's read and write ends; of `flags` only O_NONBLOCK counts, and
+/// O_DIRECT, which makes the write end write packets.
 pub fn new_pipe(flags: i32) -> (Arc<OpenFile>, Arc<OpenFile>) {
     let pipe = Arc::new(Pipe {
         ino: NEXT_INO.fetch_add(1, Ordering::Relaxed),
         state: Mutex::new(State {
-            buf: VecDeque::new(),
+            bufs: VecDeque::new(),
+            max_slots: DEFAULT_SLOTS,
             readers: 1,
             writers: 1,
         }),
@@ -51,8 +63,21 @@ pub fn new_pipe(flags: i32) -> (Arc<OpenFile>, Arc<OpenFile>) {
     let nonblock = flags & O_NONBLOCK;
     (
         end(O_RDONLY | nonblock, false),
-        end(O_WRONLY | nonblock, true),
+        end(O_WRONLY | nonblock | (flags & O_DIRECT), true),
     )
+}
+
+/// One slot: a page's worth of data, of which `off` bytes are consumed.
+struct Buf {
+    data: Vec<u8>,
+    off: usize,
+    packet: bool,
+}
+
+impl Buf {
+    fn len(&self) -> usize {
+        self.data.len() - self.off
+    }
 }
 
 struct Pipe {
@@ -65,9 +90,20 @@ struct Pipe {
 }
 
 struct State {
-    buf: VecDeque<u8>,
+    bufs: VecDeque<Buf>,
+    max_slots: usize,
     readers: usize,
     writers: usize,
+}
+
+impl State {
+    fn full(&self) -> bool {
+        self.bufs.len() >= self.max_slots
+    }
+
+    fn bytes(&self) -> usize {
+        self.bufs.iter().map(Buf::len).sum()
+    }
 }
 
 impl Pipe {
@@ -75,9 +111,9 @@ impl Pipe {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn notify(&self) {
+    fn notify(&self, events: u32) {
         self.changed.notify_all();
-        self.pollers.notify();
+        self.pollers.notify_events(events);
     }
 
     fn wait<'a>(&self, state: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
@@ -124,7 +160,7 @@ impl Drop for PipeEnd {
             false => state.readers -= 1,
         }
         drop(state);
-        self.pipe.notify();
+        self.pipe.notify(crate::wait::ALL);
     }
 }
 
@@ -133,85 +169,138 @@ impl FileOps for PipeEnd {
         true
     }
 
+    fn pollable(&self) -> bool {
+        true
+    }
+
+    fn writes_whole(&self) -> bool {
+        true
+    }
+
     fn read(&self, buf: &mut [u8], flags: i32) -> Result<usize, Errno> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
         let mut state = self.pipe.lock();
+        // Writers wait only for a full pipe to have room again.
+        let mut wake_writers = false;
+        let mut want = buf.len();
+        let mut done = 0;
         loop {
-            if !state.buf.is_empty() || buf.is_empty() {
-                let n = buf.len().min(state.buf.len());
-                for (dst, src) in buf.iter_mut().zip(state.buf.drain(..n)) {
-                    *dst = src;
+            if let Some(b) = state.bufs.front_mut() {
+                let n = b.len().min(want);
+                buf[done..done + n].copy_from_slice(&b.data[b.off..b.off + n]);
+                done += n;
+                b.off += n;
+                // A packet is read once: what did not fit is dropped.
+                if b.packet {
+                    want = n;
+                    b.off = b.data.len();
                 }
-                drop(state);
-                self.pipe.notify();
-                return Ok(n);
+                if b.len() == 0 {
+                    wake_writers |= state.full();
+                    state.bufs.pop_front();
+                }
+                want -= n;
+                if want == 0 {
+                    break;
+                }
+                if !state.bufs.is_empty() {
+                    continue;
+                }
             }
-            if state.writers == 0 {
-                return Ok(0);
+            if done > 0 || state.writers == 0 {
+                break;
             }
             if flags & O_NONBLOCK != 0 {
                 return Err(Errno::EAGAIN);
             }
             state = self.pipe.wait(state);
         }
+        drop(state);
+        if wake_writers {
+            self.pipe.notify(POLLOUT | POLLWRNORM);
+        }
+        Ok(done)
     }
 
     fn write(&self, buf: &[u8], flags: i32) -> Result<usize, Errno> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let packet = flags & O_DIRECT != 0;
         let mut state = self.pipe.lock();
+        // The sentry raises SIGPIPE for an EPIPE.
+        if state.readers == 0 {
+            return Err(Errno::EPIPE);
+        }
         let mut done = 0;
-        loop {
-            if state.readers == 0 {
-                // The sentry raises SIGPIPE for an EPIPE.
-                return if done > 0 {
-                    Ok(done)
-                } else {
-                    Err(Errno::EPIPE)
-                };
+        // The tail of the write joins the last buffer if it fits there, which
+        // keeps writes of up to a page (PIPE_BUF) whole.
+        let tail = buf.len() % PAGE;
+        if let Some(last) = state.bufs.back_mut() {
+            if tail > 0 && !last.packet && last.data.len() + tail <= PAGE {
+                last.data.extend_from_slice(&buf[..tail]);
+                done = tail;
             }
-            let room = CAPACITY - state.buf.len();
-            let left = &buf[done..];
-            // A small write goes in whole or not at all.
-            if room > 0 && (left.len() <= room || buf.len() > PIPE_BUF) {
-                let n = left.len().min(room);
-                state.buf.extend(&left[..n]);
+        }
+        while done < buf.len() {
+            if state.readers == 0 {
+                break;
+            }
+            if !state.full() {
+                let n = (buf.len() - done).min(PAGE);
+                let mut data = Vec::with_capacity(if packet { n } else { PAGE });
+                data.extend_from_slice(&buf[done..done + n]);
+                state.bufs.push_back(Buf {
+                    data,
+                    off: 0,
+                    packet,
+                });
                 done += n;
-                self.pipe.notify();
-                if done == buf.len() {
-                    return Ok(done);
-                }
+                continue;
             }
             if flags & O_NONBLOCK != 0 {
-                return if done > 0 {
-                    Ok(done)
-                } else {
-                    Err(Errno::EAGAIN)
-                };
+                break;
             }
+            self.pipe.notify(POLLIN | POLLRDNORM);
             state = self.pipe.wait(state);
         }
+        let readers = state.readers;
+        drop(state);
+        if done > 0 {
+            self.pipe.notify(POLLIN | POLLRDNORM);
+            return Ok(done);
+        }
+        Err(if readers == 0 {
+            Errno::EPIPE
+        } else {
+            Errno::EAGAIN
+        })
     }
 
     fn poll(&self, waiter: Option<&Arc<Waiter>>) -> u32 {
-        use crate::wait::events::*;
         if let Some(w) = waiter {
             self.pipe.pollers.register(w);
         }
         let state = self.pipe.lock();
+        let mut ev = 0;
         if self.writer {
-            match state.readers {
-                0 => POLLOUT | POLLWRNORM | POLLERR,
-                _ if CAPACITY - state.buf.len() >= PIPE_BUF => POLLOUT | POLLWRNORM,
-                _ => 0,
+            if !state.full() {
+                ev |= POLLOUT | POLLWRNORM;
+            }
+            if state.readers == 0 {
+                ev |= POLLERR;
             }
         } else {
-            let mut ev = 0;
-            if !state.buf.is_empty() {
+            if !state.bufs.is_empty() {
                 ev |= POLLIN | POLLRDNORM;
             }
             if state.writers == 0 {
                 ev |= POLLHUP;
             }
-            ev
         }
+        ev
     }
 
     fn read_at(&self, _buf: &mut [u8], _off: u64) -> Result<usize, Errno> {
@@ -226,8 +315,34 @@ impl FileOps for PipeEnd {
         if cmd != linux_raw_sys::ioctl::FIONREAD {
             return Err(Errno::ENOTTY);
         }
-        let n = self.pipe.lock().buf.len() as i32;
+        let n = self.pipe.lock().bytes() as i32;
         mem.copy_out(arg, n.as_bytes())?;
         Ok(0)
+    }
+
+    fn pipe_size(&self, set: Option<(u32, bool)>) -> Result<u64, Errno> {
+        let mut state = self.pipe.lock();
+        if let Some((size, privileged)) = set {
+            // Linux's round_pipe_size: at least a page, a power of two.
+            if size > 1 << 31 {
+                return Err(Errno::EINVAL);
+            }
+            let size = u64::from(size.max(PAGE as u32).next_power_of_two());
+            let slots = (size / PAGE as u64) as usize;
+            if slots > state.max_slots && size > PIPE_MAX_SIZE && !privileged {
+                return Err(Errno::EPERM);
+            }
+            if slots < state.bufs.len() {
+                return Err(Errno::EBUSY);
+            }
+            let grew = slots > state.max_slots;
+            state.max_slots = slots;
+            if grew {
+                drop(state);
+                self.pipe.notify(POLLOUT | POLLWRNORM);
+                return Ok(size);
+            }
+        }
+        Ok((state.max_slots * PAGE) as u64)
     }
 }

@@ -16,16 +16,34 @@ pub mod events {
     pub const POLLWRNORM: u32 = 0x100;
 }
 
-/// One blocked poller.
+/// Who a wake-up concerns: a set of poll(2) event bits, or `ALL` for any
+/// change (Linux's wake-up without a key).
+pub const ALL: u32 = 0;
+
+type Callback = Box<dyn Fn(u32) + Send + Sync>;
+
+/// One blocked poller, or a callback that readiness changes run (how epoll
+/// learns of them, as Linux's wait-queue entries with a function).
 #[derive(Default)]
 pub struct Waiter {
     woken: Mutex<bool>,
     cond: Condvar,
+    callback: Option<Callback>,
 }
 
 impl Waiter {
     pub fn new() -> Arc<Waiter> {
         Arc::new(Waiter::default())
+    }
+
+    /// A waiter that runs `f` with the events of each wake-up instead of
+    /// waking a sleeper. It runs under the notifying queue's lock, so it must
+    /// only take locks that are never held while notifying that queue.
+    pub fn with_callback(f: impl Fn(u32) + Send + Sync + 'static) -> Arc<Waiter> {
+        Arc::new(Waiter {
+            callback: Some(Box::new(f)),
+            ..Waiter::default()
+        })
     }
 
     /// Sleeps until woken or `timeout` passes (`None`: no limit).
@@ -56,6 +74,14 @@ impl Waiter {
 
     /// Wakes the waiter now, or makes its next wait return at once.
     pub fn wake(&self) {
+        self.notify(ALL);
+    }
+
+    fn notify(&self, events: u32) {
+        if let Some(f) = &self.callback {
+            f(events);
+            return;
+        }
         *self.woken.lock().unwrap_or_else(PoisonError::into_inner) = true;
         self.cond.notify_all();
     }
@@ -81,15 +107,25 @@ impl WaitQueue {
         }
     }
 
+    /// Wakes every waiter: something changed.
     pub fn notify(&self) {
+        self.notify_events(ALL);
+    }
+
+    /// Wakes every waiter for a change that concerns `events` (or `ALL`).
+    /// Sleepers wake regardless; callbacks may filter. The newest waiter
+    /// goes first, as Linux's add_wait_queue puts it at the head (epoll's
+    /// ready list shows that order).
+    pub fn notify_events(&self, events: u32) {
         let waiters = self.waiters.lock().unwrap_or_else(PoisonError::into_inner);
-        for w in waiters.iter().filter_map(Weak::upgrade) {
-            w.wake();
+        for w in waiters.iter().rev().filter_map(Weak::upgrade) {
+            w.notify(events);
         }
     }
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // A test's failure is a panic.
 mod tests {
     use super::*;
 
@@ -106,6 +142,25 @@ mod tests {
         assert!(
             start.elapsed() >= Duration::from_millis(20),
             "no wake-up pending"
+        );
+    }
+
+    #[test]
+    fn callbacks_see_the_events_of_each_wake_up() {
+        let q = WaitQueue::default();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        let w = Waiter::with_callback(move |ev| {
+            log.lock().unwrap_or_else(PoisonError::into_inner).push(ev)
+        });
+        q.register(&w);
+        q.notify_events(events::POLLIN);
+        q.notify();
+        drop(w);
+        q.notify();
+        assert_eq!(
+            *seen.lock().unwrap_or_else(PoisonError::into_inner),
+            [events::POLLIN, ALL]
         );
     }
 }

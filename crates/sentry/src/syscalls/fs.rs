@@ -35,6 +35,8 @@ const F_GETLK: i32 = 5;
 const F_SETLK: i32 = 6;
 const F_SETLKW: i32 = 7;
 const F_DUPFD_CLOEXEC: i32 = 1030;
+const F_SETPIPE_SZ: i32 = 1031;
+const F_GETPIPE_SZ: i32 = 1032;
 const FD_CLOEXEC: u64 = 1;
 
 const RENAME_NOREPLACE: u32 = 1;
@@ -76,7 +78,7 @@ pub(super) fn register(t: &mut Table) {
         Sysno::fcntl,
         fcntl,
         &[Fd, Int, Hex],
-        "descriptor flags, status flags and dup; record locks are not yet supported (EINVAL)",
+        "descriptor flags, status flags, dup and pipe sizes; record locks are not yet supported (EINVAL)",
     );
     t.partial(
         Sysno::ioctl,
@@ -196,6 +198,9 @@ fn resolve(t: &Task, dirfd: i32, path_addr: u64, flags: u32) -> Result<PathRef, 
 enum Dir {
     /// From the file into application memory.
     Read,
+    /// Into application memory, without waiting for a sandbox stream (the
+    /// later buffers of a readv, which returns what is there).
+    ReadAvailable,
     /// From application memory into the file.
     Write,
 }
@@ -212,7 +217,7 @@ fn transfer(
     dir: Dir,
 ) -> SysResult {
     let len = len.min(MAX_RW);
-    t.mm.check_access(addr, len as u64, dir == Dir::Read)?;
+    t.mm.check_access(addr, len as u64, dir != Dir::Write)?;
     crate::tty::check_io(t, file, dir == Dir::Write)?;
     // Blocking sandbox streams (pipes) wait in the sentry, interruptibly;
     // host FDs wait in the host until ready, with a look at the task's
@@ -220,7 +225,15 @@ fn transfer(
     let blocking = file.is_stream() && file.flags() & O_NONBLOCK == 0;
     let wait_here = blocking && !file.needs_repoll();
     if blocking && file.needs_repoll() && offset.is_none() {
-        wait_host_ready(t, file, dir)?;
+        if dir == Dir::ReadAvailable {
+            use veil_vfs::wait::events::{POLLERR, POLLHUP, POLLIN};
+            let ready = file.wait_host(POLLIN, std::time::Duration::ZERO);
+            if ready.is_some_and(|r| r & (POLLIN | POLLHUP | POLLERR) == 0) {
+                return Ok(0);
+            }
+        } else {
+            wait_host_ready(t, file, dir)?;
+        }
     }
     let mut buf = vec![0u8; len.min(CHUNK)];
     let mut done = 0;
@@ -230,8 +243,12 @@ fn transfer(
         let chunk = &mut buf[..want];
         let n = match (dir, offset) {
             (Dir::Read, None) if wait_here => wait_io(t, file, || file.read_as(chunk, true)),
-            (Dir::Read, None) => file.read(chunk),
-            (Dir::Read, Some(off)) => file.pread(chunk, off),
+            (Dir::ReadAvailable, None) if wait_here => match file.read_as(chunk, true) {
+                Err(Errno::EAGAIN) => Ok(0),
+                r => r,
+            },
+            (Dir::Read | Dir::ReadAvailable, None) => file.read(chunk),
+            (Dir::Read | Dir::ReadAvailable, Some(off)) => file.pread(chunk, off),
             (Dir::Write, _) => t.mm.copy_in(at, chunk).and_then(|()| match offset {
                 None if wait_here => wait_io(t, file, || file.write_as(chunk, true)),
                 None => file.write(chunk),
@@ -243,12 +260,13 @@ fn transfer(
             Err(e) if done == 0 => return Err(e),
             Err(_) => break,
         };
-        if dir == Dir::Read {
+        if dir != Dir::Write {
             t.mm.copy_out(at, &buf[..n])?;
         }
         done += n;
         offset = offset.map(|o| o + n as u64);
-        if n < want {
+        // A blocking pipe write goes on until all of it is taken.
+        if n < want && !(dir == Dir::Write && wait_here && file.writes_whole()) {
             break;
         }
     }
@@ -261,7 +279,7 @@ fn wait_host_ready(t: &Task, file: &OpenFile, dir: Dir) -> Result<(), Errno> {
     use veil_vfs::wait::events::*;
     const HOST_SIGNAL_CHECK: std::time::Duration = std::time::Duration::from_millis(20);
     let want = match dir {
-        Dir::Read => POLLIN,
+        Dir::Read | Dir::ReadAvailable => POLLIN,
         Dir::Write => POLLOUT,
     };
     loop {
@@ -375,10 +393,11 @@ fn vectored(t: &Task, a: &Args, offset: Option<u64>, write: bool) -> SysResult {
     for iov in iovs.iter().filter(|v| v.iov_len > 0) {
         let off = offset.map(|o| o + total);
         let len = iov.iov_len as usize;
-        let r = if write {
-            write_from(t, &file, iov.iov_base, len, off)
-        } else {
-            read_into(t, &file, iov.iov_base, len, off)
+        let r = match (write, total) {
+            (true, _) => write_from(t, &file, iov.iov_base, len, off),
+            (false, 0) => read_into(t, &file, iov.iov_base, len, off),
+            // Once some data is in, a read takes only what is there.
+            (false, _) => transfer(t, &file, iov.iov_base, len, off, Dir::ReadAvailable),
         };
         match r {
             Ok(n) => {
@@ -639,6 +658,12 @@ fn fcntl(t: &mut Task, a: &Args) -> SysResult {
             t.fds.get(fd)?.set_flags(a.i32(2));
             Ok(0)
         }
+        F_GETPIPE_SZ => t.fds.get(fd)?.pipe_size(None),
+        // Root stands for CAP_SYS_RESOURCE, which lifts pipe-max-size.
+        F_SETPIPE_SZ => t
+            .fds
+            .get(fd)?
+            .pipe_size(Some((a.u32(2), t.creds.is_root()))),
         F_GETLK | F_SETLK | F_SETLKW => {
             t.fds.get(fd)?;
             t.kernel.log_once("fcntl record locks");
@@ -887,14 +912,10 @@ fn do_pipe(t: &Task, addr: u64, flags: i32) -> SysResult {
     if flags & !(O_CLOEXEC | O_NONBLOCK | O_DIRECT) != 0 {
         return Err(Errno::EINVAL);
     }
-    if flags & O_DIRECT != 0 {
-        t.kernel.log_once("pipe2(O_DIRECT) packet mode");
-        return Err(Errno::EINVAL);
-    }
     // Validate the destination before creating descriptors the caller
     // could never learn about.
     t.mm.check_access(addr, 8, true)?;
-    let (r, w) = veil_vfs::new_pipe(flags & O_NONBLOCK);
+    let (r, w) = veil_vfs::new_pipe(flags & (O_NONBLOCK | O_DIRECT));
     let cloexec = flags & O_CLOEXEC != 0;
     let rfd = t.fds.insert(r, cloexec, 0)?;
     let wfd = match t.fds.insert(w, cloexec, 0) {

@@ -4,6 +4,8 @@
 
 mod clone;
 pub use clone::VforkDone;
+mod epoll;
+mod eventfd;
 mod fs;
 mod futex;
 pub use futex::{exit_robust_list, futex_wake, Futexes};
@@ -13,8 +15,10 @@ mod poll;
 mod process;
 mod session;
 mod signal;
+mod signalfd;
 pub mod strace;
 mod time;
+mod timerfd;
 mod wait;
 
 use std::sync::LazyLock;
@@ -151,6 +155,8 @@ pub static TABLE: LazyLock<Table> = LazyLock::new(|| {
         entries: vec![None; Sysno::last().id() as usize + 1],
     };
     clone::register(&mut t);
+    epoll::register(&mut t);
+    eventfd::register(&mut t);
     fs::register(&mut t);
     futex::register(&mut t);
     info::register(&mut t);
@@ -159,7 +165,9 @@ pub static TABLE: LazyLock<Table> = LazyLock::new(|| {
     process::register(&mut t);
     session::register(&mut t);
     signal::register(&mut t);
+    signalfd::register(&mut t);
     time::register(&mut t);
+    timerfd::register(&mut t);
     wait::register(&mut t);
     t
 });

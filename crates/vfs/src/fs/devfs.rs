@@ -110,6 +110,12 @@ impl Inode for DevNode {
 struct DevFile(Device);
 
 impl FileOps for DevFile {
+    /// Of the memory devices only /dev/random polls on Linux (always ready
+    /// once the host's pool is).
+    fn pollable(&self) -> bool {
+        self.0 == Device::Random
+    }
+
     fn read_at(&self, buf: &mut [u8], _off: u64) -> Result<usize, Errno> {
         match self.0 {
             Device::Null => Ok(0),
