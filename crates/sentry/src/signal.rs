@@ -393,6 +393,29 @@ impl Task {
         }
     }
 
+    /// Runs a wait with `mask` (if given) as the signal mask, as ppoll,
+    /// pselect6 and epoll_pwait do: the old mask comes back on return, or,
+    /// if a signal interrupts, once its handler has run.
+    pub fn with_sigmask<T>(
+        &mut self,
+        mask: Option<u64>,
+        wait: impl FnOnce(&Task) -> Result<T, Errno>,
+    ) -> Result<T, Errno> {
+        let Some(mask) = mask else {
+            return wait(self);
+        };
+        let old = self.signal_mask;
+        self.signal_mask = mask & !UNBLOCKABLE;
+        let r = wait(self);
+        match &r {
+            Err(e) if *e == Errno::EINTR || e.raw() >= 512 => {
+                self.saved_mask.get_or_insert(old);
+            }
+            _ => self.signal_mask = old,
+        }
+        r
+    }
+
     /// Takes the lowest pending signal in `want`, the thread's own first.
     pub fn dequeue_signal(&self, want: u64) -> Option<SigInfo> {
         let taken = self.shared.pending().take(want);

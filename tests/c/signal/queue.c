@@ -4,7 +4,9 @@
  * sigtimedwait/sigwaitinfo, and pending signals discarded by SIG_IGN.
  */
 #define _GNU_SOURCE
+#include <poll.h>
 #include <pthread.h>
+#include <sys/select.h>
 #include <signal.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -177,6 +179,44 @@ static void ignore_discards(void)
 	report("default-ignored dropped: %d", !sigismember(&pending, SIGCHLD));
 }
 
+static volatile int usr1_seen;
+
+static void count_usr1(int sig)
+{
+	(void)sig;
+	usr1_seen++;
+}
+
+/* ppoll and pselect run with the mask they are given, and put the old one
+ * back after the handler of the signal that interrupted them. */
+static void temporary_masks(void)
+{
+	signal(SIGUSR1, count_usr1);
+	sigset_t block, open_mask, now;
+	sigemptyset(&block);
+	sigaddset(&block, SIGUSR1);
+	sigprocmask(SIG_BLOCK, &block, NULL);
+	sigemptyset(&open_mask);
+	pid_t parent = getpid();
+	for (int round = 0; round < 2; round++) {
+		pid_t child = fork();
+		if (child == 0) {
+			usleep(50000);
+			kill(parent, SIGUSR1);
+			_exit(0);
+		}
+		struct timespec ts = {5, 0};
+		const char *r = round == 0 ? RES(ppoll(NULL, 0, &ts, &open_mask))
+					   : RES(pselect(0, NULL, NULL, NULL, &ts, &open_mask));
+		sigprocmask(SIG_BLOCK, NULL, &now);
+		report("%s with open mask: %s handled=%d blocked_again=%d", round == 0 ? "ppoll" : "pselect", r,
+		       usr1_seen, sigismember(&now, SIGUSR1));
+		waitpid(child, NULL, 0);
+	}
+	sigprocmask(SIG_UNBLOCK, &block, NULL);
+	signal(SIGUSR1, SIG_DFL);
+}
+
 int main(void)
 {
 	realtime_queueing();
@@ -184,5 +224,6 @@ int main(void)
 	timed_waits();
 	threads_and_targets();
 	ignore_discards();
+	temporary_masks();
 	return finish();
 }

@@ -10,7 +10,6 @@ use veil_vfs::epoll::{new_epoll, Ctl, Epoll};
 
 use super::strace::Arg::*;
 use super::{Args, Table};
-use crate::signal::UNBLOCKABLE;
 use crate::task::Task;
 
 /// How often instances watching host FDs, which cannot wake us, look again.
@@ -138,38 +137,10 @@ fn epoll_wait(t: &mut Task, a: &Args) -> SysResult {
     wait(t, a.i32(0), a.u64(1), a.i32(2), ms_timeout(a.i32(3)))
 }
 
-/// Runs `wait` with the signal mask at `mask` (if not null) in force, as
-/// epoll_pwait and epoll_pwait2 do: the old mask comes back on return, or
-/// after the handler of the signal that interrupted the wait.
-fn with_mask(
-    t: &mut Task,
-    mask: u64,
-    size: u64,
-    wait: impl FnOnce(&Task) -> SysResult,
-) -> SysResult {
-    if mask == 0 {
-        return wait(t);
-    }
-    if size != 8 {
-        return Err(Errno::EINVAL);
-    }
-    let mask: u64 = t.mm.read_obj(mask)?;
-    let old = t.signal_mask;
-    t.signal_mask = mask & !UNBLOCKABLE;
-    let r = wait(t);
-    if r == Err(Errno::EINTR) {
-        t.saved_mask.get_or_insert(old);
-    } else {
-        t.signal_mask = old;
-    }
-    r
-}
-
 fn epoll_pwait(t: &mut Task, a: &Args) -> SysResult {
     let timeout = ms_timeout(a.i32(3));
-    with_mask(t, a.u64(4), a.u64(5), |t| {
-        wait(t, a.i32(0), a.u64(1), a.i32(2), timeout)
-    })
+    let mask = super::signal::read_sigmask_arg(t, a.u64(4), a.u64(5))?;
+    t.with_sigmask(mask, |t| wait(t, a.i32(0), a.u64(1), a.i32(2), timeout))
 }
 
 fn epoll_pwait2(t: &mut Task, a: &Args) -> SysResult {
@@ -183,7 +154,6 @@ fn epoll_pwait2(t: &mut Task, a: &Args) -> SysResult {
             Some(Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32))
         }
     };
-    with_mask(t, a.u64(4), a.u64(5), |t| {
-        wait(t, a.i32(0), a.u64(1), a.i32(2), timeout)
-    })
+    let mask = super::signal::read_sigmask_arg(t, a.u64(4), a.u64(5))?;
+    t.with_sigmask(mask, |t| wait(t, a.i32(0), a.u64(1), a.i32(2), timeout))
 }

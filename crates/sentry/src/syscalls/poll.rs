@@ -24,8 +24,7 @@ struct PollFd {
 }
 
 pub(super) fn register(t: &mut Table) {
-    const NOTE: &str =
-        "sets with host FDs are re-polled every 10 ms; the signal mask arguments are not applied during the wait";
+    const NOTE: &str = "sets with host FDs are re-polled every 10 ms";
     t.partial(Sysno::poll, poll, &[Hex, UInt, Int], NOTE);
     t.partial(Sysno::ppoll, ppoll, &[Hex, UInt, Hex, Hex, UInt], NOTE);
     t.partial(Sysno::select, select, &[Int, Hex, Hex, Hex, Hex], NOTE);
@@ -114,21 +113,11 @@ fn timespec_arg(t: &Task, addr: u64) -> Result<Option<Duration>, Errno> {
     Ok(Some(Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)))
 }
 
-fn check_sigmask(t: &Task, mask: u64, size: u64) -> Result<(), Errno> {
-    if mask != 0 {
-        if size != 8 {
-            return Err(Errno::EINVAL);
-        }
-        t.mm.read_obj::<u64>(mask)?;
-    }
-    Ok(())
-}
-
 fn ppoll(t: &mut Task, a: &Args) -> SysResult {
     let mut fds = read_pollfds(t, a.u64(0), a.u64(1))?;
     let timeout = timespec_arg(t, a.u64(2))?;
-    check_sigmask(t, a.u64(3), a.u64(4))?;
-    let ready = wait_ready(t, &mut fds, timeout)?;
+    let mask = super::signal::read_sigmask_arg(t, a.u64(3), a.u64(4))?;
+    let ready = t.with_sigmask(mask, |t| wait_ready(t, &mut fds, timeout))?;
     finish_poll(t, a.u64(0), &fds, ready)
 }
 
@@ -238,13 +227,17 @@ fn select(t: &mut Task, a: &Args) -> SysResult {
 
 fn pselect6(t: &mut Task, a: &Args) -> SysResult {
     let timeout = timespec_arg(t, a.u64(4))?;
-    if a.u64(5) != 0 {
-        // struct { const sigset_t *ss; size_t ss_len; }
-        let [mask, size]: [u64; 2] = t.mm.read_obj(a.u64(5))?;
-        check_sigmask(t, mask, size)?;
-    }
+    let mask = match a.u64(5) {
+        0 => None,
+        addr => {
+            // struct { const sigset_t *ss; size_t ss_len; }
+            let [mask, size]: [u64; 2] = t.mm.read_obj(addr)?;
+            super::signal::read_sigmask_arg(t, mask, size)?
+        }
+    };
     let start = Instant::now();
-    let n = do_select(t, a.i32(0), [a.u64(1), a.u64(2), a.u64(3)], timeout)?;
+    let sets = [a.u64(1), a.u64(2), a.u64(3)];
+    let n = t.with_sigmask(mask, |t| do_select(t, a.i32(0), sets, timeout))?;
     // Like select's timeval, the timespec reports the time left (glibc's
     // select is built on pselect6 and relies on it).
     if let Some(total) = timeout {

@@ -349,3 +349,15 @@ fn pause(t: &mut Task, _a: &Args) -> SysResult {
     while !t.block(None) {}
     Err(Errno::ERESTARTNOHAND)
 }
+
+/// The temporary signal mask of ppoll, pselect6 and epoll_pwait: None for
+/// a null pointer, EINVAL for a size other than 8.
+pub(super) fn read_sigmask_arg(t: &Task, addr: u64, size: u64) -> Result<Option<u64>, Errno> {
+    if addr == 0 {
+        return Ok(None);
+    }
+    if size != 8 {
+        return Err(Errno::EINVAL);
+    }
+    t.mm.read_obj(addr).map(Some)
+}
