@@ -73,3 +73,11 @@ fn host_pipe_reads_are_interruptible() {
         "{status}"
     );
 }
+
+/// POSIX timers: SI_TIMER signals to processes and threads, overruns,
+/// SIGEV_NONE and SIGEV_THREAD, absolute times, deletion and fork.
+#[test]
+fn posix_timers() {
+    assert_program_passes("signal/timers", Link::Static);
+    assert_program_passes("signal/timers", Link::Dynamic);
+}

@@ -5,6 +5,7 @@ pub mod boot;
 pub mod kernel;
 pub mod loader;
 pub mod mm;
+pub mod posix_timer;
 pub mod signal;
 mod signalfd;
 pub mod sigsend;

@@ -210,6 +210,21 @@ impl Pending {
         Some(info)
     }
 
+    /// Applies `f` to the first queued siginfo `pred` picks.
+    pub fn update<R>(
+        &mut self,
+        pred: impl Fn(&SigInfo) -> bool,
+        f: impl FnOnce(&mut SigInfo) -> R,
+    ) -> Option<R> {
+        self.infos.iter_mut().find(|i| pred(i)).map(f)
+    }
+
+    /// Discards the queued signals `pred` picks.
+    pub fn remove_where(&mut self, pred: impl Fn(&SigInfo) -> bool) {
+        self.infos.retain(|i| !pred(i));
+        self.bits = self.infos.iter().fold(0, |b, i| b | bit(i.signo));
+    }
+
     /// Discards every pending signal in `set`.
     pub fn discard(&mut self, set: u64) {
         self.bits &= !set;

@@ -66,6 +66,8 @@ pub struct ThreadGroup {
     pub pdeath_signal: AtomicI32,
     /// The thread that is exec'ing while its siblings are killed (0: none).
     pub execing: AtomicI32,
+    /// timer_create's timers; not inherited, deleted by exec and exit.
+    pub posix_timers: crate::posix_timer::PosixTimers,
 }
 
 impl ThreadGroup {
@@ -88,6 +90,7 @@ impl ThreadGroup {
             subreaper: AtomicBool::new(false),
             pdeath_signal: AtomicI32::new(0),
             execing: AtomicI32::new(0),
+            posix_timers: Default::default(),
         }
     }
 }
@@ -126,6 +129,7 @@ impl ThreadGroup {
             subreaper: AtomicBool::new(false),
             pdeath_signal: AtomicI32::new(0),
             execing: AtomicI32::new(0),
+            posix_timers: Default::default(),
         }
     }
 
@@ -451,6 +455,7 @@ impl Task {
         if !last {
             return None;
         }
+        self.tg.posix_timers.clear(&self.kernel);
         let group = *self.tg.group_exit.lock().unwrap_or_else(|p| p.into_inner());
         Some(group.unwrap_or(status))
     }

@@ -10,6 +10,8 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
+use veil_abi::{Errno, Timespec};
+
 use crate::kernel::Kernel;
 use crate::signal::SigInfo;
 
@@ -112,6 +114,44 @@ pub fn forward(deadline: Instant, interval: Duration, now: Instant) -> (Instant,
     let periods = u64::try_from(periods).unwrap_or(u64::MAX);
     let step = interval.saturating_mul(u32::try_from(periods).unwrap_or(u32::MAX));
     (deadline + step, periods)
+}
+
+/// A valid `timespec` as a duration (EINVAL otherwise).
+pub fn duration(ts: &Timespec) -> Result<Duration, Errno> {
+    if ts.tv_sec < 0 || !(0..1_000_000_000).contains(&ts.tv_nsec) {
+        return Err(Errno::EINVAL);
+    }
+    Ok(Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32))
+}
+
+pub fn timespec(d: Duration) -> Timespec {
+    Timespec {
+        tv_sec: d.as_secs() as i64,
+        tv_nsec: i64::from(d.subsec_nanos()),
+    }
+}
+
+/// When a timer set to `value` first expires: never for zero, `value` from
+/// `now`, or, with `absolute`, at `value` on `clock`. A time in the past
+/// keeps its distance, so periodic timers count the periods missed since.
+pub fn first_deadline(
+    clock: rustix::time::ClockId,
+    value: Duration,
+    absolute: bool,
+    now: Instant,
+) -> Option<Instant> {
+    match (value.is_zero(), absolute) {
+        (true, _) => None,
+        (false, false) => Some(now + value),
+        (false, true) => {
+            let ts = rustix::time::clock_gettime(clock);
+            let clock_now = Duration::new(ts.tv_sec.max(0) as u64, ts.tv_nsec as u32);
+            Some(match value.checked_sub(clock_now) {
+                Some(ahead) => now + ahead,
+                None => now.checked_sub(clock_now - value).unwrap_or(now),
+            })
+        }
+    }
 }
 
 const SIGALRM: i32 = 14;

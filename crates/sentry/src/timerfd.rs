@@ -9,12 +9,13 @@
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
-use veil_abi::{Errno, Itimerspec, Timespec};
+use veil_abi::{Errno, Itimerspec};
 use veil_vfs::wait::events::*;
 use veil_vfs::wait::{WaitQueue, Waiter};
 use veil_vfs::FileOps;
 
-use crate::timer::{forward, Expiry, TimerKey, TimerService};
+pub use crate::timer::duration;
+use crate::timer::{first_deadline, forward, timespec, Expiry, TimerKey, TimerService};
 
 /// The shortest gap between two wake-ups of a periodic timer's pollers.
 const MIN_WAKE_GAP: Duration = Duration::from_millis(1);
@@ -118,21 +119,7 @@ impl TimerFd {
     pub fn set(&self, new: &Itimerspec, absolute: bool) -> Result<Itimerspec, Errno> {
         let value = duration(&new.it_value)?;
         let interval = duration(&new.it_interval)?;
-        let now = Instant::now();
-        let first = match (value.is_zero(), absolute) {
-            (true, _) => None,
-            (false, false) => Some(now + value),
-            (false, true) => {
-                let ts = rustix::time::clock_gettime(self.clock);
-                let clock_now = Duration::new(ts.tv_sec.max(0) as u64, ts.tv_nsec as u32);
-                // A time in the past keeps its distance: periodic timers
-                // count the periods missed since.
-                Some(match value.checked_sub(clock_now) {
-                    Some(ahead) => now + ahead,
-                    None => now.checked_sub(clock_now - value).unwrap_or(now),
-                })
-            }
-        };
+        let first = first_deadline(self.clock, value, absolute, Instant::now());
         Ok(self.arm(first, interval))
     }
 
@@ -207,25 +194,11 @@ impl FileOps for TimerFd {
     }
 }
 
-/// A valid `timespec` as a duration (EINVAL otherwise).
-pub fn duration(ts: &Timespec) -> Result<Duration, Errno> {
-    if ts.tv_sec < 0 || !(0..1_000_000_000).contains(&ts.tv_nsec) {
-        return Err(Errno::EINVAL);
-    }
-    Ok(Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32))
-}
-
-fn timespec(d: Duration) -> Timespec {
-    Timespec {
-        tv_sec: d.as_secs() as i64,
-        tv_nsec: i64::from(d.subsec_nanos()),
-    }
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // A test's failure is a panic.
 mod tests {
     use super::*;
+    use veil_abi::Timespec;
 
     #[test]
     fn periodic_expirations_are_counted() {

@@ -19,6 +19,7 @@ mod signalfd;
 pub mod strace;
 mod time;
 mod timerfd;
+mod timers;
 mod wait;
 
 use std::sync::LazyLock;
@@ -168,6 +169,7 @@ pub static TABLE: LazyLock<Table> = LazyLock::new(|| {
     signalfd::register(&mut t);
     time::register(&mut t);
     timerfd::register(&mut t);
+    timers::register(&mut t);
     wait::register(&mut t);
     t
 });

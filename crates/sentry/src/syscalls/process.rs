@@ -501,6 +501,7 @@ pub fn exec(t: &mut Task, path: &[u8], argv: Vec<Vec<u8>>, envp: &[Vec<u8>]) -> 
     t.shared.set_interrupter(t.mm.space().interrupter());
     t.fds.close_on_exec();
     t.tg.sigactions.reset_for_exec();
+    t.tg.posix_timers.clear(&t.kernel);
     t.tg.did_exec
         .store(true, std::sync::atomic::Ordering::Relaxed);
     t.altstack = veil_abi::StackT {
