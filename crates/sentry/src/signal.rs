@@ -10,7 +10,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use veil_platform::Interrupt;
 use veil_vfs::wait::Waiter;
 
-use crate::task::{Task, NSIG};
+use veil_vfs::Creds;
+
+use crate::task::{CpuTime, SchedAttr, Task, NSIG};
 
 pub const SIGKILL: i32 = 9;
 pub const SIGSEGV: i32 = 11;
@@ -147,26 +149,43 @@ struct Pending {
 }
 
 /// The part of a task other sentry threads reach: its pending signals and
-/// the means to wake it, wherever it is.
+/// the means to wake it, wherever it is, and what other tasks may read or
+/// change of it (credentials, scheduling, CPU time).
 pub struct TaskShared {
     pending: Mutex<Pending>,
     /// What the task waits on while blocked in the sentry.
     pub waiter: Arc<Waiter>,
     /// Stops the task's application thread while it runs.
     interrupter: Mutex<Option<Arc<dyn Interrupt>>>,
+    /// A copy of the task's credentials, which only the task changes.
+    creds: Mutex<Arc<Creds>>,
+    pub sched: Mutex<SchedAttr>,
+    pub cpu: CpuTime,
 }
 
-impl Default for TaskShared {
-    fn default() -> TaskShared {
+impl TaskShared {
+    pub fn new(creds: Arc<Creds>) -> TaskShared {
         TaskShared {
             pending: Mutex::default(),
             waiter: Waiter::new(),
             interrupter: Mutex::new(None),
+            creds: Mutex::new(creds),
+            sched: Mutex::default(),
+            cpu: CpuTime::default(),
         }
     }
-}
 
-impl TaskShared {
+    pub fn creds(&self) -> Arc<Creds> {
+        self.creds
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    pub(crate) fn set_creds(&self, creds: Arc<Creds>) {
+        *self.creds.lock().unwrap_or_else(PoisonError::into_inner) = creds;
+    }
+
     /// Queues a signal (standard signals do not queue twice) and makes the
     /// task notice it.
     pub fn send(&self, info: SigInfo) {
@@ -244,7 +263,10 @@ impl Task {
         if self.signal_pending() {
             return true;
         }
+        // Time asleep is neither user nor system time.
+        self.shared.cpu.leave_sys();
         self.shared.waiter.wait(timeout);
+        self.shared.cpu.enter_sys();
         self.signal_pending()
     }
 

@@ -399,7 +399,7 @@ fn do_open(t: &Task, dirfd: i32, path_addr: u64, flags: i32, mode: u32) -> SysRe
         .kernel
         .vfs
         .open(&ctx, &start, &path, flags, mode & 0o7777, &t.creds)?;
-    let fd = t.fds.insert(file, flags & O_CLOEXEC != 0, 0)?;
+    let fd = t.fds.insert(file, flags & O_CLOEXEC != 0, 0, t.nofile())?;
     Ok(fd as u64)
 }
 
@@ -595,7 +595,7 @@ fn fcntl(t: &mut Task, a: &Args) -> SysResult {
                 return Err(Errno::EINVAL);
             }
             t.fds
-                .insert(file, a.i32(1) == F_DUPFD_CLOEXEC, min)
+                .insert(file, a.i32(1) == F_DUPFD_CLOEXEC, min, t.nofile())
                 .map(|fd| fd as u64)
         }
         F_GETFD => Ok(if t.fds.get_cloexec(fd)? {
@@ -650,7 +650,7 @@ fn ioctl(t: &mut Task, a: &Args) -> SysResult {
 
 fn dup(t: &mut Task, a: &Args) -> SysResult {
     let file = t.fds.get(a.i32(0))?;
-    t.fds.insert(file, false, 0).map(|fd| fd as u64)
+    t.fds.insert(file, false, 0, t.nofile()).map(|fd| fd as u64)
 }
 
 fn dup2(t: &mut Task, a: &Args) -> SysResult {
@@ -658,7 +658,9 @@ fn dup2(t: &mut Task, a: &Args) -> SysResult {
     if a.i32(0) == a.i32(1) {
         return Ok(a.u64(1));
     }
-    t.fds.insert_at(a.i32(1), file, false).map(|()| a.u64(1))
+    t.fds
+        .insert_at(a.i32(1), file, false, t.nofile())
+        .map(|()| a.u64(1))
 }
 
 fn dup3(t: &mut Task, a: &Args) -> SysResult {
@@ -668,7 +670,7 @@ fn dup3(t: &mut Task, a: &Args) -> SysResult {
     }
     let file = t.fds.get(a.i32(0))?;
     t.fds
-        .insert_at(a.i32(1), file, flags & O_CLOEXEC != 0)
+        .insert_at(a.i32(1), file, flags & O_CLOEXEC != 0, t.nofile())
         .map(|()| a.u64(1))
 }
 
@@ -861,8 +863,8 @@ fn do_pipe(t: &Task, addr: u64, flags: i32) -> SysResult {
     t.mm.check_access(addr, 8, true)?;
     let (r, w) = veil_vfs::new_pipe(flags & O_NONBLOCK);
     let cloexec = flags & O_CLOEXEC != 0;
-    let rfd = t.fds.insert(r, cloexec, 0)?;
-    let wfd = match t.fds.insert(w, cloexec, 0) {
+    let rfd = t.fds.insert(r, cloexec, 0, t.nofile())?;
+    let wfd = match t.fds.insert(w, cloexec, 0, t.nofile()) {
         Ok(fd) => fd,
         Err(e) => {
             let _ = t.fds.remove(rfd);

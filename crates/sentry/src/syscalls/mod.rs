@@ -2,6 +2,7 @@
 //! each entry's handler, support level and argument formats (for strace).
 //! Handlers live one file per family.
 
+mod cred;
 mod fs;
 mod futex;
 pub use futex::{futex_wake, Futexes};
@@ -9,9 +10,11 @@ mod info;
 mod mm;
 mod poll;
 mod process;
+mod sched;
 mod signal;
 pub mod strace;
 mod time;
+mod usage;
 
 use std::sync::LazyLock;
 
@@ -146,6 +149,7 @@ pub static TABLE: LazyLock<Table> = LazyLock::new(|| {
     let mut t = Table {
         entries: vec![None; Sysno::last().id() as usize + 1],
     };
+    cred::register(&mut t);
     fs::register(&mut t);
     futex::register(&mut t);
     info::register(&mut t);
@@ -153,7 +157,9 @@ pub static TABLE: LazyLock<Table> = LazyLock::new(|| {
     poll::register(&mut t);
     process::register(&mut t);
     signal::register(&mut t);
+    sched::register(&mut t);
     time::register(&mut t);
+    usage::register(&mut t);
     t
 });
 

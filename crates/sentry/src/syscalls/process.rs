@@ -8,10 +8,13 @@ use veil_platform::Registers;
 
 use super::strace::Arg::*;
 use super::{Args, Table};
+use veil_vfs::{cap, Creds};
+
+use crate::cred;
 use crate::kernel::Kernel;
 use crate::loader::{self, AuxInfo};
 use crate::mm::{Layout, MemoryManager};
-use crate::task::{ExitStatus, Task, ThreadGroup, RLIM_NLIMITS};
+use crate::task::{ExitStatus, Task, ThreadGroup, RLIMIT_NOFILE, RLIMIT_STACK, RLIM_NLIMITS};
 use crate::vfsglue::TaskExecOpener;
 
 const ARCH_SET_GS: i32 = 0x1001;
@@ -27,9 +30,19 @@ const PR_GET_DUMPABLE: i32 = 3;
 const PR_SET_DUMPABLE: i32 = 4;
 const PR_SET_NAME: i32 = 15;
 const PR_GET_NAME: i32 = 16;
+const PR_GET_KEEPCAPS: i32 = 7;
+const PR_SET_KEEPCAPS: i32 = 8;
 const PR_CAPBSET_READ: i32 = 23;
+const PR_CAPBSET_DROP: i32 = 24;
+const PR_GET_SECUREBITS: i32 = 27;
+const PR_SET_SECUREBITS: i32 = 28;
 const PR_SET_NO_NEW_PRIVS: i32 = 38;
 const PR_GET_NO_NEW_PRIVS: i32 = 39;
+const PR_CAP_AMBIENT: i32 = 47;
+const PR_CAP_AMBIENT_IS_SET: u64 = 1;
+const PR_CAP_AMBIENT_RAISE: u64 = 2;
+const PR_CAP_AMBIENT_LOWER: u64 = 3;
+const PR_CAP_AMBIENT_CLEAR_ALL: u64 = 4;
 const PR_SET_VMA: i32 = 0x53564d41;
 
 /// Linux's bounds on exec arguments: entries, one string, and all of them
@@ -42,13 +55,6 @@ pub(super) fn register(t: &mut Table) {
     t.full(Sysno::getpid, getpid, &[]);
     t.full(Sysno::getppid, getppid, &[]);
     t.full(Sysno::gettid, gettid, &[]);
-    t.full(Sysno::getuid, getuid, &[]);
-    t.full(Sysno::geteuid, geteuid, &[]);
-    t.full(Sysno::getgid, getgid, &[]);
-    t.full(Sysno::getegid, getegid, &[]);
-    t.full(Sysno::getresuid, getresuid, &[Hex, Hex, Hex]);
-    t.full(Sysno::getresgid, getresgid, &[Hex, Hex, Hex]);
-    t.full(Sysno::getgroups, getgroups, &[Int, Hex]);
     t.full(Sysno::getpgrp, getpgrp, &[]);
     t.full(Sysno::getpgid, getpgid, &[Int]);
     t.full(Sysno::getsid, getsid, &[Int]);
@@ -141,56 +147,6 @@ fn getppid(t: &mut Task, _a: &Args) -> SysResult {
 
 fn gettid(t: &mut Task, _a: &Args) -> SysResult {
     Ok(t.tid as u64)
-}
-
-fn getuid(t: &mut Task, _a: &Args) -> SysResult {
-    Ok(u64::from(t.creds.uid))
-}
-
-fn geteuid(t: &mut Task, _a: &Args) -> SysResult {
-    Ok(u64::from(t.creds.euid))
-}
-
-fn getgid(t: &mut Task, _a: &Args) -> SysResult {
-    Ok(u64::from(t.creds.gid))
-}
-
-fn getegid(t: &mut Task, _a: &Args) -> SysResult {
-    Ok(u64::from(t.creds.egid))
-}
-
-fn write_three(t: &Task, a: &Args, ids: [u32; 3]) -> SysResult {
-    for (i, id) in ids.iter().enumerate() {
-        t.mm.write_obj(a.u64(i), id)?;
-    }
-    Ok(0)
-}
-
-fn getresuid(t: &mut Task, a: &Args) -> SysResult {
-    let c = &t.creds;
-    write_three(t, a, [c.uid, c.euid, c.euid])
-}
-
-fn getresgid(t: &mut Task, a: &Args) -> SysResult {
-    let c = &t.creds;
-    write_three(t, a, [c.gid, c.egid, c.egid])
-}
-
-fn getgroups(t: &mut Task, a: &Args) -> SysResult {
-    let size = a.i32(0);
-    let groups = &t.creds.groups;
-    if size < 0 {
-        return Err(Errno::EINVAL);
-    }
-    if size == 0 {
-        return Ok(groups.len() as u64);
-    }
-    if (size as usize) < groups.len() {
-        return Err(Errno::EINVAL);
-    }
-    let bytes: Vec<u8> = groups.iter().flat_map(|g| g.to_le_bytes()).collect();
-    t.mm.copy_out(a.u64(1), &bytes)?;
-    Ok(groups.len() as u64)
 }
 
 fn getpgrp(t: &mut Task, _a: &Args) -> SysResult {
@@ -328,15 +284,63 @@ fn prctl(t: &mut Task, a: &Args) -> SysResult {
         PR_GET_PDEATHSIG => t.mm.write_obj(a.u64(1), &0i32).map(|()| 0),
         PR_GET_DUMPABLE => Ok(1),
         PR_SET_DUMPABLE if a.u64(1) <= 1 => Ok(0),
-        PR_CAPBSET_READ if a.u64(1) <= 40 => Ok(1),
-        PR_CAPBSET_READ => Err(Errno::EINVAL),
-        PR_SET_NO_NEW_PRIVS if a.u64(1) == 1 => Ok(0),
-        PR_GET_NO_NEW_PRIVS => Ok(0),
+        PR_CAPBSET_READ => {
+            let c = cred::cap_valid(a.u64(1)).ok_or(Errno::EINVAL)?;
+            Ok(t.creds.cap_bounding >> c & 1)
+        }
+        PR_CAPBSET_DROP => set_creds(t, |c| cred::capbset_drop(c, a.u64(1))),
+        PR_CAP_AMBIENT => cap_ambient(t, a),
+        PR_GET_KEEPCAPS => Ok(u64::from(t.creds.securebits & cred::SECBIT_KEEP_CAPS != 0)),
+        PR_SET_KEEPCAPS => set_creds(t, |c| cred::set_keepcaps(c, a.u64(1))),
+        PR_GET_SECUREBITS => Ok(u64::from(t.creds.securebits)),
+        PR_SET_SECUREBITS => set_creds(t, |c| cred::set_securebits(c, a.u64(1))),
+        PR_SET_NO_NEW_PRIVS => {
+            if a.u64(1) != 1 || a.u64(2) | a.u64(3) | a.u64(4) != 0 {
+                return Err(Errno::EINVAL);
+            }
+            t.no_new_privs = true;
+            Ok(0)
+        }
+        PR_GET_NO_NEW_PRIVS => {
+            if a.u64(1) | a.u64(2) | a.u64(3) | a.u64(4) != 0 {
+                return Err(Errno::EINVAL);
+            }
+            Ok(u64::from(t.no_new_privs))
+        }
         PR_SET_VMA => Ok(0),
         op => {
             t.kernel.log_once(&format!("prctl option {op}"));
             Err(Errno::EINVAL)
         }
+    }
+}
+
+fn set_creds(t: &mut Task, f: impl FnOnce(&Creds) -> Result<Creds, Errno>) -> SysResult {
+    let new = f(&t.creds)?;
+    t.set_creds(new);
+    Ok(0)
+}
+
+fn cap_ambient(t: &mut Task, a: &Args) -> SysResult {
+    if a.u64(1) == PR_CAP_AMBIENT_CLEAR_ALL {
+        if a.u64(2) | a.u64(3) | a.u64(4) != 0 {
+            return Err(Errno::EINVAL);
+        }
+        return set_creds(t, |c| {
+            Ok(Creds {
+                cap_ambient: 0,
+                ..c.clone()
+            })
+        });
+    }
+    let c = cred::cap_valid(a.u64(2))
+        .filter(|_| a.u64(3) | a.u64(4) == 0)
+        .ok_or(Errno::EINVAL)?;
+    match a.u64(1) {
+        PR_CAP_AMBIENT_IS_SET => Ok(t.creds.cap_ambient >> c & 1),
+        PR_CAP_AMBIENT_RAISE => set_creds(t, |old| cred::ambient(old, c, true)),
+        PR_CAP_AMBIENT_LOWER => set_creds(t, |old| cred::ambient(old, c, false)),
+        _ => Err(Errno::EINVAL),
     }
 }
 
@@ -348,55 +352,69 @@ fn rlimit_index(resource: i32) -> Result<usize, Errno> {
 }
 
 fn prlimit64(t: &mut Task, a: &Args) -> SysResult {
-    let pid = a.i32(0);
-    if pid != 0 && pid != t.tg.pid {
-        return Err(Errno::ESRCH);
-    }
-    let r = rlimit_index(a.i32(1))?;
     let new: Option<Rlimit> = match a.u64(2) {
         0 => None,
         addr => Some(t.mm.read_obj(addr)?),
     };
-    let old = t.tg.rlimits.lock().unwrap_or_else(|p| p.into_inner())[r];
+    let pid = a.i32(0);
+    let tg = if pid == 0 || pid == t.tid {
+        t.tg.clone()
+    } else {
+        let target = super::cred::creds_of(t, pid)?;
+        let tg = t.kernel.thread_group_of(pid).ok_or(Errno::ESRCH)?;
+        // Another task's limits: same IDs all round, or CAP_SYS_RESOURCE.
+        let c = &t.creds;
+        let same = [target.uid, target.euid, target.suid] == [c.uid; 3]
+            && [target.gid, target.egid, target.sgid] == [c.gid; 3];
+        if !same && !c.capable(cap::CAP_SYS_RESOURCE) {
+            return Err(Errno::EPERM);
+        }
+        tg
+    };
+    let r = rlimit_index(a.i32(1))?;
+    let old = set_limit(&t.creds, &tg, r, new)?;
     if a.u64(3) != 0 {
         t.mm.write_obj(a.u64(3), &old)?;
-    }
-    if let Some(new) = new {
-        set_limit(t, r, new)?;
     }
     Ok(0)
 }
 
-fn set_limit(t: &mut Task, r: usize, new: Rlimit) -> Result<(), Errno> {
-    const RLIMIT_NOFILE: usize = 7;
-    if new.rlim_cur > new.rlim_max {
-        return Err(Errno::EINVAL);
-    }
-    let mut limits = t.tg.rlimits.lock().unwrap_or_else(|p| p.into_inner());
-    // Raising a hard limit needs CAP_SYS_RESOURCE, which root has.
-    if new.rlim_max > limits[r].rlim_max && t.creds.euid != 0 {
-        return Err(Errno::EPERM);
-    }
-    if r == RLIMIT_NOFILE {
-        if new.rlim_cur > veil_vfs::MAX_NOFILE {
+/// Replaces limit `r` of `tg` if `new` is given, as `creds` may; returns
+/// the old one.
+fn set_limit(
+    creds: &Creds,
+    tg: &ThreadGroup,
+    r: usize,
+    new: Option<Rlimit>,
+) -> Result<Rlimit, Errno> {
+    if let Some(new) = new {
+        if new.rlim_cur > new.rlim_max {
+            return Err(Errno::EINVAL);
+        }
+        if r == RLIMIT_NOFILE && new.rlim_max > veil_vfs::MAX_NOFILE {
             return Err(Errno::EPERM);
         }
-        t.fds.set_limit(new.rlim_cur as usize);
     }
-    limits[r] = new;
-    Ok(())
+    let mut limits = tg.rlimits.lock().unwrap_or_else(|p| p.into_inner());
+    let old = limits[r];
+    if let Some(new) = new {
+        if new.rlim_max > old.rlim_max && !creds.capable(cap::CAP_SYS_RESOURCE) {
+            return Err(Errno::EPERM);
+        }
+        limits[r] = new;
+    }
+    Ok(old)
 }
 
 fn getrlimit(t: &mut Task, a: &Args) -> SysResult {
     let r = rlimit_index(a.i32(0))?;
-    let old = t.tg.rlimits.lock().unwrap_or_else(|p| p.into_inner())[r];
-    t.mm.write_obj(a.u64(1), &old).map(|()| 0)
+    t.mm.write_obj(a.u64(1), &t.tg.rlimit(r)).map(|()| 0)
 }
 
 fn setrlimit(t: &mut Task, a: &Args) -> SysResult {
     let r = rlimit_index(a.i32(0))?;
     let new: Rlimit = t.mm.read_obj(a.u64(1))?;
-    set_limit(t, r, new).map(|()| 0)
+    set_limit(&t.creds, &t.tg, r, Some(new)).map(|_| 0)
 }
 
 /// Reads a NULL-terminated array of string pointers (argv or envp),
@@ -453,11 +471,15 @@ pub fn exec(t: &mut Task, path: &[u8], argv: Vec<Vec<u8>>, envp: &[Vec<u8>]) -> 
     let mm = Arc::new(MemoryManager::new(
         space,
         kernel.memfile.clone(),
-        Layout::new(kernel.platform.max_user_address()),
+        Layout::new(
+            kernel.platform.max_user_address(),
+            t.tg.rlimit(RLIMIT_STACK).rlim_cur,
+        ),
     ));
     let opener = TaskExecOpener::new(t);
     let loaded = loader::load(&opener, &mm, path, argv, envp, &aux_info(t))?;
     // Point of no return.
+    t.tg.note_rss(&t.mm);
     t.mm.clear();
     t.mm = mm;
     t.shared.set_interrupter(t.mm.space().interrupter());
@@ -477,6 +499,8 @@ pub fn exec(t: &mut Task, path: &[u8], argv: Vec<Vec<u8>>, envp: &[Vec<u8>]) -> 
     t.robust_list = (0, 0);
     t.clear_child_tid = 0;
     t.comm = loaded.comm;
+    let creds = cred::exec(&t.creds);
+    t.set_creds(creds);
     *t.tg.exe.lock().unwrap_or_else(|p| p.into_inner()) = loaded.exe_path;
     t.regs = Registers::new_user(loaded.entry, loaded.stack_pointer);
     Err(Errno::EJUSTRETURN)
@@ -588,6 +612,7 @@ fn clone_thread(
         ))
     };
     let (creds, comm, mask) = (t.creds.clone(), t.comm.clone(), t.signal_mask);
+    let (sched, no_new_privs) = (t.sched_for_child(), t.no_new_privs);
     let mut regs = t.regs;
     regs.rax = 0;
     if stack != 0 {
@@ -616,6 +641,8 @@ fn clone_thread(
             let mut child = Task::new(kernel.clone(), tg.clone(), tid, mm, fds, fs, creds, regs);
             child.comm = comm;
             child.signal_mask = mask;
+            child.no_new_privs = no_new_privs;
+            *child.shared.sched.lock().unwrap_or_else(|p| p.into_inner()) = sched;
             if flags & CLONE_CHILD_SETTID != 0 {
                 let _ = child.mm.write_obj(child_tid, &tid);
             }
@@ -652,6 +679,7 @@ fn fork_process(t: &mut Task, flags: u64, parent_tid: u64, child_tid: u64) -> Sy
     ));
     let creds = t.creds.clone();
     let comm = t.comm.clone();
+    let (sched, no_new_privs) = (t.sched_for_child(), t.no_new_privs);
     let mut regs = t.regs;
     regs.rax = 0;
     kernel.add_process(tg.clone());
@@ -683,6 +711,8 @@ fn fork_process(t: &mut Task, flags: u64, parent_tid: u64, child_tid: u64) -> Sy
             }
             let mut child = Task::new(kernel.clone(), tg.clone(), pid, mm, fds, fs, creds, regs);
             child.comm = comm;
+            child.no_new_privs = no_new_privs;
+            *child.shared.sched.lock().unwrap_or_else(|p| p.into_inner()) = sched;
             if flags & CLONE_CHILD_CLEARTID != 0 {
                 child.clear_child_tid = child_tid;
             }
@@ -784,17 +814,24 @@ fn wait4(t: &mut Task, a: &Args) -> SysResult {
             c.exit
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .map(|s| (c.pid, s))
+                .map(|s| (c, s))
         });
-        if let Some((zpid, status)) = zombie {
+        if let Some((child, status)) = zombie {
+            let (cpu, maxrss) = super::usage::reaped_usage(child);
             if status_addr != 0 {
                 t.mm.write_obj(status_addr, &wait_status(status))?;
             }
             if a.u64(3) != 0 {
-                t.mm.write_obj(a.u64(3), &veil_abi::Rusage::default())?;
+                t.mm.write_obj(a.u64(3), &super::usage::rusage(cpu, maxrss))?;
             }
+            let zpid = child.pid;
             drop(procs);
-            kernel.processes().remove(&zpid);
+            // Only the waiter that removes the zombie charges its usage.
+            if kernel.processes().remove(&zpid).is_some() {
+                *t.tg.children_cpu.lock().unwrap_or_else(|p| p.into_inner()) += cpu;
+                t.tg.children_maxrss
+                    .fetch_max(maxrss, std::sync::atomic::Ordering::Relaxed);
+            }
             return Ok(zpid as u64);
         }
         drop(procs);
