@@ -15,3 +15,15 @@ fn passes(name: &str) {
 fn id_state_machine_and_access_checks() {
     passes("ids");
 }
+
+#[test]
+fn capabilities_bounding_ambient_securebits_and_exec() {
+    passes("caps");
+}
+
+/// glibc's setuid, setgid and setgroups reach every thread through
+/// SIGSETXID and tgkill.
+#[test]
+fn setxid_in_every_thread() {
+    passes("setxid_threads");
+}

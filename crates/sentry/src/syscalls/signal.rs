@@ -6,7 +6,9 @@ use veil_abi::{Errno, KernelSigaction, StackT, SysResult, Sysno};
 
 use super::strace::Arg::*;
 use super::{Args, Table};
-use crate::signal::{check_signal, SigInfo, SIGKILL, SIGSTOP, UNBLOCKABLE};
+use veil_vfs::cap;
+
+use crate::signal::{check_signal, SigInfo, TaskShared, SIGKILL, SIGSTOP, UNBLOCKABLE};
 use crate::task::Task;
 
 const SIG_BLOCK: i32 = 0;
@@ -32,20 +34,10 @@ pub(super) fn register(t: &mut Table) {
         Sysno::kill,
         kill,
         &[Int, Signal],
-        "process-directed signals go to the process's only thread",
+        "process-directed signals go to the process's main thread",
     );
-    t.partial(
-        Sysno::tgkill,
-        tgkill,
-        &[Int, Int, Signal],
-        "the calling thread only",
-    );
-    t.partial(
-        Sysno::tkill,
-        tkill,
-        &[Int, Signal],
-        "the calling thread only",
-    );
+    t.full(Sysno::tgkill, tgkill, &[Int, Int, Signal]);
+    t.full(Sysno::tkill, tkill, &[Int, Signal]);
     t.full(Sysno::rt_sigpending, rt_sigpending, &[Hex, UInt]);
     t.full(Sysno::rt_sigsuspend, rt_sigsuspend, &[Hex, UInt]);
     t.partial(
@@ -179,15 +171,72 @@ fn kill(t: &mut Task, a: &Args) -> SysResult {
     if targets.is_empty() {
         return Err(Errno::ESRCH);
     }
-    if sig == 0 {
-        return Ok(0);
-    }
     let info = SigInfo::user(sig, t.tg.pid, t.creds.uid);
+    // Linux succeeds if any target takes the signal.
+    let mut result = Err(Errno::EPERM);
     for target in targets {
         // A zombie accepts the signal and ignores it, as on Linux.
-        if let Some(task) = t.kernel.task(target) {
+        let Some(task) = t.kernel.task(target) else {
+            result = Ok(0);
+            continue;
+        };
+        if !may_signal(t, &task, sig, target) {
+            continue;
+        }
+        if sig != 0 {
             task.send(info);
         }
+        result = Ok(0);
+    }
+    result
+}
+
+/// check_kill_permission: within a process anything goes; otherwise the
+/// sender's real or effective UID must be the target's real or saved
+/// one, or the sender holds CAP_KILL. SIGCONT within a session is free.
+fn may_signal(t: &Task, task: &TaskShared, sig: i32, target_tid: i32) -> bool {
+    const SIGCONT: i32 = 18;
+    let same_process =
+        t.tg.threads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&target_tid);
+    if same_process {
+        return true;
+    }
+    let (c, tc) = (&t.creds, task.creds());
+    if [c.euid, c.uid].iter().any(|&u| u == tc.suid || u == tc.uid) || c.capable(cap::CAP_KILL) {
+        return true;
+    }
+    sig == SIGCONT
+        && t.kernel.thread_group_of(target_tid).is_some_and(|g| {
+            *g.sid.lock().unwrap_or_else(|p| p.into_inner())
+                == *t.tg.sid.lock().unwrap_or_else(|p| p.into_inner())
+        })
+}
+
+/// Sends `sig` to the thread `tid`, in process `tgid` if given (tgkill).
+fn send_to_thread(t: &mut Task, tgid: Option<i32>, tid: i32, sig: i32) -> SysResult {
+    if tid == t.tid && tgid.is_none_or(|g| g == t.tg.pid) {
+        return send_self_coded(t, sig, SI_TKILL);
+    }
+    let task = t.kernel.task(tid).ok_or(Errno::ESRCH)?;
+    if let Some(tgid) = tgid {
+        let group = t.kernel.thread_group_of(tid).ok_or(Errno::ESRCH)?;
+        if group.pid != tgid {
+            return Err(Errno::ESRCH);
+        }
+    }
+    if sig != 0 {
+        check_signal(sig)?;
+    }
+    if !may_signal(t, &task, sig, tid) {
+        return Err(Errno::EPERM);
+    }
+    if sig != 0 {
+        let mut info = SigInfo::user(sig, t.tg.pid, t.creds.uid);
+        info.code = SI_TKILL;
+        task.send(info);
     }
     Ok(0)
 }
@@ -196,20 +245,14 @@ fn tgkill(t: &mut Task, a: &Args) -> SysResult {
     if a.i32(0) <= 0 || a.i32(1) <= 0 {
         return Err(Errno::EINVAL);
     }
-    if a.i32(0) != t.tg.pid || a.i32(1) != t.tid {
-        return Err(Errno::ESRCH);
-    }
-    send_self_coded(t, a.i32(2), SI_TKILL)
+    send_to_thread(t, Some(a.i32(0)), a.i32(1), a.i32(2))
 }
 
 fn tkill(t: &mut Task, a: &Args) -> SysResult {
     if a.i32(0) <= 0 {
         return Err(Errno::EINVAL);
     }
-    if a.i32(0) != t.tid {
-        return Err(Errno::ESRCH);
-    }
-    send_self_coded(t, a.i32(1), SI_TKILL)
+    send_to_thread(t, None, a.i32(0), a.i32(1))
 }
 
 fn rt_sigpending(t: &mut Task, a: &Args) -> SysResult {
