@@ -27,3 +27,20 @@ fn capabilities_bounding_ambient_securebits_and_exec() {
 fn setxid_in_every_thread() {
     passes("setxid_threads");
 }
+
+#[test]
+fn scheduling_affinity_policies_and_nice() {
+    passes("sched");
+}
+
+/// CPU time charged by the sentry: getrusage, times, CPU-time clocks,
+/// children's time after wait.
+#[test]
+fn resource_usage() {
+    passes("usage");
+}
+
+#[test]
+fn rlimits_nofile_stack_and_prlimit() {
+    passes("limits");
+}
