@@ -393,39 +393,39 @@ mod tests {
 
     #[test]
     fn dropping_root_clears_capabilities_unless_keepcaps() {
-        let c = setresuid(&root(), 1000, 1000, 1000).unwrap();
+        let c = setresuid(&root(), 1000, 1000, 1000).expect("allowed");
         assert_eq!((c.cap_permitted, c.cap_effective), (0, 0));
-        let keep = set_keepcaps(&root(), 1).unwrap();
-        let c = setresuid(&keep, 1000, 1000, 1000).unwrap();
+        let keep = set_keepcaps(&root(), 1).expect("allowed");
+        let c = setresuid(&keep, 1000, 1000, 1000).expect("allowed");
         assert_eq!((c.cap_permitted, c.cap_effective), (cap::ALL, 0));
         // A saved root keeps the permitted set; the effective one follows
         // the effective UID back and forth.
-        let c = setresuid(&root(), 1000, 1000, 0).unwrap();
+        let c = setresuid(&root(), 1000, 1000, 0).expect("allowed");
         assert_eq!((c.cap_permitted, c.cap_effective), (cap::ALL, 0));
-        let back = setresuid(&c, KEEP, 0, KEEP).unwrap();
+        let back = setresuid(&c, KEEP, 0, KEEP).expect("allowed");
         assert_eq!(back.cap_effective, cap::ALL);
     }
 
     #[test]
     fn unprivileged_users_may_only_shuffle_their_ids() {
-        let user = setresuid(&root(), 1, 2, 3).unwrap();
+        let user = setresuid(&root(), 1, 2, 3).expect("allowed");
         assert_eq!(setresuid(&user, 3, 1, 2).map(|c| c.uid), Ok(3));
         assert_eq!(setresuid(&user, 4, KEEP, KEEP), Err(Errno::EPERM));
         assert_eq!(setuid(&user, 3).map(|c| (c.uid, c.euid)), Ok((1, 3)));
         assert_eq!(setuid(&user, 2), Err(Errno::EPERM));
         assert_eq!(setuid(&user, KEEP), Err(Errno::EINVAL));
         // setreuid sets the saved UID when the real one is given.
-        let c = setreuid(&user, 2, KEEP).unwrap();
+        let c = setreuid(&user, 2, KEEP).expect("allowed");
         assert_eq!((c.uid, c.euid, c.suid), (2, 2, 2));
     }
 
     #[test]
     fn fsuid_moves_filesystem_capabilities() {
-        let c = setfsuid(&root(), 1000).unwrap();
+        let c = setfsuid(&root(), 1000).expect("allowed");
         assert_eq!(c.cap_effective, cap::ALL & !CAP_FS_SET);
-        let back = setfsuid(&c, 0).unwrap();
+        let back = setfsuid(&c, 0).expect("allowed");
         assert_eq!(back.cap_effective, cap::ALL);
-        let user = setresuid(&root(), 5, 5, 5).unwrap();
+        let user = setresuid(&root(), 5, 5, 5).expect("allowed");
         assert!(setfsuid(&user, 6).is_none());
     }
 
@@ -437,7 +437,7 @@ mod tests {
             permitted: p,
             inheritable: i,
         };
-        let c = capset(&root(), sets(1, 3, 3)).unwrap();
+        let c = capset(&root(), sets(1, 3, 3)).expect("allowed");
         assert_eq!(capset(&c, sets(1, 7, 0)), Err(Errno::EPERM));
         assert_eq!(capset(&c, sets(4, 3, 0)), Err(Errno::EPERM));
         // Without CAP_SETPCAP, inheritable only from permitted.
@@ -452,13 +452,13 @@ mod tests {
         c.cap_effective = 0;
         let e = exec(&c);
         assert_eq!((e.cap_permitted, e.cap_effective), (cap::ALL, cap::ALL));
-        let user = setresuid(&root(), 1000, 1000, 1000).unwrap();
+        let user = setresuid(&root(), 1000, 1000, 1000).expect("allowed");
         assert_eq!(exec(&user).cap_permitted, 0);
         // Ambient capabilities survive exec as a non-root user.
-        let mut a = set_keepcaps(&root(), 1).unwrap();
+        let mut a = set_keepcaps(&root(), 1).expect("allowed");
         a.cap_inheritable = bit(cap::CAP_KILL);
-        let a = setresuid(&a, 1000, 1000, 1000).unwrap();
-        let a = ambient(&a, cap::CAP_KILL, true).unwrap();
+        let a = setresuid(&a, 1000, 1000, 1000).expect("allowed");
+        let a = ambient(&a, cap::CAP_KILL, true).expect("allowed");
         let e = exec(&a);
         assert_eq!(
             (e.cap_permitted, e.cap_effective),

@@ -25,11 +25,12 @@ pub(super) fn register(t: &mut Table) {
     t.full(Sysno::getresuid, getresuid, &[Hex, Hex, Hex]);
     t.full(Sysno::getresgid, getresgid, &[Hex, Hex, Hex]);
     t.full(Sysno::getgroups, getgroups, &[Int, Hex]);
-    t.full(Sysno::setuid, setuid, &[UInt]);
+    const NPROC: &str = "RLIMIT_NPROC is not checked on a new real UID";
+    t.partial(Sysno::setuid, setuid, &[UInt], NPROC);
     t.full(Sysno::setgid, setgid, &[UInt]);
-    t.full(Sysno::setreuid, setreuid, &[Int, Int]);
+    t.partial(Sysno::setreuid, setreuid, &[Int, Int], NPROC);
     t.full(Sysno::setregid, setregid, &[Int, Int]);
-    t.full(Sysno::setresuid, setresuid, &[Int, Int, Int]);
+    t.partial(Sysno::setresuid, setresuid, &[Int, Int, Int], NPROC);
     t.full(Sysno::setresgid, setresgid, &[Int, Int, Int]);
     t.full(Sysno::setfsuid, setfsuid, &[UInt]);
     t.full(Sysno::setfsgid, setfsgid, &[UInt]);

@@ -104,16 +104,17 @@ pub(super) fn register(t: &mut Table) {
         Sysno::prctl,
         prctl,
         &[Int, Hex, Hex, Hex, Hex],
-        "names, dumpable, no_new_privs, pdeathsig (stored), capability bounding set; others EINVAL",
+        "names, dumpable, pdeathsig (stored), no_new_privs, keepcaps, securebits, capability bounding and ambient sets; others EINVAL",
     );
-    t.full(Sysno::prlimit64, prlimit64, &[Int, Int, Hex, Hex]);
+    const LIMITS: &str = "every limit is kept and inherited; RLIMIT_NOFILE, RLIMIT_STACK and RLIMIT_CORE take effect, the others (RLIMIT_FSIZE, RLIMIT_AS, RLIMIT_DATA, ...) are not enforced";
+    t.partial(Sysno::prlimit64, prlimit64, &[Int, Int, Hex, Hex], LIMITS);
     t.full(Sysno::getrlimit, getrlimit, &[Int, Hex]);
-    t.full(Sysno::setrlimit, setrlimit, &[Int, Hex]);
+    t.partial(Sysno::setrlimit, setrlimit, &[Int, Hex], LIMITS);
     t.partial(
         Sysno::execve,
         execve,
         &[Path, Hex, Hex],
-        "single-threaded processes",
+        "single-threaded processes; set-user-ID and set-group-ID bits and file capabilities are not honoured, as on a nosuid mount (capabilities are recomputed as for a plain file)",
     );
     t.unimplemented(
         Sysno::rseq,

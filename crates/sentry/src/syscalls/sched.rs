@@ -133,7 +133,7 @@ fn same_owner(c: &Creds, target: &Creds) -> bool {
 fn sched_getaffinity(t: &mut Task, a: &Args) -> SysResult {
     let len = a.usize(1);
     let cpus = &t.kernel.cpus;
-    if len.saturating_mul(8) < nr_cpus(cpus) || len % 8 != 0 {
+    if len.saturating_mul(8) < nr_cpus(cpus) || !len.is_multiple_of(8) {
         return Err(Errno::EINVAL);
     }
     let p = target(t, a.i32(0))?;
