@@ -70,7 +70,8 @@ pub fn boot(cfg: BootConfig) -> Result<ExitStatus, BootError> {
     let fds = Arc::new(FdTable::new());
     for (fd, host) in cfg.stdio.into_iter().enumerate() {
         let flags = rustix::fs::fcntl_getfl(&host).map_or(2, |f| f.bits() as i32);
-        fds.insert_at(fd as i32, OpenFile::from_host_fd(host, flags), false)
+        let limit = veil_vfs::DEFAULT_NOFILE as usize;
+        fds.insert_at(fd as i32, OpenFile::from_host_fd(host, flags), false, limit)
             .map_err(setup("stdio"))?;
     }
     // A terminal handed over as stdin becomes init's controlling terminal,
@@ -93,7 +94,7 @@ pub fn boot(cfg: BootConfig) -> Result<ExitStatus, BootError> {
         .name("task-1".into())
         .spawn(move || -> Result<ExitStatus, BootError> {
             let space = kernel.platform.new_address_space()?;
-            let layout = Layout::new(kernel.platform.max_user_address());
+            let layout = Layout::new(kernel.platform.max_user_address(), crate::mm::STACK_SIZE);
             let mm = Arc::new(MemoryManager::new(space, kernel.memfile.clone(), layout));
             let tid = kernel.alloc_tid();
             let tg = Arc::new(ThreadGroup::new(tid, 0));
@@ -105,7 +106,7 @@ pub fn boot(cfg: BootConfig) -> Result<ExitStatus, BootError> {
                 mm,
                 fds,
                 fs,
-                cfg.creds,
+                Arc::new(cfg.creds),
                 Registers::default(),
             );
             let path = find_command(&task, &cfg.argv, &cfg.envp);

@@ -44,6 +44,27 @@ pub struct Kernel {
     /// The terminal the sandbox was handed, with its session and
     /// foreground process group.
     pub terminal: crate::tty::Terminal,
+    /// The CPUs the sandbox offers: those the host lets the sentry use
+    /// (bit n of byte n / 8), in a mask as long as Linux's cpumask.
+    pub cpus: Vec<u8>,
+}
+
+/// The CPUs this process may run on, as a byte mask of whole longs.
+fn host_cpus() -> Vec<u8> {
+    let set = rustix::process::sched_getaffinity(None).ok();
+    let online = |cpu: usize| set.as_ref().is_none_or(|s| s.is_set(cpu));
+    let n = match &set {
+        Some(s) => (0..rustix::process::CpuSet::MAX_CPU)
+            .rev()
+            .find(|&c| s.is_set(c))
+            .map_or(1, |c| c + 1),
+        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
+    let mut mask = vec![0u8; n.div_ceil(64) * 8];
+    for cpu in (0..n).filter(|&c| online(c)) {
+        mask[cpu / 8] |= 1 << (cpu % 8);
+    }
+    mask
 }
 
 impl Kernel {
@@ -68,6 +89,7 @@ impl Kernel {
             futexes: Default::default(),
             terminal: Default::default(),
             timers: Arc::default(),
+            cpus: host_cpus(),
         }
     }
 
@@ -92,6 +114,23 @@ use crate::signal::{SIGCHLD, SIGHUP};
 impl Kernel {
     pub fn processes(&self) -> MutexGuard<'_, HashMap<i32, Arc<ThreadGroup>>> {
         self.processes.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The process the thread `tid` belongs to.
+    pub fn thread_group_of(&self, tid: i32) -> Option<Arc<ThreadGroup>> {
+        let procs = self.processes();
+        if let Some(tg) = procs.get(&tid) {
+            return Some(tg.clone());
+        }
+        procs
+            .values()
+            .find(|tg| {
+                tg.threads
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .contains(&tid)
+            })
+            .cloned()
     }
 
     pub fn add_process(&self, tg: Arc<ThreadGroup>) {
@@ -119,6 +158,16 @@ impl Kernel {
             .unwrap_or_else(|p| p.into_inner())
             .get(&tid)
             .cloned()
+    }
+
+    /// Every running task.
+    pub fn tasks(&self) -> Vec<(i32, Arc<TaskShared>)> {
+        self.tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(&tid, t)| (tid, t.clone()))
+            .collect()
     }
 
     /// Records a process's exit: it becomes a zombie for its parent (or is

@@ -2,6 +2,7 @@
 //! sandboxed application itself; none of them reaches the host kernel.
 
 pub mod boot;
+mod cred;
 pub mod kernel;
 pub mod loader;
 pub mod mm;

@@ -11,7 +11,9 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use veil_platform::Interrupt;
 use veil_vfs::wait::Waiter;
 
-use crate::task::{Task, NSIG};
+use veil_vfs::Creds;
+
+use crate::task::{CpuTime, SchedAttr, Task, NSIG};
 
 pub const SIGHUP: i32 = 1;
 pub const SIGKILL: i32 = 9;
@@ -233,7 +235,9 @@ impl Pending {
 }
 
 /// The part of a task other sentry threads reach: its pending signals, its
-/// signal mask as last published, and the means to wake it.
+/// signal mask as last published, the means to wake it wherever it is, and
+/// what other tasks may read or change of it (credentials, scheduling, CPU
+/// time).
 pub struct TaskShared {
     /// The thread group (process) the task belongs to.
     pub tgid: i32,
@@ -244,17 +248,35 @@ pub struct TaskShared {
     pub waiter: Arc<Waiter>,
     /// Stops the task's application thread while it runs.
     interrupter: Mutex<Option<Arc<dyn Interrupt>>>,
+    /// A copy of the task's credentials, which only the task changes.
+    creds: Mutex<Arc<Creds>>,
+    pub sched: Mutex<SchedAttr>,
+    pub cpu: CpuTime,
 }
 
 impl TaskShared {
-    pub fn new(tgid: i32) -> TaskShared {
+    pub fn new(tgid: i32, creds: Arc<Creds>) -> TaskShared {
         TaskShared {
             tgid,
             pending: Mutex::default(),
             blocked: AtomicU64::new(0),
             waiter: Waiter::new(),
             interrupter: Mutex::new(None),
+            creds: Mutex::new(creds),
+            sched: Mutex::default(),
+            cpu: CpuTime::default(),
         }
+    }
+
+    pub fn creds(&self) -> Arc<Creds> {
+        self.creds
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    pub(crate) fn set_creds(&self, creds: Arc<Creds>) {
+        *self.creds.lock().unwrap_or_else(PoisonError::into_inner) = creds;
     }
 
     /// Queues a signal for this thread and makes it notice.
@@ -383,7 +405,10 @@ impl Task {
         if self.signal_pending() {
             return true;
         }
+        // Time asleep is neither user nor system time.
+        self.shared.cpu.leave_sys();
         self.shared.waiter.wait(timeout);
+        self.shared.cpu.enter_sys();
         self.signal_pending()
     }
 

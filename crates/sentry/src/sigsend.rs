@@ -132,7 +132,8 @@ impl Kernel {
         }
     }
 
-    fn threads_of(&self, tg: &ThreadGroup) -> Vec<std::sync::Arc<TaskShared>> {
+    /// The live threads of `tg`.
+    pub fn threads_of(&self, tg: &ThreadGroup) -> Vec<std::sync::Arc<TaskShared>> {
         let tids = tg
             .threads
             .lock()

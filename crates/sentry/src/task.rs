@@ -1,8 +1,9 @@
 //! Tasks: application threads, each run by one sentry thread that owns its
 //! platform context.
 
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::Instant;
 
 use veil_abi::{Errno, KernelSigaction, Rlimit, StackT};
 use veil_platform::{Context, Event, Registers};
@@ -16,6 +17,116 @@ use crate::syscalls;
 pub const NSIG: usize = 64;
 /// Number of resource limits (RLIM_NLIMITS).
 pub const RLIM_NLIMITS: usize = 16;
+pub const RLIMIT_FSIZE: usize = 1;
+pub const RLIMIT_DATA: usize = 2;
+pub const RLIMIT_STACK: usize = 3;
+pub const RLIMIT_CORE: usize = 4;
+pub const RLIMIT_NOFILE: usize = 7;
+pub const RLIMIT_AS: usize = 9;
+pub const RLIMIT_NICE: usize = 13;
+pub const RLIMIT_RTPRIO: usize = 14;
+
+/// Nanoseconds on a monotonic clock, never 0.
+fn mono_ns() -> u64 {
+    static START: LazyLock<Instant> = LazyLock::new(Instant::now);
+    START.elapsed().as_nanos() as u64 + 1
+}
+
+/// CPU time of one task, charged by its own sentry thread as gVisor does:
+/// time in the platform's switch (application code) is user time, time in
+/// the sentry serving system calls and faults is system time, and time
+/// blocked in the sentry is neither.
+#[derive(Default)]
+pub struct CpuTime {
+    user_ns: AtomicU64,
+    sys_ns: AtomicU64,
+    /// When the current stretch of system time began; 0 outside one.
+    sys_since: AtomicU64,
+}
+
+impl CpuTime {
+    pub fn enter_sys(&self) {
+        self.sys_since.store(mono_ns(), Ordering::Relaxed);
+    }
+
+    /// Ends a stretch of system time; returns the time it ended.
+    pub fn leave_sys(&self) -> u64 {
+        let now = mono_ns();
+        let since = self.sys_since.swap(0, Ordering::Relaxed);
+        if since != 0 {
+            self.sys_ns
+                .fetch_add(now.saturating_sub(since), Ordering::Relaxed);
+        }
+        now
+    }
+
+    fn add_user(&self, ns: u64) {
+        self.user_ns.fetch_add(ns, Ordering::Relaxed);
+    }
+
+    /// User and system time so far, the current stretch included.
+    pub fn get(&self) -> CpuUsage {
+        let since = self.sys_since.load(Ordering::Relaxed);
+        let running = if since == 0 {
+            0
+        } else {
+            mono_ns().saturating_sub(since)
+        };
+        CpuUsage {
+            user_ns: self.user_ns.load(Ordering::Relaxed),
+            sys_ns: self.sys_ns.load(Ordering::Relaxed) + running,
+        }
+    }
+}
+
+/// User and system CPU time.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CpuUsage {
+    pub user_ns: u64,
+    pub sys_ns: u64,
+}
+
+impl std::ops::AddAssign for CpuUsage {
+    fn add_assign(&mut self, o: CpuUsage) {
+        self.user_ns += o.user_ns;
+        self.sys_ns += o.sys_ns;
+    }
+}
+
+/// A task's scheduling attributes. The sentry does not schedule: they are
+/// remembered and reported, as Linux would.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SchedAttr {
+    pub policy: u32,
+    pub reset_on_fork: bool,
+    /// The real-time priority (SCHED_FIFO, SCHED_RR).
+    pub rt_priority: u32,
+    pub nice: i32,
+    /// SCHED_DEADLINE's runtime, deadline and period.
+    pub deadline: [u64; 3],
+    /// The CPUs it may run on (bit n of byte n / 8); None for all.
+    pub affinity: Option<Vec<u8>>,
+}
+
+impl SchedAttr {
+    /// What a child inherits: all of it, unless SCHED_RESET_ON_FORK sends
+    /// it back to SCHED_OTHER with a nice value of at least 0.
+    pub fn for_child(&self) -> SchedAttr {
+        let mut c = self.clone();
+        if c.reset_on_fork {
+            c.reset_on_fork = false;
+            use linux_raw_sys::general::{SCHED_DEADLINE, SCHED_FIFO, SCHED_RR};
+            if matches!(c.policy, SCHED_FIFO | SCHED_RR | SCHED_DEADLINE) {
+                c.policy = 0;
+                c.rt_priority = 0;
+                c.deadline = [0; 3];
+                c.nice = 0;
+            }
+            c.nice = c.nice.max(0);
+        }
+        c
+    }
+}
 
 /// How a task (and its thread group) ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,6 +179,15 @@ pub struct ThreadGroup {
     pub execing: AtomicI32,
     /// timer_create's timers; not inherited, deleted by exec and exit.
     pub posix_timers: crate::posix_timer::PosixTimers,
+    /// CPU time of the threads that have exited.
+    pub dead_cpu: Mutex<CpuUsage>,
+    /// CPU time of the children waited for (and of their waited-for
+    /// descendants), as RUSAGE_CHILDREN reports it.
+    pub children_cpu: Mutex<CpuUsage>,
+    /// The most memory the process has had populated, in bytes, and the
+    /// most any waited-for child (or its descendants) had.
+    pub maxrss: AtomicU64,
+    pub children_maxrss: AtomicU64,
 }
 
 impl ThreadGroup {
@@ -91,6 +211,10 @@ impl ThreadGroup {
             pdeath_signal: AtomicI32::new(0),
             execing: AtomicI32::new(0),
             posix_timers: Default::default(),
+            dead_cpu: Mutex::default(),
+            children_cpu: Mutex::default(),
+            maxrss: AtomicU64::new(0),
+            children_maxrss: AtomicU64::new(0),
         }
     }
 }
@@ -130,11 +254,43 @@ impl ThreadGroup {
             pdeath_signal: AtomicI32::new(0),
             execing: AtomicI32::new(0),
             posix_timers: Default::default(),
+            dead_cpu: Mutex::default(),
+            children_cpu: Mutex::default(),
+            maxrss: AtomicU64::new(0),
+            children_maxrss: AtomicU64::new(0),
         }
     }
 
     pub fn parent_pid(&self) -> i32 {
         self.ppid.load(Ordering::Relaxed)
+    }
+
+    /// Records the current memory use for the high-water mark; returns it.
+    pub fn note_rss(&self, mm: &MemoryManager) -> u64 {
+        let now = mm.populated_bytes();
+        self.maxrss.fetch_max(now, Ordering::Relaxed).max(now)
+    }
+
+    pub fn rlimit(&self, r: usize) -> Rlimit {
+        self.rlimits.lock().unwrap_or_else(|p| p.into_inner())[r]
+    }
+
+    /// The CPU time of the whole process: its live threads (looked up in
+    /// `kernel`) and the exited ones.
+    pub fn cpu(&self, kernel: &Kernel) -> CpuUsage {
+        let dead = self.dead_cpu.lock().unwrap_or_else(|p| p.into_inner());
+        let mut total = *dead;
+        let threads = self
+            .threads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        for tid in threads {
+            if let Some(t) = kernel.task(tid) {
+                total += t.cpu.get();
+            }
+        }
+        total
     }
 
     pub fn pgid(&self) -> i32 {
@@ -216,13 +372,15 @@ fn default_rlimits() -> [Rlimit; RLIM_NLIMITS] {
         rlim_max: max,
     };
     let mut r = [lim(INF, INF); RLIM_NLIMITS];
-    r[3] = lim(crate::mm::STACK_SIZE, INF); // RLIMIT_STACK
-    r[4] = lim(0, INF); // RLIMIT_CORE
+    r[RLIMIT_STACK] = lim(crate::mm::STACK_SIZE, INF);
+    r[RLIMIT_CORE] = lim(0, INF);
     r[6] = lim(63_672, 63_672); // RLIMIT_NPROC
-    r[7] = lim(veil_vfs::DEFAULT_NOFILE, 1 << 20); // RLIMIT_NOFILE
+    r[RLIMIT_NOFILE] = lim(veil_vfs::DEFAULT_NOFILE, 1 << 20);
     r[8] = lim(8 << 20, 8 << 20); // RLIMIT_MEMLOCK
     r[11] = lim(63_672, 63_672); // RLIMIT_SIGPENDING
     r[12] = lim(819_200, 819_200); // RLIMIT_MSGQUEUE
+    r[RLIMIT_NICE] = lim(0, 0);
+    r[RLIMIT_RTPRIO] = lim(0, 0);
     r
 }
 
@@ -233,7 +391,10 @@ pub struct Task {
     pub mm: Arc<MemoryManager>,
     pub fds: Arc<FdTable>,
     pub fs: Arc<Mutex<FsContext>>,
-    pub creds: Creds,
+    /// Per thread, as in Linux; change it with `set_creds`.
+    pub creds: Arc<Creds>,
+    /// PR_SET_NO_NEW_PRIVS, inherited by children and kept across exec.
+    pub no_new_privs: bool,
     pub regs: Registers,
     ctx: Box<dyn Context>,
     pub signal_mask: u64,
@@ -264,11 +425,11 @@ impl Task {
         mm: Arc<MemoryManager>,
         fds: Arc<FdTable>,
         fs: Arc<Mutex<FsContext>>,
-        creds: Creds,
+        creds: Arc<Creds>,
         regs: Registers,
     ) -> Task {
         let ctx = kernel.platform.new_context();
-        let shared = Arc::new(crate::signal::TaskShared::new(tg.pid));
+        let shared = Arc::new(crate::signal::TaskShared::new(tg.pid, creds.clone()));
         Task {
             tid,
             kernel,
@@ -277,6 +438,7 @@ impl Task {
             fds,
             fs,
             creds,
+            no_new_privs: false,
             regs,
             ctx,
             signal_mask: 0,
@@ -296,7 +458,26 @@ impl Task {
         }
     }
 
-    /// Runs the task until it exits.
+    /// Replaces the task's credentials.
+    pub fn set_creds(&mut self, creds: Creds) {
+        self.creds = Arc::new(creds);
+        self.shared.set_creds(self.creds.clone());
+    }
+
+    /// The scheduling attributes a child of this task starts with.
+    pub fn sched_for_child(&self) -> SchedAttr {
+        self.shared
+            .sched
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .for_child()
+    }
+
+    /// The RLIMIT_NOFILE soft limit: descriptors stay below it.
+    pub fn nofile(&self) -> usize {
+        usize::try_from(self.tg.rlimit(RLIMIT_NOFILE).rlim_cur).unwrap_or(usize::MAX)
+    }
+
     /// Runs the task until it exits. Returns the process's exit status if
     /// this was its last thread.
     pub fn run(&mut self) -> Option<ExitStatus> {
@@ -306,13 +487,21 @@ impl Task {
             task: self.shared.clone(),
             tg: self.tg.clone(),
         }));
+        self.shared.cpu.enter_sys();
         let status = self.run_loop();
+        self.shared.cpu.leave_sys();
         if let Some(v) = self.vfork_done.take() {
             v.release();
         }
         crate::signal::set_current(None);
         self.shared.set_interrupter(None);
-        self.kernel.remove_task(self.tid);
+        {
+            // Under the lock `ThreadGroup::cpu` holds, so no reader counts
+            // this thread twice or not at all.
+            let mut dead = self.tg.dead_cpu.lock().unwrap_or_else(|p| p.into_inner());
+            self.kernel.remove_task(self.tid);
+            *dead += self.shared.cpu.get();
+        }
         self.leave_group(status)
     }
 
@@ -329,7 +518,10 @@ impl Task {
                 continue;
             }
             self.publish_mask();
+            let start = self.shared.cpu.leave_sys();
             let event = self.ctx.switch(self.mm.space(), &mut self.regs);
+            self.shared.cpu.add_user(mono_ns().saturating_sub(start));
+            self.shared.cpu.enter_sys();
             match event {
                 Ok(Event::Syscall) => syscalls::dispatch(self),
                 Ok(Event::Fault(f)) => self.handle_fault(f),
@@ -355,6 +547,9 @@ impl Task {
         const SI_KERNEL: i32 = 0x80;
         let mut code = f.code;
         if f.signo == SIGSEGV && f.code != SI_KERNEL {
+            // Stack growth follows the current RLIMIT_STACK.
+            self.mm
+                .set_stack_limit(self.tg.rlimit(RLIMIT_STACK).rlim_cur);
             let access_error = f.code == 2; // SEGV_ACCERR
             match self.mm.handle_fault(f.addr, access_error) {
                 Ok(()) => return,
@@ -395,8 +590,7 @@ impl Task {
             self.exit = Some(ExitStatus::Signaled { signo, core: false });
             return;
         }
-        let core_allowed =
-            self.tg.rlimits.lock().unwrap_or_else(|p| p.into_inner())[RLIMIT_CORE].rlim_cur > 0;
+        let core_allowed = self.tg.rlimit(RLIMIT_CORE).rlim_cur > 0;
         let core = core_allowed && matches!(signo, 3 | 4 | 5 | 6 | 7 | 8 | 11 | 24 | 25 | 31);
         self.exit_group(ExitStatus::Signaled { signo, core });
     }
@@ -456,6 +650,7 @@ impl Task {
             return None;
         }
         self.tg.posix_timers.clear(&self.kernel);
+        self.tg.note_rss(&self.mm);
         let group = *self.tg.group_exit.lock().unwrap_or_else(|p| p.into_inner());
         Some(group.unwrap_or(status))
     }

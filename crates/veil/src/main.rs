@@ -172,13 +172,7 @@ fn boot(
             })
             .collect(),
         cwd: cwd.into_vec(),
-        creds: veil_vfs::Creds {
-            uid,
-            gid,
-            euid: uid,
-            egid: gid,
-            groups: Vec::new(),
-        },
+        creds: veil_vfs::Creds::new(uid, gid),
         strace,
     };
     match veil_sentry::boot(cfg) {

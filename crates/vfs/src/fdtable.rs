@@ -21,8 +21,6 @@ struct Slot {
 #[derive(Clone)]
 struct Table {
     slots: Vec<Option<Slot>>,
-    /// Descriptors must stay below this (RLIMIT_NOFILE).
-    limit: usize,
 }
 
 impl Table {
@@ -51,10 +49,7 @@ impl Default for FdTable {
 impl FdTable {
     pub fn new() -> FdTable {
         FdTable {
-            inner: Mutex::new(Table {
-                slots: Vec::new(),
-                limit: DEFAULT_NOFILE as usize,
-            }),
+            inner: Mutex::new(Table { slots: Vec::new() }),
         }
     }
 
@@ -62,22 +57,23 @@ impl FdTable {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Sets RLIMIT_NOFILE: new descriptors stay below `limit`, itself at
-    /// most `MAX_NOFILE`.
-    pub fn set_limit(&self, limit: usize) {
-        self.lock().limit = limit.min(MAX_NOFILE as usize);
-    }
-
     /// Installs `file` at the lowest free descriptor at or above `min_fd`
-    /// (open, dup, F_DUPFD): EINVAL if `min_fd` is out of range, EMFILE if
-    /// none is free.
-    pub fn insert(&self, file: Arc<OpenFile>, cloexec: bool, min_fd: i32) -> Result<i32, Errno> {
+    /// and below `limit`, the caller's RLIMIT_NOFILE (open, dup, F_DUPFD):
+    /// EINVAL if `min_fd` is out of range, EMFILE if none is free.
+    pub fn insert(
+        &self,
+        file: Arc<OpenFile>,
+        cloexec: bool,
+        min_fd: i32,
+        limit: usize,
+    ) -> Result<i32, Errno> {
         let mut t = self.lock();
+        let limit = limit.min(MAX_NOFILE as usize);
         let min = usize::try_from(min_fd).map_err(|_| Errno::EINVAL)?;
-        if min >= t.limit {
+        if min >= limit {
             return Err(Errno::EINVAL);
         }
-        let free = (min..t.limit).find(|&i| matches!(t.slots.get(i), None | Some(None)));
+        let free = (min..limit).find(|&i| matches!(t.slots.get(i), None | Some(None)));
         let fd = free.ok_or(Errno::EMFILE)?;
         if fd >= t.slots.len() {
             t.slots.resize(fd + 1, None);
@@ -87,13 +83,19 @@ impl FdTable {
     }
 
     /// Installs `file` at exactly `fd`, closing what was there (dup2, dup3):
-    /// EBADF if `fd` is out of range.
-    pub fn insert_at(&self, fd: i32, file: Arc<OpenFile>, cloexec: bool) -> Result<(), Errno> {
+    /// EBADF if `fd` is not below `limit`, the caller's RLIMIT_NOFILE.
+    pub fn insert_at(
+        &self,
+        fd: i32,
+        file: Arc<OpenFile>,
+        cloexec: bool,
+        limit: usize,
+    ) -> Result<(), Errno> {
         let replaced = {
             let mut t = self.lock();
             let i = usize::try_from(fd)
                 .ok()
-                .filter(|&i| i < t.limit)
+                .filter(|&i| i < limit.min(MAX_NOFILE as usize))
                 .ok_or(Errno::EBADF)?;
             if i >= t.slots.len() {
                 t.slots.resize(i + 1, None);

@@ -26,7 +26,7 @@ mod pipe;
 mod vfs;
 pub mod wait;
 
-pub use creds::Creds;
+pub use creds::{cap, Creds};
 pub use eventfd::new_eventfd;
 pub use fdtable::{FdTable, DEFAULT_NOFILE, MAX_NOFILE};
 pub use file::{statx_from_stat, FileOps, NoOps, OpenFile, UserMem};

@@ -249,7 +249,7 @@ impl Vfs {
             memfs::MemFs::new(memfs::DEFAULT_SIZE_LIMIT),
         )?);
         let ctx = FsContext::new(vfs.root());
-        let creds = Creds::default();
+        let creds = Creds::new(0, 0);
         for (dir, fs) in [
             (&b"/dev"[..], devfs::root()),
             (b"/proc", memfs::MemFs::new(0).root()),
@@ -337,7 +337,7 @@ impl Vfs {
         path: &[u8],
         follow: bool,
     ) -> Result<PathRef, Errno> {
-        self.lookup_as(ctx, start, path, follow, &Creds::default())
+        self.lookup_as(ctx, start, path, follow, &Creds::new(0, 0))
     }
 
     /// Like `lookup`, checking search permission as `creds`.
@@ -468,7 +468,7 @@ impl Vfs {
         let creds = if flags & AT_EACCESS != 0 {
             creds.clone()
         } else {
-            creds.real()
+            creds.for_access()
         };
         let p = if path.is_empty() {
             start.clone()

@@ -253,13 +253,14 @@ fn open_file(fs: &Fs) -> Arc<OpenFile> {
 
 #[test]
 fn fd_table() {
+    const MAX: usize = veil_vfs::DEFAULT_NOFILE as usize;
     let fs = memfs();
     let t = FdTable::new();
     let (a, b) = (open_file(&fs), open_file(&fs));
-    assert_eq!(t.insert(a.clone(), false, 0), Ok(0));
-    assert_eq!(t.insert(b.clone(), true, 0), Ok(1));
-    assert_eq!(t.insert(a.clone(), false, 5), Ok(5));
-    assert_eq!(t.insert(a.clone(), false, 0), Ok(2));
+    assert_eq!(t.insert(a.clone(), false, 0, MAX), Ok(0));
+    assert_eq!(t.insert(b.clone(), true, 0, MAX), Ok(1));
+    assert_eq!(t.insert(a.clone(), false, 5, MAX), Ok(5));
+    assert_eq!(t.insert(a.clone(), false, 0, MAX), Ok(2));
     assert!(Arc::ptr_eq(&t.get(1).unwrap(), &b));
     assert_eq!(t.get(3).err(), Some(Errno::EBADF));
     assert_eq!(t.get(-1).err(), Some(Errno::EBADF));
@@ -268,20 +269,22 @@ fn fd_table() {
     assert_eq!(t.get_cloexec(1), Ok(false));
     assert_eq!(t.set_cloexec(9, true).err(), Some(Errno::EBADF));
     // dup2 onto a used descriptor replaces it.
-    t.insert_at(0, b.clone(), true).unwrap();
+    t.insert_at(0, b.clone(), true, MAX).unwrap();
     assert!(Arc::ptr_eq(&t.get(0).unwrap(), &b));
     assert!(Arc::ptr_eq(&t.remove(0).unwrap(), &b));
     assert_eq!(t.remove(0).err(), Some(Errno::EBADF));
-    assert_eq!(t.insert(a.clone(), false, 0), Ok(0));
+    assert_eq!(t.insert(a.clone(), false, 0, MAX), Ok(0));
 
-    // The limit bounds new descriptors.
-    t.set_limit(6);
-    assert_eq!(t.insert(a.clone(), false, 0), Ok(3));
-    assert_eq!(t.insert(a.clone(), false, 0), Ok(4));
-    assert_eq!(t.insert(a.clone(), false, 0).err(), Some(Errno::EMFILE));
-    assert_eq!(t.insert(a.clone(), false, 6).err(), Some(Errno::EINVAL));
-    assert_eq!(t.insert(a.clone(), false, -1).err(), Some(Errno::EINVAL));
-    assert_eq!(t.insert_at(6, a.clone(), false).err(), Some(Errno::EBADF));
+    // The caller's limit bounds new descriptors.
+    assert_eq!(t.insert(a.clone(), false, 0, 6), Ok(3));
+    assert_eq!(t.insert(a.clone(), false, 0, 6), Ok(4));
+    assert_eq!(t.insert(a.clone(), false, 0, 6).err(), Some(Errno::EMFILE));
+    assert_eq!(t.insert(a.clone(), false, 6, 6).err(), Some(Errno::EINVAL));
+    assert_eq!(t.insert(a.clone(), false, -1, 6).err(), Some(Errno::EINVAL));
+    assert_eq!(
+        t.insert_at(6, a.clone(), false, 6).err(),
+        Some(Errno::EBADF)
+    );
 
     // fork copies; exec closes the close-on-exec ones.
     t.set_cloexec(4, true).unwrap();

@@ -194,7 +194,7 @@ fn access_follows_linux_rules() {
         fs.vfs
             .access(&fs.ctx, &fs.ctx.root, path.as_bytes(), mode, flags, creds)
     };
-    let root = veil_vfs::Creds::default();
+    let root = veil_vfs::Creds::new(0, 0);
     // Root reads and writes anything, but executes only with an x bit.
     assert_eq!(access("/a/c", 4 | 2, 0, &root), Ok(()));
     assert_eq!(access("/a/c", 1, 0, &root), Err(Errno::EACCES));
@@ -208,7 +208,7 @@ fn access_follows_linux_rules() {
     let setuid_root = veil_vfs::Creds {
         uid: 1000,
         gid: 1000,
-        ..Default::default()
+        ..veil_vfs::Creds::new(0, 0)
     };
     assert_eq!(access("/a/c", 2, 0, &setuid_root), Err(Errno::EACCES));
     assert_eq!(access("/a/c", 2, 0x200, &setuid_root), Ok(()));

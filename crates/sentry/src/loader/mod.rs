@@ -16,6 +16,11 @@ const ELF_ET_DYN_BASE: u64 = 0x5555_5555_4000;
 /// Linux's limits on exec arguments.
 const MAX_ARG_STRLEN: usize = 32 * PAGE_SIZE as usize;
 const MAX_ARGS_TOTAL: usize = (STACK_SIZE / 4) as usize;
+/// How much stack a new program gets beyond its arguments (stack_expand).
+const STACK_EXPAND: u64 = 128 << 10;
+/// Room for what the initial stack holds besides the strings: the
+/// pointer arrays' terminators, auxv, the random bytes and alignment.
+const STACK_SLACK: u64 = 16 << 10;
 /// Nested `#!` interpreters allowed (Linux allows 4 levels of binfmt recursion).
 const MAX_SCRIPT_DEPTH: usize = 4;
 
@@ -346,10 +351,16 @@ fn build_stack(
     if total > MAX_ARGS_TOTAL || argv.iter().chain(envp).any(|s| s.len() > MAX_ARG_STRLEN) {
         return Err(Errno::E2BIG);
     }
-    let top = mm.layout().stack_top;
+    let layout = mm.layout();
+    let top = layout.stack_top;
+    // As Linux's setup_arg_pages: room for the arguments and 128 KiB more,
+    // within RLIMIT_STACK; the rest grows on demand up to the limit.
+    let needed = total as u64 + STACK_SLACK;
+    let len = (needed + STACK_EXPAND).min(layout.stack_limit.max(needed));
+    let len = (len + 4095) & !4095;
     mm.mmap(MmapRequest {
-        addr: top - STACK_SIZE,
-        len: STACK_SIZE,
+        addr: top - len,
+        len,
         prot: Prot::READ | Prot::WRITE,
         placement: Placement::Fixed,
         growsdown: true,

@@ -11,6 +11,7 @@ pub mod memfile;
 mod tests;
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use veil_abi::{page_down, page_up, Errno, PAGE_SIZE};
@@ -24,10 +25,13 @@ pub const MIN_ADDR: u64 = 0x1_0000;
 /// Pages populated around a faulting address, clipped to its VMA. Untouched
 /// anonymous pages of the window cost no host memory.
 const FAULT_WINDOW: u64 = 2 << 20;
-/// Default stack size reserved below the stack top.
+/// The default RLIMIT_STACK.
 pub const STACK_SIZE: u64 = 8 << 20;
-/// Gap between the stack and the top of the mmap area, as Linux's minimum.
-const STACK_GAP: u64 = 128 << 20;
+/// Bounds of the gap between the stack top and the mmap base, as Linux's
+/// mmap_base: at least 128 MiB, at most 5/6 of the address space.
+const STACK_GAP_MIN: u64 = 128 << 20;
+/// The guard gap Linux keeps below a stack (stack_guard_gap).
+const STACK_GUARD_GAP: u64 = 256 * PAGE_SIZE;
 
 /// A file that can back private mappings: the MM reads its pages on demand.
 pub trait MappableFile: Send + Sync {
@@ -86,15 +90,24 @@ pub struct Layout {
     pub max: u64,
     pub stack_top: u64,
     pub mmap_base: u64,
+    /// RLIMIT_STACK when the address space was made (exec).
+    pub stack_limit: u64,
 }
 
 impl Layout {
-    pub fn new(max_user_address: u64) -> Layout {
+    /// The layout for a program started with `stack_limit` as its
+    /// RLIMIT_STACK: the mmap area starts below room for a stack that
+    /// large, as Linux's mmap_base places it.
+    pub fn new(max_user_address: u64, stack_limit: u64) -> Layout {
         let stack_top = (max_user_address - (1 << 20)) & !0xffff;
+        let gap = stack_limit
+            .saturating_add(STACK_GUARD_GAP)
+            .clamp(STACK_GAP_MIN, max_user_address / 6 * 5);
         Layout {
             max: max_user_address,
             stack_top,
-            mmap_base: stack_top - STACK_SIZE - STACK_GAP,
+            mmap_base: page_down(stack_top - gap),
+            stack_limit,
         }
     }
 }
@@ -111,6 +124,9 @@ pub struct MemoryManager {
     space: Arc<dyn AddressSpace>,
     memfile: Arc<MemoryFile>,
     layout: Layout,
+    /// How far a stack may grow down (RLIMIT_STACK), kept current by the
+    /// tasks using this address space.
+    stack_limit: AtomicU64,
 }
 
 impl MemoryManager {
@@ -129,7 +145,16 @@ impl MemoryManager {
             space,
             memfile,
             layout,
+            stack_limit: AtomicU64::new(layout.stack_limit),
         }
+    }
+
+    pub fn set_stack_limit(&self, limit: u64) {
+        self.stack_limit.store(limit, Ordering::Relaxed);
+    }
+
+    fn stack_limit(&self) -> u64 {
+        self.stack_limit.load(Ordering::Relaxed)
     }
 
     pub fn space(&self) -> &dyn AddressSpace {
@@ -338,6 +363,7 @@ impl MemoryManager {
     pub fn fork(&self, space: Arc<dyn AddressSpace>) -> Result<MemoryManager, Errno> {
         let st = self.lock();
         let child = MemoryManager::new(space, self.memfile.clone(), self.layout);
+        child.set_stack_limit(self.stack_limit());
         {
             let mut cst = child.lock();
             cst.vmas = st.vmas.clone();
@@ -395,7 +421,7 @@ impl MemoryManager {
         const SEGV_MAPERR: i32 = 1;
         const SEGV_ACCERR: i32 = 2;
         let mut st = self.lock();
-        let Some((start, vma)) = find_vma(&mut st.vmas, addr) else {
+        let Some((start, vma)) = find_vma(&mut st.vmas, addr, self.stack_limit()) else {
             return Err(SEGV_MAPERR);
         };
         // An access error on a page we mapped with the VMA's own protection
@@ -501,7 +527,8 @@ impl MemoryManager {
         let mut segments = Vec::new();
         let mut cur = addr;
         while cur < end {
-            let (start, vma) = find_vma(&mut st.vmas, cur).ok_or(Errno::EFAULT)?;
+            let (start, vma) =
+                find_vma(&mut st.vmas, cur, self.stack_limit()).ok_or(Errno::EFAULT)?;
             let ok = match access {
                 Access::Read => vma.prot.read(),
                 Access::Write => vma.prot.write(),
@@ -649,6 +676,12 @@ impl MemoryManager {
         (top >= MIN_ADDR + len).then(|| top - len)
     }
 
+    /// Bytes of application memory that exist (populated pages), the
+    /// resident set size as the sandbox sees it.
+    pub fn populated_bytes(&self) -> u64 {
+        self.lock().pmas.iter().map(|(s, p)| p.end - s).sum()
+    }
+
     /// Releases every mapping (exit and exec).
     pub fn clear(&self) {
         let mut st = self.lock();
@@ -692,8 +725,8 @@ fn check_range(addr: u64, len: u64, max: u64) -> Result<u64, Errno> {
 }
 
 /// The VMA containing `addr`, growing a MAP_GROWSDOWN VMA down to it if
-/// `addr` lies below one and the grown stack stays within the stack limit.
-fn find_vma(vmas: &mut BTreeMap<u64, Vma>, addr: u64) -> Option<(u64, Vma)> {
+/// `addr` lies below one and the grown stack stays within `stack_limit`.
+fn find_vma(vmas: &mut BTreeMap<u64, Vma>, addr: u64, stack_limit: u64) -> Option<(u64, Vma)> {
     if let Some((&s, v)) = vmas.range(..=addr).next_back() {
         if addr < v.end {
             return Some((s, v.clone()));
@@ -705,7 +738,7 @@ fn find_vma(vmas: &mut BTreeMap<u64, Vma>, addr: u64) -> Option<(u64, Vma)> {
         .next_back()
         .map_or(MIN_ADDR, |(_, p)| p.end);
     if !v.growsdown
-        || v.end - page_down(addr) > STACK_SIZE
+        || v.end - page_down(addr) > stack_limit
         || page_down(addr) < prev_end + PAGE_SIZE
     {
         return None;

@@ -60,7 +60,7 @@ fn mm() -> (MemoryManager, Arc<Recorder>) {
     let rec = Arc::new(Recorder::default());
     let memfile = Arc::new(MemoryFile::new().expect("memfile"));
     (
-        MemoryManager::new(rec.clone(), memfile, Layout::new(MAX)),
+        MemoryManager::new(rec.clone(), memfile, Layout::new(MAX, STACK_SIZE)),
         rec,
     )
 }

@@ -216,9 +216,11 @@ struct Inherited {
     regs: veil_platform::Registers,
     fds: Arc<veil_vfs::FdTable>,
     fs: Arc<Mutex<veil_vfs::FsContext>>,
-    creds: veil_vfs::Creds,
+    creds: std::sync::Arc<veil_vfs::Creds>,
     comm: Vec<u8>,
     mask: u64,
+    sched: crate::task::SchedAttr,
+    no_new_privs: bool,
 }
 
 fn inherit(t: &Task, args: &CloneArgs) -> Inherited {
@@ -249,6 +251,8 @@ fn inherit(t: &Task, args: &CloneArgs) -> Inherited {
         creds: t.creds.clone(),
         comm: t.comm.clone(),
         mask: t.signal_mask,
+        sched: t.sched_for_child(),
+        no_new_privs: t.no_new_privs,
     }
 }
 
@@ -272,6 +276,12 @@ impl Inherited {
         );
         child.comm = self.comm;
         child.signal_mask = self.mask;
+        child.no_new_privs = self.no_new_privs;
+        *child
+            .shared
+            .sched
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = self.sched;
         child
     }
 }

@@ -41,7 +41,9 @@ pub(super) fn register(t: &mut Table) {
 }
 
 fn create(t: &Task, cloexec: bool) -> SysResult {
-    t.fds.insert(new_epoll(), cloexec, 0).map(|fd| fd as u64)
+    t.fds
+        .insert(new_epoll(), cloexec, 0, t.nofile())
+        .map(|fd| fd as u64)
 }
 
 fn epoll_create(t: &mut Task, a: &Args) -> SysResult {

@@ -22,7 +22,7 @@ fn create(t: &Task, initval: u32, flags: u32) -> SysResult {
         (flags & EFD_NONBLOCK) as i32,
     );
     t.fds
-        .insert(file, flags & EFD_CLOEXEC != 0, 0)
+        .insert(file, flags & EFD_CLOEXEC != 0, 0, t.nofile())
         .map(|fd| fd as u64)
 }
 

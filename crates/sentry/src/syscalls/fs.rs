@@ -445,7 +445,7 @@ fn do_open(t: &Task, dirfd: i32, path_addr: u64, flags: i32, mode: u32) -> SysRe
         .kernel
         .vfs
         .open(&ctx, &start, &path, flags, mode & 0o7777, &t.creds)?;
-    let fd = t.fds.insert(file, flags & O_CLOEXEC != 0, 0)?;
+    let fd = t.fds.insert(file, flags & O_CLOEXEC != 0, 0, t.nofile())?;
     Ok(fd as u64)
 }
 
@@ -641,7 +641,7 @@ fn fcntl(t: &mut Task, a: &Args) -> SysResult {
                 return Err(Errno::EINVAL);
             }
             t.fds
-                .insert(file, a.i32(1) == F_DUPFD_CLOEXEC, min)
+                .insert(file, a.i32(1) == F_DUPFD_CLOEXEC, min, t.nofile())
                 .map(|fd| fd as u64)
         }
         F_GETFD => Ok(if t.fds.get_cloexec(fd)? {
@@ -660,10 +660,10 @@ fn fcntl(t: &mut Task, a: &Args) -> SysResult {
         }
         F_GETPIPE_SZ => t.fds.get(fd)?.pipe_size(None),
         // Root stands for CAP_SYS_RESOURCE, which lifts pipe-max-size.
-        F_SETPIPE_SZ => t
-            .fds
-            .get(fd)?
-            .pipe_size(Some((a.u32(2), t.creds.is_root()))),
+        F_SETPIPE_SZ => t.fds.get(fd)?.pipe_size(Some((
+            a.u32(2),
+            t.creds.capable(veil_vfs::cap::CAP_SYS_RESOURCE),
+        ))),
         F_GETLK | F_SETLK | F_SETLKW => {
             t.fds.get(fd)?;
             t.kernel.log_once("fcntl record locks");
@@ -710,7 +710,7 @@ fn ioctl(t: &mut Task, a: &Args) -> SysResult {
 
 fn dup(t: &mut Task, a: &Args) -> SysResult {
     let file = t.fds.get(a.i32(0))?;
-    t.fds.insert(file, false, 0).map(|fd| fd as u64)
+    t.fds.insert(file, false, 0, t.nofile()).map(|fd| fd as u64)
 }
 
 fn dup2(t: &mut Task, a: &Args) -> SysResult {
@@ -718,7 +718,9 @@ fn dup2(t: &mut Task, a: &Args) -> SysResult {
     if a.i32(0) == a.i32(1) {
         return Ok(a.u64(1));
     }
-    t.fds.insert_at(a.i32(1), file, false).map(|()| a.u64(1))
+    t.fds
+        .insert_at(a.i32(1), file, false, t.nofile())
+        .map(|()| a.u64(1))
 }
 
 fn dup3(t: &mut Task, a: &Args) -> SysResult {
@@ -728,7 +730,7 @@ fn dup3(t: &mut Task, a: &Args) -> SysResult {
     }
     let file = t.fds.get(a.i32(0))?;
     t.fds
-        .insert_at(a.i32(1), file, flags & O_CLOEXEC != 0)
+        .insert_at(a.i32(1), file, flags & O_CLOEXEC != 0, t.nofile())
         .map(|()| a.u64(1))
 }
 
@@ -917,8 +919,8 @@ fn do_pipe(t: &Task, addr: u64, flags: i32) -> SysResult {
     t.mm.check_access(addr, 8, true)?;
     let (r, w) = veil_vfs::new_pipe(flags & (O_NONBLOCK | O_DIRECT));
     let cloexec = flags & O_CLOEXEC != 0;
-    let rfd = t.fds.insert(r, cloexec, 0)?;
-    let wfd = match t.fds.insert(w, cloexec, 0) {
+    let rfd = t.fds.insert(r, cloexec, 0, t.nofile())?;
+    let wfd = match t.fds.insert(w, cloexec, 0, t.nofile()) {
         Ok(fd) => fd,
         Err(e) => {
             let _ = t.fds.remove(rfd);

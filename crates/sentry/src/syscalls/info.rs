@@ -1,6 +1,6 @@
 //! System information: uname, sysinfo, getrandom, CPUs and scheduling.
 
-use veil_abi::{Errno, Rusage, SysResult, Sysinfo, Sysno, Utsname};
+use veil_abi::{Errno, SysResult, Sysinfo, Sysno, Utsname};
 
 use super::strace::Arg::*;
 use super::{Args, Table};
@@ -22,31 +22,6 @@ pub(super) fn register(t: &mut Table) {
         "memory figures are the host's; load averages are zero",
     );
     t.full(Sysno::getrandom, getrandom, &[OutBuf, UInt, Hex]);
-    t.full(Sysno::sched_yield, sched_yield, &[]);
-    t.partial(
-        Sysno::sched_getaffinity,
-        sched_getaffinity,
-        &[Int, UInt, Hex],
-        "reports every host CPU",
-    );
-    t.partial(
-        Sysno::sched_setaffinity,
-        sched_setaffinity,
-        &[Int, UInt, Hex],
-        "accepted and ignored",
-    );
-    t.partial(
-        Sysno::getcpu,
-        getcpu,
-        &[Hex, Hex, Hex],
-        "always CPU 0, node 0",
-    );
-    t.partial(
-        Sysno::getrusage,
-        getrusage,
-        &[Int, Hex],
-        "usage is not accounted yet: zero",
-    );
 }
 
 fn field(s: &str) -> [u8; 65] {
@@ -104,66 +79,4 @@ fn getrandom(t: &mut Task, a: &Args) -> SysResult {
         done += n;
     }
     Ok(len as u64)
-}
-
-fn sched_yield(_t: &mut Task, _a: &Args) -> SysResult {
-    std::thread::yield_now();
-    Ok(0)
-}
-
-fn ncpus() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
-}
-
-fn sched_getaffinity(t: &mut Task, a: &Args) -> SysResult {
-    check_pid(t, a.i32(0))?;
-    let len = a.usize(1);
-    let n = ncpus();
-    let need = n.div_ceil(64) * 8;
-    if len < need || !len.is_multiple_of(8) {
-        return Err(Errno::EINVAL);
-    }
-    let mut mask = vec![0u8; need];
-    for cpu in 0..n {
-        mask[cpu / 8] |= 1 << (cpu % 8);
-    }
-    t.mm.copy_out(a.u64(2), &mask)?;
-    Ok(need as u64)
-}
-
-fn sched_setaffinity(t: &mut Task, a: &Args) -> SysResult {
-    check_pid(t, a.i32(0))?;
-    let mut first = [0u8; 8];
-    let n = a.usize(1).min(8);
-    t.mm.copy_in(a.u64(2), &mut first[..n])?;
-    if first.iter().all(|&b| b == 0) {
-        return Err(Errno::EINVAL);
-    }
-    Ok(0)
-}
-
-/// Only the calling task exists until fork and clone arrive.
-fn check_pid(t: &Task, pid: i32) -> Result<(), Errno> {
-    if pid == 0 || pid == t.tid {
-        Ok(())
-    } else {
-        Err(Errno::ESRCH)
-    }
-}
-
-fn getcpu(t: &mut Task, a: &Args) -> SysResult {
-    for addr in [a.u64(0), a.u64(1)] {
-        if addr != 0 {
-            t.mm.write_obj(addr, &0u32)?;
-        }
-    }
-    Ok(0)
-}
-
-fn getrusage(t: &mut Task, a: &Args) -> SysResult {
-    // RUSAGE_SELF, RUSAGE_CHILDREN, RUSAGE_THREAD.
-    if !matches!(a.i32(0), -1..=1) {
-        return Err(Errno::EINVAL);
-    }
-    t.mm.write_obj(a.u64(1), &Rusage::default()).map(|()| 0)
 }

@@ -4,6 +4,7 @@
 
 mod clone;
 pub use clone::VforkDone;
+mod cred;
 mod epoll;
 mod eventfd;
 mod fs;
@@ -13,6 +14,7 @@ mod info;
 mod mm;
 mod poll;
 mod process;
+mod sched;
 mod session;
 mod signal;
 mod signalfd;
@@ -20,6 +22,7 @@ pub mod strace;
 mod time;
 mod timerfd;
 mod timers;
+mod usage;
 mod wait;
 
 use std::sync::LazyLock;
@@ -156,6 +159,7 @@ pub static TABLE: LazyLock<Table> = LazyLock::new(|| {
         entries: vec![None; Sysno::last().id() as usize + 1],
     };
     clone::register(&mut t);
+    cred::register(&mut t);
     epoll::register(&mut t);
     eventfd::register(&mut t);
     fs::register(&mut t);
@@ -166,10 +170,12 @@ pub static TABLE: LazyLock<Table> = LazyLock::new(|| {
     process::register(&mut t);
     session::register(&mut t);
     signal::register(&mut t);
+    sched::register(&mut t);
     signalfd::register(&mut t);
     time::register(&mut t);
     timerfd::register(&mut t);
     timers::register(&mut t);
+    usage::register(&mut t);
     wait::register(&mut t);
     t
 });

@@ -8,9 +8,12 @@ use veil_platform::Registers;
 
 use super::strace::Arg::*;
 use super::{Args, Table};
+use veil_vfs::{cap, Creds};
+
+use crate::cred;
 use crate::loader::{self, AuxInfo};
 use crate::mm::{Layout, MemoryManager};
-use crate::task::{ExitStatus, Task, RLIM_NLIMITS};
+use crate::task::{ExitStatus, Task, ThreadGroup, RLIMIT_NOFILE, RLIMIT_STACK, RLIM_NLIMITS};
 use crate::vfsglue::TaskExecOpener;
 
 const ARCH_SET_GS: i32 = 0x1001;
@@ -26,9 +29,19 @@ const PR_GET_DUMPABLE: i32 = 3;
 const PR_SET_DUMPABLE: i32 = 4;
 const PR_SET_NAME: i32 = 15;
 const PR_GET_NAME: i32 = 16;
+const PR_GET_KEEPCAPS: i32 = 7;
+const PR_SET_KEEPCAPS: i32 = 8;
 const PR_CAPBSET_READ: i32 = 23;
+const PR_CAPBSET_DROP: i32 = 24;
+const PR_GET_SECUREBITS: i32 = 27;
+const PR_SET_SECUREBITS: i32 = 28;
 const PR_SET_NO_NEW_PRIVS: i32 = 38;
 const PR_GET_NO_NEW_PRIVS: i32 = 39;
+const PR_CAP_AMBIENT: i32 = 47;
+const PR_CAP_AMBIENT_IS_SET: u64 = 1;
+const PR_CAP_AMBIENT_RAISE: u64 = 2;
+const PR_CAP_AMBIENT_LOWER: u64 = 3;
+const PR_CAP_AMBIENT_CLEAR_ALL: u64 = 4;
 const PR_SET_VMA: i32 = 0x53564d41;
 const PR_SET_CHILD_SUBREAPER: i32 = 36;
 const PR_GET_CHILD_SUBREAPER: i32 = 37;
@@ -43,13 +56,6 @@ pub(super) fn register(t: &mut Table) {
     t.full(Sysno::getpid, getpid, &[]);
     t.full(Sysno::getppid, getppid, &[]);
     t.full(Sysno::gettid, gettid, &[]);
-    t.full(Sysno::getuid, getuid, &[]);
-    t.full(Sysno::geteuid, geteuid, &[]);
-    t.full(Sysno::getgid, getgid, &[]);
-    t.full(Sysno::getegid, getegid, &[]);
-    t.full(Sysno::getresuid, getresuid, &[Hex, Hex, Hex]);
-    t.full(Sysno::getresgid, getresgid, &[Hex, Hex, Hex]);
-    t.full(Sysno::getgroups, getgroups, &[Int, Hex]);
     t.full(Sysno::exit, exit, &[Int]);
     t.full(Sysno::exit_group, exit_group, &[Int]);
     t.full(Sysno::set_tid_address, set_tid_address, &[Hex]);
@@ -60,18 +66,24 @@ pub(super) fn register(t: &mut Table) {
         Sysno::prctl,
         prctl,
         &[Int, Hex, Hex, Hex, Hex],
-        "names, dumpable, no_new_privs, pdeathsig (stored), capability bounding set; others EINVAL",
+        "names, dumpable, pdeathsig (stored), no_new_privs, keepcaps, securebits, capability bounding and ambient sets; others EINVAL",
     );
-    t.full(Sysno::prlimit64, prlimit64, &[Int, Int, Hex, Hex]);
+    const LIMITS: &str = "every limit is kept and inherited; RLIMIT_NOFILE, RLIMIT_STACK and RLIMIT_CORE take effect, the others (RLIMIT_FSIZE, RLIMIT_AS, RLIMIT_DATA, ...) are not enforced";
+    t.partial(Sysno::prlimit64, prlimit64, &[Int, Int, Hex, Hex], LIMITS);
     t.full(Sysno::getrlimit, getrlimit, &[Int, Hex]);
-    t.full(Sysno::setrlimit, setrlimit, &[Int, Hex]);
+    t.partial(Sysno::setrlimit, setrlimit, &[Int, Hex], LIMITS);
     t.partial(
         Sysno::execveat,
         execveat,
         &[Int, Path, Hex, Hex, Hex],
         "as execve; the program is found again by its path, so an FD to an unlinked file cannot be exec'd",
     );
-    t.full(Sysno::execve, execve, &[Path, Hex, Hex]);
+    t.partial(
+        Sysno::execve,
+        execve,
+        &[Path, Hex, Hex],
+        "set-user-ID and set-group-ID bits and file capabilities are not honoured, as on a nosuid mount (capabilities are recomputed as for a plain file)",
+    );
     t.unimplemented(
         Sysno::rseq,
         Errno::ENOSYS,
@@ -104,56 +116,6 @@ fn getppid(t: &mut Task, _a: &Args) -> SysResult {
 
 fn gettid(t: &mut Task, _a: &Args) -> SysResult {
     Ok(t.tid as u64)
-}
-
-fn getuid(t: &mut Task, _a: &Args) -> SysResult {
-    Ok(u64::from(t.creds.uid))
-}
-
-fn geteuid(t: &mut Task, _a: &Args) -> SysResult {
-    Ok(u64::from(t.creds.euid))
-}
-
-fn getgid(t: &mut Task, _a: &Args) -> SysResult {
-    Ok(u64::from(t.creds.gid))
-}
-
-fn getegid(t: &mut Task, _a: &Args) -> SysResult {
-    Ok(u64::from(t.creds.egid))
-}
-
-fn write_three(t: &Task, a: &Args, ids: [u32; 3]) -> SysResult {
-    for (i, id) in ids.iter().enumerate() {
-        t.mm.write_obj(a.u64(i), id)?;
-    }
-    Ok(0)
-}
-
-fn getresuid(t: &mut Task, a: &Args) -> SysResult {
-    let c = &t.creds;
-    write_three(t, a, [c.uid, c.euid, c.euid])
-}
-
-fn getresgid(t: &mut Task, a: &Args) -> SysResult {
-    let c = &t.creds;
-    write_three(t, a, [c.gid, c.egid, c.egid])
-}
-
-fn getgroups(t: &mut Task, a: &Args) -> SysResult {
-    let size = a.i32(0);
-    let groups = &t.creds.groups;
-    if size < 0 {
-        return Err(Errno::EINVAL);
-    }
-    if size == 0 {
-        return Ok(groups.len() as u64);
-    }
-    if (size as usize) < groups.len() {
-        return Err(Errno::EINVAL);
-    }
-    let bytes: Vec<u8> = groups.iter().flat_map(|g| g.to_le_bytes()).collect();
-    t.mm.copy_out(a.u64(1), &bytes)?;
-    Ok(groups.len() as u64)
 }
 
 fn exit(t: &mut Task, a: &Args) -> SysResult {
@@ -252,15 +214,63 @@ fn prctl(t: &mut Task, a: &Args) -> SysResult {
         }
         PR_GET_DUMPABLE => Ok(1),
         PR_SET_DUMPABLE if a.u64(1) <= 1 => Ok(0),
-        PR_CAPBSET_READ if a.u64(1) <= 40 => Ok(1),
-        PR_CAPBSET_READ => Err(Errno::EINVAL),
-        PR_SET_NO_NEW_PRIVS if a.u64(1) == 1 => Ok(0),
-        PR_GET_NO_NEW_PRIVS => Ok(0),
+        PR_CAPBSET_READ => {
+            let c = cred::cap_valid(a.u64(1)).ok_or(Errno::EINVAL)?;
+            Ok(t.creds.cap_bounding >> c & 1)
+        }
+        PR_CAPBSET_DROP => set_creds(t, |c| cred::capbset_drop(c, a.u64(1))),
+        PR_CAP_AMBIENT => cap_ambient(t, a),
+        PR_GET_KEEPCAPS => Ok(u64::from(t.creds.securebits & cred::SECBIT_KEEP_CAPS != 0)),
+        PR_SET_KEEPCAPS => set_creds(t, |c| cred::set_keepcaps(c, a.u64(1))),
+        PR_GET_SECUREBITS => Ok(u64::from(t.creds.securebits)),
+        PR_SET_SECUREBITS => set_creds(t, |c| cred::set_securebits(c, a.u64(1))),
+        PR_SET_NO_NEW_PRIVS => {
+            if a.u64(1) != 1 || a.u64(2) | a.u64(3) | a.u64(4) != 0 {
+                return Err(Errno::EINVAL);
+            }
+            t.no_new_privs = true;
+            Ok(0)
+        }
+        PR_GET_NO_NEW_PRIVS => {
+            if a.u64(1) | a.u64(2) | a.u64(3) | a.u64(4) != 0 {
+                return Err(Errno::EINVAL);
+            }
+            Ok(u64::from(t.no_new_privs))
+        }
         PR_SET_VMA => Ok(0),
         op => {
             t.kernel.log_once(&format!("prctl option {op}"));
             Err(Errno::EINVAL)
         }
+    }
+}
+
+fn set_creds(t: &mut Task, f: impl FnOnce(&Creds) -> Result<Creds, Errno>) -> SysResult {
+    let new = f(&t.creds)?;
+    t.set_creds(new);
+    Ok(0)
+}
+
+fn cap_ambient(t: &mut Task, a: &Args) -> SysResult {
+    if a.u64(1) == PR_CAP_AMBIENT_CLEAR_ALL {
+        if a.u64(2) | a.u64(3) | a.u64(4) != 0 {
+            return Err(Errno::EINVAL);
+        }
+        return set_creds(t, |c| {
+            Ok(Creds {
+                cap_ambient: 0,
+                ..c.clone()
+            })
+        });
+    }
+    let c = cred::cap_valid(a.u64(2))
+        .filter(|_| a.u64(3) | a.u64(4) == 0)
+        .ok_or(Errno::EINVAL)?;
+    match a.u64(1) {
+        PR_CAP_AMBIENT_IS_SET => Ok(t.creds.cap_ambient >> c & 1),
+        PR_CAP_AMBIENT_RAISE => set_creds(t, |old| cred::ambient(old, c, true)),
+        PR_CAP_AMBIENT_LOWER => set_creds(t, |old| cred::ambient(old, c, false)),
+        _ => Err(Errno::EINVAL),
     }
 }
 
@@ -272,55 +282,69 @@ fn rlimit_index(resource: i32) -> Result<usize, Errno> {
 }
 
 fn prlimit64(t: &mut Task, a: &Args) -> SysResult {
-    let pid = a.i32(0);
-    if pid != 0 && pid != t.tg.pid {
-        return Err(Errno::ESRCH);
-    }
-    let r = rlimit_index(a.i32(1))?;
     let new: Option<Rlimit> = match a.u64(2) {
         0 => None,
         addr => Some(t.mm.read_obj(addr)?),
     };
-    let old = t.tg.rlimits.lock().unwrap_or_else(|p| p.into_inner())[r];
+    let pid = a.i32(0);
+    let tg = if pid == 0 || pid == t.tid {
+        t.tg.clone()
+    } else {
+        let target = super::cred::creds_of(t, pid)?;
+        let tg = t.kernel.thread_group_of(pid).ok_or(Errno::ESRCH)?;
+        // Another task's limits: same IDs all round, or CAP_SYS_RESOURCE.
+        let c = &t.creds;
+        let same = [target.uid, target.euid, target.suid] == [c.uid; 3]
+            && [target.gid, target.egid, target.sgid] == [c.gid; 3];
+        if !same && !c.capable(cap::CAP_SYS_RESOURCE) {
+            return Err(Errno::EPERM);
+        }
+        tg
+    };
+    let r = rlimit_index(a.i32(1))?;
+    let old = set_limit(&t.creds, &tg, r, new)?;
     if a.u64(3) != 0 {
         t.mm.write_obj(a.u64(3), &old)?;
-    }
-    if let Some(new) = new {
-        set_limit(t, r, new)?;
     }
     Ok(0)
 }
 
-fn set_limit(t: &mut Task, r: usize, new: Rlimit) -> Result<(), Errno> {
-    const RLIMIT_NOFILE: usize = 7;
-    if new.rlim_cur > new.rlim_max {
-        return Err(Errno::EINVAL);
-    }
-    let mut limits = t.tg.rlimits.lock().unwrap_or_else(|p| p.into_inner());
-    // Raising a hard limit needs CAP_SYS_RESOURCE, which root has.
-    if new.rlim_max > limits[r].rlim_max && t.creds.euid != 0 {
-        return Err(Errno::EPERM);
-    }
-    if r == RLIMIT_NOFILE {
-        if new.rlim_cur > veil_vfs::MAX_NOFILE {
+/// Replaces limit `r` of `tg` if `new` is given, as `creds` may; returns
+/// the old one.
+fn set_limit(
+    creds: &Creds,
+    tg: &ThreadGroup,
+    r: usize,
+    new: Option<Rlimit>,
+) -> Result<Rlimit, Errno> {
+    if let Some(new) = new {
+        if new.rlim_cur > new.rlim_max {
+            return Err(Errno::EINVAL);
+        }
+        if r == RLIMIT_NOFILE && new.rlim_max > veil_vfs::MAX_NOFILE {
             return Err(Errno::EPERM);
         }
-        t.fds.set_limit(new.rlim_cur as usize);
     }
-    limits[r] = new;
-    Ok(())
+    let mut limits = tg.rlimits.lock().unwrap_or_else(|p| p.into_inner());
+    let old = limits[r];
+    if let Some(new) = new {
+        if new.rlim_max > old.rlim_max && !creds.capable(cap::CAP_SYS_RESOURCE) {
+            return Err(Errno::EPERM);
+        }
+        limits[r] = new;
+    }
+    Ok(old)
 }
 
 fn getrlimit(t: &mut Task, a: &Args) -> SysResult {
     let r = rlimit_index(a.i32(0))?;
-    let old = t.tg.rlimits.lock().unwrap_or_else(|p| p.into_inner())[r];
-    t.mm.write_obj(a.u64(1), &old).map(|()| 0)
+    t.mm.write_obj(a.u64(1), &t.tg.rlimit(r)).map(|()| 0)
 }
 
 fn setrlimit(t: &mut Task, a: &Args) -> SysResult {
     let r = rlimit_index(a.i32(0))?;
     let new: Rlimit = t.mm.read_obj(a.u64(1))?;
-    set_limit(t, r, new).map(|()| 0)
+    set_limit(&t.creds, &t.tg, r, Some(new)).map(|_| 0)
 }
 
 /// Reads a NULL-terminated array of string pointers (argv or envp),
@@ -480,7 +504,10 @@ pub fn exec(t: &mut Task, path: &[u8], argv: Vec<Vec<u8>>, envp: &[Vec<u8>]) -> 
     let mm = Arc::new(MemoryManager::new(
         space,
         kernel.memfile.clone(),
-        Layout::new(kernel.platform.max_user_address()),
+        Layout::new(
+            kernel.platform.max_user_address(),
+            t.tg.rlimit(RLIMIT_STACK).rlim_cur,
+        ),
     ));
     let opener = TaskExecOpener::new(t);
     let loaded = loader::load(&opener, &mm, path, argv, envp, &aux_info(t))?;
@@ -489,6 +516,7 @@ pub fn exec(t: &mut Task, path: &[u8], argv: Vec<Vec<u8>>, envp: &[Vec<u8>]) -> 
     // Linux's exec_mm_release does. An address space shared with other
     // processes (CLONE_VM) stays theirs; this task's stub thread leaves it.
     super::futex::exit_robust_list(t);
+    t.tg.note_rss(&t.mm);
     if Arc::strong_count(&t.mm) > 1 {
         t.mm.space().exit_thread();
     } else {
@@ -511,6 +539,8 @@ pub fn exec(t: &mut Task, path: &[u8], argv: Vec<Vec<u8>>, envp: &[Vec<u8>]) -> 
     t.robust_list = (0, 0);
     t.clear_child_tid = 0;
     t.comm = loaded.comm;
+    let creds = cred::exec(&t.creds);
+    t.set_creds(creds);
     *t.tg.exe.lock().unwrap_or_else(|p| p.into_inner()) = loaded.exe_path;
     t.regs = Registers::new_user(loaded.entry, loaded.stack_pointer);
     Err(Errno::EJUSTRETURN)

@@ -8,6 +8,8 @@ use super::strace::Arg::*;
 use super::{Args, Table};
 use std::sync::Arc;
 
+use veil_vfs::cap;
+
 use crate::signal::{check_signal, SigInfo, TaskShared, SIGKILL, SIGSTOP, UNBLOCKABLE};
 use crate::task::{Task, ThreadGroup};
 
@@ -29,12 +31,7 @@ pub(super) fn register(t: &mut Table) {
         &[Int, Hex, Hex, UInt],
     );
     t.full(Sysno::sigaltstack, sigaltstack, &[Hex, Hex]);
-    t.partial(
-        Sysno::kill,
-        kill,
-        &[Int, Signal],
-        "no permission checks between the sandbox's users",
-    );
+    t.full(Sysno::kill, kill, &[Int, Signal]);
     t.full(Sysno::tgkill, tgkill, &[Int, Int, Signal]);
     t.full(Sysno::tkill, tkill, &[Int, Signal]);
     t.full(Sysno::rt_sigqueueinfo, rt_sigqueueinfo, &[Int, Signal, Hex]);
@@ -178,13 +175,32 @@ fn kill(t: &mut Task, a: &Args) -> SysResult {
     if targets.is_empty() {
         return Err(Errno::ESRCH);
     }
-    if sig != 0 {
-        let info = SigInfo::user(sig, t.tg.pid, t.creds.uid);
-        for target in targets {
-            t.kernel.signal_process(&target, info);
+    // Linux succeeds if any target may take the signal.
+    let info = SigInfo::user(sig, t.tg.pid, t.creds.uid);
+    let mut result = Err(Errno::EPERM);
+    for target in targets.iter().filter(|g| may_signal(t, g, sig)) {
+        if sig != 0 {
+            t.kernel.signal_process(target, info);
         }
+        result = Ok(0);
     }
-    Ok(0)
+    result
+}
+
+/// check_kill_permission: within a process anything goes; otherwise the
+/// sender's real or effective UID must be the target's real or saved one,
+/// or the sender holds CAP_KILL; SIGCONT within a session is free. A
+/// zombie, with no credentials left, accepts (and ignores) anything.
+fn may_signal(t: &Task, target: &ThreadGroup, sig: i32) -> bool {
+    if target.pid == t.tg.pid || t.creds.capable(cap::CAP_KILL) {
+        return true;
+    }
+    let Some(thread) = t.kernel.threads_of(target).into_iter().next() else {
+        return true;
+    };
+    let (c, tc) = (&t.creds, thread.creds());
+    [c.euid, c.uid].iter().any(|&u| u == tc.suid || u == tc.uid)
+        || (sig == crate::signal::SIGCONT && target.sid() == t.tg.sid())
 }
 
 /// The live thread `tid`, in process `tgid` if that is given, with its
@@ -213,6 +229,9 @@ fn send_to_thread(t: &mut Task, tgid: Option<i32>, tid: i32, info: SigInfo) -> S
         check_signal(info.signo)?;
     }
     let (tg, task) = find_thread(t, tgid, tid)?;
+    if !may_signal(t, &tg, info.signo) {
+        return Err(Errno::EPERM);
+    }
     if info.signo != 0 {
         t.kernel.signal_thread(&tg, &task, info);
     }
@@ -266,6 +285,9 @@ fn rt_sigqueueinfo(t: &mut Task, a: &Args) -> SysResult {
         .cloned()
         .filter(|_| pid > 0)
         .ok_or(Errno::ESRCH)?;
+    if !may_signal(t, &tg, sig) {
+        return Err(Errno::EPERM);
+    }
     if sig != 0 {
         t.kernel.signal_process(&tg, info);
     }

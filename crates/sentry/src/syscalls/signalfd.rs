@@ -35,7 +35,7 @@ fn create_or_update(t: &Task, fd: i32, mask_addr: u64, size: u64, flags: u32) ->
     let status = O_RDWR | (flags & SFD_NONBLOCK) as i32;
     let file = OpenFile::anonymous("[signalfd]", status, Box::new(SignalFd::new(mask)));
     t.fds
-        .insert(file, flags & SFD_CLOEXEC != 0, 0)
+        .insert(file, flags & SFD_CLOEXEC != 0, 0, t.nofile())
         .map(|fd| fd as u64)
 }
 

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use veil_abi::{Errno, SysResult, Sysno, Timespec, Timeval, Tms};
+use veil_abi::{Errno, SysResult, Sysno, Timespec, Timeval};
 
 use super::strace::Arg::*;
 use super::{Args, Table};
@@ -36,7 +36,7 @@ pub(super) fn register(t: &mut Table) {
         Sysno::clock_nanosleep,
         clock_nanosleep,
         &[Int, Int, Hex, Hex],
-        "a restart after an ignored signal sleeps the full time again",
+        "a restart after an ignored signal sleeps the full time again; CPU-time clocks fail with EINVAL",
     );
     t.full(Sysno::alarm, alarm, &[UInt]);
     t.partial(
@@ -46,12 +46,6 @@ pub(super) fn register(t: &mut Table) {
         "ITIMER_REAL only; ITIMER_VIRTUAL and ITIMER_PROF fail with EINVAL",
     );
     t.partial(Sysno::getitimer, getitimer, &[Int, Hex], "ITIMER_REAL only");
-    t.partial(
-        Sysno::times,
-        times,
-        &[Hex],
-        "CPU times of the stub threads are not accounted yet: zero",
-    );
 }
 
 /// Reads a host clock; the sandbox shares the host's time.
@@ -64,8 +58,6 @@ fn now(clock: i32) -> Result<Timespec, Errno> {
         CLOCK_REALTIME_COARSE => rustix::time::ClockId::RealtimeCoarse,
         CLOCK_MONOTONIC_COARSE => rustix::time::ClockId::MonotonicCoarse,
         CLOCK_BOOTTIME | CLOCK_BOOTTIME_ALARM => rustix::time::ClockId::Boottime,
-        CLOCK_PROCESS_CPUTIME_ID => rustix::time::ClockId::ProcessCPUTime,
-        CLOCK_THREAD_CPUTIME_ID => rustix::time::ClockId::ThreadCPUTime,
         _ => return Err(Errno::EINVAL),
     };
     let ts = rustix::time::clock_gettime(id);
@@ -75,20 +67,95 @@ fn now(clock: i32) -> Result<Timespec, Errno> {
     })
 }
 
+/// Which CPU time a CPU-time clock counts (CPUCLOCK_WHICH).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum CpuClock {
+    /// User and system time (CPUCLOCK_PROF).
+    Prof,
+    /// User time (CPUCLOCK_VIRT).
+    Virt,
+    /// Run time (CPUCLOCK_SCHED): user and system time here.
+    Sched,
+}
+
+/// Reads a CPU-time clock: CLOCK_PROCESS_CPUTIME_ID, CLOCK_THREAD_CPUTIME_ID,
+/// or a clock of clock_getcpuclockid and pthread_getcpuclockid, which
+/// encode a process or (in the caller's process) a thread ID. None if
+/// `clock` is not a CPU-time clock.
+fn cpu_clock(t: &Task, clock: i32) -> Result<Option<(CpuClock, Duration)>, Errno> {
+    let (which, thread, pid) = match clock {
+        CLOCK_PROCESS_CPUTIME_ID => (CpuClock::Sched, false, 0),
+        CLOCK_THREAD_CPUTIME_ID => (CpuClock::Sched, true, 0),
+        c if c < 0 => {
+            let which = match c & 3 {
+                0 => CpuClock::Prof,
+                1 => CpuClock::Virt,
+                2 => CpuClock::Sched,
+                _ => return Err(Errno::EINVAL),
+            };
+            (which, c & 4 != 0, !(c >> 3))
+        }
+        _ => return Ok(None),
+    };
+    let usage = if thread {
+        if pid == 0 || pid == t.tid {
+            t.shared.cpu.get()
+        } else if t
+            .tg
+            .threads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&pid)
+        {
+            t.kernel.task(pid).ok_or(Errno::EINVAL)?.cpu.get()
+        } else {
+            return Err(Errno::EINVAL);
+        }
+    } else if pid == 0 || pid == t.tg.pid || pid == t.tid {
+        t.tg.cpu(&t.kernel)
+    } else {
+        let tg = t.kernel.processes().get(&pid).cloned();
+        tg.ok_or(Errno::EINVAL)?.cpu(&t.kernel)
+    };
+    let ns = match which {
+        CpuClock::Virt => usage.user_ns,
+        CpuClock::Prof | CpuClock::Sched => usage.user_ns + usage.sys_ns,
+    };
+    Ok(Some((which, Duration::from_nanos(ns))))
+}
+
 fn clock_gettime(t: &mut Task, a: &Args) -> SysResult {
-    let ts = now(a.i32(0))?;
+    let ts = match cpu_clock(t, a.i32(0))? {
+        Some((_, d)) => Timespec {
+            tv_sec: d.as_secs() as i64,
+            tv_nsec: i64::from(d.subsec_nanos()),
+        },
+        None => now(a.i32(0))?,
+    };
     t.mm.write_obj(a.u64(1), &ts).map(|()| 0)
 }
 
 fn clock_getres(t: &mut Task, a: &Args) -> SysResult {
-    let coarse = matches!(a.i32(0), CLOCK_REALTIME_COARSE | CLOCK_MONOTONIC_COARSE);
-    now(a.i32(0))?;
+    let clock = a.i32(0);
+    let nsec = match cpu_clock(t, clock)? {
+        // Sampled CPU clocks tick with the scheduler (HZ 250).
+        Some((CpuClock::Prof | CpuClock::Virt, _)) => 4_000_000,
+        Some((CpuClock::Sched, _)) => 1,
+        None => {
+            now(clock)?;
+            if matches!(clock, CLOCK_REALTIME_COARSE | CLOCK_MONOTONIC_COARSE) {
+                4_000_000
+            } else {
+                1
+            }
+        }
+    };
     if a.u64(1) == 0 {
         return Ok(0);
     }
     let res = Timespec {
         tv_sec: 0,
-        tv_nsec: if coarse { 4_000_000 } else { 1 },
+        tv_nsec: nsec,
     };
     t.mm.write_obj(a.u64(1), &res).map(|()| 0)
 }
@@ -156,7 +223,11 @@ fn nanosleep(t: &mut Task, a: &Args) -> SysResult {
 
 fn clock_nanosleep(t: &mut Task, a: &Args) -> SysResult {
     let clock = a.i32(0);
-    if matches!(clock, CLOCK_THREAD_CPUTIME_ID) {
+    if clock == CLOCK_THREAD_CPUTIME_ID {
+        return Err(Errno::EINVAL);
+    }
+    if cpu_clock(t, clock)?.is_some() {
+        t.kernel.log_once("clock_nanosleep on a CPU-time clock");
         return Err(Errno::EINVAL);
     }
     let req = read_timespec(t, a.u64(2))?;
@@ -185,13 +256,6 @@ fn write_remaining(t: &Task, addr: u64, left: Duration) -> Result<(), Errno> {
         tv_nsec: i64::from(left.subsec_nanos()),
     };
     t.mm.write_obj(addr, &rem)
-}
-
-fn times(t: &mut Task, a: &Args) -> SysResult {
-    if a.u64(0) != 0 {
-        t.mm.write_obj(a.u64(0), &Tms::default())?;
-    }
-    Ok(t.kernel.boot_time.elapsed().as_millis() as u64 / 10)
 }
 
 const ITIMER_REAL: i32 = 0;

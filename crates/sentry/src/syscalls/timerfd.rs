@@ -47,14 +47,16 @@ fn timerfd_create(t: &mut Task, a: &Args) -> SysResult {
         CLOCK_BOOTTIME | CLOCK_BOOTTIME_ALARM => ClockId::Boottime,
         _ => return Err(Errno::EINVAL),
     };
-    if matches!(clock, CLOCK_REALTIME_ALARM | CLOCK_BOOTTIME_ALARM) && !t.creds.is_root() {
+    if matches!(clock, CLOCK_REALTIME_ALARM | CLOCK_BOOTTIME_ALARM)
+        && !t.creds.capable(veil_vfs::cap::CAP_WAKE_ALARM)
+    {
         return Err(Errno::EPERM);
     }
     let ops = TimerFd::new(id, t.kernel.timers.clone());
     let status = O_RDWR | (flags & TFD_NONBLOCK) as i32;
     let file = OpenFile::anonymous("[timerfd]", status, Box::new(ops));
     t.fds
-        .insert(file, flags & TFD_CLOEXEC != 0, 0)
+        .insert(file, flags & TFD_CLOEXEC != 0, 0, t.nofile())
         .map(|fd| fd as u64)
 }
 

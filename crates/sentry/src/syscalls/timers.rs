@@ -65,7 +65,9 @@ fn timer_create(t: &mut Task, a: &Args) -> SysResult {
             return Err(Errno::EINVAL);
         }
     };
-    if matches!(clock, CLOCK_REALTIME_ALARM | CLOCK_BOOTTIME_ALARM) && !t.creds.is_root() {
+    if matches!(clock, CLOCK_REALTIME_ALARM | CLOCK_BOOTTIME_ALARM)
+        && !t.creds.capable(veil_vfs::cap::CAP_WAKE_ALARM)
+    {
         return Err(Errno::EPERM);
     }
     let (notify, value) = match sevp {

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use veil_abi::{Errno, Rusage, SysResult, Sysno};
 
 use super::strace::Arg::*;
+use super::usage::{reaped_usage, rusage};
 use super::{Args, Table};
 use crate::signal::SIGCHLD;
 use crate::sigsend::WaitReport;
@@ -37,12 +38,7 @@ const CLD_STOPPED: i32 = 5;
 const CLD_CONTINUED: i32 = 6;
 
 pub(super) fn register(t: &mut Table) {
-    t.partial(
-        Sysno::wait4,
-        wait4,
-        &[Int, Hex, Hex, Hex],
-        "rusage is reported as zero",
-    );
+    t.partial(Sysno::wait4, wait4, &[Int, Hex, Hex, Hex], "");
     t.partial(
         Sysno::waitid,
         waitid,
@@ -93,9 +89,18 @@ impl Event {
     }
 }
 
+/// What a wait found: the child, what happened, and its resource usage
+/// (its own and its reaped children's).
+struct Found {
+    pid: i32,
+    event: Event,
+    usage: Rusage,
+}
+
 /// Waits for a child matching `which` to have something to report under
-/// `options`. `Ok(None)`: WNOHANG and nothing yet.
-fn do_wait(t: &mut Task, which: Which, options: u32) -> Result<Option<(i32, Event)>, Errno> {
+/// `options`; reaping a zombie adds its usage to the caller's children's.
+/// `Ok(None)`: WNOHANG and nothing yet.
+fn do_wait(t: &mut Task, which: Which, options: u32) -> Result<Option<Found>, Errno> {
     let kernel = t.kernel.clone();
     loop {
         // Registered before looking, so that a change in between wakes us.
@@ -111,12 +116,21 @@ fn do_wait(t: &mut Task, which: Which, options: u32) -> Result<Option<(i32, Even
         }
         for c in &children {
             if let Some(event) = consider(c, options) {
-                if let Event::Exited(_) = event {
-                    if options & WNOWAIT == 0 {
-                        kernel.processes().remove(&c.pid);
-                    }
+                let (cpu, maxrss) = reaped_usage(c);
+                // Only the waiter that removes the zombie charges its usage.
+                let reaped = matches!(event, Event::Exited(_))
+                    && options & WNOWAIT == 0
+                    && kernel.processes().remove(&c.pid).is_some();
+                if reaped {
+                    *t.tg.children_cpu.lock().unwrap_or_else(|p| p.into_inner()) += cpu;
+                    t.tg.children_maxrss
+                        .fetch_max(maxrss, std::sync::atomic::Ordering::Relaxed);
                 }
-                return Ok(Some((c.pid, event)));
+                return Ok(Some(Found {
+                    pid: c.pid,
+                    event,
+                    usage: rusage(cpu, maxrss),
+                }));
             }
         }
         if options & WNOHANG != 0 {
@@ -172,16 +186,16 @@ fn wait4(t: &mut Task, a: &Args) -> SysResult {
         p if p < 0 => Which::Pgid(-p),
         p => Which::Pid(p),
     };
-    let Some((pid, event)) = do_wait(t, which, options | WEXITED)? else {
+    let Some(found) = do_wait(t, which, options | WEXITED)? else {
         return Ok(0);
     };
     if status_addr != 0 {
-        t.mm.write_obj(status_addr, &event.status_word())?;
+        t.mm.write_obj(status_addr, &found.event.status_word())?;
     }
     if a.u64(3) != 0 {
-        t.mm.write_obj(a.u64(3), &Rusage::default())?;
+        t.mm.write_obj(a.u64(3), &found.usage)?;
     }
-    Ok(pid as u64)
+    Ok(found.pid as u64)
 }
 
 fn waitid(t: &mut Task, a: &Args) -> SysResult {
@@ -200,10 +214,10 @@ fn waitid(t: &mut Task, a: &Args) -> SysResult {
     let found = do_wait(t, which, options)?;
     if infop != 0 {
         // Linux stores these fields only, zeros after a WNOHANG miss.
-        let (signo, code, pid, status) = match found {
-            Some((pid, event)) => {
-                let (code, status) = event.code_and_status();
-                (SIGCHLD, code, pid, status)
+        let (signo, code, pid, status) = match &found {
+            Some(f) => {
+                let (code, status) = f.event.code_and_status();
+                (SIGCHLD, code, f.pid, status)
             }
             None => (0, 0, 0, 0),
         };
@@ -212,7 +226,8 @@ fn waitid(t: &mut Task, a: &Args) -> SysResult {
         t.mm.write_obj(infop + 16, &[pid as u32, uid, status as u32])?;
     }
     if a.u64(4) != 0 {
-        t.mm.write_obj(a.u64(4), &Rusage::default())?;
+        let usage = found.map_or_else(Rusage::default, |f| f.usage);
+        t.mm.write_obj(a.u64(4), &usage)?;
     }
     Ok(0)
 }

@@ -61,7 +61,7 @@ impl MemFs {
 
     /// A new, empty root directory (root's, mode 0755).
     pub fn root(self: &Arc<Self>) -> Arc<dyn Inode> {
-        self.node(S_IFDIR | 0o755, &Creds::default(), Body::dir())
+        self.node(S_IFDIR | 0o755, &Creds::new(0, 0), Body::dir())
     }
 
     /// A new, empty root directory with `like`'s metadata (a lower root's).
@@ -80,8 +80,8 @@ impl MemFs {
             st_ino: self.next_ino.fetch_add(1, Ordering::Relaxed),
             st_nlink: 1,
             st_mode: mode,
-            st_uid: creds.euid,
-            st_gid: creds.egid,
+            st_uid: creds.fsuid,
+            st_gid: creds.fsgid,
             st_blksize: 4096,
             st_atime: t,
             st_mtime: t,

@@ -31,7 +31,7 @@ impl Fs {
         Fs {
             vfs,
             ctx,
-            creds: Creds::default(),
+            creds: Creds::new(0, 0),
         }
     }
 
@@ -187,11 +187,5 @@ pub fn dirents(f: &OpenFile, chunk: usize) -> Result<Vec<Dirent>, Errno> {
 
 /// Credentials of an unprivileged user.
 pub fn user(uid: u32) -> Creds {
-    Creds {
-        uid,
-        gid: uid,
-        euid: uid,
-        egid: uid,
-        groups: Vec::new(),
-    }
+    Creds::new(uid, uid)
 }
