@@ -42,6 +42,8 @@ pub struct CpuTime {
     sys_ns: AtomicU64,
     /// When the current stretch of system time began; 0 outside one.
     sys_since: AtomicU64,
+    /// When the current stretch of application code began; 0 outside one.
+    user_since: AtomicU64,
 }
 
 impl CpuTime {
@@ -60,21 +62,29 @@ impl CpuTime {
         now
     }
 
-    fn add_user(&self, ns: u64) {
-        self.user_ns.fetch_add(ns, Ordering::Relaxed);
+    /// Starts a stretch of application code at `now`.
+    fn enter_user(&self, now: u64) {
+        self.user_since.store(now, Ordering::Relaxed);
     }
 
-    /// User and system time so far, the current stretch included.
+    /// Ends the stretch of application code.
+    fn leave_user(&self) {
+        let since = self.user_since.swap(0, Ordering::Relaxed);
+        if since != 0 {
+            self.user_ns
+                .fetch_add(mono_ns().saturating_sub(since), Ordering::Relaxed);
+        }
+    }
+
+    /// User and system time so far, the current stretches included.
     pub fn get(&self) -> CpuUsage {
-        let since = self.sys_since.load(Ordering::Relaxed);
-        let running = if since == 0 {
-            0
-        } else {
-            mono_ns().saturating_sub(since)
+        let running = |since: &AtomicU64| match since.load(Ordering::Relaxed) {
+            0 => 0,
+            t => mono_ns().saturating_sub(t),
         };
         CpuUsage {
-            user_ns: self.user_ns.load(Ordering::Relaxed),
-            sys_ns: self.sys_ns.load(Ordering::Relaxed) + running,
+            user_ns: self.user_ns.load(Ordering::Relaxed) + running(&self.user_since),
+            sys_ns: self.sys_ns.load(Ordering::Relaxed) + running(&self.sys_since),
         }
     }
 }
@@ -179,6 +189,8 @@ pub struct ThreadGroup {
     pub execing: AtomicI32,
     /// timer_create's timers; not inherited, deleted by exec and exit.
     pub posix_timers: crate::posix_timer::PosixTimers,
+    /// ITIMER_VIRTUAL and ITIMER_PROF; not inherited, kept across exec.
+    pub cpu_timers: [Arc<crate::timer::CpuTimer>; 2],
     /// CPU time of the threads that have exited.
     pub dead_cpu: Mutex<CpuUsage>,
     /// CPU time of the children waited for (and of their waited-for
@@ -211,6 +223,7 @@ impl ThreadGroup {
             pdeath_signal: AtomicI32::new(0),
             execing: AtomicI32::new(0),
             posix_timers: Default::default(),
+            cpu_timers: Default::default(),
             dead_cpu: Mutex::default(),
             children_cpu: Mutex::default(),
             maxrss: AtomicU64::new(0),
@@ -254,6 +267,7 @@ impl ThreadGroup {
             pdeath_signal: AtomicI32::new(0),
             execing: AtomicI32::new(0),
             posix_timers: Default::default(),
+            cpu_timers: Default::default(),
             dead_cpu: Mutex::default(),
             children_cpu: Mutex::default(),
             maxrss: AtomicU64::new(0),
@@ -519,8 +533,9 @@ impl Task {
             }
             self.publish_mask();
             let start = self.shared.cpu.leave_sys();
+            self.shared.cpu.enter_user(start);
             let event = self.ctx.switch(self.mm.space(), &mut self.regs);
-            self.shared.cpu.add_user(mono_ns().saturating_sub(start));
+            self.shared.cpu.leave_user();
             self.shared.cpu.enter_sys();
             match event {
                 Ok(Event::Syscall) => syscalls::dispatch(self),

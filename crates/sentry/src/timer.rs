@@ -292,3 +292,135 @@ mod tests {
         assert_eq!(forward(t0, ms(10), t0 + ms(35)), (t0 + ms(40), 4));
     }
 }
+
+/// ITIMER_VIRTUAL (user time, SIGVTALRM) or ITIMER_PROF (user and system
+/// time, SIGPROF) of a process: a target in the process's CPU time, which
+/// the timer service checks at the earliest wall time the process's
+/// threads could reach it.
+#[derive(Default)]
+pub struct CpuTimer {
+    state: Mutex<CpuState>,
+}
+
+#[derive(Default)]
+struct CpuState {
+    generation: u64,
+    /// The process CPU time (ns) at which the timer fires.
+    target: Option<u64>,
+    interval: Duration,
+    key: Option<TimerKey>,
+    owner: Option<CpuOwner>,
+}
+
+struct CpuOwner {
+    kernel: Weak<Kernel>,
+    tg: Weak<crate::task::ThreadGroup>,
+    me: Weak<dyn Expiry>,
+    /// ITIMER_PROF rather than ITIMER_VIRTUAL.
+    prof: bool,
+}
+
+/// How often at least an armed CPU timer is looked at.
+const CPU_TIMER_MIN_CHECK: Duration = Duration::from_millis(1);
+
+impl CpuTimer {
+    fn lock(&self) -> MutexGuard<'_, CpuState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn usage(kernel: &Kernel, tg: &crate::task::ThreadGroup, prof: bool) -> u64 {
+        let c = tg.cpu(kernel);
+        if prof {
+            c.user_ns + c.sys_ns
+        } else {
+            c.user_ns
+        }
+    }
+
+    /// The CPU time left and the interval.
+    pub fn get(
+        &self,
+        kernel: &Kernel,
+        tg: &crate::task::ThreadGroup,
+        prof: bool,
+    ) -> (Duration, Duration) {
+        let st = self.lock();
+        let left = st.target.map_or(0, |target| {
+            // Never zero while armed, as Linux reports a tick at least.
+            target.saturating_sub(Self::usage(kernel, tg, prof)).max(1)
+        });
+        (Duration::from_nanos(left), st.interval)
+    }
+
+    /// Arms the timer to fire after `value` more CPU time (zero disarms
+    /// it), then every `interval`; returns the old setting.
+    pub fn set(
+        self: &Arc<Self>,
+        kernel: &Arc<Kernel>,
+        tg: &Arc<crate::task::ThreadGroup>,
+        prof: bool,
+        value: Duration,
+        interval: Duration,
+    ) -> (Duration, Duration) {
+        let old = self.get(kernel, tg, prof);
+        let mut st = self.lock();
+        if let Some(key) = st.key.take() {
+            kernel.timers.cancel(key);
+        }
+        st.generation += 1;
+        st.interval = interval;
+        st.owner = Some(CpuOwner {
+            kernel: Arc::downgrade(kernel),
+            tg: Arc::downgrade(tg),
+            me: Arc::downgrade(self) as Weak<CpuTimer>,
+            prof,
+        });
+        let now = Self::usage(kernel, tg, prof);
+        st.target = (!value.is_zero()).then(|| now.saturating_add(value.as_nanos() as u64));
+        Self::schedule_check(&mut st, kernel, tg, now);
+        old
+    }
+
+    /// Asks the service to look again when the process could first have
+    /// used the CPU time left, running on all its threads.
+    fn schedule_check(st: &mut CpuState, kernel: &Kernel, tg: &crate::task::ThreadGroup, now: u64) {
+        let (Some(target), Some(owner)) = (st.target, st.owner.as_ref()) else {
+            return;
+        };
+        let threads = tg
+            .threads
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len();
+        let wait = Duration::from_nanos(target.saturating_sub(now) / threads.max(1) as u64);
+        let at = Instant::now() + wait.max(CPU_TIMER_MIN_CHECK);
+        st.key = Some(kernel.timers.schedule(at, owner.me.clone(), st.generation));
+    }
+}
+
+impl Expiry for CpuTimer {
+    fn expire(&self, token: u64) {
+        let mut st = self.lock();
+        let Some(owner) = st.owner.as_ref().filter(|_| st.generation == token) else {
+            return;
+        };
+        let (Some(kernel), Some(tg)) = (owner.kernel.upgrade(), owner.tg.upgrade()) else {
+            return;
+        };
+        let prof = owner.prof;
+        st.key = None;
+        let Some(target) = st.target else { return };
+        let now = Self::usage(&kernel, &tg, prof);
+        if now >= target {
+            st.target = (!st.interval.is_zero())
+                .then(|| target.saturating_add(st.interval.as_nanos() as u64));
+            let mut info = SigInfo::user(if prof { SIGPROF } else { SIGVTALRM }, 0, 0);
+            info.code = SI_KERNEL;
+            kernel.signal_process(&tg, info);
+        }
+        Self::schedule_check(&mut st, &kernel, &tg, now);
+    }
+}
+
+const SIGVTALRM: i32 = 26;
+const SIGPROF: i32 = 27;

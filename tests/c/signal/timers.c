@@ -8,6 +8,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <sys/syscall.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -202,6 +203,47 @@ static void errors_and_fork(void)
 	report("getoverrun deleted: %s", RES(syscall(SYS_timer_getoverrun, id)));
 }
 
+static volatile int vtalrms, profs;
+
+static void on_cpu_timer(int sig)
+{
+	if (sig == SIGVTALRM)
+		vtalrms++;
+	else
+		profs++;
+}
+
+/* ITIMER_VIRTUAL and ITIMER_PROF fire as a busy loop uses CPU time. */
+static void cpu_itimers(void)
+{
+	signal(SIGVTALRM, on_cpu_timer);
+	signal(SIGPROF, on_cpu_timer);
+	struct itimerval every = {{0, 20000}, {0, 20000}};
+	report("setitimer virtual: %s", RES(setitimer(ITIMER_VIRTUAL, &every, NULL)));
+	report("setitimer prof: %s", RES(setitimer(ITIMER_PROF, &every, NULL)));
+	struct itimerval cur;
+	getitimer(ITIMER_VIRTUAL, &cur);
+	report("virtual armed: %d interval_us=%ld", cur.it_value.tv_sec > 0 || cur.it_value.tv_usec > 0,
+	       (long)cur.it_interval.tv_usec);
+	struct timespec start, now;
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	volatile unsigned long spin = 0;
+	do {
+		for (int i = 0; i < 100000; i++)
+			spin++;
+		clock_gettime(CLOCK_MONOTONIC, &now);
+	} while ((vtalrms < 3 || profs < 3) && now.tv_sec - start.tv_sec < 20);
+	struct itimerval off = {{0, 0}, {0, 0}};
+	setitimer(ITIMER_VIRTUAL, &off, NULL);
+	setitimer(ITIMER_PROF, &off, NULL);
+	report("busy loop got SIGVTALRM and SIGPROF: %d", vtalrms >= 3 && profs >= 3);
+	getitimer(ITIMER_PROF, &cur);
+	report("prof disarmed: %d", cur.it_value.tv_sec == 0 && cur.it_value.tv_usec == 0);
+	report("bad which: %s", RES(setitimer(7, &off, NULL)));
+	signal(SIGVTALRM, SIG_DFL);
+	signal(SIGPROF, SIG_DFL);
+}
+
 int main(void)
 {
 	default_notification();
@@ -210,5 +252,6 @@ int main(void)
 	no_signal_and_absolute();
 	glibc_thread_notification();
 	errors_and_fork();
+	cpu_itimers();
 	return finish();
 }

@@ -39,13 +39,9 @@ pub(super) fn register(t: &mut Table) {
         "a restart after an ignored signal sleeps the full time again; CPU-time clocks fail with EINVAL",
     );
     t.full(Sysno::alarm, alarm, &[UInt]);
-    t.partial(
-        Sysno::setitimer,
-        setitimer,
-        &[Int, Hex, Hex],
-        "ITIMER_REAL only; ITIMER_VIRTUAL and ITIMER_PROF fail with EINVAL",
-    );
-    t.partial(Sysno::getitimer, getitimer, &[Int, Hex], "ITIMER_REAL only");
+    const CPU: &str = "ITIMER_VIRTUAL and ITIMER_PROF count the sentry's accounting of CPU time and are checked at least every millisecond";
+    t.partial(Sysno::setitimer, setitimer, &[Int, Hex, Hex], CPU);
+    t.partial(Sysno::getitimer, getitimer, &[Int, Hex], CPU);
 }
 
 /// Reads a host clock; the sandbox shares the host's time.
@@ -259,6 +255,8 @@ fn write_remaining(t: &Task, addr: u64, left: Duration) -> Result<(), Errno> {
 }
 
 const ITIMER_REAL: i32 = 0;
+const ITIMER_VIRTUAL: i32 = 1;
+const ITIMER_PROF: i32 = 2;
 
 /// `struct itimerval`.
 #[repr(C)]
@@ -303,9 +301,8 @@ fn alarm(t: &mut Task, a: &Args) -> SysResult {
 }
 
 fn setitimer(t: &mut Task, a: &Args) -> SysResult {
-    if a.i32(0) != ITIMER_REAL {
-        t.kernel
-            .log_once("setitimer(ITIMER_VIRTUAL or ITIMER_PROF)");
+    let which = a.i32(0);
+    if !matches!(which, ITIMER_REAL | ITIMER_VIRTUAL | ITIMER_PROF) {
         return Err(Errno::EINVAL);
     }
     let new: Itimerval = match a.u64(1) {
@@ -313,7 +310,13 @@ fn setitimer(t: &mut Task, a: &Args) -> SysResult {
         addr => t.mm.read_obj(addr)?,
     };
     let (value, interval) = (from_timeval(new.value)?, from_timeval(new.interval)?);
-    let (old_value, old_interval) = t.tg.real_timer.set(&t.kernel, t.tg.pid, value, interval);
+    let (old_value, old_interval) = match which {
+        ITIMER_REAL => t.tg.real_timer.set(&t.kernel, t.tg.pid, value, interval),
+        _ => {
+            let prof = which == ITIMER_PROF;
+            t.tg.cpu_timers[usize::from(prof)].set(&t.kernel, &t.tg, prof, value, interval)
+        }
+    };
     if a.u64(2) != 0 {
         let old = Itimerval {
             interval: to_timeval(old_interval),
@@ -325,10 +328,14 @@ fn setitimer(t: &mut Task, a: &Args) -> SysResult {
 }
 
 fn getitimer(t: &mut Task, a: &Args) -> SysResult {
-    if a.i32(0) != ITIMER_REAL {
-        return Err(Errno::EINVAL);
-    }
-    let (value, interval) = t.tg.real_timer.get();
+    let (value, interval) = match a.i32(0) {
+        ITIMER_REAL => t.tg.real_timer.get(),
+        which @ (ITIMER_VIRTUAL | ITIMER_PROF) => {
+            let prof = which == ITIMER_PROF;
+            t.tg.cpu_timers[usize::from(prof)].get(&t.kernel, &t.tg, prof)
+        }
+        _ => return Err(Errno::EINVAL),
+    };
     let cur = Itimerval {
         interval: to_timeval(interval),
         value: to_timeval(value),
