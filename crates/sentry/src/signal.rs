@@ -1,7 +1,7 @@
 //! Signal delivery: pending signals, default actions, and the x86-64
 //! `rt_sigframe` a handler runs on (and that rt_sigreturn unwinds).
 
-use veil_abi::{Errno, KernelSigaction, StackT};
+use veil_abi::{Errno, KernelSigaction, StackT, Sysno};
 use veil_platform::{xsave_layout, FpState, Registers, FXSAVE_SIZE};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
@@ -538,7 +538,12 @@ impl Task {
             }
         };
         if again {
-            self.regs.rax = nr;
+            // ERESTART_RESTARTBLOCK continues through restart_syscall.
+            self.regs.rax = if errno == Errno::ERESTART_RESTARTBLOCK {
+                Sysno::restart_syscall.id() as u64
+            } else {
+                nr
+            };
             self.regs.rip = self.regs.rip.wrapping_sub(2);
         } else {
             self.regs.rax = Errno::EINTR.as_return();

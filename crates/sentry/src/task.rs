@@ -398,6 +398,16 @@ fn default_rlimits() -> [Rlimit; RLIM_NLIMITS] {
     r
 }
 
+/// What restart_syscall needs to continue a call a signal interrupted.
+#[derive(Clone, Copy, Debug)]
+pub enum RestartBlock {
+    /// A relative sleep: its end, and where to report the time left.
+    Sleep {
+        deadline: std::time::Instant,
+        rem: u64,
+    },
+}
+
 pub struct Task {
     pub tid: i32,
     pub kernel: Arc<Kernel>,
@@ -426,6 +436,8 @@ pub struct Task {
     pub exit: Option<ExitStatus>,
     /// The last group stop this thread parked for.
     pub stop_epoch: u64,
+    /// How restart_syscall continues an interrupted call.
+    pub restart_block: Option<RestartBlock>,
     /// The parent of a CLONE_VFORK child, waiting for its exec or exit.
     pub vfork_done: Option<Arc<crate::syscalls::VforkDone>>,
 }
@@ -468,6 +480,7 @@ impl Task {
             comm: Vec::new(),
             exit: None,
             stop_epoch: 0,
+            restart_block: None,
             vfork_done: None,
         }
     }

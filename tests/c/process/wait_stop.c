@@ -13,6 +13,7 @@
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "../veiltest.h"
@@ -242,6 +243,29 @@ static void stop_during_read(void)
 	close(p[1]);
 }
 
+/* A sleep stopped and continued goes on with the time it had left, through
+ * restart_syscall, instead of starting over. */
+static void stop_during_sleep(void)
+{
+	pid_t pid = fork();
+	if (pid == 0) {
+		struct timespec a, b, d = {1, 0};
+		clock_gettime(CLOCK_MONOTONIC, &a);
+		nanosleep(&d, NULL);
+		clock_gettime(CLOCK_MONOTONIC, &b);
+		double took = (double)(b.tv_sec - a.tv_sec) + (double)(b.tv_nsec - a.tv_nsec) / 1e9;
+		_exit(took >= 1.0 && took < 1.5 ? 0 : 1);
+	}
+	usleep(300000);
+	kill(pid, SIGSTOP);
+	int status;
+	waitpid(pid, &status, WUNTRACED);
+	usleep(300000);
+	kill(pid, SIGCONT);
+	waitpid(pid, &status, 0);
+	describe("sleep across a stop keeps its end", status);
+}
+
 static int clone_child(void *arg)
 {
 	(void)arg;
@@ -298,6 +322,7 @@ int main(void)
 	sigchld_reports();
 	threaded_stop();
 	stop_during_read();
+	stop_during_sleep();
 	clone_selection();
 	bad_arguments();
 	return finish();

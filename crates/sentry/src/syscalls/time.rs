@@ -6,7 +6,7 @@ use veil_abi::{Errno, SysResult, Sysno, Timespec, Timeval};
 
 use super::strace::Arg::*;
 use super::{Args, Table};
-use crate::task::Task;
+use crate::task::{RestartBlock, Task};
 
 const CLOCK_REALTIME: i32 = 0;
 const CLOCK_MONOTONIC: i32 = 1;
@@ -26,19 +26,15 @@ pub(super) fn register(t: &mut Table) {
     t.full(Sysno::clock_getres, clock_getres, &[Int, Hex]);
     t.full(Sysno::gettimeofday, gettimeofday, &[Hex, Hex]);
     t.full(Sysno::time, time, &[Hex]);
-    t.partial(
-        Sysno::nanosleep,
-        nanosleep,
-        &[Hex, Hex],
-        "a restart after an ignored signal sleeps the full time again",
-    );
+    t.full(Sysno::nanosleep, nanosleep, &[Hex, Hex]);
     t.partial(
         Sysno::clock_nanosleep,
         clock_nanosleep,
         &[Int, Int, Hex, Hex],
-        "a restart after an ignored signal sleeps the full time again; CPU-time clocks fail with EINVAL",
+        "CPU-time clocks fail with EINVAL",
     );
     t.full(Sysno::alarm, alarm, &[UInt]);
+    t.full(Sysno::restart_syscall, restart_syscall, &[]);
     const CPU: &str = "ITIMER_VIRTUAL and ITIMER_PROF count the sentry's accounting of CPU time and are checked at least every millisecond";
     t.partial(Sysno::setitimer, setitimer, &[Int, Hex, Hex], CPU);
     t.partial(Sysno::getitimer, getitimer, &[Int, Hex], CPU);
@@ -206,14 +202,33 @@ fn sleep(t: &Task, d: Duration) -> Result<(), Duration> {
 
 fn nanosleep(t: &mut Task, a: &Args) -> SysResult {
     let d = read_timespec(t, a.u64(0))?;
-    match sleep(t, d) {
+    relative_sleep(t, std::time::Instant::now() + d, a.u64(1))
+}
+
+/// Sleeps until `deadline`. Interrupted, it reports the time left at `rem`
+/// (if not null) and leaves a restart block, so that a restart without a
+/// handler (after a stop, say) sleeps only what is left, as Linux's
+/// restart_syscall does.
+fn relative_sleep(t: &mut Task, deadline: std::time::Instant, rem: u64) -> SysResult {
+    let left = deadline.saturating_duration_since(std::time::Instant::now());
+    match sleep(t, left) {
         Ok(()) => Ok(0),
         Err(left) => {
-            if a.u64(1) != 0 {
-                write_remaining(t, a.u64(1), left)?;
+            if rem != 0 {
+                write_remaining(t, rem, left)?;
             }
-            Err(Errno::ERESTARTNOHAND)
+            t.restart_block = Some(RestartBlock::Sleep { deadline, rem });
+            Err(Errno::ERESTART_RESTARTBLOCK)
         }
+    }
+}
+
+/// restart_syscall: continues the call a signal interrupted, from where it
+/// was; EINTR if there is nothing to continue.
+fn restart_syscall(t: &mut Task, _a: &Args) -> SysResult {
+    match t.restart_block.take() {
+        Some(RestartBlock::Sleep { deadline, rem }) => relative_sleep(t, deadline, rem),
+        None => Err(Errno::EINTR),
     }
 }
 
@@ -234,15 +249,13 @@ fn clock_nanosleep(t: &mut Task, a: &Args) -> SysResult {
     } else {
         req
     };
+    if a.i32(1) & TIMER_ABSTIME == 0 {
+        return relative_sleep(t, std::time::Instant::now() + sleep, a.u64(3));
+    }
+    // An absolute sleep restarts as it was called.
     match self::sleep(t, sleep) {
         Ok(()) => Ok(0),
-        Err(left) => {
-            // Only a relative sleep reports the time left.
-            if a.i32(1) & TIMER_ABSTIME == 0 && a.u64(3) != 0 {
-                write_remaining(t, a.u64(3), left)?;
-            }
-            Err(Errno::ERESTARTNOHAND)
-        }
+        Err(_) => Err(Errno::ERESTARTNOHAND),
     }
 }
 
