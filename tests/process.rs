@@ -191,3 +191,9 @@ fn threads_and_processes_under_load() {
     assert_program_passes("process/stress", Link::Static);
     assert_program_passes("process/stress", Link::Dynamic);
 }
+
+/// pidfds: open, poll, signal (with scopes), wait, and CLONE_PIDFD.
+#[test]
+fn pidfds() {
+    assert_program_passes("process/pidfd", Link::Static);
+}

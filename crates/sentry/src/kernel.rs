@@ -35,7 +35,7 @@ pub struct Kernel {
     /// Every process, zombies included, by PID.
     processes: Mutex<HashMap<i32, Arc<ThreadGroup>>>,
     /// Woken whenever a process exits, for waiting parents.
-    pub child_events: WaitQueue,
+    pub child_events: Arc<WaitQueue>,
     pub futexes: crate::syscalls::Futexes,
     /// Serves every timer: ITIMER_REAL, timerfd.
     pub timers: Arc<crate::timer::TimerService>,
@@ -84,7 +84,7 @@ impl Kernel {
             next_tid: AtomicI32::new(1),
             logged: Mutex::new(HashSet::new()),
             processes: Mutex::new(HashMap::new()),
-            child_events: WaitQueue::default(),
+            child_events: Arc::default(),
             tasks: Mutex::new(HashMap::new()),
             futexes: Default::default(),
             terminal: Default::default(),

@@ -6,6 +6,7 @@ mod cred;
 pub mod kernel;
 pub mod loader;
 pub mod mm;
+mod pidfd;
 pub mod posix_timer;
 pub mod signal;
 mod signalfd;

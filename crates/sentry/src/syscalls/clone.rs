@@ -56,6 +56,7 @@ const SUPPORTED: u64 = CSIGNAL
     | CLONE_UNTRACED
     | CLONE_CHILD_SETTID
     | CLONE_IO
+    | CLONE_PIDFD
     | CLONE_CLEAR_SIGHAND;
 const SIGCHLD: u64 = 17;
 /// `struct clone_args` sizes: the first version, and the largest known.
@@ -69,7 +70,7 @@ pub(super) fn register(t: &mut Table) {
         Sysno::clone,
         clone,
         &[Hex, Hex, Hex, Hex, Hex],
-        "namespaces and CLONE_PIDFD fail with EINVAL; CLONE_PTRACE is ignored",
+        "namespaces fail with EINVAL; CLONE_PTRACE is ignored",
     );
     t.partial(
         Sysno::clone3,
@@ -89,6 +90,8 @@ struct CloneArgs {
     parent_tid: u64,
     child_tid: u64,
     tls: u64,
+    /// Where CLONE_PIDFD stores the child's pidfd.
+    pidfd: u64,
 }
 
 fn fork(t: &mut Task, _a: &Args) -> SysResult {
@@ -115,7 +118,10 @@ fn vfork(t: &mut Task, _a: &Args) -> SysResult {
 fn clone(t: &mut Task, a: &Args) -> SysResult {
     // x86-64 order: flags, stack, parent_tid, child_tid, tls.
     let flags = a.u64(0) & 0xffff_ffff;
-    if flags & CLONE_CLEAR_SIGHAND != 0 {
+    // clone has one word for both the pidfd and the parent's TID.
+    if flags & CLONE_CLEAR_SIGHAND != 0
+        || (flags & CLONE_PIDFD != 0 && flags & CLONE_PARENT_SETTID != 0)
+    {
         return Err(Errno::EINVAL);
     }
     do_clone(
@@ -127,6 +133,7 @@ fn clone(t: &mut Task, a: &Args) -> SysResult {
             parent_tid: a.u64(2),
             child_tid: a.u64(3),
             tls: a.u64(4),
+            pidfd: a.u64(2),
         },
     )
 }
@@ -151,7 +158,7 @@ fn clone3(t: &mut Task, a: &Args) -> SysResult {
         (field(0), field(1), field(2), field(3), field(4));
     let (stack, stack_size, tls, set_tid, set_tid_size, cgroup) =
         (field(5), field(6), field(7), field(8), field(9), field(10));
-    let _ = (pidfd, cgroup);
+    let _ = cgroup;
     if exit_signal > 64 || flags & CSIGNAL != 0 || (stack == 0) != (stack_size == 0) {
         return Err(Errno::EINVAL);
     }
@@ -174,6 +181,7 @@ fn clone3(t: &mut Task, a: &Args) -> SysResult {
             parent_tid,
             child_tid,
             tls,
+            pidfd,
         },
     )
 }
@@ -184,8 +192,6 @@ fn do_clone(t: &mut Task, args: CloneArgs) -> SysResult {
     if flags & !SUPPORTED != 0 {
         let what = if flags & CLONE_NAMESPACES != 0 {
             "namespaces"
-        } else if flags & CLONE_PIDFD != 0 {
-            "pidfds"
         } else {
             "unknown flags"
         };
@@ -199,6 +205,9 @@ fn do_clone(t: &mut Task, args: CloneArgs) -> SysResult {
     if (flags & CLONE_THREAD != 0 && flags & CLONE_SIGHAND == 0)
         || (flags & CLONE_SIGHAND != 0 && flags & CLONE_VM == 0)
     {
+        return Err(Errno::EINVAL);
+    }
+    if flags & CLONE_PIDFD != 0 && flags & (CLONE_THREAD | CLONE_DETACHED) != 0 {
         return Err(Errno::EINVAL);
     }
     if flags & CLONE_THREAD != 0 {
@@ -385,6 +394,17 @@ fn clone_process(t: &mut Task, args: CloneArgs) -> SysResult {
         })
     });
     kernel.add_process(tg.clone());
+    if args.flags & CLONE_PIDFD != 0 {
+        let installed = super::pidfd::install(t, tg.clone(), false).and_then(|fd| {
+            t.mm.write_obj(args.pidfd, &fd).inspect_err(|_| {
+                let _ = t.fds.remove(fd);
+            })
+        });
+        if let Err(e) = installed {
+            kernel.processes().remove(&pid);
+            return Err(e);
+        }
+    }
     let started = start_task(pid, {
         let kernel = kernel.clone();
         let tg = tg.clone();

@@ -12,6 +12,7 @@ mod futex;
 pub use futex::{exit_robust_list, futex_wake, Futexes};
 mod info;
 mod mm;
+mod pidfd;
 mod poll;
 mod process;
 mod sched;
@@ -166,6 +167,7 @@ pub static TABLE: LazyLock<Table> = LazyLock::new(|| {
     futex::register(&mut t);
     info::register(&mut t);
     mm::register(&mut t);
+    pidfd::register(&mut t);
     poll::register(&mut t);
     process::register(&mut t);
     session::register(&mut t);

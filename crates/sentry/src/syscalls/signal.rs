@@ -168,18 +168,27 @@ fn kill(t: &mut Task, a: &Args) -> SysResult {
     if pid == i32::MIN {
         return Err(Errno::ESRCH);
     }
-    if sig != 0 {
-        check_signal(sig)?;
+    let info = SigInfo::user(sig, t.tg.pid, t.creds.uid);
+    send_to_all(t, &kill_targets(t, pid), info)
+}
+
+/// Sends `info` to every process of group `pgid` (ESRCH if it has none).
+pub(super) fn send_to_pgrp(t: &Task, pgid: i32, info: SigInfo) -> SysResult {
+    send_to_all(t, &kill_targets(t, -pgid), info)
+}
+
+/// Sends `info` to each of `targets` the caller may signal; Linux
+/// succeeds if any may take it.
+fn send_to_all(t: &Task, targets: &[Arc<ThreadGroup>], info: SigInfo) -> SysResult {
+    if info.signo != 0 {
+        check_signal(info.signo)?;
     }
-    let targets = kill_targets(t, pid);
     if targets.is_empty() {
         return Err(Errno::ESRCH);
     }
-    // Linux succeeds if any target may take the signal.
-    let info = SigInfo::user(sig, t.tg.pid, t.creds.uid);
     let mut result = Err(Errno::EPERM);
-    for target in targets.iter().filter(|g| may_signal(t, g, sig)) {
-        if sig != 0 {
+    for target in targets.iter().filter(|g| may_signal(t, g, info.signo)) {
+        if info.signo != 0 {
             t.kernel.signal_process(target, info);
         }
         result = Ok(0);
@@ -224,7 +233,12 @@ fn find_thread(
 }
 
 /// Sends `info` (or just checks the target, for signal 0) to one thread.
-fn send_to_thread(t: &mut Task, tgid: Option<i32>, tid: i32, info: SigInfo) -> SysResult {
+pub(super) fn send_to_thread(
+    t: &mut Task,
+    tgid: Option<i32>,
+    tid: i32,
+    info: SigInfo,
+) -> SysResult {
     if info.signo != 0 {
         check_signal(info.signo)?;
     }
@@ -263,7 +277,12 @@ fn tkill(t: &mut Task, a: &Args) -> SysResult {
 /// The siginfo a sigqueue-style call supplies for `sig`. Only a process
 /// signalling itself may pose as the kernel or as kill/tkill, as Linux
 /// checks.
-fn queued_info(t: &Task, target_pid: i32, sig: i32, addr: u64) -> Result<SigInfo, Errno> {
+pub(super) fn queued_info(
+    t: &Task,
+    target_pid: i32,
+    sig: i32,
+    addr: u64,
+) -> Result<SigInfo, Errno> {
     let mut info: SigInfo = t.mm.read_obj(addr)?;
     if (info.code >= 0 || info.code == SI_TKILL) && target_pid != t.tg.pid {
         return Err(Errno::EPERM);
@@ -275,9 +294,6 @@ fn queued_info(t: &Task, target_pid: i32, sig: i32, addr: u64) -> Result<SigInfo
 fn rt_sigqueueinfo(t: &mut Task, a: &Args) -> SysResult {
     let (pid, sig) = (a.i32(0), a.i32(1));
     let info = queued_info(t, pid, sig, a.u64(2))?;
-    if sig != 0 {
-        check_signal(sig)?;
-    }
     let tg = t
         .kernel
         .processes()
@@ -285,11 +301,20 @@ fn rt_sigqueueinfo(t: &mut Task, a: &Args) -> SysResult {
         .cloned()
         .filter(|_| pid > 0)
         .ok_or(Errno::ESRCH)?;
-    if !may_signal(t, &tg, sig) {
+    send_to_process(t, &tg, info)
+}
+
+/// Sends `info` (or just checks the target, for signal 0) to a process,
+/// as the caller may.
+pub(super) fn send_to_process(t: &Task, tg: &ThreadGroup, info: SigInfo) -> SysResult {
+    if info.signo != 0 {
+        check_signal(info.signo)?;
+    }
+    if !may_signal(t, tg, info.signo) {
         return Err(Errno::EPERM);
     }
-    if sig != 0 {
-        t.kernel.signal_process(&tg, info);
+    if info.signo != 0 {
+        t.kernel.signal_process(tg, info);
     }
     Ok(0)
 }

@@ -39,12 +39,7 @@ const CLD_CONTINUED: i32 = 6;
 
 pub(super) fn register(t: &mut Table) {
     t.full(Sysno::wait4, wait4, &[Int, Hex, Hex, Hex]);
-    t.partial(
-        Sysno::waitid,
-        waitid,
-        &[Int, Int, Hex, Hex, Hex],
-        "P_PIDFD fails with EBADF (no pidfds)",
-    );
+    t.full(Sysno::waitid, waitid, &[Int, Int, Hex, Hex, Hex]);
 }
 
 /// Which children a wait is for.
@@ -203,15 +198,29 @@ fn waitid(t: &mut Task, a: &Args) -> SysResult {
     if options & !WAITID_OPTIONS != 0 || options & (WEXITED | WSTOPPED | WCONTINUED) == 0 {
         return Err(Errno::EINVAL);
     }
+    let mut nonblocking_pidfd = false;
     let which = match idtype {
         P_ALL => Which::All,
         P_PID if id > 0 => Which::Pid(id),
         P_PGID if id == 0 => Which::Pgid(t.tg.pgid()),
         P_PGID if id > 0 => Which::Pgid(id),
-        P_PIDFD => return Err(Errno::EBADF),
+        P_PIDFD => {
+            let (process, nonblocking) = super::pidfd::process_of(t, id)?;
+            nonblocking_pidfd = nonblocking;
+            Which::Pid(process.pid)
+        }
         _ => return Err(Errno::EINVAL),
     };
+    // A non-blocking pidfd makes the wait a poll that says EAGAIN.
+    let options = if nonblocking_pidfd {
+        options | WNOHANG
+    } else {
+        options
+    };
     let found = do_wait(t, which, options)?;
+    if found.is_none() && nonblocking_pidfd && a.u32(3) & WNOHANG == 0 {
+        return Err(Errno::EAGAIN);
+    }
     if infop != 0 {
         // Linux stores these fields only, zeros after a WNOHANG miss.
         let (signo, code, pid, status) = match &found {
