@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use veil_abi::mode::{S_IFDIR, S_IFMT, S_IFREG};
 use veil_abi::{Dirent64Head, Errno, Stat, Statx, StatxTimestamp, Timespec};
+use veil_memory::FileData;
 use zerocopy::IntoBytes;
 
 use crate::flags::*;
@@ -83,6 +84,12 @@ pub trait FileOps: Send + Sync {
     /// backed by host FDs): pollers must then look again from time to time.
     fn needs_repoll(&self) -> bool {
         false
+    }
+
+    /// The file's data in the memory file, for shared mappings of it;
+    /// `None` for files that can only be mapped as private copies.
+    fn mappable(&self) -> Option<Arc<FileData>> {
+        None
     }
 }
 
@@ -320,6 +327,11 @@ impl OpenFile {
 
     pub fn needs_repoll(&self) -> bool {
         self.ops.needs_repoll()
+    }
+
+    /// See `FileOps::mappable`.
+    pub fn mappable(&self) -> Option<Arc<FileData>> {
+        self.ops.mappable()
     }
 
     pub fn ioctl(&self, cmd: u32, arg: u64, mem: &dyn UserMem) -> Result<u64, Errno> {

@@ -51,7 +51,7 @@ impl Sandbox {
         .unwrap();
         let root = veil_gofer::open_root(p).unwrap();
         let gofer = std::thread::spawn(move || veil_gofer::serve(root, server).unwrap());
-        let vfs = Vfs::with_gofer_root(Arc::new(GoferClient::new(client))).unwrap();
+        let vfs = Vfs::with_gofer_root(Arc::new(GoferClient::new(client)), memfile()).unwrap();
         Sandbox {
             fs: Some(Fs::new(vfs)),
             gofer: Some(gofer),

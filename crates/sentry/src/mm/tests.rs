@@ -134,8 +134,8 @@ fn munmap_splits_and_faults_see_holes() {
     m.munmap(at + PAGE_SIZE, PAGE_SIZE).expect("hole");
     assert_eq!(m.copy_in(at + PAGE_SIZE, &mut [0u8; 1]), Err(Errno::EFAULT));
     assert_eq!(
-        m.handle_fault(at + PAGE_SIZE, false),
-        Err(1),
+        m.handle_fault(at + PAGE_SIZE, false, false),
+        Err(BadAccess::Segv(1)),
         "SEGV_MAPERR in the hole"
     );
     let mut b = [0u8; 1];
@@ -166,8 +166,8 @@ fn mprotect_needs_a_fully_mapped_range() {
     m.mprotect(at, PAGE_SIZE, Prot::NONE).expect("protect");
     assert_eq!(m.copy_in(at, &mut [0u8; 4]), Err(Errno::EFAULT));
     assert_eq!(
-        m.handle_fault(at, false),
-        Err(2),
+        m.handle_fault(at, false, false),
+        Err(BadAccess::Segv(2)),
         "SEGV_ACCERR on PROT_NONE"
     );
     m.mprotect(at, PAGE_SIZE, RW).expect("restore");
@@ -182,7 +182,7 @@ fn faults_map_a_window_clipped_to_the_vma() {
     let at = 0x4000_0000;
     m.mmap(anon(at, 4 * PAGE_SIZE, RW, Placement::Fixed))
         .expect("map");
-    m.handle_fault(at + PAGE_SIZE, false).expect("fault");
+    m.handle_fault(at + PAGE_SIZE, false, false).expect("fault");
     let ops = rec.ops.lock().expect("lock");
     assert_eq!(
         ops.last().map(String::as_str),
@@ -269,11 +269,12 @@ fn stacks_grow_down_on_demand() {
         ..anon(at, PAGE_SIZE, RW, Placement::Fixed)
     })
     .expect("map");
-    m.handle_fault(at - 2 * PAGE_SIZE, false).expect("grows");
+    m.handle_fault(at - 2 * PAGE_SIZE, false, false)
+        .expect("grows");
     m.copy_out(at - 2 * PAGE_SIZE, b"deep").expect("now mapped");
     assert_eq!(
-        m.handle_fault(at - STACK_SIZE - 2 * PAGE_SIZE, false),
-        Err(1),
+        m.handle_fault(at - STACK_SIZE - 2 * PAGE_SIZE, false, false),
+        Err(BadAccess::Segv(1)),
         "too far below"
     );
 }

@@ -103,6 +103,24 @@ pub(super) fn register(t: &mut Table) {
     );
     t.full(Sysno::symlink, symlink, &[Path, Path]);
     t.full(Sysno::symlinkat, symlinkat, &[Path, DirFd, Path]);
+    t.partial(
+        Sysno::link,
+        link,
+        &[Path, Path],
+        "in-memory files (the root's writable layer, /dev/shm) only; EPERM on others",
+    );
+    t.partial(
+        Sysno::linkat,
+        linkat,
+        &[DirFd, Path, DirFd, Path, Hex],
+        "in-memory files (the root's writable layer, /dev/shm) only; EPERM on others",
+    );
+    t.partial(
+        Sysno::memfd_create,
+        memfd_create,
+        &[Path, Hex],
+        "MFD_CLOEXEC; sealing (MFD_ALLOW_SEALING) and MFD_HUGETLB fail with EINVAL",
+    );
     t.full(Sysno::pipe, pipe, &[Hex]);
     t.full(Sysno::pipe2, pipe2, &[Hex, Hex]);
     t.full(Sysno::ftruncate, ftruncate, &[Fd, Int]);
@@ -772,6 +790,64 @@ fn do_symlink(t: &Task, target: u64, dirfd: i32, path_addr: u64) -> SysResult {
         .vfs
         .symlink(&fs_ctx(t), &start, &path, &target, &t.creds)
         .map(|()| 0)
+}
+
+fn do_link(t: &Task, olddirfd: i32, old: u64, newdirfd: i32, new: u64, flags: u32) -> SysResult {
+    const AT_SYMLINK_FOLLOW: u32 = 0x400;
+    if flags & !(AT_SYMLINK_FOLLOW | AT_EMPTY_PATH) != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let nofollow = if flags & AT_SYMLINK_FOLLOW != 0 {
+        0
+    } else {
+        AT_SYMLINK_NOFOLLOW
+    };
+    let src = resolve(t, olddirfd, old, nofollow | (flags & AT_EMPTY_PATH))?;
+    let (start, path) = parent_and_name(t, newdirfd, new)?;
+    t.kernel
+        .vfs
+        .link(&fs_ctx(t), &src, &start, &path, &t.creds)
+        .map(|()| 0)
+}
+
+fn link(t: &mut Task, a: &Args) -> SysResult {
+    do_link(t, AT_FDCWD, a.u64(0), AT_FDCWD, a.u64(1), 0)
+}
+
+fn linkat(t: &mut Task, a: &Args) -> SysResult {
+    do_link(t, a.i32(0), a.u64(1), a.i32(2), a.u64(3), a.u32(4))
+}
+
+/// memfd_create(2): an in-memory file with no name in the tree.
+fn memfd_create(t: &mut Task, a: &Args) -> SysResult {
+    const MFD_CLOEXEC: u32 = 1;
+    const MFD_ALLOW_SEALING: u32 = 2;
+    const MFD_NOEXEC_SEAL: u32 = 8;
+    const MFD_EXEC: u32 = 0x10;
+    /// NAME_MAX less the "memfd:" prefix.
+    const MFD_NAME_MAX: usize = 249;
+    let flags = a.u32(1);
+    if flags & !(MFD_CLOEXEC | MFD_EXEC) != 0 {
+        if flags & (MFD_ALLOW_SEALING | MFD_NOEXEC_SEAL) != 0 {
+            t.kernel.log_once("memfd_create sealing");
+        }
+        return Err(Errno::EINVAL);
+    }
+    let name =
+        t.mm.read_cstr(a.u64(0), MFD_NAME_MAX)
+            .map_err(|e| match e {
+                Errno::ENAMETOOLONG => Errno::EINVAL,
+                e => e,
+            })?;
+    let mut label = b"memfd:".to_vec();
+    label.extend_from_slice(&name);
+    let inode = t.kernel.memfd_fs.anon_file(0o777, &t.creds);
+    const O_RDWR: i32 = 2;
+    const O_LARGEFILE: i32 = 0o100000;
+    let ops = inode.clone().open(O_RDWR)?;
+    let file = OpenFile::new(PathRef::anonymous(&label, inode), O_RDWR | O_LARGEFILE, ops)?;
+    let fd = t.fds.insert(file, flags & MFD_CLOEXEC != 0, 0)?;
+    Ok(fd as u64)
 }
 
 fn symlink(t: &mut Task, a: &Args) -> SysResult {

@@ -68,7 +68,7 @@ pub(super) fn register(t: &mut Table) {
         Sysno::fork,
         fork,
         &[],
-        "private memory is copied at fork; MAP_SHARED anonymous memory is not shared yet",
+        "private memory is shared copy-on-write; MAP_SHARED memory stays shared",
     );
     t.partial(
         Sysno::vfork,
@@ -635,8 +635,9 @@ fn clone_thread(
     Ok(tid as u64)
 }
 
-/// Creates a child process: a copy of the caller's memory, descriptors and
-/// filesystem context, run by a new sentry thread that owns its stub.
+/// Creates a child process: a copy-on-write copy of the caller's memory,
+/// copies of its descriptors and filesystem context, run by a new sentry
+/// thread that owns its stub.
 fn fork_process(t: &mut Task, flags: u64, parent_tid: u64, child_tid: u64) -> SysResult {
     let kernel = t.kernel.clone();
     let pid = kernel.alloc_tid();
@@ -645,7 +646,9 @@ fn fork_process(t: &mut Task, flags: u64, parent_tid: u64, child_tid: u64) -> Sy
         (flags & CSIGNAL) as i32,
         std::sync::atomic::Ordering::Relaxed,
     );
-    let parent_mm = t.mm.clone();
+    // The parent's view of its private memory turns copy-on-write here, on
+    // its own thread, before it runs application code again.
+    let forked = t.mm.fork()?;
     let fds = Arc::new(t.fds.fork_copy());
     let fs = Arc::new(std::sync::Mutex::new(
         t.fs.lock().unwrap_or_else(|p| p.into_inner()).clone(),
@@ -659,21 +662,12 @@ fn fork_process(t: &mut Task, flags: u64, parent_tid: u64, child_tid: u64) -> Sy
         let kernel = kernel.clone();
         let tg = tg.clone();
         move |ready_tx| {
-            // The stub must be created by the thread that will trace it; the
-            // parent waits until its memory has been copied.
-            let mm = kernel
-                .platform
-                .new_address_space()
-                .map_err(|e| {
-                    tracing::error!("fork: cannot create an address space: {e}");
-                    Errno::EAGAIN
-                })
-                .and_then(|space| parent_mm.fork(space));
-            drop(parent_mm);
-            let mm = match mm {
-                Ok(mm) => Arc::new(mm),
+            // The stub must be created by the thread that will trace it.
+            let mm = match kernel.platform.new_address_space() {
+                Ok(space) => Arc::new(MemoryManager::from_fork(space, forked)),
                 Err(e) => {
-                    let _ = ready_tx.send(Err(e));
+                    tracing::error!("fork: cannot create an address space: {e}");
+                    let _ = ready_tx.send(Err(Errno::EAGAIN));
                     return;
                 }
             };

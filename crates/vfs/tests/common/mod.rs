@@ -1,10 +1,19 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use veil_abi::Errno;
+use veil_memory::MemoryFile;
 use veil_vfs::{Creds, FsContext, OpenFile, PathRef, Vfs};
+
+/// One memory file for every filesystem a test process makes.
+pub fn memfile() -> Arc<MemoryFile> {
+    static MEMFILE: OnceLock<Arc<MemoryFile>> = OnceLock::new();
+    MEMFILE
+        .get_or_init(|| Arc::new(MemoryFile::new().expect("memory file")))
+        .clone()
+}
 
 pub const O_RDONLY: i32 = 0;
 pub const O_WRONLY: i32 = 1;
