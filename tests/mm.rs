@@ -24,3 +24,44 @@ fn mm_basic_static_pie() {
 fn mm_basic_dynamic() {
     mm_basic(Link::Dynamic);
 }
+
+/// Copy-on-write fork: data, brk heap, mmap and stack pages written on both
+/// sides, an orphan, a writing thread, kernel writes into shared pages.
+#[test]
+fn cow_fork_static() {
+    assert_program_passes("mm/cow_fork", Link::Static);
+}
+
+#[test]
+fn cow_fork_static_pie() {
+    assert_program_passes("mm/cow_fork", Link::StaticPie);
+}
+
+#[test]
+fn cow_fork_dynamic() {
+    assert_program_passes("mm/cow_fork", Link::Dynamic);
+}
+
+/// MAP_SHARED|MAP_ANONYMOUS and /dev/zero shared across fork, and futexes
+/// on them between processes.
+#[test]
+fn shared_anon_static() {
+    assert_program_passes("mm/shared_anon", Link::Static);
+}
+
+#[test]
+fn shared_anon_dynamic() {
+    assert_program_passes("mm/shared_anon", Link::Dynamic);
+}
+
+/// Shared mappings of in-memory files: shm_open, memfd_create, sem_open,
+/// link in /dev/shm, SIGBUS past the end of the file.
+#[test]
+fn shm_files_static() {
+    assert_program_passes("mm/shm_files", Link::Static);
+}
+
+#[test]
+fn shm_files_dynamic() {
+    assert_program_passes("mm/shm_files", Link::Dynamic);
+}

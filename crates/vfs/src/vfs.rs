@@ -577,9 +577,6 @@ impl Vfs {
         creds: &Creds,
     ) -> Result<(), Errno> {
         let _changing = self.lock_changes();
-        if src.stat()?.is_dir() {
-            return Err(Errno::EPERM);
-        }
         let mut walker = Walker::new(self, ctx, creds);
         let (dir, last) = walker.walk_parent(new_start, new_path)?;
         let LastKind::Name(name) = last.kind else {
@@ -591,6 +588,9 @@ impl Vfs {
         }
         if !Arc::ptr_eq(&src.mount, &dir.mount) {
             return Err(Errno::EXDEV);
+        }
+        if src.stat()?.is_dir() {
+            return Err(Errno::EPERM);
         }
         dir.inode().link(&name, src.inode().as_ref())
     }
