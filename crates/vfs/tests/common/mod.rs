@@ -113,6 +113,12 @@ impl Fs {
         )
     }
 
+    pub fn link(&self, from: &str, to: &str) -> Result<(), Errno> {
+        let src = self.lookup(from)?;
+        self.vfs
+            .link(&self.ctx, &src, &self.ctx.root, to.as_bytes(), &self.creds)
+    }
+
     pub fn write(&self, path: &str, data: &[u8]) -> Result<(), Errno> {
         let f = self.open(path, O_WRONLY | O_CREAT | O_TRUNC)?;
         assert_eq!(f.write(data)?, data.len());
