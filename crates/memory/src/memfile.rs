@@ -100,14 +100,15 @@ impl MemoryFile {
     /// `alloc`, at `hint` if that range is free: file data that grows keeps
     /// growing in one contiguous run, which maps with one host call.
     pub fn alloc_near(&self, hint: Option<u64>, len: u64) -> Result<u64, Errno> {
-        debug_assert!(len % PAGE_SIZE == 0 && len > 0);
-        if len == 0 || len % PAGE_SIZE != 0 {
+        debug_assert!(len.is_multiple_of(PAGE_SIZE) && len > 0);
+        if len == 0 || !len.is_multiple_of(PAGE_SIZE) {
             return Err(Errno::EINVAL);
         }
         let mut a = self.lock();
         let at_hint = hint.and_then(|h| {
             let (&fs, &flen) = a.free.range(..=h).next_back()?;
-            (h % PAGE_SIZE == 0 && h.checked_add(len)? <= fs + flen).then_some((fs, flen, h))
+            (h.is_multiple_of(PAGE_SIZE) && h.checked_add(len)? <= fs + flen)
+                .then_some((fs, flen, h))
         });
         let (fstart, flen, start) = match at_hint {
             Some(found) => found,

@@ -240,7 +240,8 @@ impl Task {
                                             // An instruction fetch faults at the instruction, or at the
                                             // start of the next page for one that crosses into it.
             let rip = self.regs.rip;
-            let exec = f.addr == rip || (f.addr % 4096 == 0 && f.addr > rip && f.addr - rip < 16);
+            let exec =
+                f.addr == rip || (f.addr.is_multiple_of(4096) && f.addr > rip && f.addr - rip < 16);
             match self.mm.handle_fault(f.addr, access_error, exec) {
                 Ok(()) => return,
                 Err(BadAccess::Segv(c)) => code = c,

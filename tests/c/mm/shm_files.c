@@ -113,6 +113,19 @@ static void sigbus_past_eof(void)
 	expect_err(read(fd, m + 4096, 10), EFAULT, "read_into_past_eof");
 	char tail[8];
 	check(pread(fd, tail, 8, 4000) == 0, "file_size_unchanged_by_tail_store", NULL);
+	/* Shrinking takes pages away from a mapping that had them. */
+	ftruncate(fd, 2 * 4096);
+	m[4096 + 1] = 'b';
+	ftruncate(fd, 4096);
+	pid = fork();
+	if (pid == 0) {
+		(void)*(volatile char *)(m + 4096 + 1);
+		_exit(0);
+	}
+	status = child_status(pid);
+	check(WIFSIGNALED(status) && WTERMSIG(status) == SIGBUS, "shrunk_page_sigbus", "0x%x", status);
+	ftruncate(fd, 2 * 4096);
+	check(m[4096 + 1] == 0 && m[4000] == 'a', "regrown_page_is_zero", NULL);
 	munmap(m, 2 * 4096);
 	close(fd);
 }

@@ -920,6 +920,32 @@ impl MemoryManager {
         (top >= MIN_ADDR + len).then(|| top - len)
     }
 
+    /// Drops the populated pages of shared mappings of `data` that lie past
+    /// its end (after a truncation), so that accesses there fault again.
+    pub fn invalidate_past_eof(&self, data: &Arc<FileData>) -> Result<(), Errno> {
+        let eof = page_up(data.size()).ok_or(Errno::EFBIG)?;
+        let mut st = self.lock();
+        let stale: Vec<(u64, u64)> = st
+            .vmas
+            .iter()
+            .filter_map(|(&vs, v)| match &v.backing {
+                Backing::Shared {
+                    data: d, offset, ..
+                } if Arc::ptr_eq(d, data) => {
+                    let from = vs.saturating_add(eof.saturating_sub(*offset));
+                    (from < v.end).then_some((from, v.end))
+                }
+                _ => None,
+            })
+            .collect();
+        for (from, to) in stale {
+            if self.drop_pmas(&mut st, from, to) {
+                self.space.unmap(from, to - from).map_err(platform_errno)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Releases every mapping (exit and exec).
     pub fn clear(&self) {
         let mut st = self.lock();

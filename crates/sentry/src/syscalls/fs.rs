@@ -17,6 +17,7 @@ const AT_NO_AUTOMOUNT: u32 = 0x800;
 const AT_EMPTY_PATH: u32 = 0x1000;
 const AT_STATX_SYNC_TYPE: u32 = 0x6000;
 const O_CLOEXEC: i32 = 0o2000000;
+const O_TRUNC: i32 = 0o1000;
 const PATH_MAX: usize = 4096;
 /// Most bytes moved by one read or write, as Linux's MAX_RW_COUNT.
 const MAX_RW: usize = 0x7fff_f000;
@@ -103,17 +104,12 @@ pub(super) fn register(t: &mut Table) {
     );
     t.full(Sysno::symlink, symlink, &[Path, Path]);
     t.full(Sysno::symlinkat, symlinkat, &[Path, DirFd, Path]);
-    t.partial(
-        Sysno::link,
-        link,
-        &[Path, Path],
-        "in-memory files (the root's writable layer, /dev/shm) only; EPERM on others",
-    );
+    t.partial(Sysno::link, link, &[Path, Path], LINK_NOTE);
     t.partial(
         Sysno::linkat,
         linkat,
         &[DirFd, Path, DirFd, Path, Hex],
-        "in-memory files (the root's writable layer, /dev/shm) only; EPERM on others",
+        LINK_NOTE,
     );
     t.partial(
         Sysno::memfd_create,
@@ -123,8 +119,8 @@ pub(super) fn register(t: &mut Table) {
     );
     t.full(Sysno::pipe, pipe, &[Hex]);
     t.full(Sysno::pipe2, pipe2, &[Hex, Hex]);
-    t.full(Sysno::ftruncate, ftruncate, &[Fd, Int]);
-    t.full(Sysno::truncate, truncate, &[Path, Int]);
+    t.partial(Sysno::ftruncate, ftruncate, &[Fd, Int], TRUNCATE_NOTE);
+    t.partial(Sysno::truncate, truncate, &[Path, Int], TRUNCATE_NOTE);
     t.partial(
         Sysno::statfs,
         statfs,
@@ -417,6 +413,9 @@ fn do_open(t: &Task, dirfd: i32, path_addr: u64, flags: i32, mode: u32) -> SysRe
         .kernel
         .vfs
         .open(&ctx, &start, &path, flags, mode & 0o7777, &t.creds)?;
+    if flags & O_TRUNC != 0 {
+        truncated(t, &file);
+    }
     let fd = t.fds.insert(file, flags & O_CLOEXEC != 0, 0)?;
     Ok(fd as u64)
 }
@@ -430,8 +429,15 @@ fn openat(t: &mut Task, a: &Args) -> SysResult {
 }
 
 fn creat(t: &mut Task, a: &Args) -> SysResult {
-    // O_CREAT | O_WRONLY | O_TRUNC
-    do_open(t, AT_FDCWD, a.u64(0), 0o1101, a.u32(1))
+    const O_CREAT: i32 = 0o100;
+    const O_WRONLY: i32 = 1;
+    do_open(
+        t,
+        AT_FDCWD,
+        a.u64(0),
+        O_CREAT | O_WRONLY | O_TRUNC,
+        a.u32(1),
+    )
 }
 
 fn close(t: &mut Task, a: &Args) -> SysResult {
@@ -792,6 +798,10 @@ fn do_symlink(t: &Task, target: u64, dirfd: i32, path_addr: u64) -> SysResult {
         .map(|()| 0)
 }
 
+const LINK_NOTE: &str =
+    "the root filesystem (a host file is copied up first) and /dev/shm; EPERM on devfs";
+const TRUNCATE_NOTE: &str = "shrinking a file that another process maps MAP_SHARED leaves the pages it already touched past the new end mapped (detached from the file) until it unmaps them";
+
 fn do_link(t: &Task, olddirfd: i32, old: u64, newdirfd: i32, new: u64, flags: u32) -> SysResult {
     const AT_SYMLINK_FOLLOW: u32 = 0x400;
     if flags & !(AT_SYMLINK_FOLLOW | AT_EMPTY_PATH) != 0 {
@@ -905,7 +915,22 @@ fn xattr_fd(t: &mut Task, a: &Args) -> SysResult {
 
 fn ftruncate(t: &mut Task, a: &Args) -> SysResult {
     let len = u64::try_from(a.i64(1)).map_err(|_| Errno::EINVAL)?;
-    t.fds.get(a.i32(0))?.truncate(len).map(|()| 0)
+    let file = t.fds.get(a.i32(0))?;
+    file.truncate(len)?;
+    truncated(t, &file);
+    Ok(0)
+}
+
+/// A shrunk file's pages past its end leave the caller's own mappings of
+/// it, so that touching them raises SIGBUS as on Linux. Other processes'
+/// mappings keep the old pages until they unmap them: only a stub's own
+/// tracer can change its mappings.
+fn truncated(t: &Task, file: &OpenFile) {
+    if let Some(data) = file.mappable() {
+        if let Err(e) = t.mm.invalidate_past_eof(&data) {
+            tracing::warn!("dropping mappings past the end of a truncated file: {e}");
+        }
+    }
 }
 
 fn truncate(t: &mut Task, a: &Args) -> SysResult {
@@ -920,7 +945,9 @@ fn truncate(t: &mut Task, a: &Args) -> SysResult {
         .kernel
         .vfs
         .open(&fs_ctx(t), &start, &path, O_WRONLY, 0, &t.creds)?;
-    file.truncate(len).map(|()| 0)
+    file.truncate(len)?;
+    truncated(t, &file);
+    Ok(0)
 }
 
 fn do_pipe(t: &Task, addr: u64, flags: i32) -> SysResult {

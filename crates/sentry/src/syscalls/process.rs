@@ -64,12 +64,7 @@ pub(super) fn register(t: &mut Table) {
         &[],
         "only the calling process exists until fork arrives",
     );
-    t.partial(
-        Sysno::fork,
-        fork,
-        &[],
-        "private memory is shared copy-on-write; MAP_SHARED memory stays shared",
-    );
+    t.full(Sysno::fork, fork, &[]);
     t.partial(
         Sysno::vfork,
         fork,
