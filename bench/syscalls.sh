@@ -15,5 +15,4 @@ if command -v runsc >/dev/null 2>&1; then
 else
     echo "runsc not installed (apt-get install runsc): comparing with native only" >&2
 fi
-echo "fork_* rows are not meaningful for veil until fork is supported (it returns ENOSYS)." >&2
 "$shared/compare.sh" "$rounds" -- "${wrappers[@]}"

@@ -59,7 +59,8 @@ pub fn boot(cfg: BootConfig) -> Result<ExitStatus, BootError> {
     let memfile = Arc::new(MemoryFile::new().map_err(setup("memory file"))?);
     let platform: Arc<dyn Platform> = Arc::new(PtracePlatform::new(memfile.fd())?);
     let gofer = Arc::new(GoferClient::new(cfg.gofer));
-    let vfs = Arc::new(Vfs::with_gofer_root(gofer).map_err(setup("root filesystem"))?);
+    let vfs =
+        Arc::new(Vfs::with_gofer_root(gofer, memfile.clone()).map_err(setup("root filesystem"))?);
     let kernel = Arc::new(Kernel::new(
         platform.clone(),
         memfile.clone(),

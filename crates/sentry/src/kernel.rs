@@ -11,6 +11,7 @@ use crate::signal::{SigInfo, TaskShared};
 use std::time::Instant;
 
 use veil_platform::Platform;
+use veil_vfs::fs::memfs::{self, MemFs};
 use veil_vfs::Vfs;
 
 use crate::mm::MemoryFile;
@@ -25,6 +26,8 @@ pub struct Kernel {
     pub platform: Arc<dyn Platform>,
     pub memfile: Arc<MemoryFile>,
     pub vfs: Arc<Vfs>,
+    /// Where memfd_create's files live.
+    pub memfd_fs: Arc<MemFs>,
     pub hostname: Vec<u8>,
     /// Print every application syscall (`veil --strace`).
     pub strace: bool,
@@ -76,6 +79,7 @@ impl Kernel {
     ) -> Kernel {
         Kernel {
             platform,
+            memfd_fs: MemFs::new(memfs::DEFAULT_SIZE_LIMIT, memfile.clone()),
             memfile,
             vfs,
             hostname: b"veil".to_vec(),

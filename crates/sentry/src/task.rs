@@ -10,7 +10,7 @@ use veil_platform::{Context, Event, Registers};
 use veil_vfs::{Creds, FdTable, FsContext};
 
 use crate::kernel::Kernel;
-use crate::mm::MemoryManager;
+use crate::mm::{BadAccess, MemoryManager};
 use crate::syscalls;
 
 /// Number of signals, as `_NSIG`.
@@ -571,26 +571,34 @@ impl Task {
     }
 
     fn handle_fault(&mut self, f: veil_platform::FaultInfo) {
+        const SIGBUS: i32 = 7;
         const SIGSEGV: i32 = 11;
+        const BUS_ADRERR: i32 = 2;
         const SI_KERNEL: i32 = 0x80;
-        let mut code = f.code;
+        let (mut signo, mut code) = (f.signo, f.code);
         if f.signo == SIGSEGV && f.code != SI_KERNEL {
             // Stack growth follows the current RLIMIT_STACK.
             self.mm
                 .set_stack_limit(self.tg.rlimit(RLIMIT_STACK).rlim_cur);
             let access_error = f.code == 2; // SEGV_ACCERR
-            match self.mm.handle_fault(f.addr, access_error) {
+                                            // An instruction fetch faults at the instruction, or at the
+                                            // start of the next page for one that crosses into it.
+            let rip = self.regs.rip;
+            let exec =
+                f.addr == rip || (f.addr.is_multiple_of(4096) && f.addr > rip && f.addr - rip < 16);
+            match self.mm.handle_fault(f.addr, access_error, exec) {
                 Ok(()) => return,
-                Err(c) => code = c,
+                Err(BadAccess::Segv(c)) => code = c,
+                Err(BadAccess::Bus) => (signo, code) = (SIGBUS, BUS_ADRERR),
             }
         }
         if self.kernel.strace {
             eprintln!(
                 "[{:4}] --- signal {} (code {}, addr {:#x}) at rip {:#x} ---",
-                self.tid, f.signo, code, f.addr, self.regs.rip
+                self.tid, signo, code, f.addr, self.regs.rip
             );
         }
-        self.force_signal(crate::signal::SigInfo::fault(f.signo, code, f.addr));
+        self.force_signal(crate::signal::SigInfo::fault(signo, code, f.addr));
     }
 
     pub fn fp_state(&mut self) -> Result<veil_platform::FpState, Errno> {

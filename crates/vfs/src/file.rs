@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use veil_abi::mode::{S_IFDIR, S_IFMT, S_IFREG};
 use veil_abi::{Dirent64Head, Errno, Stat, Statx, StatxTimestamp, Timespec};
+use veil_memory::FileData;
 use zerocopy::IntoBytes;
 
 use crate::flags::*;
@@ -125,6 +126,12 @@ pub trait FileOps: Send + Sync {
     /// The implementation, for the file kinds that others must recognise
     /// (epoll instances nested in each other, signalfd updated in place).
     fn as_any(&self) -> Option<&dyn std::any::Any> {
+        None
+    }
+
+    /// The file's data in the memory file, for shared mappings of it;
+    /// `None` for files that can only be mapped as private copies.
+    fn mappable(&self) -> Option<Arc<FileData>> {
         None
     }
 }
@@ -398,6 +405,11 @@ impl OpenFile {
     /// The file's implementation as `T`, if it is one.
     pub fn ops_as<T: 'static>(&self) -> Option<&T> {
         self.ops.as_any()?.downcast_ref()
+    }
+
+    /// See `FileOps::mappable`.
+    pub fn mappable(&self) -> Option<Arc<FileData>> {
+        self.ops.mappable()
     }
 
     pub fn ioctl(&self, cmd: u32, arg: u64, mem: &dyn UserMem) -> Result<u64, Errno> {

@@ -58,6 +58,12 @@ pub trait Inode: Send + Sync {
         Err(Errno::EPERM)
     }
 
+    /// Makes `name` another name of `target`, a non-directory of this
+    /// filesystem (the VFS has checked the mount and the type).
+    fn link(&self, _name: &[u8], _target: &dyn Inode) -> Result<(), Errno> {
+        Err(Errno::EPERM)
+    }
+
     /// Removes a non-directory.
     fn unlink(&self, _name: &[u8]) -> Result<(), Errno> {
         Err(Errno::EPERM)

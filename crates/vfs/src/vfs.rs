@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, Weak};
 
 use veil_abi::{Errno, Stat};
 use veil_gofer::GoferClient;
+use veil_memory::MemoryFile;
 
 use crate::creds::{Creds, MAY_EXEC, MAY_READ, MAY_WRITE};
 use crate::file::{NoOps, OpenFile};
@@ -240,20 +241,27 @@ impl Vfs {
     }
 
     /// The sandbox's tree: the gofer's files under an in-memory overlay,
-    /// devfs on /dev, and empty in-memory filesystems on /proc and /sys so
-    /// that the host's never show through the gofer.
-    pub fn with_gofer_root(client: Arc<GoferClient>) -> Result<Vfs, Errno> {
+    /// devfs on /dev with an in-memory filesystem on /dev/shm (for
+    /// shm_open and sem_open), and empty in-memory filesystems on /proc and
+    /// /sys so that the host's never show through the gofer. In-memory file
+    /// data lives in `memfile`.
+    pub fn with_gofer_root(
+        client: Arc<GoferClient>,
+        memfile: Arc<MemoryFile>,
+    ) -> Result<Vfs, Errno> {
         let lower = gofer::root(client)?;
-        let vfs = Vfs::new(overlay::new(
-            lower,
-            memfs::MemFs::new(memfs::DEFAULT_SIZE_LIMIT),
-        )?);
+        let memfs = |limit| memfs::MemFs::new(limit, memfile.clone());
+        let vfs = Vfs::new(overlay::new(lower, memfs(memfs::DEFAULT_SIZE_LIMIT))?);
         let ctx = FsContext::new(vfs.root());
         let creds = Creds::new(0, 0);
         for (dir, fs) in [
             (&b"/dev"[..], devfs::root()),
-            (b"/proc", memfs::MemFs::new(0).root()),
-            (b"/sys", memfs::MemFs::new(0).root()),
+            (
+                b"/dev/shm",
+                memfs(memfs::DEFAULT_SIZE_LIMIT).root_with_mode(0o1777),
+            ),
+            (b"/proc", memfs(0).root()),
+            (b"/sys", memfs(0).root()),
         ] {
             let at = match vfs.lookup(&ctx, &ctx.root, dir, true) {
                 Err(Errno::ENOENT) => {
@@ -557,6 +565,34 @@ impl Vfs {
             return Err(Errno::ENOENT);
         }
         dir.inode().symlink(&name, target, creds)
+    }
+
+    /// link(2): `new_path` becomes another name of the file at `src`.
+    pub fn link(
+        &self,
+        ctx: &FsContext,
+        src: &PathRef,
+        new_start: &PathRef,
+        new_path: &[u8],
+        creds: &Creds,
+    ) -> Result<(), Errno> {
+        let _changing = self.lock_changes();
+        let mut walker = Walker::new(self, ctx, creds);
+        let (dir, last) = walker.walk_parent(new_start, new_path)?;
+        let LastKind::Name(name) = last.kind else {
+            return Err(Errno::EEXIST);
+        };
+        walker.check_create(&dir, &name)?;
+        if last.trailing_slash {
+            return Err(Errno::ENOENT);
+        }
+        if !Arc::ptr_eq(&src.mount, &dir.mount) {
+            return Err(Errno::EXDEV);
+        }
+        if src.stat()?.is_dir() {
+            return Err(Errno::EPERM);
+        }
+        dir.inode().link(&name, src.inode().as_ref())
     }
 
     pub fn unlink(

@@ -14,7 +14,7 @@ use veil_vfs::fs::{devfs, memfs::MemFs};
 use veil_vfs::{new_pipe, FdTable, OpenFile, UserMem, Vfs};
 
 fn memfs() -> Fs {
-    Fs::new(Vfs::new(MemFs::new(1 << 20).root()))
+    Fs::new(Vfs::new(MemFs::new(1 << 20, memfile()).root()))
 }
 
 const SEEK_SET: u32 = 0;
@@ -234,7 +234,7 @@ fn unlinked_files_stay_readable_while_open() {
 
 #[test]
 fn memfs_enforces_its_size_limit() {
-    let fs = Fs::new(Vfs::new(MemFs::new(10).root()));
+    let fs = Fs::new(Vfs::new(MemFs::new(10, memfile()).root()));
     let f = fs.open("/f", O_RDWR | O_CREAT).unwrap();
     assert_eq!(f.write(&[1; 10]).unwrap(), 10);
     assert_eq!(f.write(&[1]).err(), Some(Errno::ENOSPC));
@@ -309,8 +309,10 @@ fn devfs_devices() {
     fs.vfs.mount(&at, devfs::root()).unwrap();
     assert_eq!(
         fs.list("/dev").unwrap(),
-        [".", "..", "full", "null", "random", "urandom", "zero"]
+        [".", "..", "full", "null", "random", "shm", "urandom", "zero"]
     );
+    let shm = fs.lookup("/dev/shm").unwrap().stat().unwrap();
+    assert_eq!(shm.st_mode, veil_abi::mode::S_IFDIR | 0o1777);
     let rdev = |name: &str| {
         let st = fs.lookup(name).unwrap().stat().unwrap();
         assert_eq!(st.st_mode, S_IFCHR | 0o666);

@@ -51,7 +51,7 @@ impl Sandbox {
         .unwrap();
         let root = veil_gofer::open_root(p).unwrap();
         let gofer = std::thread::spawn(move || veil_gofer::serve(root, server).unwrap());
-        let vfs = Vfs::with_gofer_root(Arc::new(GoferClient::new(client))).unwrap();
+        let vfs = Vfs::with_gofer_root(Arc::new(GoferClient::new(client)), memfile()).unwrap();
         Sandbox {
             fs: Some(Fs::new(vfs)),
             gofer: Some(gofer),
@@ -320,4 +320,29 @@ fn the_lower_layer_refuses_writes_of_its_own() {
     drop(ro);
     gofer.join().unwrap();
     assert!(fs.lookup("/etc").is_ok());
+}
+
+#[test]
+fn links_copy_up_and_share_one_file() {
+    let sb = Sandbox::new();
+    let fs = sb.fs();
+    // A lower file: copied up, then named twice.
+    fs.link("/etc/hosts", "/etc/hosts2").unwrap();
+    fs.write("/etc/hosts2", b"changed").unwrap();
+    assert_eq!(fs.read("/etc/hosts").unwrap(), b"changed");
+    assert_eq!(fs.lookup("/etc/hosts").unwrap().stat().unwrap().st_nlink, 2);
+    assert_eq!(sb.ino("/etc/hosts"), sb.ino("/etc/hosts2"));
+    fs.unlink("/etc/hosts").unwrap();
+    assert_eq!(fs.read("/etc/hosts2").unwrap(), b"changed");
+    assert_eq!(
+        fs.lookup("/etc/hosts2").unwrap().stat().unwrap().st_nlink,
+        1
+    );
+    // A file made here, into another directory.
+    fs.write("/data/new", b"n").unwrap();
+    fs.link("/data/new", "/data/dir/new").unwrap();
+    assert_eq!(fs.read("/data/dir/new").unwrap(), b"n");
+    assert_eq!(fs.link("/data/new", "/data/file.txt"), Err(Errno::EEXIST));
+    assert_eq!(fs.link("/data/dir", "/data/dir2"), Err(Errno::EPERM));
+    assert_eq!(fs.link("/data/new", "/proc/new"), Err(Errno::EXDEV));
 }

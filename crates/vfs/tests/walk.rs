@@ -10,7 +10,7 @@ use veil_vfs::fs::memfs::MemFs;
 use veil_vfs::Vfs;
 
 fn memfs() -> Fs {
-    Fs::new(Vfs::new(MemFs::new(1 << 20).root()))
+    Fs::new(Vfs::new(MemFs::new(1 << 20, memfile()).root()))
 }
 
 /// /a/b/, /a/c (a file), /a/b/up -> ../c, /abs -> /a, /a/dirlink -> b
@@ -142,7 +142,9 @@ fn long_names_and_paths() {
 fn mounts_are_crossed_both_ways() {
     let fs = tree();
     let at = fs.lookup("/a/b").unwrap();
-    fs.vfs.mount(&at, MemFs::new(1 << 20).root()).unwrap();
+    fs.vfs
+        .mount(&at, MemFs::new(1 << 20, memfile()).root())
+        .unwrap();
     // The covered directory's entries are hidden.
     assert_eq!(fs.lookup("/a/b/up").err(), Some(Errno::ENOENT));
     fs.write("/a/b/inner", b"i").unwrap();
@@ -157,7 +159,9 @@ fn mounts_are_crossed_both_ways() {
     assert_eq!(fs.rmdir("/a/b").err(), Some(Errno::EBUSY));
     assert_eq!(fs.rename("/a/b", "/a/z").err(), Some(Errno::EBUSY));
     // Mounting again stacks on top.
-    fs.vfs.mount(&at, MemFs::new(1 << 20).root()).unwrap();
+    fs.vfs
+        .mount(&at, MemFs::new(1 << 20, memfile()).root())
+        .unwrap();
     assert_eq!(fs.lookup("/a/b/inner").err(), Some(Errno::ENOENT));
     assert_eq!(fs.path_of(&fs.lookup("/a/b/.").unwrap()), "/a/b");
 }

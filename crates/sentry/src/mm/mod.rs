@@ -5,8 +5,14 @@
 //! memory-file pages actually back a range). VMAs cost nothing until touched:
 //! a fault, or a sentry copy, populates PMAs for the touched window, and a
 //! fault also maps that window into the platform's address space.
+//!
+//! Private memory is copy-on-write after fork: parent and child share the
+//! memory-file pages (each holding a reference) and map them read-only; the
+//! first write to such a page copies the window around it, or, if no one
+//! else holds the pages any more, just maps them writable. Shared mappings
+//! map the pages of a `FileData` (a memfs file, a memfd, or the object
+//! behind a MAP_SHARED|MAP_ANONYMOUS mapping) and are never copied.
 
-pub mod memfile;
 #[cfg(test)]
 mod tests;
 
@@ -15,16 +21,21 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use veil_abi::{page_down, page_up, Errno, PAGE_SIZE};
+use veil_memory::FileData;
 use veil_platform::{AddressSpace, Prot};
 use zerocopy::{FromBytes, Immutable, IntoBytes};
 
-pub use memfile::MemoryFile;
+pub use veil_memory::MemoryFile;
 
 /// Lowest address an application may map (Linux's default mmap_min_addr).
 pub const MIN_ADDR: u64 = 0x1_0000;
 /// Pages populated around a faulting address, clipped to its VMA. Untouched
 /// anonymous pages of the window cost no host memory.
 const FAULT_WINDOW: u64 = 2 << 20;
+/// Pages copied around a write to a copy-on-write page: copies cost little
+/// next to a fault (holes are skipped), but a fork child that writes a few
+/// pages should not copy megabytes.
+const COW_WINDOW: u64 = 256 << 10;
 /// The default RLIMIT_STACK.
 pub const STACK_SIZE: u64 = 8 << 20;
 /// Bounds of the gap between the stack top and the mmap base, as Linux's
@@ -47,7 +58,51 @@ pub enum Backing {
         file: Arc<dyn MappableFile>,
         offset: u64,
     },
+    /// The pages of `data` from `offset`, shared with every other mapping
+    /// of it. `may_write`: whether mprotect may add PROT_WRITE (the file
+    /// was opened for writing).
+    Shared {
+        data: Arc<FileData>,
+        offset: u64,
+        may_write: bool,
+    },
 }
+
+impl Backing {
+    /// The backing of the part of a VMA that starts `delta` bytes later
+    /// (negative: earlier, for a stack growing down).
+    fn shifted(&self, delta: i64) -> Backing {
+        let shift = |o: u64| o.saturating_add_signed(delta);
+        match self {
+            Backing::Anon => Backing::Anon,
+            Backing::File { file, offset } => Backing::File {
+                file: file.clone(),
+                offset: shift(*offset),
+            },
+            Backing::Shared {
+                data,
+                offset,
+                may_write,
+            } => Backing::Shared {
+                data: data.clone(),
+                offset: shift(*offset),
+                may_write: *may_write,
+            },
+        }
+    }
+}
+
+/// Why an application access cannot be served: the signal it gets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BadAccess {
+    /// SIGSEGV with this si_code.
+    Segv(i32),
+    /// SIGBUS (BUS_ADRERR): a shared file mapping past the end of the file.
+    Bus,
+}
+
+const SEGV_MAPERR: i32 = 1;
+const SEGV_ACCERR: i32 = 2;
 
 #[derive(Clone)]
 struct Vma {
@@ -57,11 +112,29 @@ struct Vma {
     backing: Backing,
 }
 
-/// A populated range: memory-file pages `off..off + (end - start)`.
-#[derive(Clone, Copy)]
+/// A populated range: memory-file pages `off..off + (end - start)`, one
+/// reference on them held by this PMA.
+#[derive(Clone, Copy, Debug)]
 struct Pma {
     end: u64,
     off: u64,
+    /// Pages of a shared mapping's `FileData`.
+    shared: bool,
+    /// Private pages that may have other holders since a fork: mapped
+    /// read-only, and copied (or found sole-owned) before any write.
+    cow: bool,
+}
+
+/// A piece of a populated range, as `populate` returns it.
+#[derive(Clone, Copy, Debug)]
+struct Piece {
+    start: u64,
+    end: u64,
+    off: u64,
+    cow: bool,
+    /// Its pages changed (a copy-on-write break): the platform's mapping of
+    /// the range, if any, shows the old ones.
+    moved: bool,
 }
 
 /// How `mmap` treats an existing mapping at the requested address.
@@ -223,6 +296,18 @@ impl MemoryManager {
         if !fully_mapped(&st.vmas, addr, end) {
             return Err(Errno::ENOMEM);
         }
+        let read_only_shared = |v: &Vma| {
+            matches!(
+                v.backing,
+                Backing::Shared {
+                    may_write: false,
+                    ..
+                }
+            )
+        };
+        if prot.write() && vmas_in(&st.vmas, addr, end).any(|(_, v)| read_only_shared(v)) {
+            return Err(Errno::EACCES);
+        }
         split_vmas(&mut st.vmas, addr);
         split_vmas(&mut st.vmas, end);
         for (_, v) in st.vmas.range_mut(addr..end) {
@@ -271,16 +356,19 @@ impl MemoryManager {
         }
         let old_len = page_up(old_len).ok_or(Errno::EINVAL)?;
         let new_len = page_up(new_len).ok_or(Errno::EINVAL)?;
-        if new_len == 0 || old_len == 0 {
+        if new_len == 0 {
             return Err(Errno::EINVAL);
         }
         let old_end = old.checked_add(old_len).ok_or(Errno::EINVAL)?;
         let mut st = self.lock();
         let (&vstart, vma) = st.vmas.range(..=old).next_back().ok_or(Errno::EFAULT)?;
-        if vma.end < old_end {
+        if vma.end < old_end || vma.end <= old {
             return Err(Errno::EFAULT);
         }
         let vma = vma.clone();
+        if old_len == 0 {
+            return self.duplicate(&mut st, old - vstart, &vma, new_len, may_move, fixed);
+        }
         if fixed.is_none() {
             if new_len <= old_len {
                 self.remove_range(&mut st, old + new_len, old_end)?;
@@ -323,29 +411,23 @@ impl MemoryManager {
         let keep = new_len.min(old_len);
         for (s, p) in moved {
             if s >= old + keep {
-                self.memfile.free(p.off, p.end - s);
+                self.memfile.dec_ref(p.off, p.end - s);
                 continue;
             }
             let end = p.end.min(old + keep);
             if p.end > end {
-                self.memfile.free(p.off + (end - s), p.end - end);
+                self.memfile.dec_ref(p.off + (end - s), p.end - end);
             }
             st.pmas.insert(
                 new + (s - old),
                 Pma {
                     end: new + (end - old),
-                    off: p.off,
+                    ..p
                 },
             );
         }
         st.vmas.remove(&old);
-        let backing = match &vma.backing {
-            Backing::Anon => Backing::Anon,
-            Backing::File { file, offset } => Backing::File {
-                file: file.clone(),
-                offset: offset + (old - vstart),
-            },
-        };
+        let backing = vma.backing.shifted((old - vstart) as i64);
         st.vmas.insert(
             new,
             Vma {
@@ -358,26 +440,100 @@ impl MemoryManager {
         Ok(new)
     }
 
-    /// A copy of this address space for a forked child, mapped into
-    /// `space`. Private memory is copied now (copy-on-write comes later).
-    pub fn fork(&self, space: Arc<dyn AddressSpace>) -> Result<MemoryManager, Errno> {
-        let st = self.lock();
-        let child = MemoryManager::new(space, self.memfile.clone(), self.layout);
-        child.set_stack_limit(self.stack_limit());
-        {
-            let mut cst = child.lock();
-            cst.vmas = st.vmas.clone();
-            cst.brk_start = st.brk_start;
-            cst.brk = st.brk;
-            for (&start, p) in &st.pmas {
-                let len = p.end - start;
-                // On failure the child's Drop frees what was copied so far.
-                let off = self.memfile.alloc(len)?;
-                cst.pmas.insert(start, Pma { end: p.end, off });
-                self.memfile.copy(p.off, off, len)?;
+    /// mremap with an old size of 0: a second mapping of the same shared
+    /// pages (EINVAL for private mappings, as on Linux).
+    fn duplicate(
+        &self,
+        st: &mut State,
+        delta: u64,
+        vma: &Vma,
+        len: u64,
+        may_move: bool,
+        fixed: Option<u64>,
+    ) -> Result<u64, Errno> {
+        if !matches!(vma.backing, Backing::Shared { .. }) || !may_move {
+            return Err(Errno::EINVAL);
+        }
+        let at = match fixed {
+            Some(at) => {
+                let end = check_range(at, len, self.layout.max)?;
+                self.remove_range(st, at, end)?;
+                at
+            }
+            None => self.find_free(st, 0, len).ok_or(Errno::ENOMEM)?,
+        };
+        st.vmas.insert(
+            at,
+            Vma {
+                end: at + len,
+                backing: vma.backing.shifted(delta as i64),
+                ..vma.clone()
+            },
+        );
+        Ok(at)
+    }
+
+    /// The memory of a forked child: the same mappings, private pages
+    /// shared copy-on-write. Runs on the parent's thread, which must make
+    /// its own view of those pages read-only before it returns to
+    /// application code.
+    pub fn fork(&self) -> Result<ForkedMemory, Errno> {
+        let mut guard = self.lock();
+        let st = &mut *guard;
+        // The parent's writable mappings of private pages go read-only
+        // first: from here on, a write faults and copies.
+        let mut remap = Vec::new();
+        for (&ps, p) in st.pmas.iter_mut() {
+            if p.shared || p.cow {
+                continue;
+            }
+            p.cow = true;
+            for (vs, v) in vmas_in(&st.vmas, ps, p.end) {
+                let (lo, hi) = (vs.max(ps), v.end.min(p.end));
+                if v.prot.write() {
+                    remap.push((lo, hi, p.off + (lo - ps), v.prot));
+                }
             }
         }
-        Ok(child)
+        for (lo, hi, off, prot) in remap {
+            let ro = Prot(prot.0 & !Prot::WRITE.0);
+            self.space
+                .map(lo, hi - lo, ro, off)
+                .map_err(platform_errno)?;
+        }
+        let mut child = State {
+            vmas: st.vmas.clone(),
+            pmas: BTreeMap::new(),
+            brk_start: st.brk_start,
+            brk: st.brk,
+        };
+        for (&s, p) in &st.pmas {
+            self.memfile.inc_ref(p.off, p.end - s);
+            child.pmas.insert(s, *p);
+        }
+        Ok(ForkedMemory {
+            state: Some(child),
+            memfile: self.memfile.clone(),
+            layout: self.layout,
+            stack_limit: self.stack_limit(),
+        })
+    }
+
+    /// The address space of a forked child, over its new platform `space`.
+    pub fn from_fork(space: Arc<dyn AddressSpace>, mut forked: ForkedMemory) -> MemoryManager {
+        let state = forked.state.take().unwrap_or_else(|| State {
+            vmas: BTreeMap::new(),
+            pmas: BTreeMap::new(),
+            brk_start: 0,
+            brk: 0,
+        });
+        MemoryManager {
+            state: Mutex::new(state),
+            space,
+            memfile: forked.memfile.clone(),
+            layout: forked.layout,
+            stack_limit: AtomicU64::new(forked.stack_limit),
+        }
     }
 
     /// Sets the initial program break, right after the executable's data.
@@ -415,33 +571,73 @@ impl MemoryManager {
         new
     }
 
-    /// Handles an application page fault. `Ok` means the access can be
-    /// retried; `Err` carries the si_code of the SIGSEGV to deliver.
-    pub fn handle_fault(&self, addr: u64, access_error: bool) -> Result<(), i32> {
-        const SEGV_MAPERR: i32 = 1;
-        const SEGV_ACCERR: i32 = 2;
+    /// Handles an application page fault. `access_error`: the page was
+    /// mapped but the access not allowed; `exec`: the fault was at the
+    /// instruction pointer. `Ok` means the access can be retried.
+    pub fn handle_fault(&self, addr: u64, access_error: bool, exec: bool) -> Result<(), BadAccess> {
         let mut st = self.lock();
         let Some((start, vma)) = find_vma(&mut st.vmas, addr, self.stack_limit()) else {
-            return Err(SEGV_MAPERR);
+            return Err(BadAccess::Segv(SEGV_MAPERR));
         };
-        // An access error on a page we mapped with the VMA's own protection
-        // is a genuine protection violation.
-        if vma.prot == Prot::NONE || access_error {
-            return Err(SEGV_ACCERR);
+        if vma.prot == Prot::NONE {
+            return Err(BadAccess::Segv(SEGV_ACCERR));
         }
-        let wstart = page_down(addr).saturating_sub(FAULT_WINDOW / 2).max(start) & !(PAGE_SIZE - 1);
-        let wend = (page_down(addr) + FAULT_WINDOW / 2).min(vma.end);
-        let prot = vma.prot;
+        // Pages are mapped with the VMA's protection, less PROT_WRITE while
+        // copy-on-write. So an access error in a writable VMA is a write to
+        // such a page (or one another thread has just copied), unless it is
+        // an instruction fetch from a non-executable one.
+        if access_error && (!vma.prot.write() || (exec && !vma.prot.exec())) {
+            return Err(BadAccess::Segv(SEGV_ACCERR));
+        }
+        let window = if access_error {
+            COW_WINDOW
+        } else {
+            FAULT_WINDOW
+        };
+        let wstart = page_down(addr).saturating_sub(window / 2).max(start);
+        let wend = (page_down(addr) + window / 2).min(vma.end);
         let pieces = self
-            .populate(&mut st, start, &vma, wstart, wend)
-            .map_err(|_| SEGV_MAPERR)?;
-        for (s, e, off) in pieces {
-            if let Err(err) = self.space.map(s, e - s, prot, off) {
-                tracing::error!("mapping {s:#x}..{e:#x} into the stub failed: {err}");
-                return Err(SEGV_MAPERR);
+            .populate(&mut st, start, &vma, wstart, wend, access_error)
+            .map_err(|_| BadAccess::Segv(SEGV_MAPERR))?;
+        if !pieces.iter().any(|p| p.start <= addr && addr < p.end) {
+            // Only a shared mapping leaves pages unpopulated: past the end
+            // of its file.
+            return Err(BadAccess::Bus);
+        }
+        for p in pieces {
+            if let Err(err) = self
+                .space
+                .map(p.start, p.end - p.start, p.prot(vma.prot), p.off)
+            {
+                tracing::error!(
+                    "mapping {:#x}..{:#x} into the stub failed: {err}",
+                    p.start,
+                    p.end
+                );
+                return Err(BadAccess::Segv(SEGV_MAPERR));
             }
         }
         Ok(())
+    }
+
+    /// The memory-file offset of `addr` if it lies in a shared mapping
+    /// (futex keys that other processes can meet); `None` for private
+    /// memory. EFAULT if `addr` cannot be read.
+    pub fn shared_offset(&self, addr: u64) -> Result<Option<u64>, Errno> {
+        let mut st = self.lock();
+        let segments = self.segments(&mut st, addr, 1, Access::Read)?;
+        let Some((vstart, vma, _, _)) = segments.into_iter().next() else {
+            return Err(Errno::EFAULT);
+        };
+        if !matches!(vma.backing, Backing::Shared { .. }) {
+            return Ok(None);
+        }
+        let page = page_down(addr);
+        let pieces = self.populate(&mut st, vstart, &vma, page, page + PAGE_SIZE, false)?;
+        match pieces.first() {
+            Some(p) if p.start == page => Ok(Some(p.off + (addr - page))),
+            _ => Err(Errno::EFAULT),
+        }
     }
 
     /// Copies application memory at `addr` into `buf`.
@@ -559,21 +755,39 @@ impl MemoryManager {
         let mut st = self.lock();
         // Check the whole range first so that a bad pointer changes nothing.
         let segments = self.segments(&mut st, addr, len, access)?;
+        let write = access != Access::Read;
         for (vstart, vma, s, e) in segments {
             let page_end = page_up(e).ok_or(Errno::EFAULT)?;
-            for (ps, pe, off) in self.populate(&mut st, vstart, &vma, page_down(s), page_end)? {
-                let lo = ps.max(s);
-                let hi = pe.min(e);
-                if lo < hi {
-                    f(off + (lo - ps), (hi - lo) as usize)?;
+            let pieces = self.populate(&mut st, vstart, &vma, page_down(s), page_end, write)?;
+            // The stub may map the pages a copy-on-write break replaced.
+            for p in pieces.iter().filter(|p| p.moved) {
+                self.space
+                    .map(p.start, p.end - p.start, p.prot(vma.prot), p.off)
+                    .map_err(platform_errno)?;
+            }
+            let mut cur = s;
+            for p in pieces {
+                let (lo, hi) = (p.start.max(s), p.end.min(e));
+                if lo >= hi {
+                    continue;
                 }
+                // A gap: a shared mapping past the end of its file.
+                if lo != cur {
+                    return Err(Errno::EFAULT);
+                }
+                f(p.off + (lo - p.start), (hi - lo) as usize)?;
+                cur = hi;
+            }
+            if cur < e {
+                return Err(Errno::EFAULT);
             }
         }
         Ok(())
     }
 
-    /// Ensures `[start, end)` (page aligned, inside `vma`) is backed, and
-    /// returns its pieces as (start, end, memory-file offset).
+    /// Ensures `[start, end)` (page aligned, inside `vma`) is backed where
+    /// it can be (a shared mapping stops at the end of its file), copying
+    /// copy-on-write pages first if `write`. Returns the backed pieces.
     fn populate(
         &self,
         st: &mut State,
@@ -581,31 +795,89 @@ impl MemoryManager {
         vma: &Vma,
         start: u64,
         end: u64,
-    ) -> Result<Vec<(u64, u64, u64)>, Errno> {
+        write: bool,
+    ) -> Result<Vec<Piece>, Errno> {
         split_pmas(&mut st.pmas, start);
         split_pmas(&mut st.pmas, end);
-        let mut pieces = Vec::new();
+        let mut holes = Vec::new();
         let mut cur = start;
-        let existing: Vec<(u64, Pma)> = st.pmas.range(start..end).map(|(&s, &p)| (s, p)).collect();
-        for (s, p) in existing
-            .into_iter()
-            .chain(std::iter::once((end, Pma { end, off: 0 })))
-        {
+        for (&s, p) in st.pmas.range(start..end) {
             if cur < s {
-                let off = self.memfile.alloc(s - cur)?;
-                if let Err(e) = self.fill(vstart, vma, cur, s, off) {
-                    self.memfile.free(off, s - cur);
-                    return Err(e);
+                holes.push((cur, s));
+            }
+            cur = p.end;
+        }
+        if cur < end {
+            holes.push((cur, end));
+        }
+        for (hs, he) in holes {
+            if let Backing::Shared { data, offset, .. } = &vma.backing {
+                let fstart = offset.checked_add(hs - vstart).ok_or(Errno::EFAULT)?;
+                let fend = fstart.checked_add(he - hs).ok_or(Errno::EFAULT)?;
+                for p in data.translate(fstart, fend)? {
+                    let pma = Pma {
+                        end: hs + (p.end - fstart),
+                        off: p.off,
+                        shared: true,
+                        cow: false,
+                    };
+                    st.pmas.insert(hs + (p.start - fstart), pma);
                 }
-                st.pmas.insert(cur, Pma { end: s, off });
-                pieces.push((cur, s, off));
+                continue;
             }
-            if s < end {
-                pieces.push((s, p.end, p.off));
+            let off = self.memfile.alloc(he - hs)?;
+            if let Err(e) = self.fill(vstart, vma, hs, he, off) {
+                self.memfile.dec_ref(off, he - hs);
+                return Err(e);
             }
-            cur = p.end.max(cur);
+            let pma = Pma {
+                end: he,
+                off,
+                shared: false,
+                cow: false,
+            };
+            st.pmas.insert(hs, pma);
+        }
+        let mut pieces = Vec::new();
+        for (&s, p) in st.pmas.range_mut(start..end) {
+            let mut moved = false;
+            if write && p.cow {
+                moved = self.break_cow(s, p)?;
+            }
+            pieces.push(Piece {
+                start: s,
+                end: p.end,
+                off: p.off,
+                cow: p.cow,
+                moved,
+            });
         }
         Ok(pieces)
+    }
+
+    /// Makes the private pages of `pma` (at `start`) this address space's
+    /// own: a copy, unless no one else holds them any more. Returns
+    /// whether the pages moved.
+    fn break_cow(&self, start: u64, pma: &mut Pma) -> Result<bool, Errno> {
+        let len = pma.end - start;
+        let sole = self
+            .memfile
+            .refs(pma.off, len)
+            .iter()
+            .all(|&(_, _, refs)| refs == 1);
+        if sole {
+            pma.cow = false;
+            return Ok(false);
+        }
+        let off = self.memfile.alloc(len)?;
+        if let Err(e) = self.memfile.copy(pma.off, off, len) {
+            self.memfile.dec_ref(off, len);
+            return Err(e);
+        }
+        self.memfile.dec_ref(pma.off, len);
+        pma.off = off;
+        pma.cow = false;
+        Ok(true)
     }
 
     /// Fills fresh memory-file pages for `[start, end)` of `vma`.
@@ -651,7 +923,7 @@ impl MemoryManager {
         let gone: Vec<(u64, Pma)> = st.pmas.range(start..end).map(|(&s, &p)| (s, p)).collect();
         for (s, p) in &gone {
             st.pmas.remove(s);
-            self.memfile.free(p.off, p.end - s);
+            self.memfile.dec_ref(p.off, p.end - s);
         }
         !gone.is_empty()
     }
@@ -682,6 +954,32 @@ impl MemoryManager {
         self.lock().pmas.iter().map(|(s, p)| p.end - s).sum()
     }
 
+    /// Drops the populated pages of shared mappings of `data` that lie past
+    /// its end (after a truncation), so that accesses there fault again.
+    pub fn invalidate_past_eof(&self, data: &Arc<FileData>) -> Result<(), Errno> {
+        let eof = page_up(data.size()).ok_or(Errno::EFBIG)?;
+        let mut st = self.lock();
+        let stale: Vec<(u64, u64)> = st
+            .vmas
+            .iter()
+            .filter_map(|(&vs, v)| match &v.backing {
+                Backing::Shared {
+                    data: d, offset, ..
+                } if Arc::ptr_eq(d, data) => {
+                    let from = vs.saturating_add(eof.saturating_sub(*offset));
+                    (from < v.end).then_some((from, v.end))
+                }
+                _ => None,
+            })
+            .collect();
+        for (from, to) in stale {
+            if self.drop_pmas(&mut st, from, to) {
+                self.space.unmap(from, to - from).map_err(platform_errno)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Releases every mapping (exit and exec).
     pub fn clear(&self) {
         let mut st = self.lock();
@@ -694,8 +992,41 @@ impl MemoryManager {
 impl Drop for MemoryManager {
     fn drop(&mut self) {
         let st = self.state.get_mut().unwrap_or_else(|p| p.into_inner());
-        for (s, p) in std::mem::take(&mut st.pmas) {
-            self.memfile.free(p.off, p.end - s);
+        release(&self.memfile, st);
+    }
+}
+
+/// Drops the references of a state's PMAs.
+fn release(memfile: &MemoryFile, st: &mut State) {
+    for (s, p) in std::mem::take(&mut st.pmas) {
+        memfile.dec_ref(p.off, p.end - s);
+    }
+}
+
+/// A forked child's memory until its address space exists: holds the
+/// references its PMAs took.
+pub struct ForkedMemory {
+    state: Option<State>,
+    memfile: Arc<MemoryFile>,
+    layout: Layout,
+    stack_limit: u64,
+}
+
+impl Drop for ForkedMemory {
+    fn drop(&mut self) {
+        if let Some(st) = &mut self.state {
+            release(&self.memfile, st);
+        }
+    }
+}
+
+impl Piece {
+    /// How the platform maps it in a VMA with protection `prot`.
+    fn prot(&self, prot: Prot) -> Prot {
+        if self.cow {
+            Prot(prot.0 & !Prot::WRITE.0)
+        } else {
+            prot
         }
     }
 }
@@ -744,9 +1075,7 @@ fn find_vma(vmas: &mut BTreeMap<u64, Vma>, addr: u64, stack_limit: u64) -> Optio
         return None;
     }
     let mut grown = vmas.remove(&above)?;
-    if let Backing::File { offset, .. } = &mut grown.backing {
-        *offset = offset.saturating_sub(above - page_down(addr));
-    }
+    grown.backing = grown.backing.shifted(-((above - page_down(addr)) as i64));
     vmas.insert(page_down(addr), grown.clone());
     Some((page_down(addr), grown))
 }
@@ -765,6 +1094,18 @@ where
 
 fn any_in(pmas: &BTreeMap<u64, Pma>, start: u64, end: u64) -> bool {
     overlaps(pmas, start, end)
+}
+
+/// The VMAs overlapping `[start, end)`.
+fn vmas_in(vmas: &BTreeMap<u64, Vma>, start: u64, end: u64) -> impl Iterator<Item = (u64, &Vma)> {
+    let first = vmas
+        .range(..start)
+        .next_back()
+        .filter(|(_, v)| v.end > start);
+    first
+        .into_iter()
+        .chain(vmas.range(start..end))
+        .map(|(&s, v)| (s, v))
 }
 
 fn fully_mapped(vmas: &BTreeMap<u64, Vma>, start: u64, end: u64) -> bool {
@@ -805,9 +1146,7 @@ fn split_vmas(vmas: &mut BTreeMap<u64, Vma>, at: u64) {
         return;
     }
     let mut tail = v.clone();
-    if let Backing::File { offset, .. } = &mut tail.backing {
-        *offset += at - s;
-    }
+    tail.backing = v.backing.shifted((at - s) as i64);
     if let Some(head) = vmas.get_mut(&s) {
         head.end = at;
     }
@@ -827,8 +1166,8 @@ fn split_pmas(pmas: &mut BTreeMap<u64, Pma>, at: u64) {
     pmas.insert(
         at,
         Pma {
-            end: p.end,
             off: p.off + (at - s),
+            ..p
         },
     );
 }

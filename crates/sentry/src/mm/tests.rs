@@ -6,6 +6,7 @@ use veil_abi::{Errno, PAGE_SIZE};
 use veil_platform::{AddressSpace, PlatformError, Prot};
 
 use super::*;
+use veil_memory::FileData;
 
 /// Records what the MM asks of the platform.
 #[derive(Default)]
@@ -134,8 +135,8 @@ fn munmap_splits_and_faults_see_holes() {
     m.munmap(at + PAGE_SIZE, PAGE_SIZE).expect("hole");
     assert_eq!(m.copy_in(at + PAGE_SIZE, &mut [0u8; 1]), Err(Errno::EFAULT));
     assert_eq!(
-        m.handle_fault(at + PAGE_SIZE, false),
-        Err(1),
+        m.handle_fault(at + PAGE_SIZE, false, false),
+        Err(BadAccess::Segv(1)),
         "SEGV_MAPERR in the hole"
     );
     let mut b = [0u8; 1];
@@ -166,8 +167,8 @@ fn mprotect_needs_a_fully_mapped_range() {
     m.mprotect(at, PAGE_SIZE, Prot::NONE).expect("protect");
     assert_eq!(m.copy_in(at, &mut [0u8; 4]), Err(Errno::EFAULT));
     assert_eq!(
-        m.handle_fault(at, false),
-        Err(2),
+        m.handle_fault(at, false, false),
+        Err(BadAccess::Segv(2)),
         "SEGV_ACCERR on PROT_NONE"
     );
     m.mprotect(at, PAGE_SIZE, RW).expect("restore");
@@ -182,7 +183,7 @@ fn faults_map_a_window_clipped_to_the_vma() {
     let at = 0x4000_0000;
     m.mmap(anon(at, 4 * PAGE_SIZE, RW, Placement::Fixed))
         .expect("map");
-    m.handle_fault(at + PAGE_SIZE, false).expect("fault");
+    m.handle_fault(at + PAGE_SIZE, false, false).expect("fault");
     let ops = rec.ops.lock().expect("lock");
     assert_eq!(
         ops.last().map(String::as_str),
@@ -269,11 +270,12 @@ fn stacks_grow_down_on_demand() {
         ..anon(at, PAGE_SIZE, RW, Placement::Fixed)
     })
     .expect("map");
-    m.handle_fault(at - 2 * PAGE_SIZE, false).expect("grows");
+    m.handle_fault(at - 2 * PAGE_SIZE, false, false)
+        .expect("grows");
     m.copy_out(at - 2 * PAGE_SIZE, b"deep").expect("now mapped");
     assert_eq!(
-        m.handle_fault(at - STACK_SIZE - 2 * PAGE_SIZE, false),
-        Err(1),
+        m.handle_fault(at - STACK_SIZE - 2 * PAGE_SIZE, false, false),
+        Err(BadAccess::Segv(1)),
         "too far below"
     );
 }
@@ -307,4 +309,224 @@ fn cstrings_stop_at_nul_or_fail_long() {
     m.copy_out(s, b"hello\0").expect("write");
     assert_eq!(m.read_cstr(s, 100).expect("read"), b"hello");
     assert_eq!(m.read_cstr(s, 4), Err(Errno::ENAMETOOLONG));
+}
+
+fn mm_with(memfile: &Arc<MemoryFile>) -> (MemoryManager, Arc<Recorder>) {
+    let rec = Arc::new(Recorder::default());
+    (
+        MemoryManager::new(rec.clone(), memfile.clone(), Layout::new(MAX, STACK_SIZE)),
+        rec,
+    )
+}
+
+fn ops(rec: &Recorder) -> Vec<String> {
+    std::mem::take(&mut *rec.ops.lock().expect("lock"))
+}
+
+fn read_byte(m: &MemoryManager, addr: u64) -> u8 {
+    let mut b = [0u8; 1];
+    m.copy_in(addr, &mut b).expect("read");
+    b[0]
+}
+
+#[test]
+fn fork_shares_pages_until_written() {
+    let memfile = Arc::new(MemoryFile::new().expect("memfile"));
+    let (parent, prec) = mm_with(&memfile);
+    let at = 0x1000_0000;
+    parent
+        .mmap(anon(at, 256 * PAGE_SIZE, RW, Placement::Fixed))
+        .expect("map");
+    parent
+        .copy_out(at, &[1; 256 * PAGE_SIZE as usize])
+        .expect("fill");
+    let before = memfile.allocated();
+    ops(&prec);
+    let forked = parent.fork().expect("fork");
+    assert_eq!(memfile.allocated(), before, "fork copies nothing");
+    assert_eq!(
+        ops(&prec),
+        [format!("map {at:#x}+{:#x} 1", 256 * PAGE_SIZE)],
+        "the parent's view goes read-only"
+    );
+    let crec = Arc::new(Recorder::default());
+    let child = MemoryManager::from_fork(crec.clone(), forked);
+    // A child read fault maps the shared pages read-only.
+    child.handle_fault(at, false, false).expect("read fault");
+    assert_eq!(
+        ops(&crec),
+        [format!("map {at:#x}+{:#x} 1", 256 * PAGE_SIZE)]
+    );
+    // Its write fault copies the window and maps it writable.
+    child.handle_fault(at, true, false).expect("write fault");
+    assert_eq!(
+        ops(&crec),
+        [format!("map {at:#x}+{:#x} 3", COW_WINDOW / 2)],
+        "only the window from the start of the VMA"
+    );
+    assert_eq!(memfile.allocated(), before + COW_WINDOW / 2);
+    child.copy_out(at + 3, b"c").expect("child write");
+    parent.copy_out(at + 3, b"p").expect("parent write");
+    assert_eq!(read_byte(&child, at + 3), b'c');
+    assert_eq!(read_byte(&parent, at + 3), b'p');
+    assert!(
+        ops(&prec).is_empty(),
+        "the child copied those pages: the parent's are its own again"
+    );
+    let far = at + 200 * PAGE_SIZE;
+    parent.copy_out(far, b"p").expect("parent write");
+    assert_eq!(
+        ops(&prec),
+        [format!("map {far:#x}+{PAGE_SIZE:#x} 3")],
+        "a sentry write into still shared pages copies and remaps them"
+    );
+    assert_eq!(read_byte(&child, far), 1);
+    drop(child);
+    // Sole owner now: a write fault takes the pages as they are.
+    let held = memfile.allocated();
+    parent
+        .handle_fault(at + 8 * PAGE_SIZE, true, false)
+        .expect("write fault");
+    assert_eq!(memfile.allocated(), held, "no copy once sole-owned");
+    assert_eq!(read_byte(&parent, at + 8 * PAGE_SIZE), 1);
+    drop(parent);
+    assert_eq!(memfile.allocated(), 0, "every page went back");
+}
+
+#[test]
+fn write_faults_on_read_only_vmas_and_exec_faults_stay_errors() {
+    let memfile = Arc::new(MemoryFile::new().expect("memfile"));
+    let (m, _) = mm_with(&memfile);
+    let at = 0x1000_0000;
+    m.mmap(anon(at, PAGE_SIZE, Prot::READ, Placement::Fixed))
+        .expect("map");
+    m.handle_fault(at, false, false).expect("read");
+    assert_eq!(m.handle_fault(at, true, false), Err(BadAccess::Segv(2)));
+    m.mprotect(at, PAGE_SIZE, RW).expect("protect");
+    assert_eq!(
+        m.handle_fault(at, true, true),
+        Err(BadAccess::Segv(2)),
+        "executing a non-executable page"
+    );
+}
+
+#[test]
+fn forked_memory_released_without_a_child() {
+    let memfile = Arc::new(MemoryFile::new().expect("memfile"));
+    let (m, _) = mm_with(&memfile);
+    let at = 0x1000_0000;
+    m.mmap(anon(at, 4 * PAGE_SIZE, RW, Placement::Fixed))
+        .expect("map");
+    m.copy_out(at, b"x").expect("touch");
+    let held = memfile.allocated();
+    drop(m.fork().expect("fork"));
+    m.copy_out(at, b"y").expect("write");
+    assert_eq!(memfile.allocated(), held, "sole owner again: no copy");
+    m.clear();
+    assert_eq!(memfile.allocated(), 0);
+}
+
+#[test]
+fn fork_heavy_use_returns_to_baseline() {
+    let memfile = Arc::new(MemoryFile::new().expect("memfile"));
+    let (root, _) = mm_with(&memfile);
+    let at = 0x1000_0000;
+    root.mmap(anon(at, 64 * PAGE_SIZE, RW, Placement::Fixed))
+        .expect("map");
+    root.copy_out(at, &[7; 64 * PAGE_SIZE as usize])
+        .expect("fill");
+    let baseline = memfile.allocated();
+    let mut gens = vec![root];
+    for i in 0..6u64 {
+        let forked = gens.last().expect("gen").fork().expect("fork");
+        let child = MemoryManager::from_fork(Arc::new(Recorder::default()), forked);
+        child.copy_out(at + i * 9 * PAGE_SIZE, b"w").expect("write");
+        child
+            .handle_fault(at + 60 * PAGE_SIZE, true, false)
+            .expect("fault");
+        child
+            .munmap(at + 30 * PAGE_SIZE, 2 * PAGE_SIZE)
+            .expect("hole");
+        gens.push(child);
+    }
+    assert!(memfile.allocated() > baseline);
+    // Exits in any order, and an exec (clear) in the middle.
+    gens[3].clear();
+    let root = gens.remove(0);
+    while gens.len() > 1 {
+        drop(gens.remove(1));
+    }
+    drop(gens);
+    assert_eq!(memfile.allocated(), baseline);
+    assert_eq!(read_byte(&root, at + 9 * PAGE_SIZE), 7);
+    drop(root);
+    assert_eq!(memfile.allocated(), 0);
+}
+
+#[test]
+fn shared_mappings_share_pages_and_stop_at_eof() {
+    let memfile = Arc::new(MemoryFile::new().expect("memfile"));
+    let data = Arc::new(FileData::new(memfile.clone()));
+    data.set_len(PAGE_SIZE + 10, |_, _| Ok(())).expect("size");
+    let shared = |m: &MemoryManager, at: u64| {
+        m.mmap(MmapRequest {
+            addr: at,
+            len: 4 * PAGE_SIZE,
+            prot: RW,
+            placement: Placement::Fixed,
+            growsdown: false,
+            backing: Backing::Shared {
+                data: data.clone(),
+                offset: 0,
+                may_write: true,
+            },
+        })
+        .expect("map")
+    };
+    let (a, _) = mm_with(&memfile);
+    let (b, _) = mm_with(&memfile);
+    let (at_a, at_b) = (0x1000_0000, 0x2000_0000);
+    shared(&a, at_a);
+    shared(&b, at_b);
+    a.copy_out(at_a + PAGE_SIZE + 2, b"both").expect("write");
+    let mut buf = [0u8; 4];
+    b.copy_in(at_b + PAGE_SIZE + 2, &mut buf).expect("read");
+    assert_eq!(&buf, b"both");
+    assert_eq!(data.read_at(&mut buf, PAGE_SIZE + 2), Ok(4));
+    assert_eq!(&buf, b"both");
+    assert_eq!(
+        a.handle_fault(at_a + 2 * PAGE_SIZE, false, false),
+        Err(BadAccess::Bus)
+    );
+    assert_eq!(
+        a.copy_in(at_a + 2 * PAGE_SIZE, &mut buf),
+        Err(Errno::EFAULT)
+    );
+    a.handle_fault(at_a, true, false).expect("in the file");
+    assert_eq!(
+        a.shared_offset(at_a + PAGE_SIZE + 4),
+        b.shared_offset(at_b + PAGE_SIZE + 4),
+        "one futex key in both"
+    );
+    // Fork neither copies nor marks shared pages copy-on-write.
+    let child = MemoryManager::from_fork(Arc::new(Recorder::default()), a.fork().expect("fork"));
+    let held = memfile.allocated();
+    child.copy_out(at_a + 4, b"kid").expect("write");
+    assert_eq!(memfile.allocated(), held);
+    assert_eq!(data.read_at(&mut buf[..3], 4), Ok(3));
+    assert_eq!(&buf[..3], b"kid");
+    drop((a, b, child));
+    assert_eq!(memfile.allocated(), 2 * PAGE_SIZE, "the file's own pages");
+    drop(data);
+    assert_eq!(memfile.allocated(), 0);
+}
+
+#[test]
+fn private_futex_keys_stay_per_address_space() {
+    let (m, _) = mm();
+    let at = 0x1000_0000;
+    m.mmap(anon(at, PAGE_SIZE, RW, Placement::Fixed))
+        .expect("map");
+    assert_eq!(m.shared_offset(at), Ok(None));
+    assert_eq!(m.shared_offset(at + PAGE_SIZE), Err(Errno::EFAULT));
 }

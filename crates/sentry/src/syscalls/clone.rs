@@ -376,13 +376,17 @@ fn clone_process(t: &mut Task, args: CloneArgs) -> SysResult {
     tg.exit_signal
         .store(args.exit_signal as i32, Ordering::Relaxed);
     let shared_vm = args.flags & CLONE_VM != 0;
-    let token = if shared_vm {
-        Some(t.mm.space().spawn_thread().map_err(|e| {
+    // A copy's private memory turns copy-on-write here, on the parent's
+    // thread, before the parent runs application code again; a shared
+    // address space gets a new stub thread instead.
+    let memory = if shared_vm {
+        let token = t.mm.space().spawn_thread().map_err(|e| {
             tracing::error!("clone: cannot create a stub thread: {e}");
             Errno::EAGAIN
-        })?)
+        })?;
+        ChildMemory::Shared(token)
     } else {
-        None
+        ChildMemory::Forked(t.mm.fork()?)
     };
     let parent_mm = t.mm.clone();
     let inherited = inherit(t, &args);
@@ -410,10 +414,9 @@ fn clone_process(t: &mut Task, args: CloneArgs) -> SysResult {
         let tg = tg.clone();
         let vfork = vfork.clone();
         move |ready_tx| {
-            // The stub must be created by the thread that will trace it; the
-            // parent waits until its memory has been copied.
-            let mm = match token {
-                Some(token) => parent_mm
+            // The stub must be created by the thread that will trace it.
+            let mm = match memory {
+                ChildMemory::Shared(token) => parent_mm
                     .space()
                     .adopt_thread(token)
                     .map(|()| parent_mm)
@@ -421,14 +424,17 @@ fn clone_process(t: &mut Task, args: CloneArgs) -> SysResult {
                         tracing::error!("clone: cannot attach to the stub thread: {e}");
                         Errno::EAGAIN
                     }),
-                None => kernel
-                    .platform
-                    .new_address_space()
-                    .map_err(|e| {
-                        tracing::error!("fork: cannot create an address space: {e}");
-                        Errno::EAGAIN
-                    })
-                    .and_then(|space| parent_mm.fork(space).map(Arc::new)),
+                ChildMemory::Forked(forked) => {
+                    drop(parent_mm);
+                    kernel
+                        .platform
+                        .new_address_space()
+                        .map(|space| Arc::new(MemoryManager::from_fork(space, forked)))
+                        .map_err(|e| {
+                            tracing::error!("fork: cannot create an address space: {e}");
+                            Errno::EAGAIN
+                        })
+                }
             };
             let mm = match mm {
                 Ok(mm) => mm,
@@ -457,6 +463,14 @@ fn clone_process(t: &mut Task, args: CloneArgs) -> SysResult {
         vfork.wait(t);
     }
     Ok(pid as u64)
+}
+
+/// Where a new process's memory comes from.
+enum ChildMemory {
+    /// CLONE_VM: the parent's address space, through a new stub thread.
+    Shared(u64),
+    /// A copy-on-write copy.
+    Forked(crate::mm::ForkedMemory),
 }
 
 /// The handshake of CLONE_VFORK: the child releases its parent when it

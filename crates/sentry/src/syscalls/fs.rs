@@ -17,6 +17,7 @@ const AT_NO_AUTOMOUNT: u32 = 0x800;
 const AT_EMPTY_PATH: u32 = 0x1000;
 const AT_STATX_SYNC_TYPE: u32 = 0x6000;
 const O_CLOEXEC: i32 = 0o2000000;
+const O_TRUNC: i32 = 0o1000;
 const PATH_MAX: usize = 4096;
 /// Most bytes moved by one read or write, as Linux's MAX_RW_COUNT.
 const MAX_RW: usize = 0x7fff_f000;
@@ -105,10 +106,23 @@ pub(super) fn register(t: &mut Table) {
     );
     t.full(Sysno::symlink, symlink, &[Path, Path]);
     t.full(Sysno::symlinkat, symlinkat, &[Path, DirFd, Path]);
+    t.partial(Sysno::link, link, &[Path, Path], LINK_NOTE);
+    t.partial(
+        Sysno::linkat,
+        linkat,
+        &[DirFd, Path, DirFd, Path, Hex],
+        LINK_NOTE,
+    );
+    t.partial(
+        Sysno::memfd_create,
+        memfd_create,
+        &[Path, Hex],
+        "MFD_CLOEXEC; sealing (MFD_ALLOW_SEALING) and MFD_HUGETLB fail with EINVAL",
+    );
     t.full(Sysno::pipe, pipe, &[Hex]);
     t.full(Sysno::pipe2, pipe2, &[Hex, Hex]);
-    t.full(Sysno::ftruncate, ftruncate, &[Fd, Int]);
-    t.full(Sysno::truncate, truncate, &[Path, Int]);
+    t.partial(Sysno::ftruncate, ftruncate, &[Fd, Int], TRUNCATE_NOTE);
+    t.partial(Sysno::truncate, truncate, &[Path, Int], TRUNCATE_NOTE);
     t.partial(
         Sysno::statfs,
         statfs,
@@ -445,6 +459,9 @@ fn do_open(t: &Task, dirfd: i32, path_addr: u64, flags: i32, mode: u32) -> SysRe
         .kernel
         .vfs
         .open(&ctx, &start, &path, flags, mode & 0o7777, &t.creds)?;
+    if flags & O_TRUNC != 0 {
+        truncated(t, &file);
+    }
     let fd = t.fds.insert(file, flags & O_CLOEXEC != 0, 0, t.nofile())?;
     Ok(fd as u64)
 }
@@ -458,8 +475,15 @@ fn openat(t: &mut Task, a: &Args) -> SysResult {
 }
 
 fn creat(t: &mut Task, a: &Args) -> SysResult {
-    // O_CREAT | O_WRONLY | O_TRUNC
-    do_open(t, AT_FDCWD, a.u64(0), 0o1101, a.u32(1))
+    const O_CREAT: i32 = 0o100;
+    const O_WRONLY: i32 = 1;
+    do_open(
+        t,
+        AT_FDCWD,
+        a.u64(0),
+        O_CREAT | O_WRONLY | O_TRUNC,
+        a.u32(1),
+    )
 }
 
 fn close(t: &mut Task, a: &Args) -> SysResult {
@@ -836,6 +860,70 @@ fn do_symlink(t: &Task, target: u64, dirfd: i32, path_addr: u64) -> SysResult {
         .map(|()| 0)
 }
 
+const LINK_NOTE: &str =
+    "the root filesystem (a host file is copied up first) and /dev/shm; EPERM on devfs";
+const TRUNCATE_NOTE: &str = "shrinking a file that another process maps MAP_SHARED leaves the pages it already touched past the new end mapped (detached from the file) until it unmaps them";
+
+fn do_link(t: &Task, olddirfd: i32, old: u64, newdirfd: i32, new: u64, flags: u32) -> SysResult {
+    const AT_SYMLINK_FOLLOW: u32 = 0x400;
+    if flags & !(AT_SYMLINK_FOLLOW | AT_EMPTY_PATH) != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let nofollow = if flags & AT_SYMLINK_FOLLOW != 0 {
+        0
+    } else {
+        AT_SYMLINK_NOFOLLOW
+    };
+    let src = resolve(t, olddirfd, old, nofollow | (flags & AT_EMPTY_PATH))?;
+    let (start, path) = parent_and_name(t, newdirfd, new)?;
+    t.kernel
+        .vfs
+        .link(&fs_ctx(t), &src, &start, &path, &t.creds)
+        .map(|()| 0)
+}
+
+fn link(t: &mut Task, a: &Args) -> SysResult {
+    do_link(t, AT_FDCWD, a.u64(0), AT_FDCWD, a.u64(1), 0)
+}
+
+fn linkat(t: &mut Task, a: &Args) -> SysResult {
+    do_link(t, a.i32(0), a.u64(1), a.i32(2), a.u64(3), a.u32(4))
+}
+
+/// memfd_create(2): an in-memory file with no name in the tree.
+fn memfd_create(t: &mut Task, a: &Args) -> SysResult {
+    const MFD_CLOEXEC: u32 = 1;
+    const MFD_ALLOW_SEALING: u32 = 2;
+    const MFD_NOEXEC_SEAL: u32 = 8;
+    const MFD_EXEC: u32 = 0x10;
+    /// NAME_MAX less the "memfd:" prefix.
+    const MFD_NAME_MAX: usize = 249;
+    let flags = a.u32(1);
+    if flags & !(MFD_CLOEXEC | MFD_EXEC) != 0 {
+        if flags & (MFD_ALLOW_SEALING | MFD_NOEXEC_SEAL) != 0 {
+            t.kernel.log_once("memfd_create sealing");
+        }
+        return Err(Errno::EINVAL);
+    }
+    let name =
+        t.mm.read_cstr(a.u64(0), MFD_NAME_MAX)
+            .map_err(|e| match e {
+                Errno::ENAMETOOLONG => Errno::EINVAL,
+                e => e,
+            })?;
+    let mut label = b"memfd:".to_vec();
+    label.extend_from_slice(&name);
+    let inode = t.kernel.memfd_fs.anon_file(0o777, &t.creds);
+    const O_RDWR: i32 = 2;
+    const O_LARGEFILE: i32 = 0o100000;
+    let ops = inode.clone().open(O_RDWR)?;
+    let file = OpenFile::new(PathRef::anonymous(&label, inode), O_RDWR | O_LARGEFILE, ops)?;
+    let fd = t
+        .fds
+        .insert(file, flags & MFD_CLOEXEC != 0, 0, t.nofile())?;
+    Ok(fd as u64)
+}
+
 fn symlink(t: &mut Task, a: &Args) -> SysResult {
     do_symlink(t, a.u64(0), AT_FDCWD, a.u64(1))
 }
@@ -891,7 +979,22 @@ fn xattr_fd(t: &mut Task, a: &Args) -> SysResult {
 
 fn ftruncate(t: &mut Task, a: &Args) -> SysResult {
     let len = u64::try_from(a.i64(1)).map_err(|_| Errno::EINVAL)?;
-    t.fds.get(a.i32(0))?.truncate(len).map(|()| 0)
+    let file = t.fds.get(a.i32(0))?;
+    file.truncate(len)?;
+    truncated(t, &file);
+    Ok(0)
+}
+
+/// A shrunk file's pages past its end leave the caller's own mappings of
+/// it, so that touching them raises SIGBUS as on Linux. Other processes'
+/// mappings keep the old pages until they unmap them: only a stub's own
+/// tracer can change its mappings.
+fn truncated(t: &Task, file: &OpenFile) {
+    if let Some(data) = file.mappable() {
+        if let Err(e) = t.mm.invalidate_past_eof(&data) {
+            tracing::warn!("dropping mappings past the end of a truncated file: {e}");
+        }
+    }
 }
 
 fn truncate(t: &mut Task, a: &Args) -> SysResult {
@@ -906,7 +1009,9 @@ fn truncate(t: &mut Task, a: &Args) -> SysResult {
         .kernel
         .vfs
         .open(&fs_ctx(t), &start, &path, O_WRONLY, 0, &t.creds)?;
-    file.truncate(len).map(|()| 0)
+    file.truncate(len)?;
+    truncated(t, &file);
+    Ok(0)
 }
 
 fn do_pipe(t: &Task, addr: u64, flags: i32) -> SysResult {

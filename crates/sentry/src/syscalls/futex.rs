@@ -1,4 +1,7 @@
-//! futex(2): wait queues keyed by address, for threads of one process.
+//! futex(2): wait queues keyed by address. A private futex, or one in
+//! private memory, is keyed by its address space and address; one in a
+//! shared mapping (without FUTEX_PRIVATE_FLAG) by its memory-file offset,
+//! which every process mapping the page agrees on.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,12 +31,18 @@ pub(super) fn register(t: &mut Table) {
         Sysno::futex,
         futex,
         &[Hex, Int, Int, Hex, Hex, Int],
-        "WAIT, WAKE, REQUEUE, CMP_REQUEUE, WAKE_OP and the BITSET forms; robust lists; shared futexes are per process; PI futexes ENOSYS",
+        "WAIT, WAKE, REQUEUE, CMP_REQUEUE, WAKE_OP and the BITSET forms, private and shared; robust lists; PI futexes ENOSYS",
     );
 }
 
-/// A futex: the address space it lives in and its address.
-type Key = (usize, u64);
+/// A futex's identity.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+enum Key {
+    /// The address space it lives in and its address.
+    Private(usize, u64),
+    /// Its offset in the memory file.
+    Shared(u64),
+}
 
 struct Waiter {
     task: Arc<TaskShared>,
@@ -47,8 +56,16 @@ pub struct Futexes {
     queues: Mutex<HashMap<Key, Vec<Arc<Waiter>>>>,
 }
 
-fn key(t: &Task, addr: u64) -> Key {
-    (Arc::as_ptr(&t.mm) as usize, addr)
+/// The key of the futex at `addr`; `private`: FUTEX_PRIVATE_FLAG was given.
+fn key(t: &Task, addr: u64, private: bool) -> Result<Key, Errno> {
+    let mm = Arc::as_ptr(&t.mm) as usize;
+    if private {
+        return Ok(Key::Private(mm, addr));
+    }
+    Ok(match t.mm.shared_offset(addr)? {
+        Some(off) => Key::Shared(off),
+        None => Key::Private(mm, addr),
+    })
 }
 
 impl Futexes {
@@ -110,12 +127,10 @@ impl Futexes {
     }
 }
 
-/// Wakes `n` waiters on `addr` in the task's address space (also used for
-/// CLONE_CHILD_CLEARTID on thread exit).
+/// Wakes `n` waiters on the futex at `addr` (CLONE_CHILD_CLEARTID on thread
+/// exit, which Linux treats as a shared futex).
 pub fn futex_wake(t: &Task, addr: u64, n: usize) -> usize {
-    t.kernel
-        .futexes
-        .wake(key(t, addr), n, FUTEX_BITSET_MATCH_ANY)
+    wake(t, addr, false, n)
 }
 
 /// Futex word bits of robust (and PI) mutexes.
@@ -180,8 +195,21 @@ fn futex_death(t: &Task, addr: u64) {
     }
 }
 
-fn wait(t: &Task, addr: u64, val: u32, deadline: Option<Instant>, bitset: u32) -> SysResult {
-    let k = key(t, addr);
+fn wake(t: &Task, addr: u64, private: bool, n: usize) -> usize {
+    match key(t, addr, private) {
+        Ok(k) => t.kernel.futexes.wake(k, n, FUTEX_BITSET_MATCH_ANY),
+        Err(_) => 0,
+    }
+}
+
+fn wait(
+    t: &Task,
+    k: Key,
+    addr: u64,
+    val: u32,
+    deadline: Option<Instant>,
+    bitset: u32,
+) -> SysResult {
     let me = Arc::new(Waiter {
         task: t.shared.clone(),
         bitset,
@@ -248,7 +276,7 @@ fn deadline(t: &Task, addr: u64, absolute: bool, realtime: bool) -> Result<Optio
 }
 
 /// FUTEX_WAKE_OP: an atomic operation on a second futex word, then wakes.
-fn wake_op(t: &Task, a: &Args) -> SysResult {
+fn wake_op(t: &Task, a: &Args, private: bool) -> SysResult {
     let (uaddr, n, n2, uaddr2, encoded) = (
         a.u64(0),
         a.u32(2) as usize,
@@ -286,9 +314,9 @@ fn wake_op(t: &Task, a: &Args) -> SysResult {
         5 => old >= cmparg,
         _ => return Err(Errno::ENOSYS),
     };
-    let mut woken = futex_wake(t, uaddr, n);
+    let mut woken = wake(t, uaddr, private, n);
     if hit {
-        woken += futex_wake(t, uaddr2, n2);
+        woken += wake(t, uaddr2, private, n2);
     }
     Ok(woken as u64)
 }
@@ -297,20 +325,23 @@ fn futex(t: &mut Task, a: &Args) -> SysResult {
     let addr = a.u64(0);
     let cmd = a.i32(1) & !(FUTEX_PRIVATE_FLAG | FUTEX_CLOCK_REALTIME);
     let realtime = a.i32(1) & FUTEX_CLOCK_REALTIME != 0;
+    let private = a.i32(1) & FUTEX_PRIVATE_FLAG != 0;
     if !addr.is_multiple_of(4) {
         return Err(Errno::EINVAL);
     }
     match cmd {
         FUTEX_WAIT => {
             let d = deadline(t, a.u64(3), false, realtime)?;
-            wait(t, addr, a.u32(2), d, FUTEX_BITSET_MATCH_ANY)
+            let k = key(t, addr, private)?;
+            wait(t, k, addr, a.u32(2), d, FUTEX_BITSET_MATCH_ANY)
         }
         FUTEX_WAIT_BITSET => {
             if a.u32(5) == 0 {
                 return Err(Errno::EINVAL);
             }
             let d = deadline(t, a.u64(3), true, realtime)?;
-            wait(t, addr, a.u32(2), d, a.u32(5))
+            let k = key(t, addr, private)?;
+            wait(t, k, addr, a.u32(2), d, a.u32(5))
         }
         FUTEX_WAKE | FUTEX_WAKE_BITSET => {
             let bitset = if cmd == FUTEX_WAKE {
@@ -322,20 +353,18 @@ fn futex(t: &mut Task, a: &Args) -> SysResult {
                 return Err(Errno::EINVAL);
             }
             t.mm.read_obj::<u32>(addr)?;
-            Ok(t.kernel
-                .futexes
-                .wake(key(t, addr), a.u32(2) as usize, bitset) as u64)
+            let k = key(t, addr, private)?;
+            Ok(t.kernel.futexes.wake(k, a.u32(2) as usize, bitset) as u64)
         }
         FUTEX_REQUEUE | FUTEX_CMP_REQUEUE => {
             if cmd == FUTEX_CMP_REQUEUE && t.mm.read_obj::<u32>(addr)? != a.u32(5) {
                 return Err(Errno::EAGAIN);
             }
             let (n, m) = (a.u32(2) as usize, a.u64(3) as usize);
-            Ok(t.kernel
-                .futexes
-                .requeue(key(t, addr), key(t, a.u64(4)), n, m) as u64)
+            let (from, to) = (key(t, addr, private)?, key(t, a.u64(4), private)?);
+            Ok(t.kernel.futexes.requeue(from, to, n, m) as u64)
         }
-        FUTEX_WAKE_OP => wake_op(t, a),
+        FUTEX_WAKE_OP => wake_op(t, a, private),
         _ => {
             t.kernel.log_once(&format!("futex command {cmd}"));
             Err(Errno::ENOSYS)

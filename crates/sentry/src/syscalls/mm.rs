@@ -6,10 +6,17 @@ use veil_abi::{page_up, Errno, SysResult, Sysno, PAGE_SIZE};
 
 use super::strace::Arg::*;
 use super::{Args, Table};
+use veil_abi::mode::{S_IFCHR, S_IFMT};
+use veil_memory::FileData;
+use veil_vfs::fs::makedev;
+use veil_vfs::OpenFile;
+
 use crate::mm::{Backing, MmapRequest, Placement};
 use crate::task::Task;
 use crate::vfsglue::FileMapping;
 
+const O_ACCMODE: i32 = 3;
+const O_RDWR: i32 = 2;
 const MAP_SHARED: u32 = 0x01;
 const MAP_PRIVATE: u32 = 0x02;
 const MAP_SHARED_VALIDATE: u32 = 0x03;
@@ -28,6 +35,7 @@ const MREMAP_MAYMOVE: u32 = 1;
 const MREMAP_FIXED: u32 = 2;
 
 const MADV_DONTNEED: i32 = 4;
+const MADV_REMOVE: i32 = 9;
 
 pub(super) fn register(t: &mut Table) {
     t.full_hex(Sysno::mmap, mmap, &[Hex, UInt, Prot, MapFlags, Fd, Hex]);
@@ -37,20 +45,20 @@ pub(super) fn register(t: &mut Table) {
         Sysno::mremap,
         mremap,
         &[Hex, UInt, UInt, Hex, Hex],
-        "MREMAP_DONTUNMAP and duplicating shared mappings (old_size 0) fail with EINVAL",
+        "MREMAP_DONTUNMAP fails with EINVAL",
     );
     t.full_hex(Sysno::brk, brk, &[Hex]);
     t.partial(
         Sysno::madvise,
         madvise,
         &[Hex, UInt, Int],
-        "only MADV_DONTNEED has an effect; other advice is accepted",
+        "MADV_DONTNEED drops pages (shared memory keeps its data); MADV_REMOVE fails with EOPNOTSUPP; other advice is accepted without effect",
     );
     t.partial(
         Sysno::msync,
         msync,
         &[Hex, UInt, Hex],
-        "private mappings only: nothing to write back",
+        "shared mappings map the file's own pages: nothing to write back",
     );
     t.partial(
         Sysno::mlock,
@@ -105,20 +113,31 @@ fn mmap(t: &mut Task, a: &Args) -> SysResult {
     }
     let backing = if flags & MAP_ANONYMOUS != 0 {
         if shared {
-            t.kernel
-                .log_once("mmap(MAP_SHARED|MAP_ANONYMOUS) is private until fork is supported");
+            shared_anon(t, len)?
+        } else {
+            Backing::Anon
         }
-        Backing::Anon
     } else {
         let file = t.fds.get(fd)?;
         off.checked_add(len).ok_or(Errno::EOVERFLOW)?;
-        if shared && prot & 2 != 0 {
-            t.kernel
-                .log_once("writable MAP_SHARED file mappings do not write back");
-        }
-        Backing::File {
-            file: Arc::new(FileMapping::new(file, prot & 2 != 0 && shared)?),
-            offset: off,
+        let mapping = FileMapping::new(file.clone(), prot & 2 != 0 && shared)?;
+        match file.mappable() {
+            Some(data) if shared => Backing::Shared {
+                data,
+                offset: off,
+                may_write: file.flags() & O_ACCMODE == O_RDWR,
+            },
+            None if shared && is_dev_zero(&file) => shared_anon(t, len)?,
+            _ => {
+                if shared && prot & 2 != 0 {
+                    t.kernel
+                        .log_once("writable MAP_SHARED mappings of host files do not write back");
+                }
+                Backing::File {
+                    file: Arc::new(mapping),
+                    offset: off,
+                }
+            }
         }
     };
     t.mm.mmap(MmapRequest {
@@ -129,6 +148,26 @@ fn mmap(t: &mut Task, a: &Args) -> SysResult {
         growsdown: flags & MAP_GROWSDOWN != 0,
         backing,
     })
+}
+
+/// A MAP_SHARED|MAP_ANONYMOUS mapping: a new object of `len` bytes, which
+/// forked children share (Linux's shmem file behind /dev/zero). Like
+/// Linux's, it does not grow with mremap: past its end is SIGBUS.
+fn shared_anon(t: &Task, len: u64) -> Result<Backing, Errno> {
+    let data = Arc::new(FileData::new(t.kernel.memfile.clone()));
+    data.set_len(len, |_, _| Ok(()))?;
+    Ok(Backing::Shared {
+        data,
+        offset: 0,
+        may_write: true,
+    })
+}
+
+/// Whether `file` is /dev/zero, whose shared mappings are shared anonymous
+/// memory.
+fn is_dev_zero(file: &OpenFile) -> bool {
+    file.stat()
+        .is_ok_and(|st| st.st_mode & S_IFMT == S_IFCHR && st.st_rdev == makedev(1, 5))
 }
 
 fn munmap(t: &mut Task, a: &Args) -> SysResult {
@@ -176,7 +215,12 @@ fn madvise(t: &mut Task, a: &Args) -> SysResult {
     }
     match advice {
         MADV_DONTNEED => t.mm.madvise_dontneed(addr, len).map(|()| 0),
-        // Known advice: normal, random, sequential, willneed, free, remove,
+        MADV_REMOVE => {
+            t.mm.check_mapped(addr, len)?;
+            t.kernel.log_once("madvise(MADV_REMOVE)");
+            Err(Errno::EOPNOTSUPP)
+        }
+        // Known advice: normal, random, sequential, willneed, free,
         // (no)dontfork, (un)mergeable, hugepage, nohugepage, dontdump, dodump,
         // wipeonfork, keeponfork, cold, pageout.
         0..=3 | 8..=19 | 20 | 21 => t.mm.check_mapped(addr, len).map(|()| 0),

@@ -1,5 +1,6 @@
 //! A minimal devfs, mounted on /dev: the memory devices every program
-//! expects, with Linux's modes and device numbers.
+//! expects, with Linux's modes and device numbers, and an empty `shm`
+//! directory for the sandbox to mount its /dev/shm on.
 
 use std::any::Any;
 use std::sync::Arc;
@@ -16,6 +17,7 @@ const DEV: u64 = 5;
 const ROOT_INO: u64 = 1;
 /// The memory devices' major number.
 const MEM_MAJOR: u64 = 1;
+const SHM_INO: u64 = 100;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Device {
@@ -56,7 +58,7 @@ struct DevDir;
 
 impl Inode for DevDir {
     fn stat(&self) -> Result<Stat, Errno> {
-        Ok(stat(ROOT_INO, S_IFDIR | 0o755, 0, 2))
+        Ok(stat(ROOT_INO, S_IFDIR | 0o755, 0, 3))
     }
 
     fn open(self: Arc<Self>, _flags: i32) -> Result<Box<dyn FileOps>, Errno> {
@@ -64,6 +66,9 @@ impl Inode for DevDir {
     }
 
     fn lookup(&self, name: &[u8]) -> Result<Arc<dyn Inode>, Errno> {
+        if name == b"shm" {
+            return Ok(Arc::new(ShmDir));
+        }
         let &(_, device, minor) = DEVICES
             .iter()
             .find(|(n, _, _)| *n == name)
@@ -72,6 +77,11 @@ impl Inode for DevDir {
     }
 
     fn readdir(&self) -> Result<Vec<DirEntry>, Errno> {
+        let shm = DirEntry {
+            name: b"shm".to_vec(),
+            ino: SHM_INO,
+            dtype: dtype(S_IFDIR),
+        };
         Ok(DEVICES
             .iter()
             .map(|&(name, _, minor)| DirEntry {
@@ -79,7 +89,33 @@ impl Inode for DevDir {
                 ino: ROOT_INO + minor,
                 dtype: dtype(S_IFCHR),
             })
+            .chain(std::iter::once(shm))
             .collect())
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+/// The empty directory /dev/shm is mounted on.
+struct ShmDir;
+
+impl Inode for ShmDir {
+    fn stat(&self) -> Result<Stat, Errno> {
+        Ok(stat(SHM_INO, S_IFDIR | 0o1777, 0, 2))
+    }
+
+    fn open(self: Arc<Self>, _flags: i32) -> Result<Box<dyn FileOps>, Errno> {
+        Ok(Box::new(NoOps))
+    }
+
+    fn lookup(&self, _name: &[u8]) -> Result<Arc<dyn Inode>, Errno> {
+        Err(Errno::ENOENT)
+    }
+
+    fn readdir(&self) -> Result<Vec<DirEntry>, Errno> {
+        Ok(Vec::new())
     }
 
     fn as_any(&self) -> &dyn Any {

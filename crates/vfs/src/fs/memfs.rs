@@ -1,6 +1,7 @@
 //! An in-memory filesystem: a tmpfs for now, and the writable upper layer
-//! of the root overlay. File data lives in sentry memory, bounded per
-//! filesystem (ENOSPC past the limit).
+//! of the root overlay. File data lives in the memory file, so that shared
+//! mappings map the file's own pages; it is bounded per filesystem (ENOSPC
+//! past the limit).
 //!
 //! For the overlay, a directory entry may be a whiteout (a removed lower
 //! entry) and a directory may be opaque (hiding the lower one). Whiteouts are
@@ -10,10 +11,11 @@
 use std::any::Any;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
 use veil_abi::mode::{dtype, S_IFCHR, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG};
 use veil_abi::{Errno, Stat};
+use veil_memory::{FileData, MemoryFile};
 
 use super::now;
 use crate::creds::Creds;
@@ -45,32 +47,46 @@ pub struct MemFs {
     next_ino: AtomicU64,
     used: AtomicU64,
     limit: u64,
+    memfile: Arc<MemoryFile>,
 }
 
 impl MemFs {
-    /// A filesystem holding at most `limit` bytes of file data.
-    pub fn new(limit: u64) -> Arc<MemFs> {
+    /// A filesystem holding at most `limit` bytes of file data in `memfile`.
+    pub fn new(limit: u64, memfile: Arc<MemoryFile>) -> Arc<MemFs> {
         Arc::new(MemFs {
             changes: Mutex::new(()),
             dev: NEXT_DEV.fetch_add(1, Ordering::Relaxed),
             next_ino: AtomicU64::new(FIRST_INO),
             used: AtomicU64::new(0),
             limit,
+            memfile,
         })
+    }
+
+    /// A regular file with no name (memfd_create's).
+    pub fn anon_file(self: &Arc<Self>, mode: u32, creds: &Creds) -> Arc<dyn Inode> {
+        let node = self.node(S_IFREG | (mode & 0o7777), creds, self.file_body());
+        lock(&node.meta).st_nlink = 0;
+        node
+    }
+
+    fn file_body(&self) -> Body {
+        Body::File(Arc::new(FileData::new(self.memfile.clone())))
     }
 
     /// A new, empty root directory (root's, mode 0755).
     pub fn root(self: &Arc<Self>) -> Arc<dyn Inode> {
-        self.node(S_IFDIR | 0o755, &Creds::new(0, 0), Body::dir())
+        self.root_with_mode(0o755)
+    }
+
+    /// A new, empty root directory with permission bits `mode` (root's).
+    pub fn root_with_mode(self: &Arc<Self>, mode: u32) -> Arc<dyn Inode> {
+        self.node(S_IFDIR | (mode & 0o7777), &Creds::new(0, 0), Body::dir())
     }
 
     /// A new, empty root directory with `like`'s metadata (a lower root's).
     pub(crate) fn root_node(self: &Arc<Self>, like: &Stat) -> Arc<MemNode> {
-        Arc::new(MemNode {
-            fs: self.clone(),
-            meta: Mutex::new(*like),
-            body: Body::dir(),
-        })
+        MemNode::new(self.clone(), *like, Body::dir())
     }
 
     fn node(self: &Arc<Self>, mode: u32, creds: &Creds, body: Body) -> Arc<MemNode> {
@@ -88,20 +104,16 @@ impl MemFs {
             st_ctime: t,
             ..Stat::default()
         };
-        Arc::new(MemNode {
-            fs: self.clone(),
-            meta: Mutex::new(meta),
-            body,
-        })
+        MemNode::new(self.clone(), meta, body)
     }
 
     /// Accounts a file growing or shrinking from `old` to `new` bytes.
-    fn charge(&self, old: usize, new: usize) -> Result<(), Errno> {
+    fn charge(&self, old: u64, new: u64) -> Result<(), Errno> {
         if new <= old {
-            self.used.fetch_sub((old - new) as u64, Ordering::Relaxed);
+            self.used.fetch_sub(old - new, Ordering::Relaxed);
             return Ok(());
         }
-        let grow = (new - old) as u64;
+        let grow = new - old;
         self.used
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
                 used.checked_add(grow).filter(|&u| u <= self.limit)
@@ -113,7 +125,7 @@ impl MemFs {
 
 /// What a node holds, by file type.
 enum Body {
-    File(Mutex<Vec<u8>>),
+    File(Arc<FileData>),
     Dir(Mutex<Dir>),
     Symlink(Vec<u8>),
     /// The overlay's mark of a removed lower entry.
@@ -145,6 +157,7 @@ impl Dir {
 
 /// A file, directory or symlink of a `MemFs`.
 pub struct MemNode {
+    me: Weak<MemNode>,
     fs: Arc<MemFs>,
     /// Owner, mode, identity, times and a file's link count; sizes and
     /// directories' link counts are derived.
@@ -155,13 +168,21 @@ pub struct MemNode {
 impl Drop for MemNode {
     fn drop(&mut self) {
         if let Body::File(data) = &self.body {
-            let len = lock(data).len();
-            let _ = self.fs.charge(len, 0);
+            let _ = self.fs.charge(data.size(), 0);
         }
     }
 }
 
 impl MemNode {
+    fn new(fs: Arc<MemFs>, meta: Stat, body: Body) -> Arc<MemNode> {
+        Arc::new_cyclic(|me| MemNode {
+            me: me.clone(),
+            fs,
+            meta: Mutex::new(meta),
+            body,
+        })
+    }
+
     fn dir(&self) -> Result<MutexGuard<'_, Dir>, Errno> {
         match &self.body {
             Body::Dir(d) => Ok(lock(d)),
@@ -169,12 +190,16 @@ impl MemNode {
         }
     }
 
-    fn data(&self) -> Result<MutexGuard<'_, Vec<u8>>, Errno> {
+    fn data(&self) -> Result<&Arc<FileData>, Errno> {
         match &self.body {
-            Body::File(d) => Ok(lock(d)),
+            Body::File(d) => Ok(d),
             Body::Dir(_) => Err(Errno::EISDIR),
             _ => Err(Errno::EINVAL),
         }
+    }
+
+    pub(crate) fn file_data(&self) -> Option<Arc<FileData>> {
+        self.data().ok().cloned()
     }
 
     pub(crate) fn is_dir(&self) -> bool {
@@ -201,15 +226,12 @@ impl MemNode {
 
     /// Marks the lower entry `name` removed, replacing any entry there.
     pub(crate) fn whiteout(&self, name: &[u8]) -> Result<(), Errno> {
-        let node = Arc::new(MemNode {
-            fs: self.fs.clone(),
-            meta: Mutex::new(Stat {
-                st_dev: self.fs.dev,
-                st_mode: S_IFCHR,
-                ..Stat::default()
-            }),
-            body: Body::Whiteout,
-        });
+        let meta = Stat {
+            st_dev: self.fs.dev,
+            st_mode: S_IFCHR,
+            ..Stat::default()
+        };
+        let node = MemNode::new(self.fs.clone(), meta, Body::Whiteout);
         let _changing = lock(&self.fs.changes);
         let replaced = self.dir()?.entries.insert(name.to_vec(), node);
         replaced.inspect(|n| n.unlinked());
@@ -234,21 +256,21 @@ impl MemNode {
     ) -> Result<Arc<MemNode>, Errno> {
         let body = match meta.st_mode & S_IFMT {
             S_IFREG => {
-                self.fs.charge(0, content.len())?;
-                Body::File(Mutex::new(content))
+                let body = self.fs.file_body();
+                if let Body::File(data) = &body {
+                    data.write_at(&content, 0, |old, new| self.fs.charge(old, new))?;
+                }
+                body
             }
             S_IFDIR => Body::dir(),
             S_IFLNK => Body::Symlink(content),
             _ => return Err(Errno::EOPNOTSUPP),
         };
-        let node = Arc::new(MemNode {
-            fs: self.fs.clone(),
-            meta: Mutex::new(Stat {
-                st_nlink: 1,
-                ..*meta
-            }),
-            body,
-        });
+        let meta = Stat {
+            st_nlink: 1,
+            ..*meta
+        };
+        let node = MemNode::new(self.fs.clone(), meta, body);
         self.link(name, node.clone())?;
         Ok(node)
     }
@@ -296,9 +318,31 @@ impl MemNode {
         Ok(())
     }
 
-    /// Records that no name is left for the file (fstat shows it).
+    /// Records that the file lost a name (fstat shows the count).
     fn unlinked(&self) {
-        lock(&self.meta).st_nlink = 0;
+        let mut meta = lock(&self.meta);
+        meta.st_nlink = meta.st_nlink.saturating_sub(1);
+        meta.st_ctime = now();
+    }
+
+    /// Enters `target`, a non-directory of this filesystem, as `name`.
+    pub(crate) fn link_node(&self, name: &[u8], target: &MemNode) -> Result<(), Errno> {
+        if !Arc::ptr_eq(&self.fs, &target.fs) {
+            return Err(Errno::EXDEV);
+        }
+        if target.is_dir() {
+            return Err(Errno::EPERM);
+        }
+        let node = target.me.upgrade().ok_or(Errno::ENOENT)?;
+        // A file without names (an open, unlinked one) gets none back.
+        if lock(&node.meta).st_nlink == 0 {
+            return Err(Errno::ENOENT);
+        }
+        self.link(name, node.clone())?;
+        let mut meta = lock(&node.meta);
+        meta.st_nlink += 1;
+        meta.st_ctime = now();
+        Ok(())
     }
 
     /// Updates the modification and change times.
@@ -309,10 +353,9 @@ impl MemNode {
         meta.st_ctime = t;
     }
 
-    fn set_len(&self, data: &mut Vec<u8>, len: usize) -> Result<(), Errno> {
-        self.fs.charge(data.len(), len)?;
-        data.resize(len, 0);
-        Ok(())
+    fn set_len(&self, len: u64) -> Result<(), Errno> {
+        self.data()?
+            .set_len(len, |old, new| self.fs.charge(old, new))
     }
 }
 
@@ -321,7 +364,7 @@ impl Inode for MemNode {
         let mut st = *lock(&self.meta);
         match &self.body {
             Body::File(data) => {
-                st.st_size = lock(data).len() as i64;
+                st.st_size = data.size() as i64;
                 st.st_blocks = (st.st_size + 511) / 512;
             }
             Body::Dir(dir) => {
@@ -338,9 +381,9 @@ impl Inode for MemNode {
 
     fn open(self: Arc<Self>, flags: i32) -> Result<Box<dyn FileOps>, Errno> {
         match &self.body {
-            Body::File(data) => {
+            Body::File(_) => {
                 if flags & O_TRUNC != 0 {
-                    self.set_len(&mut lock(data), 0)?;
+                    self.set_len(0)?;
                     self.touch();
                 }
                 Ok(Box::new(MemFile(self)))
@@ -379,7 +422,7 @@ impl Inode for MemNode {
     }
 
     fn create(&self, name: &[u8], mode: u32, creds: &Creds) -> Result<Arc<dyn Inode>, Errno> {
-        let body = Body::File(Mutex::new(Vec::new()));
+        let body = self.fs.file_body();
         Ok(self.add(name, S_IFREG | (mode & 0o7777), creds, body)?)
     }
 
@@ -392,6 +435,14 @@ impl Inode for MemNode {
         let body = Body::Symlink(target.to_vec());
         self.add(name, S_IFLNK | 0o777, creds, body)?;
         Ok(())
+    }
+
+    fn link(&self, name: &[u8], target: &dyn Inode) -> Result<(), Errno> {
+        let target = target
+            .as_any()
+            .downcast_ref::<MemNode>()
+            .ok_or(Errno::EXDEV)?;
+        self.link_node(name, target)
     }
 
     fn unlink(&self, name: &[u8]) -> Result<(), Errno> {
@@ -462,35 +513,25 @@ struct MemFile(Arc<MemNode>);
 
 impl FileOps for MemFile {
     fn read_at(&self, buf: &mut [u8], off: u64) -> Result<usize, Errno> {
-        let data = self.0.data()?;
-        let src = usize::try_from(off)
-            .ok()
-            .and_then(|off| data.get(off..))
-            .unwrap_or_default();
-        let n = src.len().min(buf.len());
-        buf[..n].copy_from_slice(&src[..n]);
-        Ok(n)
+        self.0.data()?.read_at(buf, off)
     }
 
     fn write_at(&self, buf: &[u8], off: u64) -> Result<usize, Errno> {
-        let mut data = self.0.data()?;
-        let off = usize::try_from(off).map_err(|_| Errno::EFBIG)?;
-        let end = off.checked_add(buf.len()).ok_or(Errno::EFBIG)?;
-        if end > data.len() {
-            self.0.set_len(&mut data, end)?;
-        }
-        data[off..end].copy_from_slice(buf);
-        drop(data);
+        let n = self
+            .0
+            .data()?
+            .write_at(buf, off, |old, new| self.0.fs.charge(old, new))?;
         self.0.touch();
-        Ok(buf.len())
+        Ok(n)
     }
 
     fn truncate(&self, len: u64) -> Result<(), Errno> {
-        let len = usize::try_from(len).map_err(|_| Errno::EFBIG)?;
-        let mut data = self.0.data()?;
-        self.0.set_len(&mut data, len)?;
-        drop(data);
+        self.0.set_len(len)?;
         self.0.touch();
         Ok(())
+    }
+
+    fn mappable(&self) -> Option<Arc<FileData>> {
+        self.0.data().ok().cloned()
     }
 }

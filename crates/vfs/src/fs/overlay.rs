@@ -321,6 +321,14 @@ impl Inode for Node {
             .map(drop)
     }
 
+    fn link(&self, name: &[u8], target: &dyn Inode) -> Result<(), Errno> {
+        let target = self.same_fs(target)?;
+        let _changing = self.fs.lock();
+        let upper = target.copy_up(true)?;
+        self.create_with(name, |dir| dir.link_node(name, &upper))
+            .map(drop)
+    }
+
     fn unlink(&self, name: &[u8]) -> Result<(), Errno> {
         let _changing = self.fs.lock();
         if self.this()?.child(name)?.is_dir()? {
@@ -400,5 +408,11 @@ impl FileOps for LowerFile {
             }
         };
         ops.read_at(buf, off)
+    }
+
+    /// The copy's data once there is one; the lower file only maps as a
+    /// private copy.
+    fn mappable(&self) -> Option<Arc<veil_memory::FileData>> {
+        self.node.upper.get()?.file_data()
     }
 }

@@ -1,10 +1,19 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use veil_abi::Errno;
+use veil_memory::MemoryFile;
 use veil_vfs::{Creds, FsContext, OpenFile, PathRef, Vfs};
+
+/// One memory file for every filesystem a test process makes.
+pub fn memfile() -> Arc<MemoryFile> {
+    static MEMFILE: OnceLock<Arc<MemoryFile>> = OnceLock::new();
+    MEMFILE
+        .get_or_init(|| Arc::new(MemoryFile::new().expect("memory file")))
+        .clone()
+}
 
 pub const O_RDONLY: i32 = 0;
 pub const O_WRONLY: i32 = 1;
@@ -102,6 +111,12 @@ impl Fs {
             to.as_bytes(),
             &self.creds,
         )
+    }
+
+    pub fn link(&self, from: &str, to: &str) -> Result<(), Errno> {
+        let src = self.lookup(from)?;
+        self.vfs
+            .link(&self.ctx, &src, &self.ctx.root, to.as_bytes(), &self.creds)
     }
 
     pub fn write(&self, path: &str, data: &[u8]) -> Result<(), Errno> {
