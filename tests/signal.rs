@@ -81,3 +81,10 @@ fn posix_timers() {
     assert_program_passes("signal/timers", Link::Static);
     assert_program_passes("signal/timers", Link::Dynamic);
 }
+
+/// Synchronous signals from faults, with Linux's siginfo, caught and not.
+#[test]
+fn fault_signals() {
+    assert_program_passes("signal/faults", Link::Static);
+    assert_program_passes("signal/faults", Link::Dynamic);
+}

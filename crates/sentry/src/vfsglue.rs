@@ -41,6 +41,12 @@ impl MappableFile for FileMapping {
     fn read_at(&self, buf: &mut [u8], off: u64) -> Result<usize, Errno> {
         self.0.pread(buf, off)
     }
+
+    fn size(&self) -> Option<u64> {
+        let st = self.0.stat().ok()?;
+        st.is_reg()
+            .then_some(u64::try_from(st.st_size).unwrap_or(0))
+    }
 }
 
 /// Opens executables relative to a task's filesystem context.

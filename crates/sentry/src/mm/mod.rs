@@ -47,6 +47,10 @@ const STACK_GUARD_GAP: u64 = 256 * PAGE_SIZE;
 /// A file that can back private mappings: the MM reads its pages on demand.
 pub trait MappableFile: Send + Sync {
     fn read_at(&self, buf: &mut [u8], off: u64) -> Result<usize, Errno>;
+
+    /// The size of a regular file, whose pages past the end fault with
+    /// SIGBUS; None for devices, which have no end.
+    fn size(&self) -> Option<u64>;
 }
 
 /// What a VMA's contents come from.
@@ -97,7 +101,7 @@ impl Backing {
 pub enum BadAccess {
     /// SIGSEGV with this si_code.
     Segv(i32),
-    /// SIGBUS (BUS_ADRERR): a shared file mapping past the end of the file.
+    /// SIGBUS (BUS_ADRERR): a file mapping past the end of the file.
     Bus,
 }
 
@@ -595,7 +599,17 @@ impl MemoryManager {
             FAULT_WINDOW
         };
         let wstart = page_down(addr).saturating_sub(window / 2).max(start);
-        let wend = (page_down(addr) + window / 2).min(vma.end);
+        let mut wend = (page_down(addr) + window / 2).min(vma.end);
+        // A private file mapping has no pages past the file's last one.
+        if let Backing::File { file, offset } = &vma.backing {
+            if let Some(eof) = file.size().and_then(page_up) {
+                let limit = start.saturating_add(eof.saturating_sub(*offset));
+                if page_down(addr) >= limit {
+                    return Err(BadAccess::Bus);
+                }
+                wend = wend.min(limit);
+            }
+        }
         let pieces = self
             .populate(&mut st, start, &vma, wstart, wend, access_error)
             .map_err(|_| BadAccess::Segv(SEGV_MAPERR))?;
