@@ -78,7 +78,7 @@ fn python_multiprocessing() {
          def inc(v, l):\n    \
              for _ in range(100):\n        \
                  with l: v.value += 1\n\
-         with mp.Pool(3) as p: print(p.map(sq, range(10)))\n\
+         with mp.Pool(2) as p: print(p.map(sq, range(10)))\n\
          v, l = mp.Value('i', 0), mp.Lock()\n\
          ps = [mp.Process(target=inc, args=(v, l)) for _ in range(4)]\n\
          [p.start() for p in ps]; [p.join() for p in ps]\n\
