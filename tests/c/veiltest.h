@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 
 static int vt_failures;
 
@@ -90,6 +91,21 @@ __attribute__((unused)) static const char *res(long ret, int err)
 	else
 		snprintf(buf, sizeof buf, "%ld", ret);
 	return buf;
+}
+
+/* One line for a wait status: how the child ended, stopped or continued. */
+__attribute__((unused)) static void report_status(const char *what, int status)
+{
+	if (WIFEXITED(status))
+		report("%s: exited %d", what, WEXITSTATUS(status));
+	else if (WIFSIGNALED(status))
+		report("%s: signaled %d core=%d", what, WTERMSIG(status), WCOREDUMP(status) ? 1 : 0);
+	else if (WIFSTOPPED(status))
+		report("%s: stopped %d", what, WSTOPSIG(status));
+	else if (WIFCONTINUED(status))
+		report("%s: continued", what);
+	else
+		report("%s: other 0x%x", what, status);
 }
 
 /* res() of an expression, with errno read after it has run (a function

@@ -299,6 +299,18 @@ pub struct Itimerspec {
     pub it_value: Timespec,
 }
 
+/// `struct sigevent`: value, signal, notification, then a union whose
+/// first member is SIGEV_THREAD_ID's thread.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
+pub struct Sigevent {
+    pub value: u64,
+    pub signo: i32,
+    pub notify: i32,
+    pub tid: i32,
+    pub pad: [i32; 11],
+}
+
 /// `struct signalfd_siginfo`: 128 bytes.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
@@ -343,6 +355,7 @@ mod tests {
         assert_eq!(size_of::<Rusage>(), 144);
         assert_eq!(size_of::<EpollEvent>(), 12);
         assert_eq!(size_of::<Itimerspec>(), 32);
+        assert_eq!(size_of::<Sigevent>(), 64);
         assert_eq!(size_of::<SignalfdSiginfo>(), 128);
         assert_eq!(size_of::<Statfs>(), 120);
     }

@@ -245,13 +245,6 @@ impl ThreadGroup {
             Mutex::new(*m.lock().unwrap_or_else(|p| p.into_inner()))
         }
         ThreadGroup {
-            pid,
-            ppid: AtomicI32::new(ppid),
-            exit: Mutex::new(None),
-            threads: Mutex::new(vec![pid]),
-            group_exit: Mutex::new(None),
-            real_timer: Arc::default(),
-            exit_signal: AtomicI32::new(17),
             pgid: copy(&parent.pgid),
             sid: copy(&parent.sid),
             rlimits: copy(&parent.rlimits),
@@ -261,17 +254,7 @@ impl ThreadGroup {
                 parent.sigactions.copy()
             },
             exe: Mutex::new(parent.exe.lock().unwrap_or_else(|p| p.into_inner()).clone()),
-            signals: Default::default(),
-            did_exec: AtomicBool::new(false),
-            subreaper: AtomicBool::new(false),
-            pdeath_signal: AtomicI32::new(0),
-            execing: AtomicI32::new(0),
-            posix_timers: Default::default(),
-            cpu_timers: Default::default(),
-            dead_cpu: Mutex::default(),
-            children_cpu: Mutex::default(),
-            maxrss: AtomicU64::new(0),
-            children_maxrss: AtomicU64::new(0),
+            ..ThreadGroup::new(pid, ppid)
         }
     }
 

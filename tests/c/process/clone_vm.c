@@ -24,16 +24,6 @@ extern char **environ;
 static volatile int shared_word;
 static char stack[256 * 1024] __attribute__((aligned(16)));
 
-static void describe(const char *what, int status)
-{
-	if (WIFEXITED(status))
-		report("%s: exited %d", what, WEXITSTATUS(status));
-	else if (WIFSIGNALED(status))
-		report("%s: signaled %d", what, WTERMSIG(status));
-	else
-		report("%s: other 0x%x", what, status);
-}
-
 static void vfork_semantics(void)
 {
 	int status;
@@ -46,7 +36,7 @@ static void vfork_semantics(void)
 	/* The parent resumes only after the child's _exit. */
 	report("vfork: parent sees %d", shared_word);
 	waitpid(pid, &status, 0);
-	describe("vfork child", status);
+	report_status("vfork child", status);
 
 	pid = vfork();
 	if (pid == 0) {
@@ -55,7 +45,7 @@ static void vfork_semantics(void)
 		_exit(127);
 	}
 	waitpid(pid, &status, 0);
-	describe("vfork exec", status);
+	report_status("vfork exec", status);
 }
 
 static void spawn(void)
@@ -66,14 +56,14 @@ static void spawn(void)
 	int r = posix_spawn(&pid, "/bin/sh", NULL, NULL, argv, environ);
 	waitpid(pid, &status, 0);
 	report("posix_spawn: %s", errname(r));
-	describe("spawned", status);
+	report_status("spawned", status);
 	char *missing[] = {"nope", NULL};
 	r = posix_spawn(&pid, "/nonexistent/nope", NULL, NULL, missing, environ);
 	report("posix_spawn missing: %s", errname(r));
 	r = posix_spawnp(&pid, "true", NULL, NULL, (char *[]){"true", NULL}, environ);
 	report("posix_spawnp true: %s", errname(r));
 	waitpid(pid, &status, 0);
-	describe("spawnp true", status);
+	report_status("spawnp true", status);
 }
 
 static int fd_seen;
@@ -97,7 +87,7 @@ static void clone_shares(void)
 			  CLONE_VM | CLONE_FILES | CLONE_SIGHAND | SIGCHLD, (void *)(intptr_t)9);
 	check(pid > 0, "clone_vm", NULL);
 	waitpid(pid, &status, 0);
-	describe("clone vm child", status);
+	report_status("clone vm child", status);
 	report("clone vm: word=%d fd_open_in_parent=%d", shared_word,
 	       fd_seen >= 0 && fcntl(fd_seen, F_GETFD) >= 0);
 	struct sigaction old;
@@ -132,7 +122,7 @@ static void clone_parent(void)
 		_exit(sib > 0 ? 0 : 1);
 	}
 	waitpid(pid, &status, 0);
-	describe("middle", status);
+	report_status("middle", status);
 	int reaped = 0;
 	while (waitpid(-1, &status, 0) > 0)
 		reaped++;
@@ -154,7 +144,7 @@ static void clone3_calls(void)
 		_exit(11);
 	check(pid > 0, "clone3_fork", NULL);
 	waitpid(pid, &status, 0);
-	describe("clone3 child", status);
+	report_status("clone3 child", status);
 
 	report("clone3 small: %s", RES(clone3_raw(&args, 32)));
 	char big[128] = {0};
@@ -188,7 +178,7 @@ static void fork_inherits(void)
 		_exit((sigismember(&got, SIGUSR1) ? 1 : 0) | (cur.ss_sp == alt ? 2 : 0));
 	}
 	waitpid(pid, &status, 0);
-	describe("fork inherits mask(1) and altstack(2)", status);
+	report_status("fork inherits mask(1) and altstack(2)", status);
 	sigprocmask(SIG_UNBLOCK, &set, NULL);
 	ss.ss_flags = SS_DISABLE;
 	sigaltstack(&ss, NULL);

@@ -14,18 +14,6 @@
 
 #include "../veiltest.h"
 
-static void describe(const char *what, int status)
-{
-	if (WIFEXITED(status))
-		report("%s: exited %d", what, WEXITSTATUS(status));
-	else if (WIFSIGNALED(status))
-		report("%s: signaled %d", what, WTERMSIG(status));
-	else if (WIFSTOPPED(status))
-		report("%s: stopped %d", what, WSTOPSIG(status));
-	else
-		report("%s: other 0x%x", what, status);
-}
-
 /* Runs `job` in a new background process group of this session and
  * reports how it ends (or stops, which is then ended with SIGKILL). */
 static void background(const char *what, int (*job)(void))
@@ -38,7 +26,7 @@ static void background(const char *what, int (*job)(void))
 	setpgid(pid, pid);
 	int status;
 	waitpid(pid, &status, WUNTRACED);
-	describe(what, status);
+	report_status(what, status);
 	if (WIFSTOPPED(status)) {
 		kill(pid, SIGKILL);
 		waitpid(pid, &status, 0);
@@ -128,6 +116,6 @@ int main(void)
 	}
 	int status;
 	waitpid(pid, &status, 0);
-	describe("session", status);
+	report_status("session", status);
 	return WIFEXITED(status) ? WEXITSTATUS(status) : 1;
 }

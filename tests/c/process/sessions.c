@@ -11,18 +11,6 @@
 
 #include "../veiltest.h"
 
-static void describe(const char *what, int status)
-{
-	if (WIFEXITED(status))
-		report("%s: exited %d", what, WEXITSTATUS(status));
-	else if (WIFSIGNALED(status))
-		report("%s: signaled %d", what, WTERMSIG(status));
-	else if (WIFSTOPPED(status))
-		report("%s: stopped %d", what, WSTOPSIG(status));
-	else
-		report("%s: other 0x%x", what, status);
-}
-
 static void groups(void)
 {
 	int status;
@@ -66,7 +54,7 @@ static void groups(void)
 	report("setpgid after exec: %s", RES(setpgid(child, child)));
 	close(go[1]);
 	waitpid(child, &status, 0);
-	describe("exec'd child", status);
+	report_status("exec'd child", status);
 
 	child = fork();
 	if (child == 0) {
@@ -77,7 +65,7 @@ static void groups(void)
 		_exit(0);
 	}
 	waitpid(child, &status, 0);
-	describe("session leader", status);
+	report_status("session leader", status);
 
 	/* A group leader cannot found a session. */
 	child = fork();
@@ -124,10 +112,10 @@ static void reapers_and_orphans(void)
 		_exit(0);
 	}
 	waitpid(middle, &status, 0);
-	describe("middle", status);
+	report_status("middle", status);
 	pid_t got = wait(&status);
 	report("grandchild reaped by subreaper: %d", got > 0);
-	describe("grandchild after parent death", status);
+	report_status("grandchild after parent death", status);
 
 	middle = fork();
 	if (middle == 0) {
@@ -141,13 +129,13 @@ static void reapers_and_orphans(void)
 			_exit(6);
 		}
 		waitpid(stopped, &status, WUNTRACED);
-		describe("member before orphaning", status);
+		report_status("member before orphaning", status);
 		_exit(0);
 	}
 	waitpid(middle, &status, 0);
 	got = wait(&status);
 	report("orphan reaped by subreaper: %d", got > 0);
-	describe("orphaned member", status);
+	report_status("orphaned member", status);
 
 	/* Without a parent left to adopt it, a child reports its new one. */
 	middle = fork();

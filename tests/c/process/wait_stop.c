@@ -18,20 +18,6 @@
 
 #include "../veiltest.h"
 
-static void describe(const char *what, int status)
-{
-	if (WIFEXITED(status))
-		report("%s: exited %d", what, WEXITSTATUS(status));
-	else if (WIFSIGNALED(status))
-		report("%s: signaled %d core=%d", what, WTERMSIG(status), WCOREDUMP(status) ? 1 : 0);
-	else if (WIFSTOPPED(status))
-		report("%s: stopped %d", what, WSTOPSIG(status));
-	else if (WIFCONTINUED(status))
-		report("%s: continued", what);
-	else
-		report("%s: other 0x%x", what, status);
-}
-
 static void describe_info(const char *what, const siginfo_t *si, pid_t pid)
 {
 	report("%s: signo=%d code=%d status=%d pid_ok=%d", what, si->si_signo, si->si_code,
@@ -92,7 +78,7 @@ static void exits_and_kills(void)
 	pid = spawn_sleeper();
 	kill(pid, SIGTERM);
 	waitpid(pid, &status, 0);
-	describe("sigterm", status);
+	report_status("sigterm", status);
 }
 
 static void stops_and_continues(void)
@@ -101,11 +87,11 @@ static void stops_and_continues(void)
 	pid_t pid = spawn_sleeper();
 	kill(pid, SIGSTOP);
 	check(waitpid(pid, &status, WUNTRACED) == pid, "wait_stopped", NULL);
-	describe("sigstop", status);
+	report_status("sigstop", status);
 	report("stop reported once: %s", RES(waitpid(pid, &status, WUNTRACED | WNOHANG)));
 	kill(pid, SIGCONT);
 	check(waitpid(pid, &status, WCONTINUED) == pid, "wait_continued", NULL);
-	describe("sigcont", status);
+	report_status("sigcont", status);
 
 	/* waitid: the stop is seen with WNOWAIT, then consumed. */
 	kill(pid, SIGSTOP);
@@ -122,7 +108,7 @@ static void stops_and_continues(void)
 	/* A stopped child still dies of SIGKILL. */
 	kill(pid, SIGKILL);
 	waitpid(pid, &status, 0);
-	describe("killed while stopped", status);
+	report_status("killed while stopped", status);
 }
 
 static void terminal_stops(void)
@@ -146,17 +132,17 @@ static void terminal_stops(void)
 	close(p[1]);
 	kill(pid, SIGTSTP);
 	waitpid(pid, &status, WUNTRACED);
-	describe("sigtstp", status);
+	report_status("sigtstp", status);
 	kill(-pid, SIGCONT);
 	waitpid(pid, &status, WCONTINUED);
-	describe("sigcont to group", status);
+	report_status("sigcont to group", status);
 	siginfo_t si = {0};
 	kill(pid, SIGTTIN);
 	waitid(P_PGID, pid, &si, WSTOPPED);
 	describe_info("sigttin by pgid", &si, pid);
 	kill(pid, SIGKILL);
 	waitpid(pid, &status, 0);
-	describe("killed", status);
+	report_status("killed", status);
 }
 
 static void sigchld_reports(void)
@@ -210,13 +196,13 @@ static void threaded_stop(void)
 	usleep(50000);
 	kill(pid, SIGSTOP);
 	waitpid(pid, &status, WUNTRACED);
-	describe("threaded stop", status);
+	report_status("threaded stop", status);
 	kill(pid, SIGCONT);
 	waitpid(pid, &status, WCONTINUED);
-	describe("threaded continue", status);
+	report_status("threaded continue", status);
 	kill(pid, SIGTERM);
 	waitpid(pid, &status, 0);
-	describe("threaded term", status);
+	report_status("threaded term", status);
 }
 
 static void stop_during_read(void)
@@ -235,11 +221,11 @@ static void stop_during_read(void)
 	usleep(50000);
 	kill(pid, SIGSTOP);
 	waitpid(pid, &status, WUNTRACED);
-	describe("stopped in read", status);
+	report_status("stopped in read", status);
 	kill(pid, SIGCONT);
 	write(p[1], "ok", 2);
 	waitpid(pid, &status, 0);
-	describe("read resumed", status);
+	report_status("read resumed", status);
 	close(p[1]);
 }
 
@@ -263,7 +249,7 @@ static void stop_during_sleep(void)
 	usleep(300000);
 	kill(pid, SIGCONT);
 	waitpid(pid, &status, 0);
-	describe("sleep across a stop keeps its end", status);
+	report_status("sleep across a stop keeps its end", status);
 }
 
 static int clone_child(void *arg)
@@ -284,13 +270,13 @@ static void clone_selection(void)
 	usleep(20000);
 	report("plain wait on clone child: %s", RES(waitpid(pid, &status, 0)));
 	check(waitpid(pid, &status, __WCLONE) == pid, "wclone_wait", NULL);
-	describe("clone child", status);
+	report_status("clone child", status);
 	pid = fork();
 	if (pid == 0)
 		_exit(1);
 	report("wclone on fork child: %s", RES(waitpid(pid, &status, __WCLONE)));
 	check(waitpid(pid, &status, __WALL) == pid, "wall_wait", NULL);
-	describe("wall", status);
+	report_status("wall", status);
 	struct timespec zero = {0, 0};
 	siginfo_t si;
 	report("usr1 pending: %d", sigtimedwait(&s, &si, &zero));

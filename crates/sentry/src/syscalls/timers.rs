@@ -2,7 +2,7 @@
 //! timer_getoverrun and timer_delete. The timers are `crate::posix_timer`.
 
 use rustix::time::ClockId;
-use veil_abi::{Errno, Itimerspec, SysResult, Sysno};
+use veil_abi::{Errno, Itimerspec, Sigevent, SysResult, Sysno};
 
 use super::strace::Arg::*;
 use super::{Args, Table};
@@ -32,26 +32,6 @@ pub(super) fn register(t: &mut Table) {
     t.full(Sysno::timer_gettime, timer_gettime, &[Int, Hex]);
     t.full(Sysno::timer_getoverrun, timer_getoverrun, &[Int]);
     t.full(Sysno::timer_delete, timer_delete, &[Int]);
-}
-
-/// `struct sigevent`: value, signal, notification, then a union whose
-/// first member is SIGEV_THREAD_ID's thread.
-#[repr(C)]
-#[derive(
-    Clone,
-    Copy,
-    Default,
-    zerocopy::FromBytes,
-    zerocopy::IntoBytes,
-    zerocopy::Immutable,
-    zerocopy::KnownLayout,
-)]
-struct Sigevent {
-    value: u64,
-    signo: i32,
-    notify: i32,
-    tid: i32,
-    _pad: [i32; 11],
 }
 
 fn timer_create(t: &mut Task, a: &Args) -> SysResult {
