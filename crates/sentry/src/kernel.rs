@@ -210,7 +210,10 @@ impl Kernel {
         }
         drop(procs);
         if let Some(parent) = parent.filter(|_| exit_signal > 0) {
-            self.signal_process(&parent, SigInfo::child(exit_signal, tg.pid, status));
+            self.signal_process(
+                &parent,
+                SigInfo::child(exit_signal, tg.pid, tg.uid(), status),
+            );
         }
         for orphan in &orphans {
             self.adopt(orphan, reaper);
@@ -239,7 +242,10 @@ impl Kernel {
         if exit_signal == SIGCHLD && ignores_children(&new_parent) {
             self.processes().remove(&child.pid);
         } else if exit_signal > 0 {
-            self.signal_process(&new_parent, SigInfo::child(exit_signal, child.pid, status));
+            self.signal_process(
+                &new_parent,
+                SigInfo::child(exit_signal, child.pid, child.uid(), status),
+            );
         }
     }
 

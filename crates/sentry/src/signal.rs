@@ -86,24 +86,21 @@ impl SigInfo {
 
     /// SIGCHLD (or another exit signal) for a child's exit: CLD_EXITED with
     /// its code, or CLD_KILLED/CLD_DUMPED with its signal.
-    pub fn child(signo: i32, pid: i32, status: crate::task::ExitStatus) -> SigInfo {
+    pub fn child(signo: i32, pid: i32, uid: u32, status: crate::task::ExitStatus) -> SigInfo {
         use crate::task::ExitStatus;
         let (code, value) = match status {
             ExitStatus::Exited(c) => (1, c),
             ExitStatus::Signaled { signo, core } => (if core { 3 } else { 2 }, signo),
         };
-        SigInfo::new(signo, code, u64::from(pid as u32), u64::from(value as u32))
+        let who = u64::from(pid as u32) | (u64::from(uid) << 32);
+        SigInfo::new(signo, code, who, u64::from(value as u32))
     }
 
     /// SIGCHLD for a child that stopped or continued (`code` CLD_STOPPED or
     /// CLD_CONTINUED, `status` the signal).
-    pub fn child_report(pid: i32, code: i32, status: i32) -> SigInfo {
-        SigInfo::new(
-            SIGCHLD,
-            code,
-            u64::from(pid as u32),
-            u64::from(status as u32),
-        )
+    pub fn child_report(pid: i32, uid: u32, code: i32, status: i32) -> SigInfo {
+        let who = u64::from(pid as u32) | (u64::from(uid) << 32);
+        SigInfo::new(SIGCHLD, code, who, u64::from(status as u32))
     }
 
     /// A fault at `addr` with the kernel's `code` (SEGV_MAPERR, ...).

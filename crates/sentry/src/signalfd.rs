@@ -180,7 +180,12 @@ mod tests {
     fn records_follow_the_siginfo_layout() {
         let kill = record(&SigInfo::user(10, 42, 1000));
         assert_eq!((kill.ssi_signo, kill.ssi_pid, kill.ssi_uid), (10, 42, 1000));
-        let child = record(&SigInfo::child(17, 7, crate::task::ExitStatus::Exited(3)));
+        let child = record(&SigInfo::child(
+            17,
+            7,
+            0,
+            crate::task::ExitStatus::Exited(3),
+        ));
         assert_eq!((child.ssi_code, child.ssi_pid, child.ssi_status), (1, 7, 3));
         let fault = record(&SigInfo::fault(11, 1, 0x1000));
         assert_eq!((fault.ssi_addr, fault.ssi_pid), (0x1000, 0));

@@ -132,6 +132,14 @@ impl Kernel {
         }
     }
 
+    /// The real UID of process `tg`: its main (or any) live thread's, or
+    /// the last one's once it has exited.
+    pub fn uid_of(&self, tg: &ThreadGroup) -> u32 {
+        self.threads_of(tg)
+            .first()
+            .map_or_else(|| tg.uid(), |t| t.creds().uid)
+    }
+
     /// The live threads of `tg`.
     pub fn threads_of(&self, tg: &ThreadGroup) -> Vec<std::sync::Arc<TaskShared>> {
         let tids = tg
@@ -205,7 +213,8 @@ impl Kernel {
         if let Some(parent) = parent {
             let act = parent.sigactions.get(SIGCHLD);
             if act.flags & SA_NOCLDSTOP == 0 {
-                self.signal_process(&parent, SigInfo::child_report(tg.pid, code, status));
+                let uid = self.uid_of(tg);
+                self.signal_process(&parent, SigInfo::child_report(tg.pid, uid, code, status));
             }
         }
         self.child_events.notify();

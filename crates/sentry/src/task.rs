@@ -189,6 +189,8 @@ pub struct ThreadGroup {
     pub execing: AtomicI32,
     /// timer_create's timers; not inherited, deleted by exec and exit.
     pub posix_timers: crate::posix_timer::PosixTimers,
+    /// The real UID of the last thread to exit, for the parent's reports.
+    pub exit_uid: std::sync::atomic::AtomicU32,
     /// ITIMER_VIRTUAL and ITIMER_PROF; not inherited, kept across exec.
     pub cpu_timers: [Arc<crate::timer::CpuTimer>; 2],
     /// CPU time of the threads that have exited.
@@ -223,6 +225,7 @@ impl ThreadGroup {
             pdeath_signal: AtomicI32::new(0),
             execing: AtomicI32::new(0),
             posix_timers: Default::default(),
+            exit_uid: Default::default(),
             cpu_timers: Default::default(),
             dead_cpu: Mutex::default(),
             children_cpu: Mutex::default(),
@@ -288,6 +291,11 @@ impl ThreadGroup {
             }
         }
         total
+    }
+
+    /// The real UID recorded when the process exited.
+    pub fn uid(&self) -> u32 {
+        self.exit_uid.load(Ordering::Relaxed)
     }
 
     pub fn pgid(&self) -> i32 {
@@ -670,6 +678,7 @@ impl Task {
         }
         self.tg.posix_timers.clear(&self.kernel);
         self.tg.note_rss(&self.mm);
+        self.tg.exit_uid.store(self.creds.uid, Ordering::Relaxed);
         let group = *self.tg.group_exit.lock().unwrap_or_else(|p| p.into_inner());
         Some(group.unwrap_or(status))
     }

@@ -283,6 +283,34 @@ static void clone_selection(void)
 	sigprocmask(SIG_UNBLOCK, &s, NULL);
 }
 
+/* waitid and SIGCHLD name the child's real UID, not the parent's. */
+static volatile uid_t chld_uid = 12345;
+
+static void on_chld_uid(int sig, siginfo_t *si, void *uc)
+{
+	(void)sig;
+	(void)uc;
+	chld_uid = si->si_uid;
+}
+
+static void child_uid(void)
+{
+	struct sigaction sa = {0};
+	sa.sa_sigaction = on_chld_uid;
+	sa.sa_flags = SA_SIGINFO | SA_RESTART;
+	sigaction(SIGCHLD, &sa, NULL);
+	pid_t pid = fork();
+	if (pid == 0)
+		_exit(setuid(1000) == 0 ? 4 : 5);
+	siginfo_t si = {0};
+	waitid(P_PID, pid, &si, WEXITED);
+	while (chld_uid == 12345)
+		usleep(1000);
+	report("child uid in waitid: %d, in SIGCHLD: %d, status %d", (int)si.si_uid, (int)chld_uid,
+	       si.si_status);
+	signal(SIGCHLD, SIG_DFL);
+}
+
 static void bad_arguments(void)
 {
 	int status;
@@ -310,6 +338,7 @@ int main(void)
 	stop_during_read();
 	stop_during_sleep();
 	clone_selection();
+	child_uid();
 	bad_arguments();
 	return finish();
 }

@@ -88,6 +88,8 @@ impl Event {
 /// (its own and its reaped children's).
 struct Found {
     pid: i32,
+    /// The child's real UID.
+    uid: u32,
     event: Event,
     usage: Rusage,
 }
@@ -123,6 +125,7 @@ fn do_wait(t: &mut Task, which: Which, options: u32) -> Result<Option<Found>, Er
                 }
                 return Ok(Some(Found {
                     pid: c.pid,
+                    uid: kernel.uid_of(c),
                     event,
                     usage: rusage(cpu, maxrss),
                 }));
@@ -223,14 +226,13 @@ fn waitid(t: &mut Task, a: &Args) -> SysResult {
     }
     if infop != 0 {
         // Linux stores these fields only, zeros after a WNOHANG miss.
-        let (signo, code, pid, status) = match &found {
+        let (signo, code, pid, uid, status) = match &found {
             Some(f) => {
                 let (code, status) = f.event.code_and_status();
-                (SIGCHLD, code, f.pid, status)
+                (SIGCHLD, code, f.pid, f.uid, status)
             }
-            None => (0, 0, 0, 0),
+            None => (0, 0, 0, 0, 0),
         };
-        let uid = if found.is_some() { t.creds.uid } else { 0 };
         t.mm.write_obj(infop, &[signo, 0, code])?;
         t.mm.write_obj(infop + 16, &[pid as u32, uid, status as u32])?;
     }
