@@ -146,3 +146,21 @@ fn overlay_hides_changes_to_host_files() {
         veil.describe()
     );
 }
+
+/// /dev has the standard links into /proc/self/fd.
+#[test]
+fn dev_links() {
+    let (_, veil) = common::assert_same(&[
+        "/usr/bin/readlink",
+        "/dev/stdin",
+        "/dev/stdout",
+        "/dev/stderr",
+        "/dev/fd",
+    ]);
+    assert_eq!(
+        veil.stdout_str(),
+        "/proc/self/fd/0\n/proc/self/fd/1\n/proc/self/fd/2\n/proc/self/fd\n",
+        "{}",
+        veil.describe()
+    );
+}

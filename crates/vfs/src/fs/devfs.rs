@@ -1,11 +1,12 @@
 //! A minimal devfs, mounted on /dev: the memory devices every program
-//! expects, with Linux's modes and device numbers, and an empty `shm`
-//! directory for the sandbox to mount its /dev/shm on.
+//! expects, with Linux's modes and device numbers, the fd, stdin, stdout
+//! and stderr links into /proc/self/fd, and an empty `shm` directory for
+//! the sandbox to mount its /dev/shm on.
 
 use std::any::Any;
 use std::sync::Arc;
 
-use veil_abi::mode::{dtype, S_IFCHR, S_IFDIR};
+use veil_abi::mode::{dtype, S_IFCHR, S_IFDIR, S_IFLNK};
 use veil_abi::{Errno, Stat};
 
 use super::makedev;
@@ -36,6 +37,15 @@ const DEVICES: [(&[u8], Device, u64); 5] = [
     (b"random", Device::Random, 8),
     (b"urandom", Device::Urandom, 9),
 ];
+
+/// The links every /dev has (udev and systemd make them): name and target.
+const LINKS: [(&[u8], &[u8]); 4] = [
+    (b"fd", b"/proc/self/fd"),
+    (b"stdin", b"/proc/self/fd/0"),
+    (b"stdout", b"/proc/self/fd/1"),
+    (b"stderr", b"/proc/self/fd/2"),
+];
+const LINK_INO: u64 = 200;
 
 /// The root directory of a devfs instance.
 pub fn root() -> Arc<dyn Inode> {
@@ -69,6 +79,9 @@ impl Inode for DevDir {
         if name == b"shm" {
             return Ok(Arc::new(ShmDir));
         }
+        if let Some(i) = LINKS.iter().position(|(n, _)| *n == name) {
+            return Ok(Arc::new(DevLink(i)));
+        }
         let &(_, device, minor) = DEVICES
             .iter()
             .find(|(n, _, _)| *n == name)
@@ -90,6 +103,11 @@ impl Inode for DevDir {
                 dtype: dtype(S_IFCHR),
             })
             .chain(std::iter::once(shm))
+            .chain(LINKS.iter().enumerate().map(|(i, (name, _))| DirEntry {
+                name: name.to_vec(),
+                ino: LINK_INO + i as u64,
+                dtype: dtype(S_IFLNK),
+            }))
             .collect())
     }
 
@@ -116,6 +134,31 @@ impl Inode for ShmDir {
 
     fn readdir(&self) -> Result<Vec<DirEntry>, Errno> {
         Ok(Vec::new())
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+/// One of `LINKS`, by index.
+struct DevLink(usize);
+
+impl Inode for DevLink {
+    fn stat(&self) -> Result<Stat, Errno> {
+        let target = LINKS[self.0].1;
+        Ok(Stat {
+            st_size: target.len() as i64,
+            ..stat(LINK_INO + self.0 as u64, S_IFLNK | 0o777, 0, 1)
+        })
+    }
+
+    fn open(self: Arc<Self>, _flags: i32) -> Result<Box<dyn FileOps>, Errno> {
+        Err(Errno::ELOOP)
+    }
+
+    fn readlink(&self) -> Result<Vec<u8>, Errno> {
+        Ok(LINKS[self.0].1.to_vec())
     }
 
     fn as_any(&self) -> &dyn Any {
