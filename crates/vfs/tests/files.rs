@@ -309,7 +309,10 @@ fn devfs_devices() {
     fs.vfs.mount(&at, devfs::root()).unwrap();
     assert_eq!(
         fs.list("/dev").unwrap(),
-        [".", "..", "full", "null", "random", "shm", "urandom", "zero"]
+        [
+            ".", "..", "fd", "full", "null", "random", "shm", "stderr", "stdin", "stdout",
+            "urandom", "zero"
+        ]
     );
     let shm = fs.lookup("/dev/shm").unwrap().stat().unwrap();
     assert_eq!(shm.st_mode, veil_abi::mode::S_IFDIR | 0o1777);
