@@ -208,6 +208,37 @@ static void epipe(void)
 	close(p[1]);
 }
 
+static volatile int sigpipes;
+
+static void count_sigpipe(int sig)
+{
+	(void)sig;
+	sigpipes++;
+}
+
+/* A blocking write whose reader leaves midway returns what it wrote, and
+ * the writer still gets SIGPIPE. */
+static void reader_leaves_midway(void)
+{
+	signal(SIGPIPE, count_sigpipe);
+	int p[2];
+	pipe(p);
+	static char big[200000];
+	pid_t child = fork();
+	if (child == 0) {
+		close(p[1]);
+		char b[1000];
+		read(p[0], b, sizeof b);
+		_exit(0);
+	}
+	close(p[0]);
+	ssize_t n = write(p[1], big, sizeof big);
+	report("partial write: %d, SIGPIPE: %d", n > 0 && n < (ssize_t)sizeof big, sigpipes);
+	waitpid(child, NULL, 0);
+	close(p[1]);
+	signal(SIGPIPE, SIG_DFL);
+}
+
 int main(void)
 {
 	capacity();
@@ -217,5 +248,6 @@ int main(void)
 	big_blocking_write();
 	readv_takes_what_is_there();
 	epipe();
+	reader_leaves_midway();
 	return finish();
 }

@@ -272,7 +272,14 @@ fn transfer(
         let n = match n {
             Ok(n) => n,
             Err(e) if done == 0 => return Err(e),
-            Err(_) => break,
+            Err(e) => {
+                // A pipe whose readers left midway: the bytes written
+                // count, and the writer gets SIGPIPE all the same.
+                if e == Errno::EPIPE {
+                    sigpipe(t);
+                }
+                break;
+            }
         };
         if dir != Dir::Write {
             t.mm.copy_out(at, &buf[..n])?;
@@ -355,9 +362,16 @@ fn write(t: &mut Task, a: &Args) -> SysResult {
 /// A write to a pipe without readers also raises SIGPIPE.
 fn raise_sigpipe(t: &mut Task, r: SysResult) -> SysResult {
     if r == Err(Errno::EPIPE) {
-        super::signal::send_self(t, 13)?;
+        sigpipe(t);
     }
     r
+}
+
+/// SIGPIPE for the writing thread, as Linux's send_sig(SIGPIPE, current).
+fn sigpipe(t: &Task) {
+    const SIGPIPE: i32 = 13;
+    let info = crate::signal::SigInfo::user(SIGPIPE, t.tg.pid, t.creds.uid);
+    t.kernel.signal_thread(&t.tg, &t.shared, info);
 }
 
 fn offset_arg(v: i64) -> Result<u64, Errno> {

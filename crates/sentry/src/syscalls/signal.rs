@@ -133,19 +133,6 @@ fn sigaltstack(t: &mut Task, a: &Args) -> SysResult {
     Ok(0)
 }
 
-/// Queues `sig` for the calling task, as sent by kill(2) from itself; it is
-/// delivered (or takes its default action) before the task resumes.
-pub(super) fn send_self(t: &mut Task, sig: i32) -> SysResult {
-    if sig == 0 {
-        return Ok(0);
-    }
-    check_signal(sig)?;
-    let info = SigInfo::user(sig, t.tg.pid, t.creds.uid);
-    let kernel = t.kernel.clone();
-    kernel.signal_process(&t.tg, info);
-    Ok(0)
-}
-
 /// The processes kill(2)'s `pid` names: one, the caller's group, a group,
 /// or every process but init and the caller.
 fn kill_targets(t: &Task, pid: i32) -> Vec<Arc<ThreadGroup>> {
