@@ -146,3 +146,17 @@ fn overlay_hides_changes_to_host_files() {
         veil.describe()
     );
 }
+
+fn fattr(link: Link) {
+    assert_program_passes("fs/fattr", link);
+}
+
+#[test]
+fn fattr_static() {
+    fattr(Link::Static);
+}
+
+#[test]
+fn fattr_dynamic() {
+    fattr(Link::Dynamic);
+}

@@ -369,7 +369,7 @@ impl Vfs {
         creds.check(&p.stat()?, MAY_EXEC)
     }
 
-    fn lock_changes(&self) -> MutexGuard<'_, ()> {
+    pub(crate) fn lock_changes(&self) -> MutexGuard<'_, ()> {
         lock(&self.changes)
     }
 

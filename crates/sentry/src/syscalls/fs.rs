@@ -8,13 +8,13 @@ use super::{Args, Table};
 use crate::task::Task;
 use crate::vfsglue::TaskMem;
 
-const AT_FDCWD: i32 = -100;
+pub(super) const AT_FDCWD: i32 = -100;
 const O_NONBLOCK: i32 = 0o4000;
-const AT_SYMLINK_NOFOLLOW: u32 = 0x100;
+pub(super) const AT_SYMLINK_NOFOLLOW: u32 = 0x100;
 const AT_REMOVEDIR: u32 = 0x200;
 const AT_EACCESS: u32 = 0x200;
 const AT_NO_AUTOMOUNT: u32 = 0x800;
-const AT_EMPTY_PATH: u32 = 0x1000;
+pub(super) const AT_EMPTY_PATH: u32 = 0x1000;
 const AT_STATX_SYNC_TYPE: u32 = 0x6000;
 const O_CLOEXEC: i32 = 0o2000000;
 const O_TRUNC: i32 = 0o1000;
@@ -186,7 +186,7 @@ fn fs_ctx(t: &Task) -> veil_vfs::FsContext {
 }
 
 /// Resolves `(dirfd, path)` for *at() calls, honouring AT_EMPTY_PATH.
-fn resolve(t: &Task, dirfd: i32, path_addr: u64, flags: u32) -> Result<PathRef, Errno> {
+pub(super) fn resolve(t: &Task, dirfd: i32, path_addr: u64, flags: u32) -> Result<PathRef, Errno> {
     let path = read_path(t, path_addr)?;
     if path.is_empty() {
         if flags & AT_EMPTY_PATH == 0 {

@@ -8,6 +8,7 @@ mod cred;
 mod epoll;
 mod eventfd;
 mod fs;
+mod fsattr;
 mod futex;
 pub use futex::{exit_robust_list, futex_wake, Futexes};
 mod info;
@@ -164,6 +165,7 @@ pub static TABLE: LazyLock<Table> = LazyLock::new(|| {
     epoll::register(&mut t);
     eventfd::register(&mut t);
     fs::register(&mut t);
+    fsattr::register(&mut t);
     futex::register(&mut t);
     info::register(&mut t);
     mm::register(&mut t);

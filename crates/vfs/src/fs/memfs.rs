@@ -21,7 +21,7 @@ use super::now;
 use crate::creds::Creds;
 use crate::file::{FileOps, NoOps};
 use crate::flags::O_TRUNC;
-use crate::inode::{DirEntry, Inode};
+use crate::inode::{DirEntry, Inode, SetAttr};
 
 /// The default bound on the file data one filesystem holds.
 pub const DEFAULT_SIZE_LIMIT: u64 = 2 << 30;
@@ -377,6 +377,19 @@ impl Inode for MemNode {
             Body::Whiteout => {}
         }
         Ok(st)
+    }
+
+    fn setattr(&self, attr: &SetAttr) -> Result<(), Errno> {
+        let mut meta = lock(&self.meta);
+        if let Some(mode) = attr.mode {
+            meta.st_mode = (meta.st_mode & S_IFMT) | (mode & 0o7777);
+        }
+        meta.st_uid = attr.uid.unwrap_or(meta.st_uid);
+        meta.st_gid = attr.gid.unwrap_or(meta.st_gid);
+        meta.st_atime = attr.atime.unwrap_or(meta.st_atime);
+        meta.st_mtime = attr.mtime.unwrap_or(meta.st_mtime);
+        meta.st_ctime = now();
+        Ok(())
     }
 
     fn open(self: Arc<Self>, flags: i32) -> Result<Box<dyn FileOps>, Errno> {
