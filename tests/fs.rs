@@ -160,3 +160,27 @@ fn fattr_static() {
 fn fattr_dynamic() {
     fattr(Link::Dynamic);
 }
+
+/// chmod, chown and touch of a host file copy it up: the sandbox sees the
+/// change, the host file keeps its mode, owner, times and contents.
+#[test]
+fn overlay_metadata_changes_stay_in_sandbox() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = TempDir::new("overlay-attr");
+    let file = dir.write("file.txt", b"data\n", 0o644);
+    let before = std::fs::metadata(&file).expect("stat the host file");
+    let script = format!(
+        "chmod 600 {f} && chown 12:34 {f} && touch -d @1000 {f} && stat -c '%a %u %g %Y' {f} && cat {f}",
+        f = path_str(&file)
+    );
+    let veil = run_veil(&["/bin/sh", "-c", &script], &[]);
+    let after = std::fs::metadata(&file).expect("stat the host file");
+    assert_eq!(
+        (after.mode(), after.uid(), after.gid(), after.mtime()),
+        (before.mode(), before.uid(), before.gid(), before.mtime()),
+        "the sandbox changed the host file's metadata\n{}",
+        veil.describe()
+    );
+    veil.assert_success();
+    assert_eq!(veil.stdout_str(), "600 12 34 1000\ndata\n", "{}", veil.describe());
+}
