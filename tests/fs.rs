@@ -182,5 +182,10 @@ fn overlay_metadata_changes_stay_in_sandbox() {
         veil.describe()
     );
     veil.assert_success();
-    assert_eq!(veil.stdout_str(), "600 12 34 1000\ndata\n", "{}", veil.describe());
+    assert_eq!(
+        veil.stdout_str(),
+        "600 12 34 1000\ndata\n",
+        "{}",
+        veil.describe()
+    );
 }

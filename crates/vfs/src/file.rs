@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use veil_abi::mode::{S_IFDIR, S_IFMT, S_IFREG};
+use veil_abi::mode::{S_IFDIR, S_IFIFO, S_IFMT, S_IFREG};
 use veil_abi::{Dirent64Head, Errno, Stat, Statx, StatxTimestamp, Timespec};
 use veil_memory::FileData;
 use zerocopy::IntoBytes;
@@ -66,6 +66,13 @@ pub trait FileOps: Send + Sync {
     /// Sets the size of a regular file open for writing.
     fn truncate(&self, _len: u64) -> Result<(), Errno> {
         Err(Errno::EINVAL)
+    }
+
+    /// fallocate(2) of a regular file open for writing, with `mode` 0
+    /// (extend), FALLOC_FL_KEEP_SIZE or FALLOC_FL_PUNCH_HOLE|KEEP_SIZE;
+    /// `off + len` is checked not to overflow.
+    fn allocate(&self, _mode: u32, _off: u64, _len: u64) -> Result<(), Errno> {
+        Err(Errno::EOPNOTSUPP)
     }
 
     fn ioctl(&self, _cmd: u32, _arg: u64, _mem: &dyn UserMem) -> Result<u64, Errno> {
@@ -208,6 +215,18 @@ impl OpenFile {
 
     pub fn stat(&self) -> Result<Stat, Errno> {
         self.path.dentry.inode().stat()
+    }
+
+    /// fallocate(2) once the sentry has checked `mode`, `off` and `len`.
+    pub fn allocate(&self, mode: u32, off: u64, len: u64) -> Result<(), Errno> {
+        self.check_write()?;
+        match self.file_type {
+            S_IFREG if off.checked_add(len).is_none_or(|end| end > MAX_OFFSET) => Err(Errno::EFBIG),
+            S_IFREG => self.ops.allocate(mode, off, len),
+            S_IFDIR => Err(Errno::EISDIR),
+            S_IFIFO => Err(Errno::ESPIPE),
+            _ => Err(Errno::ENODEV),
+        }
     }
 
     fn lock_pos(&self) -> MutexGuard<'_, Position> {

@@ -27,6 +27,13 @@
 static char dir[64];
 static int dfd;
 
+static const char *path_of(const char *name)
+{
+	static char path[128];
+	snprintf(path, sizeof path, "%s/%s", dir, name);
+	return path;
+}
+
 static void show(const char *name)
 {
 	struct stat st;
@@ -253,10 +260,58 @@ static void syncs(void)
 	close(p[1]);
 }
 
+static void report_size(const char *what, int fd)
+{
+	struct stat st;
+	fstat(fd, &st);
+	report("%s: size %ld", what, (long)st.st_size);
+}
+
+static void allocs(void)
+{
+	int fd = openat(dfd, "a", O_CREAT | O_RDWR, 0644);
+	int ro = openat(dfd, "a", O_RDONLY);
+	int p[2];
+	pipe(p);
+	report("fallocate 0 = %s", RES(fallocate(fd, 0, 0, 10000)));
+	report_size("after extend", fd);
+	report("fallocate shorter = %s", RES(fallocate(fd, 0, 0, 100)));
+	report_size("after shorter", fd);
+	report("fallocate keep size = %s", RES(fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, 50000)));
+	report_size("after keep size", fd);
+	char buf[8192];
+	memset(buf, 'x', sizeof buf);
+	pwrite(fd, buf, sizeof buf, 0);
+	report("punch hole = %s",
+	       RES(fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 100, 5000)));
+	report_size("after punch", fd);
+	memset(buf, '?', sizeof buf);
+	pread(fd, buf, sizeof buf, 0);
+	int zeros = 0;
+	for (size_t i = 0; i < sizeof buf; i++)
+		zeros += buf[i] == 0;
+	report("punched: byte 99 %c, byte 100 %d, byte 5099 %d, byte 5100 %c, zeros %d", buf[99],
+	       buf[100], buf[5099], buf[5100], zeros);
+	report("punch without keep size = %s", RES(fallocate(fd, FALLOC_FL_PUNCH_HOLE, 0, 10)));
+	report("fallocate bad mode = %s", RES(fallocate(fd, 0x100000, 0, 10)));
+	report("fallocate zero len = %s", RES(fallocate(fd, 0, 0, 0)));
+	report("fallocate negative offset = %s", RES(fallocate(fd, 0, -1, 10)));
+	report("fallocate overflow = %s", RES(fallocate(fd, 0, 0x7fffffffffffff00LL, 0x1000)));
+	report("fallocate read-only = %s", RES(fallocate(ro, 0, 0, 10)));
+	report("fallocate pipe = %s", RES(fallocate(p[1], 0, 0, 10)));
+	report("fallocate dir = %s", RES(fallocate(dfd, 0, 0, 10)));
+	report("truncate path = %s", RES(truncate(path_of("a"), 7)));
+	report_size("after truncate", fd);
+	close(fd);
+	close(ro);
+	close(p[0]);
+	close(p[1]);
+}
+
 static void cleanup(void)
 {
 	static const char *files[] = { "f", "g", "l", "s", "k", "root", "shared", "mine",
-				       "theirs_group" };
+				       "theirs_group", "a" };
 	for (size_t i = 0; i < sizeof files / sizeof *files; i++)
 		unlinkat(dfd, files[i], 0);
 	unlinkat(dfd, "d", AT_REMOVEDIR);
@@ -278,6 +333,7 @@ int main(void)
 	times();
 	unprivileged();
 	syncs();
+	allocs();
 	cleanup();
 	return finish();
 }

@@ -39,6 +39,12 @@ pub(super) fn register(t: &mut Table) {
         sync_file_range,
         &[Fd, Int, Int, Hex],
     );
+    t.partial(
+        Sysno::fallocate,
+        fallocate,
+        &[Fd, Hex, Int, Int],
+        "mode 0, FALLOC_FL_KEEP_SIZE (no space is reserved ahead) and FALLOC_FL_PUNCH_HOLE; other modes fail with EOPNOTSUPP",
+    );
 }
 
 /// The open file behind `fd` for calls that act on the file itself:
@@ -225,4 +231,21 @@ fn sync_file_range(t: &mut Task, a: &Args) -> SysResult {
         S_IFREG | S_IFDIR | S_IFLNK => Ok(0),
         _ => Err(Errno::ESPIPE),
     }
+}
+
+fn fallocate(t: &mut Task, a: &Args) -> SysResult {
+    use linux_raw_sys::general::{FALLOC_FL_KEEP_SIZE as KEEP, FALLOC_FL_PUNCH_HOLE as PUNCH};
+    let file = file_of(t, a.i32(0))?;
+    let (mode, off, len) = (a.u32(1), a.i64(2), a.i64(3));
+    if off < 0 || len <= 0 {
+        return Err(Errno::EINVAL);
+    }
+    if !matches!(mode, 0 | KEEP) && mode != PUNCH | KEEP {
+        if mode & PUNCH == 0 {
+            t.kernel
+                .log_once("fallocate modes other than KEEP_SIZE and PUNCH_HOLE");
+        }
+        return Err(Errno::EOPNOTSUPP);
+    }
+    file.allocate(mode, off as u64, len as u64).map(|()| 0)
 }

@@ -544,6 +544,22 @@ impl FileOps for MemFile {
         Ok(())
     }
 
+    fn allocate(&self, mode: u32, off: u64, len: u64) -> Result<(), Errno> {
+        use linux_raw_sys::general::{FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE};
+        let data = self.0.data()?;
+        let end = off.saturating_add(len);
+        if mode & FALLOC_FL_PUNCH_HOLE != 0 {
+            data.zero_range(off, end)?;
+        } else if mode & FALLOC_FL_KEEP_SIZE == 0 {
+            // Memory is not reserved ahead: the pages come on first use.
+            data.grow_to(end, |old, new| self.0.fs.charge(old, new))?;
+        } else {
+            return Ok(());
+        }
+        self.0.touch();
+        Ok(())
+    }
+
     fn mappable(&self) -> Option<Arc<FileData>> {
         self.0.data().ok().cloned()
     }
