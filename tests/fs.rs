@@ -189,3 +189,35 @@ fn overlay_metadata_changes_stay_in_sandbox() {
         veil.describe()
     );
 }
+
+fn flock(link: Link) {
+    assert_program_passes("fs/flock", link);
+}
+
+#[test]
+fn flock_static() {
+    flock(Link::Static);
+}
+
+#[test]
+fn flock_dynamic() {
+    flock(Link::Dynamic);
+}
+
+/// Python's fcntl.flock on a temporary file: a second description of the
+/// file conflicts until the first unlocks.
+#[test]
+fn python_flock() {
+    let script = "import fcntl, tempfile\n\
+                  f = tempfile.NamedTemporaryFile()\n\
+                  fcntl.flock(f, fcntl.LOCK_EX)\n\
+                  g = open(f.name)\n\
+                  try:\n    fcntl.flock(g, fcntl.LOCK_SH | fcntl.LOCK_NB)\n    print('locked')\n\
+                  except BlockingIOError:\n    print('busy')\n\
+                  fcntl.flock(f, fcntl.LOCK_UN)\n\
+                  fcntl.flock(g, fcntl.LOCK_SH | fcntl.LOCK_NB)\n\
+                  print('shared')\n";
+    let veil = run_veil(&["/usr/bin/python3", "-c", script], &[]);
+    veil.assert_success();
+    assert_eq!(veil.stdout_str(), "busy\nshared\n", "{}", veil.describe());
+}

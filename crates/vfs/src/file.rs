@@ -11,6 +11,7 @@ use zerocopy::IntoBytes;
 
 use crate::flags::*;
 use crate::inode::DirEntry;
+use crate::lock::FlockKind;
 use crate::vfs::PathRef;
 use crate::wait::Waiter;
 
@@ -167,6 +168,13 @@ pub struct OpenFile {
     pos: Mutex<Position>,
 }
 
+/// The last reference to a description releases its flock lock.
+impl Drop for OpenFile {
+    fn drop(&mut self) {
+        self.path.dentry.flocks.unlock(self.lock_owner());
+    }
+}
+
 impl OpenFile {
     /// A description of the file at `path` with open(2) `flags`
     /// (O_CREAT, O_EXCL, O_NOCTTY, O_TRUNC and O_CLOEXEC are not kept).
@@ -215,6 +223,30 @@ impl OpenFile {
 
     pub fn stat(&self) -> Result<Stat, Errno> {
         self.path.dentry.inode().stat()
+    }
+
+    fn lock_owner(&self) -> usize {
+        self as *const OpenFile as usize
+    }
+
+    /// flock(2) without waiting (EAGAIN on a conflict); `None` unlocks.
+    /// Descriptors opened for neither reading nor writing (O_PATH) may
+    /// only unlock.
+    pub fn flock(&self, kind: Option<FlockKind>) -> Result<(), Errno> {
+        let flocks = &self.path.dentry.flocks;
+        match kind {
+            None => {
+                flocks.unlock(self.lock_owner());
+                Ok(())
+            }
+            Some(_) if self.is_path_only() => Err(Errno::EBADF),
+            Some(kind) => flocks.lock(self.lock_owner(), kind),
+        }
+    }
+
+    /// Registers `waiter` to be woken when a flock lock of the file goes.
+    pub fn watch_flocks(&self, waiter: &Arc<Waiter>) {
+        self.path.dentry.flocks.watch(waiter);
     }
 
     /// fallocate(2) once the sentry has checked `mode`, `off` and `len`.

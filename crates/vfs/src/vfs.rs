@@ -19,6 +19,7 @@ use crate::file::{NoOps, OpenFile};
 use crate::flags::*;
 use crate::fs::{devfs, gofer, memfs, overlay};
 use crate::inode::Inode;
+use crate::lock::Flocks;
 
 /// Symlinks one resolution may follow (Linux's MAXSYMLINKS).
 const MAX_SYMLINKS: usize = 40;
@@ -39,6 +40,7 @@ pub struct Dentry {
     children: Mutex<HashMap<Vec<u8>, Arc<Dentry>>>,
     /// Whether some mount covers this dentry: spares walks the mount table.
     mounted: AtomicBool,
+    pub(crate) flocks: Flocks,
 }
 
 struct Link {
@@ -57,6 +59,7 @@ impl Dentry {
             }),
             children: Mutex::new(HashMap::new()),
             mounted: AtomicBool::new(false),
+            flocks: Flocks::default(),
         })
     }
 

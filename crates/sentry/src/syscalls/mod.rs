@@ -12,6 +12,7 @@ mod fsattr;
 mod futex;
 pub use futex::{exit_robust_list, futex_wake, Futexes};
 mod info;
+mod locks;
 mod mm;
 mod pidfd;
 mod poll;
@@ -168,6 +169,7 @@ pub static TABLE: LazyLock<Table> = LazyLock::new(|| {
     fsattr::register(&mut t);
     futex::register(&mut t);
     info::register(&mut t);
+    locks::register(&mut t);
     mm::register(&mut t);
     pidfd::register(&mut t);
     poll::register(&mut t);
