@@ -221,3 +221,17 @@ fn python_flock() {
     veil.assert_success();
     assert_eq!(veil.stdout_str(), "busy\nshared\n", "{}", veil.describe());
 }
+
+fn reclock(link: Link) {
+    assert_program_passes("fs/reclock", link);
+}
+
+#[test]
+fn reclock_static() {
+    reclock(Link::Static);
+}
+
+#[test]
+fn reclock_dynamic() {
+    reclock(Link::Dynamic);
+}

@@ -11,7 +11,7 @@ use zerocopy::IntoBytes;
 
 use crate::flags::*;
 use crate::inode::DirEntry;
-use crate::lock::FlockKind;
+use crate::lock::{FlockKind, LockOwner, RangeLock};
 use crate::vfs::PathRef;
 use crate::wait::Waiter;
 
@@ -172,6 +172,8 @@ pub struct OpenFile {
 impl Drop for OpenFile {
     fn drop(&mut self) {
         self.path.dentry.flocks.unlock(self.lock_owner());
+        let records = &self.path.dentry.records;
+        records.release(LockOwner::File(self.lock_owner()));
     }
 }
 
@@ -247,6 +249,49 @@ impl OpenFile {
     /// Registers `waiter` to be woken when a flock lock of the file goes.
     pub fn watch_flocks(&self, waiter: &Arc<Waiter>) {
         self.path.dentry.flocks.watch(waiter);
+    }
+
+    /// The owner of this description's OFD record locks.
+    pub fn ofd_owner(&self) -> LockOwner {
+        LockOwner::File(self.lock_owner())
+    }
+
+    /// F_GETLK: the first record lock that conflicts with `want`.
+    pub fn lock_conflict(&self, want: &RangeLock) -> Option<RangeLock> {
+        self.path.dentry.records.conflict(want)
+    }
+
+    /// F_SETLK without waiting (EAGAIN on a conflict); `None` unlocks.
+    /// Read locks need the file open for reading, write locks for writing.
+    pub fn set_record_lock(
+        &self,
+        owner: LockOwner,
+        kind: Option<FlockKind>,
+        start: u64,
+        end: u64,
+    ) -> Result<(), Errno> {
+        let flags = self.flags();
+        let ok = match kind {
+            _ if flags & O_PATH != 0 => false,
+            Some(FlockKind::Shared) => flags & O_ACCMODE != O_WRONLY,
+            Some(FlockKind::Exclusive) => writes(flags),
+            None => true,
+        };
+        if !ok {
+            return Err(Errno::EBADF);
+        }
+        self.path.dentry.records.set(owner, kind, start, end)
+    }
+
+    /// Drops the record locks `owner` holds on the file (a process closing
+    /// any descriptor of it).
+    pub fn release_record_locks(&self, owner: LockOwner) {
+        self.path.dentry.records.release(owner);
+    }
+
+    /// Registers `waiter` to be woken when a record lock changes.
+    pub fn watch_record_locks(&self, waiter: &Arc<Waiter>) {
+        self.path.dentry.records.watch(waiter);
     }
 
     /// fallocate(2) once the sentry has checked `mode`, `off` and `len`.

@@ -34,7 +34,7 @@ pub use eventfd::new_eventfd;
 pub use fdtable::{FdTable, DEFAULT_NOFILE, MAX_NOFILE};
 pub use file::{statx_from_stat, FileOps, NoOps, OpenFile, UserMem};
 pub use inode::{DirEntry, Inode, SetAttr};
-pub use lock::FlockKind;
+pub use lock::{FlockKind, LockOwner, RangeLock};
 pub use pipe::new_pipe;
 pub use vfs::{Dentry, FsContext, Mount, PathRef, Vfs};
 

@@ -19,7 +19,7 @@ use crate::file::{NoOps, OpenFile};
 use crate::flags::*;
 use crate::fs::{devfs, gofer, memfs, overlay};
 use crate::inode::Inode;
-use crate::lock::Flocks;
+use crate::lock::{Flocks, RecordLocks};
 
 /// Symlinks one resolution may follow (Linux's MAXSYMLINKS).
 const MAX_SYMLINKS: usize = 40;
@@ -41,6 +41,7 @@ pub struct Dentry {
     /// Whether some mount covers this dentry: spares walks the mount table.
     mounted: AtomicBool,
     pub(crate) flocks: Flocks,
+    pub(crate) records: RecordLocks,
 }
 
 struct Link {
@@ -60,6 +61,7 @@ impl Dentry {
             children: Mutex::new(HashMap::new()),
             mounted: AtomicBool::new(false),
             flocks: Flocks::default(),
+            records: RecordLocks::default(),
         })
     }
 

@@ -3,6 +3,7 @@
 use veil_abi::{Errno, Iovec, SysResult, Sysno};
 use veil_vfs::{OpenFile, PathRef};
 
+use super::locks::{F_GETLK, F_OFD_GETLK, F_OFD_SETLK, F_OFD_SETLKW, F_SETLK, F_SETLKW};
 use super::strace::Arg::*;
 use super::{Args, Table};
 use crate::task::Task;
@@ -32,9 +33,6 @@ const F_GETFD: i32 = 1;
 const F_SETFD: i32 = 2;
 const F_GETFL: i32 = 3;
 const F_SETFL: i32 = 4;
-const F_GETLK: i32 = 5;
-const F_SETLK: i32 = 6;
-const F_SETLKW: i32 = 7;
 const F_DUPFD_CLOEXEC: i32 = 1030;
 const F_SETPIPE_SZ: i32 = 1031;
 const F_GETPIPE_SZ: i32 = 1032;
@@ -79,7 +77,7 @@ pub(super) fn register(t: &mut Table) {
         Sysno::fcntl,
         fcntl,
         &[Fd, Int, Hex],
-        "descriptor flags, status flags, dup and pipe sizes; record locks are not yet supported (EINVAL)",
+        "descriptor flags, status flags, dup, pipe sizes, record locks (F_GETLK, F_SETLK(W) and the OFD forms); no EDEADLK detection; a process that shares its descriptor table with another (CLONE_FILES without CLONE_THREAD) shares its lock ownership",
     );
     t.partial(
         Sysno::ioctl,
@@ -688,10 +686,8 @@ fn fcntl(t: &mut Task, a: &Args) -> SysResult {
             a.u32(2),
             t.creds.capable(veil_vfs::cap::CAP_SYS_RESOURCE),
         ))),
-        F_GETLK | F_SETLK | F_SETLKW => {
-            t.fds.get(fd)?;
-            t.kernel.log_once("fcntl record locks");
-            Err(Errno::EINVAL)
+        cmd @ (F_GETLK | F_SETLK | F_SETLKW | F_OFD_GETLK | F_OFD_SETLK | F_OFD_SETLKW) => {
+            super::locks::fcntl_lock(t, fd, cmd, a.u64(2))
         }
         cmd => {
             t.fds.get(fd)?;
