@@ -164,3 +164,92 @@ fn dev_links() {
         veil.describe()
     );
 }
+
+fn fattr(link: Link) {
+    assert_program_passes("fs/fattr", link);
+}
+
+#[test]
+fn fattr_static() {
+    fattr(Link::Static);
+}
+
+#[test]
+fn fattr_dynamic() {
+    fattr(Link::Dynamic);
+}
+
+/// chmod, chown and touch of a host file copy it up: the sandbox sees the
+/// change, the host file keeps its mode, owner, times and contents.
+#[test]
+fn overlay_metadata_changes_stay_in_sandbox() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = TempDir::new("overlay-attr");
+    let file = dir.write("file.txt", b"data\n", 0o644);
+    let before = std::fs::metadata(&file).expect("stat the host file");
+    let script = format!(
+        "chmod 600 {f} && chown 12:34 {f} && touch -d @1000 {f} && stat -c '%a %u %g %Y' {f} && cat {f}",
+        f = path_str(&file)
+    );
+    let veil = run_veil(&["/bin/sh", "-c", &script], &[]);
+    let after = std::fs::metadata(&file).expect("stat the host file");
+    assert_eq!(
+        (after.mode(), after.uid(), after.gid(), after.mtime()),
+        (before.mode(), before.uid(), before.gid(), before.mtime()),
+        "the sandbox changed the host file's metadata\n{}",
+        veil.describe()
+    );
+    veil.assert_success();
+    assert_eq!(
+        veil.stdout_str(),
+        "600 12 34 1000\ndata\n",
+        "{}",
+        veil.describe()
+    );
+}
+
+fn flock(link: Link) {
+    assert_program_passes("fs/flock", link);
+}
+
+#[test]
+fn flock_static() {
+    flock(Link::Static);
+}
+
+#[test]
+fn flock_dynamic() {
+    flock(Link::Dynamic);
+}
+
+/// Python's fcntl.flock on a temporary file: a second description of the
+/// file conflicts until the first unlocks.
+#[test]
+fn python_flock() {
+    let script = "import fcntl, tempfile\n\
+                  f = tempfile.NamedTemporaryFile()\n\
+                  fcntl.flock(f, fcntl.LOCK_EX)\n\
+                  g = open(f.name)\n\
+                  try:\n    fcntl.flock(g, fcntl.LOCK_SH | fcntl.LOCK_NB)\n    print('locked')\n\
+                  except BlockingIOError:\n    print('busy')\n\
+                  fcntl.flock(f, fcntl.LOCK_UN)\n\
+                  fcntl.flock(g, fcntl.LOCK_SH | fcntl.LOCK_NB)\n\
+                  print('shared')\n";
+    let veil = run_veil(&["/usr/bin/python3", "-c", script], &[]);
+    veil.assert_success();
+    assert_eq!(veil.stdout_str(), "busy\nshared\n", "{}", veil.describe());
+}
+
+fn reclock(link: Link) {
+    assert_program_passes("fs/reclock", link);
+}
+
+#[test]
+fn reclock_static() {
+    reclock(Link::Static);
+}
+
+#[test]
+fn reclock_dynamic() {
+    reclock(Link::Dynamic);
+}

@@ -360,3 +360,18 @@ mod tests {
         assert_eq!(size_of::<Statfs>(), 120);
     }
 }
+
+/// `struct flock`, fcntl's record lock description.
+#[repr(C)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+pub struct Flock {
+    pub l_type: i16,
+    pub l_whence: i16,
+    pub _pad: u32,
+    pub l_start: i64,
+    pub l_len: i64,
+    pub l_pid: i32,
+    pub _pad2: u32,
+}

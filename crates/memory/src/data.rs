@@ -147,6 +147,34 @@ impl FileData {
         Ok(())
     }
 
+    /// Grows the file to `len` if it is shorter (the bytes past the end are
+    /// already zero); `resize(old, new)` may refuse it.
+    pub fn grow_to(
+        &self,
+        len: u64,
+        resize: impl FnOnce(u64, u64) -> Result<(), Errno>,
+    ) -> Result<(), Errno> {
+        if len > MAX_SIZE {
+            return Err(Errno::EFBIG);
+        }
+        let mut inner = self.lock();
+        if len > inner.size {
+            resize(inner.size, len)?;
+            inner.size = len;
+        }
+        Ok(())
+    }
+
+    /// Zeroes `[off, end)` within the file (fallocate's PUNCH_HOLE), giving
+    /// whole pages' memory back; the size stays.
+    pub fn zero_range(&self, off: u64, end: u64) -> Result<(), Errno> {
+        let inner = self.lock();
+        for (s, e, moff) in inner.pieces(off, end.min(inner.size)) {
+            self.memfile.zero(moff, e - s)?;
+        }
+        Ok(())
+    }
+
     /// Drops the file's pages from `at` (page aligned) on.
     fn cut(&self, inner: &mut Inner, at: u64) {
         split(&mut inner.extents, at);

@@ -446,6 +446,7 @@ impl Task {
         regs: Registers,
     ) -> Task {
         let ctx = kernel.platform.new_context();
+        fds.claim_lock_owner(tg.pid);
         let shared = Arc::new(crate::signal::TaskShared::new(tg.pid, creds.clone()));
         Task {
             tid,

@@ -1,11 +1,13 @@
 //! The FD table: descriptor numbers to open files, each with its
 //! close-on-exec flag.
 
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use veil_abi::Errno;
 
 use crate::file::OpenFile;
+use crate::lock::LockOwner;
 
 /// The default RLIMIT_NOFILE soft limit.
 pub const DEFAULT_NOFILE: u64 = 1024;
@@ -36,8 +38,21 @@ impl Table {
 /// A task's descriptors; threads will share one, fork copies it. Files
 /// closed by any method are released after the table's lock, since a
 /// release may wake other tasks (a pipe's last writer).
+///
+/// The table's process owns the record locks its descriptors take: closing
+/// any descriptor of a file, and dropping the table (exit), releases them.
 pub struct FdTable {
     inner: Mutex<Table>,
+    /// The process's PID; 0 until a process claims the table.
+    owner: AtomicI32,
+}
+
+impl Drop for FdTable {
+    fn drop(&mut self) {
+        let t = self.inner.get_mut().unwrap_or_else(PoisonError::into_inner);
+        let files: Vec<Arc<OpenFile>> = t.slots.iter().flatten().map(|s| s.file.clone()).collect();
+        self.release_locks(files.iter());
+    }
 }
 
 impl Default for FdTable {
@@ -50,6 +65,25 @@ impl FdTable {
     pub fn new() -> FdTable {
         FdTable {
             inner: Mutex::new(Table { slots: Vec::new() }),
+            owner: AtomicI32::new(0),
+        }
+    }
+
+    /// Makes process `pid` the owner of the table's record locks, unless a
+    /// process already is (threads share their leader's table).
+    pub fn claim_lock_owner(&self, pid: i32) {
+        let _ = self
+            .owner
+            .compare_exchange(0, pid, Ordering::Relaxed, Ordering::Relaxed);
+    }
+
+    /// Releases the owner's record locks on closed `files`.
+    fn release_locks<'a>(&self, files: impl Iterator<Item = &'a Arc<OpenFile>>) {
+        let owner = self.owner.load(Ordering::Relaxed);
+        if owner != 0 {
+            for f in files {
+                f.release_record_locks(LockOwner::Process(owner));
+            }
         }
     }
 
@@ -102,6 +136,7 @@ impl FdTable {
             }
             t.slots[i].replace(Slot { file, cloexec })
         };
+        self.release_locks(replaced.iter().map(|s| &s.file));
         drop(replaced);
         Ok(())
     }
@@ -126,8 +161,15 @@ impl FdTable {
     pub fn remove(&self, fd: i32) -> Result<Arc<OpenFile>, Errno> {
         let mut t = self.lock();
         let i = usize::try_from(fd).map_err(|_| Errno::EBADF)?;
-        let slot = t.slots.get_mut(i).and_then(Option::take);
-        Ok(slot.ok_or(Errno::EBADF)?.file)
+        let file = t
+            .slots
+            .get_mut(i)
+            .and_then(Option::take)
+            .ok_or(Errno::EBADF)?
+            .file;
+        drop(t);
+        self.release_locks(std::iter::once(&file));
+        Ok(file)
     }
 
     /// close_range(2): closes `first..=last`, or with `cloexec_only` marks
@@ -148,6 +190,7 @@ impl FdTable {
                 }
             }
         }
+        self.release_locks(closed.iter().map(|s| &s.file));
         drop(closed);
     }
 
@@ -162,6 +205,7 @@ impl FdTable {
                 }
             }
         }
+        self.release_locks(closed.iter().map(|s| &s.file));
         drop(closed);
     }
 
@@ -170,6 +214,7 @@ impl FdTable {
     pub fn fork_copy(&self) -> FdTable {
         FdTable {
             inner: Mutex::new(self.lock().clone()),
+            owner: AtomicI32::new(0),
         }
     }
 }

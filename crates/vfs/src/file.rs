@@ -4,13 +4,14 @@
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use veil_abi::mode::{S_IFDIR, S_IFMT, S_IFREG};
+use veil_abi::mode::{S_IFDIR, S_IFIFO, S_IFMT, S_IFREG};
 use veil_abi::{Dirent64Head, Errno, Stat, Statx, StatxTimestamp, Timespec};
 use veil_memory::FileData;
 use zerocopy::IntoBytes;
 
 use crate::flags::*;
 use crate::inode::DirEntry;
+use crate::lock::{FlockKind, LockOwner, RangeLock};
 use crate::vfs::PathRef;
 use crate::wait::Waiter;
 
@@ -66,6 +67,13 @@ pub trait FileOps: Send + Sync {
     /// Sets the size of a regular file open for writing.
     fn truncate(&self, _len: u64) -> Result<(), Errno> {
         Err(Errno::EINVAL)
+    }
+
+    /// fallocate(2) of a regular file open for writing, with `mode` 0
+    /// (extend), FALLOC_FL_KEEP_SIZE or FALLOC_FL_PUNCH_HOLE|KEEP_SIZE;
+    /// `off + len` is checked not to overflow.
+    fn allocate(&self, _mode: u32, _off: u64, _len: u64) -> Result<(), Errno> {
+        Err(Errno::EOPNOTSUPP)
     }
 
     fn ioctl(&self, _cmd: u32, _arg: u64, _mem: &dyn UserMem) -> Result<u64, Errno> {
@@ -160,6 +168,15 @@ pub struct OpenFile {
     pos: Mutex<Position>,
 }
 
+/// The last reference to a description releases its flock lock.
+impl Drop for OpenFile {
+    fn drop(&mut self) {
+        self.path.dentry.flocks.unlock(self.lock_owner());
+        let records = &self.path.dentry.records;
+        records.release(LockOwner::File(self.lock_owner()));
+    }
+}
+
 impl OpenFile {
     /// A description of the file at `path` with open(2) `flags`
     /// (O_CREAT, O_EXCL, O_NOCTTY, O_TRUNC and O_CLOEXEC are not kept).
@@ -208,6 +225,85 @@ impl OpenFile {
 
     pub fn stat(&self) -> Result<Stat, Errno> {
         self.path.dentry.inode().stat()
+    }
+
+    fn lock_owner(&self) -> usize {
+        self as *const OpenFile as usize
+    }
+
+    /// flock(2) without waiting (EAGAIN on a conflict); `None` unlocks.
+    /// Descriptors opened for neither reading nor writing (O_PATH) may
+    /// only unlock.
+    pub fn flock(&self, kind: Option<FlockKind>) -> Result<(), Errno> {
+        let flocks = &self.path.dentry.flocks;
+        match kind {
+            None => {
+                flocks.unlock(self.lock_owner());
+                Ok(())
+            }
+            Some(_) if self.is_path_only() => Err(Errno::EBADF),
+            Some(kind) => flocks.lock(self.lock_owner(), kind),
+        }
+    }
+
+    /// Registers `waiter` to be woken when a flock lock of the file goes.
+    pub fn watch_flocks(&self, waiter: &Arc<Waiter>) {
+        self.path.dentry.flocks.watch(waiter);
+    }
+
+    /// The owner of this description's OFD record locks.
+    pub fn ofd_owner(&self) -> LockOwner {
+        LockOwner::File(self.lock_owner())
+    }
+
+    /// F_GETLK: the first record lock that conflicts with `want`.
+    pub fn lock_conflict(&self, want: &RangeLock) -> Option<RangeLock> {
+        self.path.dentry.records.conflict(want)
+    }
+
+    /// F_SETLK without waiting (EAGAIN on a conflict); `None` unlocks.
+    /// Read locks need the file open for reading, write locks for writing.
+    pub fn set_record_lock(
+        &self,
+        owner: LockOwner,
+        kind: Option<FlockKind>,
+        start: u64,
+        end: u64,
+    ) -> Result<(), Errno> {
+        let flags = self.flags();
+        let ok = match kind {
+            _ if flags & O_PATH != 0 => false,
+            Some(FlockKind::Shared) => flags & O_ACCMODE != O_WRONLY,
+            Some(FlockKind::Exclusive) => writes(flags),
+            None => true,
+        };
+        if !ok {
+            return Err(Errno::EBADF);
+        }
+        self.path.dentry.records.set(owner, kind, start, end)
+    }
+
+    /// Drops the record locks `owner` holds on the file (a process closing
+    /// any descriptor of it).
+    pub fn release_record_locks(&self, owner: LockOwner) {
+        self.path.dentry.records.release(owner);
+    }
+
+    /// Registers `waiter` to be woken when a record lock changes.
+    pub fn watch_record_locks(&self, waiter: &Arc<Waiter>) {
+        self.path.dentry.records.watch(waiter);
+    }
+
+    /// fallocate(2) once the sentry has checked `mode`, `off` and `len`.
+    pub fn allocate(&self, mode: u32, off: u64, len: u64) -> Result<(), Errno> {
+        self.check_write()?;
+        match self.file_type {
+            S_IFREG if off.checked_add(len).is_none_or(|end| end > MAX_OFFSET) => Err(Errno::EFBIG),
+            S_IFREG => self.ops.allocate(mode, off, len),
+            S_IFDIR => Err(Errno::EISDIR),
+            S_IFIFO => Err(Errno::ESPIPE),
+            _ => Err(Errno::ENODEV),
+        }
     }
 
     fn lock_pos(&self) -> MutexGuard<'_, Position> {

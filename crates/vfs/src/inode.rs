@@ -3,7 +3,7 @@
 use std::any::Any;
 use std::sync::Arc;
 
-use veil_abi::{Errno, Stat};
+use veil_abi::{Errno, Stat, Timespec};
 
 use crate::creds::Creds;
 use crate::file::FileOps;
@@ -15,6 +15,18 @@ pub struct DirEntry {
     pub ino: u64,
     /// A Linux `DT_*` value.
     pub dtype: u8,
+}
+
+/// A change of metadata, checked by the VFS: what is `None` stays. The
+/// filesystem also sets the change time.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SetAttr {
+    /// Permission bits (07777); the file type stays.
+    pub mode: Option<u32>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub atime: Option<Timespec>,
+    pub mtime: Option<Timespec>,
 }
 
 /// A file of some filesystem. The VFS resolves paths, checks permissions
@@ -32,6 +44,12 @@ pub trait Inode: Send + Sync {
     /// access. The filesystem honours O_TRUNC, and fails write access it
     /// cannot give (EROFS).
     fn open(self: Arc<Self>, flags: i32) -> Result<Box<dyn FileOps>, Errno>;
+
+    /// Changes metadata (chmod, chown, utimes). Read-only filesystems
+    /// return EROFS; those without stored metadata EPERM.
+    fn setattr(&self, _attr: &SetAttr) -> Result<(), Errno> {
+        Err(Errno::EPERM)
+    }
 
     fn lookup(&self, _name: &[u8]) -> Result<Arc<dyn Inode>, Errno> {
         Err(Errno::ENOTDIR)

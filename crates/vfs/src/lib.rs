@@ -13,6 +13,7 @@
 //! and the anonymous files of epoll and eventfd.
 
 mod anon;
+mod attr;
 mod creds;
 pub mod epoll;
 mod eventfd;
@@ -22,15 +23,18 @@ mod flags;
 pub mod fs;
 mod hostfd;
 mod inode;
+mod lock;
 mod pipe;
 mod vfs;
 pub mod wait;
 
+pub use attr::TimeSpec;
 pub use creds::{cap, Creds};
 pub use eventfd::new_eventfd;
 pub use fdtable::{FdTable, DEFAULT_NOFILE, MAX_NOFILE};
 pub use file::{statx_from_stat, FileOps, NoOps, OpenFile, UserMem};
-pub use inode::{DirEntry, Inode};
+pub use inode::{DirEntry, Inode, SetAttr};
+pub use lock::{FlockKind, LockOwner, RangeLock};
 pub use pipe::new_pipe;
 pub use vfs::{Dentry, FsContext, Mount, PathRef, Vfs};
 

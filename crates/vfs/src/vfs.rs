@@ -19,6 +19,7 @@ use crate::file::{NoOps, OpenFile};
 use crate::flags::*;
 use crate::fs::{devfs, gofer, memfs, overlay};
 use crate::inode::Inode;
+use crate::lock::{Flocks, RecordLocks};
 
 /// Symlinks one resolution may follow (Linux's MAXSYMLINKS).
 const MAX_SYMLINKS: usize = 40;
@@ -39,6 +40,8 @@ pub struct Dentry {
     children: Mutex<HashMap<Vec<u8>, Arc<Dentry>>>,
     /// Whether some mount covers this dentry: spares walks the mount table.
     mounted: AtomicBool,
+    pub(crate) flocks: Flocks,
+    pub(crate) records: RecordLocks,
 }
 
 struct Link {
@@ -57,6 +60,8 @@ impl Dentry {
             }),
             children: Mutex::new(HashMap::new()),
             mounted: AtomicBool::new(false),
+            flocks: Flocks::default(),
+            records: RecordLocks::default(),
         })
     }
 
@@ -369,7 +374,7 @@ impl Vfs {
         creds.check(&p.stat()?, MAY_EXEC)
     }
 
-    fn lock_changes(&self) -> MutexGuard<'_, ()> {
+    pub(crate) fn lock_changes(&self) -> MutexGuard<'_, ()> {
         lock(&self.changes)
     }
 

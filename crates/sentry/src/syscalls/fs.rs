@@ -3,18 +3,19 @@
 use veil_abi::{Errno, Iovec, SysResult, Sysno};
 use veil_vfs::{OpenFile, PathRef};
 
+use super::locks::{F_GETLK, F_OFD_GETLK, F_OFD_SETLK, F_OFD_SETLKW, F_SETLK, F_SETLKW};
 use super::strace::Arg::*;
 use super::{Args, Table};
 use crate::task::Task;
 use crate::vfsglue::TaskMem;
 
-const AT_FDCWD: i32 = -100;
+pub(super) const AT_FDCWD: i32 = -100;
 const O_NONBLOCK: i32 = 0o4000;
-const AT_SYMLINK_NOFOLLOW: u32 = 0x100;
+pub(super) const AT_SYMLINK_NOFOLLOW: u32 = 0x100;
 const AT_REMOVEDIR: u32 = 0x200;
 const AT_EACCESS: u32 = 0x200;
 const AT_NO_AUTOMOUNT: u32 = 0x800;
-const AT_EMPTY_PATH: u32 = 0x1000;
+pub(super) const AT_EMPTY_PATH: u32 = 0x1000;
 const AT_STATX_SYNC_TYPE: u32 = 0x6000;
 const O_CLOEXEC: i32 = 0o2000000;
 const O_TRUNC: i32 = 0o1000;
@@ -32,9 +33,6 @@ const F_GETFD: i32 = 1;
 const F_SETFD: i32 = 2;
 const F_GETFL: i32 = 3;
 const F_SETFL: i32 = 4;
-const F_GETLK: i32 = 5;
-const F_SETLK: i32 = 6;
-const F_SETLKW: i32 = 7;
 const F_DUPFD_CLOEXEC: i32 = 1030;
 const F_SETPIPE_SZ: i32 = 1031;
 const F_GETPIPE_SZ: i32 = 1032;
@@ -79,7 +77,7 @@ pub(super) fn register(t: &mut Table) {
         Sysno::fcntl,
         fcntl,
         &[Fd, Int, Hex],
-        "descriptor flags, status flags, dup and pipe sizes; record locks are not yet supported (EINVAL)",
+        "descriptor flags, status flags, dup, pipe sizes, record locks (F_GETLK, F_SETLK(W) and the OFD forms); no EDEADLK detection; a process that shares its descriptor table with another (CLONE_FILES without CLONE_THREAD) shares its lock ownership",
     );
     t.partial(
         Sysno::ioctl,
@@ -186,7 +184,7 @@ fn fs_ctx(t: &Task) -> veil_vfs::FsContext {
 }
 
 /// Resolves `(dirfd, path)` for *at() calls, honouring AT_EMPTY_PATH.
-fn resolve(t: &Task, dirfd: i32, path_addr: u64, flags: u32) -> Result<PathRef, Errno> {
+pub(super) fn resolve(t: &Task, dirfd: i32, path_addr: u64, flags: u32) -> Result<PathRef, Errno> {
     let path = read_path(t, path_addr)?;
     if path.is_empty() {
         if flags & AT_EMPTY_PATH == 0 {
@@ -702,10 +700,8 @@ fn fcntl(t: &mut Task, a: &Args) -> SysResult {
             a.u32(2),
             t.creds.capable(veil_vfs::cap::CAP_SYS_RESOURCE),
         ))),
-        F_GETLK | F_SETLK | F_SETLKW => {
-            t.fds.get(fd)?;
-            t.kernel.log_once("fcntl record locks");
-            Err(Errno::EINVAL)
+        cmd @ (F_GETLK | F_SETLK | F_SETLKW | F_OFD_GETLK | F_OFD_SETLK | F_OFD_SETLKW) => {
+            super::locks::fcntl_lock(t, fd, cmd, a.u64(2))
         }
         cmd => {
             t.fds.get(fd)?;

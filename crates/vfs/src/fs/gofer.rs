@@ -12,7 +12,7 @@ use veil_gofer::{Fid, GoferClient, HostStat};
 
 use crate::file::{FileOps, NoOps};
 use crate::flags::{writes, O_TRUNC};
-use crate::inode::{DirEntry, Inode};
+use crate::inode::{DirEntry, Inode, SetAttr};
 
 /// The root of the tree `client` serves.
 pub fn root(client: Arc<GoferClient>) -> Result<Arc<dyn Inode>, Errno> {
@@ -119,6 +119,10 @@ impl Inode for GoferNode {
 
     fn readlink(&self) -> Result<Vec<u8>, Errno> {
         self.client.readlink(self.fid)
+    }
+
+    fn setattr(&self, _: &SetAttr) -> Result<(), Errno> {
+        Err(Errno::EROFS)
     }
 
     fn create(&self, _: &[u8], _: u32, _: &crate::Creds) -> Result<Arc<dyn Inode>, Errno> {

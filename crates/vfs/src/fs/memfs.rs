@@ -21,7 +21,7 @@ use super::now;
 use crate::creds::Creds;
 use crate::file::{FileOps, NoOps};
 use crate::flags::O_TRUNC;
-use crate::inode::{DirEntry, Inode};
+use crate::inode::{DirEntry, Inode, SetAttr};
 
 /// The default bound on the file data one filesystem holds.
 pub const DEFAULT_SIZE_LIMIT: u64 = 2 << 30;
@@ -379,6 +379,19 @@ impl Inode for MemNode {
         Ok(st)
     }
 
+    fn setattr(&self, attr: &SetAttr) -> Result<(), Errno> {
+        let mut meta = lock(&self.meta);
+        if let Some(mode) = attr.mode {
+            meta.st_mode = (meta.st_mode & S_IFMT) | (mode & 0o7777);
+        }
+        meta.st_uid = attr.uid.unwrap_or(meta.st_uid);
+        meta.st_gid = attr.gid.unwrap_or(meta.st_gid);
+        meta.st_atime = attr.atime.unwrap_or(meta.st_atime);
+        meta.st_mtime = attr.mtime.unwrap_or(meta.st_mtime);
+        meta.st_ctime = now();
+        Ok(())
+    }
+
     fn open(self: Arc<Self>, flags: i32) -> Result<Box<dyn FileOps>, Errno> {
         match &self.body {
             Body::File(_) => {
@@ -527,6 +540,22 @@ impl FileOps for MemFile {
 
     fn truncate(&self, len: u64) -> Result<(), Errno> {
         self.0.set_len(len)?;
+        self.0.touch();
+        Ok(())
+    }
+
+    fn allocate(&self, mode: u32, off: u64, len: u64) -> Result<(), Errno> {
+        use linux_raw_sys::general::{FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE};
+        let data = self.0.data()?;
+        let end = off.saturating_add(len);
+        if mode & FALLOC_FL_PUNCH_HOLE != 0 {
+            data.zero_range(off, end)?;
+        } else if mode & FALLOC_FL_KEEP_SIZE == 0 {
+            // Memory is not reserved ahead: the pages come on first use.
+            data.grow_to(end, |old, new| self.0.fs.charge(old, new))?;
+        } else {
+            return Ok(());
+        }
         self.0.touch();
         Ok(())
     }

@@ -10,7 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use veil_abi::Timespec;
 
 /// The current time, for timestamps.
-fn now() -> Timespec {
+pub(crate) fn now() -> Timespec {
     let d = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();

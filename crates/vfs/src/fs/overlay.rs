@@ -25,7 +25,7 @@ use super::memfs::{MemFs, MemNode};
 use crate::creds::Creds;
 use crate::file::FileOps;
 use crate::flags::{writes, O_RDONLY, O_TRUNC};
-use crate::inode::{DirEntry, Inode};
+use crate::inode::{DirEntry, Inode, SetAttr};
 
 /// The root of an overlay of `upper` (its root directory) over the
 /// directory `lower`.
@@ -279,6 +279,12 @@ impl Inode for Node {
             }
             (None, None) => Err(Errno::EIO),
         }
+    }
+
+    /// Metadata changes copy the file up, data included, as overlayfs does.
+    fn setattr(&self, attr: &SetAttr) -> Result<(), Errno> {
+        let _changing = self.fs.lock();
+        self.copy_up(true)?.setattr(attr)
     }
 
     fn lookup(&self, name: &[u8]) -> Result<Arc<dyn Inode>, Errno> {
