@@ -250,9 +250,10 @@ impl Vfs {
 
     /// The sandbox's tree: the gofer's files under an in-memory overlay,
     /// devfs on /dev with an in-memory filesystem on /dev/shm (for
-    /// shm_open and sem_open), and an empty in-memory filesystem on /sys
-    /// so that the host's never shows through the gofer. The sentry mounts
-    /// its procfs on /proc. In-memory file data lives in `memfile`.
+    /// shm_open and sem_open), and empty in-memory filesystems on /proc and
+    /// /sys so that the host's never show through the gofer (the sentry
+    /// mounts its procfs over the empty /proc). In-memory file data lives
+    /// in `memfile`.
     pub fn with_gofer_root(
         client: Arc<GoferClient>,
         memfile: Arc<MemoryFile>,
@@ -266,6 +267,7 @@ impl Vfs {
                 b"/dev/shm",
                 memfs(memfs::DEFAULT_SIZE_LIMIT).root_with_mode(0o1777),
             ),
+            (b"/proc", memfs(0).root()),
             (b"/sys", memfs(0).root()),
         ] {
             vfs.mount_at(dir, fs)?;
