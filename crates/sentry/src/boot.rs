@@ -67,6 +67,8 @@ pub fn boot(cfg: BootConfig) -> Result<ExitStatus, BootError> {
         vfs.clone(),
         cfg.strace,
     ));
+    vfs.mount_at(b"/proc", crate::procfs::root(&kernel))
+        .map_err(setup("/proc"))?;
 
     let fds = Arc::new(FdTable::new());
     for (fd, host) in cfg.stdio.into_iter().enumerate() {

@@ -8,6 +8,7 @@ pub mod loader;
 pub mod mm;
 mod pidfd;
 pub mod posix_timer;
+mod procfs;
 pub mod signal;
 mod signalfd;
 pub mod sigsend;

@@ -249,6 +249,8 @@ pub struct TaskShared {
     creds: Mutex<Arc<Creds>>,
     pub sched: Mutex<SchedAttr>,
     pub cpu: CpuTime,
+    /// What /proc shows of the task, which only the task changes.
+    pub view: Mutex<Option<crate::procfs::TaskView>>,
 }
 
 impl TaskShared {
@@ -262,6 +264,7 @@ impl TaskShared {
             creds: Mutex::new(creds),
             sched: Mutex::default(),
             cpu: CpuTime::default(),
+            view: Mutex::new(None),
         }
     }
 

@@ -176,6 +176,8 @@ pub struct ThreadGroup {
     pub sigactions: SigActions,
     /// The executable's path inside the sandbox (/proc/self/exe).
     pub exe: Mutex<Vec<u8>>,
+    /// The leader's comm, which /proc still shows once the leader exited.
+    pub leader_comm: Mutex<Vec<u8>>,
     /// Signals sent to the process as a whole, and job-control state.
     pub signals: crate::sigsend::GroupSignals,
     /// Set by the first execve: the parent may no longer move it to
@@ -219,6 +221,7 @@ impl ThreadGroup {
             rlimits: Mutex::new(default_rlimits()),
             sigactions: SigActions::default(),
             exe: Mutex::new(Vec::new()),
+            leader_comm: Mutex::new(Vec::new()),
             signals: Default::default(),
             did_exec: AtomicBool::new(false),
             subreaper: AtomicBool::new(false),
@@ -448,7 +451,7 @@ impl Task {
         let ctx = kernel.platform.new_context();
         fds.claim_lock_owner(tg.pid);
         let shared = Arc::new(crate::signal::TaskShared::new(tg.pid, creds.clone()));
-        Task {
+        let task = Task {
             tid,
             kernel,
             tg,
@@ -474,7 +477,27 @@ impl Task {
             stop_epoch: 0,
             restart_block: None,
             vfork_done: None,
+        };
+        task.publish_view();
+        task
+    }
+
+    /// Publishes what /proc shows of the task, after it changed.
+    pub fn publish_view(&self) {
+        if self.tid == self.tg.pid {
+            *self
+                .tg
+                .leader_comm
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = self.comm.clone();
         }
+        *self.shared.view.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some(crate::procfs::TaskView {
+                mm: self.mm.clone(),
+                fds: self.fds.clone(),
+                fs: self.fs.clone(),
+                comm: self.comm.clone(),
+            });
     }
 
     /// Replaces the task's credentials.

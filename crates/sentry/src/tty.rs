@@ -48,6 +48,12 @@ impl Terminal {
         st.session = Some(sid);
         st.foreground = pgid;
     }
+
+    /// The foreground process group, if the terminal controls `sid`.
+    pub fn foreground_of(&self, sid: i32) -> Option<i32> {
+        let st = self.state();
+        (st.session == Some(sid)).then_some(st.foreground)
+    }
 }
 
 /// Whether `ioctl` is one the sentry answers for terminals.

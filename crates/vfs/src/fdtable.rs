@@ -141,6 +141,15 @@ impl FdTable {
         Ok(())
     }
 
+    /// The open descriptors, in order (/proc/PID/fd).
+    pub fn open_fds(&self) -> Vec<i32> {
+        let t = self.lock();
+        (0..t.slots.len())
+            .filter(|&i| t.slots[i].is_some())
+            .filter_map(|i| i32::try_from(i).ok())
+            .collect()
+    }
+
     pub fn get(&self, fd: i32) -> Result<Arc<OpenFile>, Errno> {
         Ok(self.lock().slot(fd)?.file.clone())
     }

@@ -154,6 +154,14 @@ impl PathRef {
         }
     }
 
+    /// The name of a file made by `anonymous` ("pipe:[N]"), which is what
+    /// /proc/PID/fd shows for it. The tree's root is nameless.
+    pub fn anonymous_name(&self) -> Option<Vec<u8>> {
+        let anon = self.mount.mountpoint.is_none() && self.dentry.parent().is_none();
+        let name = self.dentry.name();
+        (anon && !name.is_empty()).then_some(name)
+    }
+
     pub fn inode(&self) -> &Arc<dyn Inode> {
         &self.dentry.inode
     }
@@ -248,8 +256,9 @@ impl Vfs {
     /// The sandbox's tree: the gofer's files under an in-memory overlay,
     /// devfs on /dev with an in-memory filesystem on /dev/shm (for
     /// shm_open and sem_open), and empty in-memory filesystems on /proc and
-    /// /sys so that the host's never show through the gofer. In-memory file
-    /// data lives in `memfile`.
+    /// /sys so that the host's never show through the gofer (the sentry
+    /// mounts its procfs over the empty /proc). In-memory file data lives
+    /// in `memfile`.
     pub fn with_gofer_root(
         client: Arc<GoferClient>,
         memfile: Arc<MemoryFile>,
@@ -257,8 +266,6 @@ impl Vfs {
         let lower = gofer::root(client)?;
         let memfs = |limit| memfs::MemFs::new(limit, memfile.clone());
         let vfs = Vfs::new(overlay::new(lower, memfs(memfs::DEFAULT_SIZE_LIMIT))?);
-        let ctx = FsContext::new(vfs.root());
-        let creds = Creds::new(0, 0);
         for (dir, fs) in [
             (&b"/dev"[..], devfs::root()),
             (
@@ -268,16 +275,23 @@ impl Vfs {
             (b"/proc", memfs(0).root()),
             (b"/sys", memfs(0).root()),
         ] {
-            let at = match vfs.lookup(&ctx, &ctx.root, dir, true) {
-                Err(Errno::ENOENT) => {
-                    vfs.mkdir(&ctx, &ctx.root, dir, 0o755, &creds)?;
-                    vfs.lookup(&ctx, &ctx.root, dir, true)?
-                }
-                r => r?,
-            };
-            vfs.mount(&at, fs)?;
+            vfs.mount_at(dir, fs)?;
         }
         Ok(vfs)
+    }
+
+    /// Mounts `fs` on the directory at absolute path `dir`, made (by root,
+    /// mode 0755) if missing.
+    pub fn mount_at(&self, dir: &[u8], fs: Arc<dyn Inode>) -> Result<(), Errno> {
+        let ctx = FsContext::new(self.root());
+        let at = match self.lookup(&ctx, &ctx.root, dir, true) {
+            Err(Errno::ENOENT) => {
+                self.mkdir(&ctx, &ctx.root, dir, 0o755, &Creds::new(0, 0))?;
+                self.lookup(&ctx, &ctx.root, dir, true)?
+            }
+            r => r?,
+        };
+        self.mount(&at, fs)
     }
 
     pub fn root(&self) -> PathRef {

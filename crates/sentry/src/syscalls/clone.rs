@@ -284,6 +284,7 @@ impl Inherited {
             self.regs,
         );
         child.comm = self.comm;
+        child.publish_view();
         child.signal_mask = self.mask;
         child.no_new_privs = self.no_new_privs;
         *child

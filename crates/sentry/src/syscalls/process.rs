@@ -186,6 +186,7 @@ fn prctl(t: &mut Task, a: &Args) -> SysResult {
                 }
                 Err(e) => return Err(e),
             };
+            t.publish_view();
             Ok(0)
         }
         PR_GET_NAME => {
@@ -539,6 +540,7 @@ pub fn exec(t: &mut Task, path: &[u8], argv: Vec<Vec<u8>>, envp: &[Vec<u8>]) -> 
     t.robust_list = (0, 0);
     t.clear_child_tid = 0;
     t.comm = loaded.comm;
+    t.publish_view();
     let creds = cred::exec(&t.creds);
     t.set_creds(creds);
     *t.tg.exe.lock().unwrap_or_else(|p| p.into_inner()) = loaded.exe_path;
