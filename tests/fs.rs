@@ -253,3 +253,22 @@ fn reclock_static() {
 fn reclock_dynamic() {
     reclock(Link::Dynamic);
 }
+
+/// /dev/stdout and friends reopen the file behind the descriptor through
+/// procfs's magic links: pipes get a new end, host descriptors a new one.
+#[test]
+fn dev_std_links_reopen_their_files() {
+    let (_, veil) = common::assert_same(&[
+        "/bin/sh",
+        "-c",
+        "echo p | cat /dev/stdin; (echo viafd > /dev/stdout) | cat; echo out > /dev/stdout; \
+         echo err > /dev/stderr; cd /etc && cat /proc/self/cwd/hostname > /dev/null && echo cwd",
+    ]);
+    assert_eq!(
+        veil.stdout_str(),
+        "p\nviafd\nout\ncwd\n",
+        "{}",
+        veil.describe()
+    );
+    assert_eq!(veil.stderr_str(), "err\n", "{}", veil.describe());
+}

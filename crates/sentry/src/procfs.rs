@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use veil_abi::mode::{dtype, S_IFDIR, S_IFLNK, S_IFREG};
 use veil_abi::{Errno, Stat};
-use veil_vfs::{DirEntry, FdTable, FileOps, FsContext, Inode};
+use veil_vfs::{DirEntry, FdTable, FileOps, FsContext, Inode, PathRef};
 
 use crate::kernel::{Kernel, KERNEL_RELEASE, KERNEL_VERSION};
 use crate::mm::MemoryManager;
@@ -627,6 +627,27 @@ impl Inode for ProcInode {
                 Ok(k.vfs.path_of(&reader, p))
             }
             _ => Err(Errno::EINVAL),
+        }
+    }
+
+    /// fd/N, cwd and root lead to the file itself, whatever its name.
+    fn jump(&self) -> Option<PathRef> {
+        let k = self.kernel().ok()?;
+        match self.node {
+            Node::Fd(pid, fd) => {
+                let file = Self::view(&k, pid, |v| v.fds.get(fd)).ok()?.ok()?;
+                Some(file.path().clone())
+            }
+            Node::Link(pid, l @ (Link::Cwd | Link::Root)) => Self::view(&k, pid, |v| {
+                let fs = lock(&v.fs);
+                if l == Link::Cwd {
+                    fs.cwd.clone()
+                } else {
+                    fs.root.clone()
+                }
+            })
+            .ok(),
+            _ => None,
         }
     }
 

@@ -66,9 +66,19 @@ impl Inode for HostInode {
         })
     }
 
-    /// Host files have no name in the tree to be opened again by.
+    /// Opened again through /proc/self/fd: another descriptor of the same
+    /// host file (with its offset and status flags), as the sentry may not
+    /// reopen host paths.
     fn open(self: Arc<Self>, _flags: i32) -> Result<Box<dyn FileOps>, Errno> {
-        Err(Errno::ENXIO)
+        let fd = rustix::io::dup(&*self.0).map_err(host_errno)?;
+        let tty = rustix::termios::isatty(&fd);
+        let file_type = self.stat().map_or(0, |st| st.st_mode & S_IFMT);
+        let pollable = !matches!(file_type, S_IFREG | S_IFDIR);
+        Ok(Box::new(HostFile {
+            fd: Arc::new(fd),
+            tty,
+            pollable,
+        }))
     }
 
     fn as_any(&self) -> &dyn std::any::Any {

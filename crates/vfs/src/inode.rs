@@ -45,6 +45,13 @@ pub trait Inode: Send + Sync {
     /// cannot give (EROFS).
     fn open(self: Arc<Self>, flags: i32) -> Result<Box<dyn FileOps>, Errno>;
 
+    /// For a "magic" link (procfs's fd/N, exe, cwd, root): the file it
+    /// stands for, which a path walk jumps to instead of resolving the
+    /// link's text, as Linux's nd_jump_link.
+    fn jump(&self) -> Option<crate::vfs::PathRef> {
+        None
+    }
+
     /// Changes metadata (chmod, chown, utimes). Read-only filesystems
     /// return EROFS; those without stored metadata EPERM.
     fn setattr(&self, _attr: &SetAttr) -> Result<(), Errno> {

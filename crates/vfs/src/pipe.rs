@@ -20,7 +20,7 @@ use veil_abi::{Errno, Stat};
 use zerocopy::IntoBytes;
 
 use crate::file::{FileOps, OpenFile, UserMem};
-use crate::flags::{O_DIRECT, O_NONBLOCK, O_RDONLY, O_WRONLY};
+use crate::flags::{O_ACCMODE, O_DIRECT, O_NONBLOCK, O_RDONLY, O_WRONLY};
 use crate::inode::Inode;
 use crate::vfs::PathRef;
 use crate::wait::events::*;
@@ -137,9 +137,24 @@ impl Inode for PipeInode {
         })
     }
 
-    /// Pipes have no name in the tree to be opened again by.
-    fn open(self: Arc<Self>, _flags: i32) -> Result<Box<dyn FileOps>, Errno> {
-        Err(Errno::ENXIO)
+    /// Opened again through /proc/self/fd: a new read or write end, as
+    /// Linux opens a pipe there like a FIFO.
+    fn open(self: Arc<Self>, flags: i32) -> Result<Box<dyn FileOps>, Errno> {
+        let writer = match flags & O_ACCMODE {
+            O_RDONLY => false,
+            O_WRONLY => true,
+            _ => return Err(Errno::ENXIO),
+        };
+        let mut state = self.0.lock();
+        match writer {
+            true => state.writers += 1,
+            false => state.readers += 1,
+        }
+        drop(state);
+        Ok(Box::new(PipeEnd {
+            pipe: self.0.clone(),
+            writer,
+        }))
     }
 
     fn as_any(&self) -> &dyn std::any::Any {

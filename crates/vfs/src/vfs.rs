@@ -847,8 +847,24 @@ impl<'a> Walker<'a> {
         if !p.stat()?.is_symlink() {
             return Ok(p);
         }
+        if let Some(target) = self.jump(&p)? {
+            return Ok(target);
+        }
         let target = self.read_link(&p)?;
         self.walk(dir, &target, true)
+    }
+
+    /// The file a magic link (procfs) stands for, counted against the
+    /// symlink budget; None for plain symlinks.
+    fn jump(&mut self, p: &PathRef) -> Result<Option<PathRef>, Errno> {
+        let Some(target) = p.inode().jump() else {
+            return Ok(None);
+        };
+        self.links += 1;
+        if self.links > MAX_SYMLINKS {
+            return Err(Errno::ELOOP);
+        }
+        Ok(Some(target))
     }
 
     /// Reads a symlink the walk follows, counting it against the budget.
@@ -885,6 +901,9 @@ impl<'a> Walker<'a> {
                     let p = self.vfs.follow_mounts(dir.at(d));
                     if flags & (O_EXCL | O_NOFOLLOW) != 0 || !p.stat()?.is_symlink() {
                         return Ok((p, false));
+                    }
+                    if let Some(target) = self.jump(&p)? {
+                        return Ok((target, false));
                     }
                     // A dangling symlink's target gets created.
                     let target = self.read_link(&p)?;
