@@ -146,23 +146,8 @@ impl Vfs {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use veil_abi::mode::{S_IFDIR, S_IFREG};
-
-    fn file(mode: u32, uid: u32, gid: u32) -> Stat {
-        Stat {
-            st_mode: S_IFREG | mode,
-            st_uid: uid,
-            st_gid: gid,
-            ..Stat::default()
-        }
-    }
-
-    fn user(uid: u32, gid: u32, groups: &[u32]) -> Creds {
-        Creds {
-            groups: groups.to_vec(),
-            ..Creds::new(uid, gid)
-        }
-    }
+    use crate::creds::test_support::{file, user};
+    use veil_abi::mode::S_IFDIR;
 
     #[test]
     fn chmod_needs_owner_and_drops_setgid_outside_the_group() {

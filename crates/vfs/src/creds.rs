@@ -147,12 +147,14 @@ impl Creds {
     }
 }
 
+/// Files and users for the unit tests of the access and attribute rules.
 #[cfg(test)]
-mod tests {
+pub(crate) mod test_support {
     use super::*;
     use veil_abi::mode::S_IFREG;
 
-    fn file(mode: u32, uid: u32, gid: u32) -> Stat {
+    /// A regular file's stat with `mode`, owned by `uid`:`gid`.
+    pub fn file(mode: u32, uid: u32, gid: u32) -> Stat {
         Stat {
             st_mode: S_IFREG | mode,
             st_uid: uid,
@@ -161,12 +163,19 @@ mod tests {
         }
     }
 
-    fn user(uid: u32, gid: u32, groups: &[u32]) -> Creds {
+    /// Credentials of `uid`:`gid` with supplementary `groups`.
+    pub fn user(uid: u32, gid: u32, groups: &[u32]) -> Creds {
         Creds {
             groups: groups.to_vec(),
             ..Creds::new(uid, gid)
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_support::{file, user};
+    use super::*;
 
     #[test]
     fn owner_group_other() {
