@@ -263,11 +263,12 @@ static void clone_selection(void)
 {
 	static char stack[64 * 1024];
 	int status;
-	pid_t pid = clone(clone_child, stack + sizeof stack, SIGUSR1, NULL);
+	/* Blocked before the child can exit: its SIGUSR1 must not kill us. */
 	sigset_t s;
 	sigemptyset(&s);
 	sigaddset(&s, SIGUSR1);
 	sigprocmask(SIG_BLOCK, &s, NULL);
+	pid_t pid = clone(clone_child, stack + sizeof stack, SIGUSR1, NULL);
 	usleep(20000);
 	report("plain wait on clone child: %s", RES(waitpid(pid, &status, 0)));
 	check(waitpid(pid, &status, __WCLONE) == pid, "wclone_wait", NULL);
