@@ -15,6 +15,7 @@
 mod anon;
 mod attr;
 mod creds;
+mod dcache;
 pub mod epoll;
 mod eventfd;
 mod fdtable;

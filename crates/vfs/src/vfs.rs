@@ -15,6 +15,7 @@ use veil_gofer::GoferClient;
 use veil_memory::MemoryFile;
 
 use crate::creds::{Creds, MAY_EXEC, MAY_READ, MAY_WRITE};
+use crate::dcache::DentryLru;
 use crate::file::{NoOps, OpenFile};
 use crate::flags::*;
 use crate::fs::{devfs, gofer, memfs, overlay};
@@ -42,6 +43,7 @@ pub struct Dentry {
     mounted: AtomicBool,
     pub(crate) flocks: Flocks,
     pub(crate) records: RecordLocks,
+    lru: Arc<DentryLru>,
 }
 
 struct Link {
@@ -51,7 +53,12 @@ struct Link {
 }
 
 impl Dentry {
-    fn new(name: &[u8], parent: Weak<Dentry>, inode: Arc<dyn Inode>) -> Arc<Dentry> {
+    fn new(
+        name: &[u8],
+        parent: Weak<Dentry>,
+        inode: Arc<dyn Inode>,
+        lru: Arc<DentryLru>,
+    ) -> Arc<Dentry> {
         Arc::new(Dentry {
             inode,
             link: Mutex::new(Link {
@@ -62,6 +69,7 @@ impl Dentry {
             mounted: AtomicBool::new(false),
             flocks: Flocks::default(),
             records: RecordLocks::default(),
+            lru,
         })
     }
 
@@ -89,10 +97,40 @@ impl Dentry {
 
     /// Caches `inode` as child `name`, unless a racing lookup already did.
     fn insert(self: &Arc<Self>, name: &[u8], inode: Arc<dyn Inode>) -> Arc<Dentry> {
-        lock(&self.children)
+        let mut fresh = false;
+        let d = lock(&self.children)
             .entry(name.to_vec())
-            .or_insert_with(|| Dentry::new(name, Arc::downgrade(self), inode))
-            .clone()
+            .or_insert_with(|| {
+                fresh = true;
+                Dentry::new(name, Arc::downgrade(self), inode, self.lru.clone())
+            })
+            .clone();
+        if fresh {
+            self.lru.inserted(&d);
+        }
+        d
+    }
+
+    /// Drops `self` from its parent's cache if nothing but that cache holds
+    /// it (the caller's reference aside) and it caches no children.
+    /// Returns whether it did, or whether `self` is no longer cached.
+    pub(crate) fn evict_if_unused(self: &Arc<Self>) -> bool {
+        let Some(parent) = self.parent() else {
+            return true;
+        };
+        let name = self.name();
+        let mut siblings = lock(&parent.children);
+        match siblings.get(&name) {
+            Some(cached) if Arc::ptr_eq(cached, self) => {}
+            _ => return true,
+        }
+        let unused = Arc::strong_count(self) == 2
+            && !self.mounted.load(Ordering::Acquire)
+            && lock(&self.children).is_empty();
+        if unused {
+            siblings.remove(&name);
+        }
+        unused
     }
 
     fn forget(&self, name: &[u8]) -> Option<Arc<Dentry>> {
@@ -144,7 +182,7 @@ impl PathRef {
     /// A location outside the tree, for files that have no name in it
     /// (pipes, host FDs): the root of a private mount.
     pub fn anonymous(name: &[u8], inode: Arc<dyn Inode>) -> PathRef {
-        let root = Dentry::new(name, Weak::new(), inode);
+        let root = Dentry::new(name, Weak::new(), inode, Arc::default());
         PathRef {
             mount: Arc::new(Mount {
                 root: root.clone(),
@@ -241,7 +279,7 @@ enum LastKind {
 
 impl Vfs {
     pub fn new(root: Arc<dyn Inode>) -> Vfs {
-        let dentry = Dentry::new(b"", Weak::new(), root);
+        let dentry = Dentry::new(b"", Weak::new(), root, Arc::default());
         let mount = Arc::new(Mount {
             root: dentry.clone(),
             mountpoint: None,
@@ -306,7 +344,7 @@ impl Vfs {
             return Err(Errno::ENOTDIR);
         }
         let mount = Arc::new(Mount {
-            root: Dentry::new(&at.dentry.name(), Weak::new(), root),
+            root: Dentry::new(&at.dentry.name(), Weak::new(), root, at.dentry.lru.clone()),
             mountpoint: Some(at.clone()),
         });
         self.mounts
