@@ -197,6 +197,6 @@ fn gofer(root: &std::path::Path, sock_fd: RawFd) -> anyhow::Result<u8> {
     let sock = inherited_fd(sock_fd)?;
     let root_fd =
         veil_gofer::open_root(root).with_context(|| format!("opening root {}", root.display()))?;
-    veil_gofer::serve(root_fd, sock).context("gofer failed")?;
+    veil_gofer::serve(root_fd, sock, true).context("gofer failed")?;
     Ok(0)
 }
