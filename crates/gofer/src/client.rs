@@ -285,6 +285,15 @@ impl GoferClient {
         self.call_done(&Request::RemoveXattr { fid, name })
     }
 
+    /// A socket of type `kind` connected to the bound Unix socket `fid`
+    /// (ECONNREFUSED for anything else).
+    pub fn connect(&self, fid: Fid, kind: u32) -> Result<OwnedFd, Errno> {
+        match self.call(&Request::Connect { fid, kind })? {
+            (Response::Opened, Some(fd)) => Ok(fd),
+            _ => Err(Errno::EIO),
+        }
+    }
+
     fn call_done(&self, req: &Request) -> Result<(), Errno> {
         match self.call(req)? {
             (Response::Done, _) => Ok(()),

@@ -162,6 +162,10 @@ pub enum Request {
     ListXattr { fid: Fid },
     /// Reply: `Done`.
     RemoveXattr { fid: Fid, name: Vec<u8> },
+    /// A new socket of type `kind` (SOCK_STREAM, SOCK_SEQPACKET or
+    /// SOCK_DGRAM, no flags) connected to the bound Unix socket `fid`.
+    /// Reply: `Opened`, with the socket attached.
+    Connect { fid: Fid, kind: u32 },
 }
 
 /// A change of attributes: what is `None` stays. Times are (seconds,

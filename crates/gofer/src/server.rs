@@ -23,8 +23,11 @@ use rustix::fs::{
     RawDir, RenameFlags, SeekFrom, Timespec, Timestamps, Uid, XattrFlags, CWD, UTIME_OMIT,
 };
 use rustix::io::{fcntl_dupfd_cloexec, Errno};
+use rustix::net::{
+    connect_unix, socket_with, AddressFamily, SocketAddrUnix, SocketFlags, SocketType,
+};
 use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
-use veil_abi::mode::{S_IFDIR, S_IFLNK, S_IFMT};
+use veil_abi::mode::{S_IFDIR, S_IFLNK, S_IFMT, S_IFSOCK};
 
 use crate::protocol::{
     DirEntry, Fid, HostStat, HostStatfs, Request, Response, SetStat, MAX_FIDS, MAX_MESSAGE,
@@ -323,6 +326,9 @@ impl Server {
                 Ok(fd) => list_xattrs(&fd)?,
                 Err(_) => Vec::new(),
             }),
+            Request::Connect { fid, kind } => {
+                return Ok((Response::Opened, Some(self.connect(fid, kind)?)))
+            }
             Request::RemoveXattr { fid, name } => {
                 self.writable()?;
                 let name = xattr_name(name)?;
@@ -459,6 +465,27 @@ impl Server {
             utimensat(fd, c"", &times, AtFlags::EMPTY_PATH)?;
         }
         stat(fd)
+    }
+
+    /// Connects to the fid's socket through `/proc/self/fd/N`, which names
+    /// the fid's inode whatever its path: never another socket, nor one
+    /// outside the root. Connecting is allowed on a read-only server, as
+    /// it changes no file.
+    fn connect(&self, fid: Fid, kind: u32) -> Result<OwnedFd, Errno> {
+        let fd = self.fd(fid)?;
+        if stat(fd)?.mode & S_IFMT != S_IFSOCK {
+            return Err(Errno::CONNREFUSED);
+        }
+        let kind = match kind {
+            k if k == SocketType::STREAM.as_raw() => SocketType::STREAM,
+            k if k == SocketType::SEQPACKET.as_raw() => SocketType::SEQPACKET,
+            k if k == SocketType::DGRAM.as_raw() => SocketType::DGRAM,
+            _ => return Err(Errno::INVAL),
+        };
+        let sock = socket_with(AddressFamily::UNIX, kind, SocketFlags::CLOEXEC, None)?;
+        let path = format!("/proc/self/fd/{}", fd.as_raw_fd());
+        connect_unix(&sock, &SocketAddrUnix::new(path.as_str())?)?;
+        Ok(sock)
     }
 
     /// An FD for a fid's extended attributes: its regular file or directory
@@ -684,6 +711,86 @@ mod tests {
         let page = vec![entry; READDIR_BUDGET / (NAME_MAX + ENTRY_OVERHEAD)];
         let reply = postcard::to_stdvec(&Response::Entries(page)).expect("encode");
         assert!(reply.len() <= MAX_MESSAGE, "{} bytes", reply.len());
+    }
+
+    /// Requests the client would never send still get errnos.
+    #[test]
+    fn oversized_fields_get_errors() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut server = Server::new(open_root(dir.path()).expect("root"), false).expect("server");
+        let Ok((Response::Fid { fid: root, .. }, _)) = server.dispatch(Request::Attach) else {
+            panic!("attach");
+        };
+        let errno = |server: &mut Server, req: Request| match server.dispatch(req) {
+            Err(e) => e,
+            Ok((r, _)) => panic!("{r:?}"),
+        };
+        let cases = [
+            (
+                Request::Symlink {
+                    dir: root,
+                    name: b"l".to_vec(),
+                    target: vec![b'a'; PATH_MAX],
+                },
+                Errno::NAMETOOLONG,
+            ),
+            (
+                Request::WalkStat {
+                    dir: root,
+                    names: vec![b"a".to_vec(); MAX_WALK + 1],
+                },
+                Errno::INVAL,
+            ),
+            (
+                Request::SetXattr {
+                    fid: root,
+                    name: b"user.x".to_vec(),
+                    value: vec![0; XATTR_SIZE_MAX + 1],
+                    flags: 0,
+                },
+                Errno::TOOBIG,
+            ),
+            (
+                Request::Create {
+                    dir: root,
+                    name: vec![b'a'; NAME_MAX + 1],
+                    flags: 0,
+                    mode: 0o600,
+                },
+                Errno::NAMETOOLONG,
+            ),
+            (
+                Request::Create {
+                    dir: root,
+                    name: b"f".to_vec(),
+                    flags: -1,
+                    mode: u32::MAX,
+                },
+                Errno::INVAL,
+            ),
+            (
+                Request::SetStat {
+                    fid: root,
+                    attr: SetStat {
+                        size: Some(u64::MAX),
+                        ..SetStat::default()
+                    },
+                },
+                Errno::INVAL,
+            ),
+            (
+                Request::Mkdir {
+                    dir: Fid(u64::MAX),
+                    name: b"d".to_vec(),
+                    mode: 0o700,
+                },
+                Errno::BADF,
+            ),
+        ];
+        for (req, expected) in cases {
+            assert_eq!(errno(&mut server, req.clone()), expected, "{req:?}");
+        }
+        assert_eq!(std::fs::read_dir(dir.path()).expect("readdir").count(), 0);
     }
 
     #[test]

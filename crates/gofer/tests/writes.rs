@@ -520,3 +520,45 @@ fn a_read_only_gofer_refuses_every_change() {
         assert_eq!(names.len(), 2);
     });
 }
+
+#[test]
+fn connects_to_bound_sockets_only_by_fid() {
+    with_gofer(true, |dir, client| {
+        use std::io::{BufRead, BufReader};
+        use std::os::unix::net::UnixListener;
+        let listener = UnixListener::bind(dir.join("sock")).expect("bind");
+        let server = thread::spawn(move || {
+            let (mut conn, _) = listener.accept().expect("accept");
+            conn.write_all(b"hello\n").expect("write");
+        });
+        fs::write(dir.join("f"), b"").expect("write");
+        let (root, _) = client.attach().expect("attach");
+        let (sock, _) = client.walk(root, b"sock").expect("walk");
+        // The name now holds something else: the fid still reaches the socket.
+        fs::rename(dir.join("sock"), dir.join("moved")).expect("rename");
+        symlink("/run/elsewhere.sock", dir.join("sock")).expect("symlink");
+        let stream = SocketType::STREAM.as_raw();
+        let conn = client.connect(sock, stream).expect("connect");
+        let mut line = String::new();
+        BufReader::new(std::os::unix::net::UnixStream::from(conn))
+            .read_line(&mut line)
+            .expect("read");
+        assert_eq!(line, "hello\n");
+        server.join().expect("server");
+
+        let (f, _) = client.walk(root, b"f").expect("walk");
+        let (link, _) = client.walk(root, b"sock").expect("walk");
+        for fid in [f, link, root] {
+            assert_eq!(
+                client.connect(fid, stream).map(drop),
+                Err(Errno::ECONNREFUSED)
+            );
+        }
+        assert_eq!(client.connect(sock, 99).map(drop), Err(Errno::EINVAL));
+        // The listener is gone: the host's errno comes back.
+        assert_eq!(
+            client.connect(sock, stream).map(drop),
+            Err(Errno::ECONNREFUSED)
+        );
+    });
+}
