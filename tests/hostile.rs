@@ -165,7 +165,7 @@ fn without_an_overlay_writes_reach_the_host_inside_the_root() {
         "none",
         "echo changed > /host.txt; echo new > /created; mv /created /moved; \
          chmod 600 /moved; ln /moved /hard; ln -s moved /sl; mkdir /dd; mkdir /dd/sub; \
-         rmdir /dd/sub; cat /sl /hard; echo trunc > /hard; cat /moved; rm /hard",
+         rmdir /dd/sub; cat /sl /hard; echo trunc > /hard; cat /moved; sync /moved; sync -d /moved; rm /hard",
     );
     assert_eq!(out.status, Status::Exited(0), "{}", out.command);
     assert_eq!(out.stdout, b"new\nnew\ntrunc\n");

@@ -272,6 +272,14 @@ impl FileOps for GoferFile {
         self.node.refresh()
     }
 
+    fn sync(&self, data_only: bool) -> Result<(), Errno> {
+        if data_only {
+            crate::host_call(|| rustix::fs::fdatasync(&*self.fd))
+        } else {
+            crate::host_call(|| rustix::fs::fsync(&*self.fd))
+        }
+    }
+
     fn allocate(&self, mode: u32, off: u64, len: u64) -> Result<(), Errno> {
         let mode = rustix::fs::FallocateFlags::from_bits(mode).ok_or(Errno::EOPNOTSUPP)?;
         crate::host_call(|| rustix::fs::fallocate(&*self.fd, mode, off, len))?;
