@@ -8,5 +8,5 @@ pub mod protocol;
 mod server;
 mod wire;
 
-pub use client::{DirEntry, Fid, GoferClient, HostStat, HostStatfs};
+pub use client::{DirEntry, Fid, GoferClient, HostStat, HostStatfs, SetStat};
 pub use server::{open_root, serve, GoferError};

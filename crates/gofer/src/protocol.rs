@@ -17,6 +17,12 @@ pub const MAX_MESSAGE: usize = 64 << 10;
 pub const NAME_MAX: usize = 255;
 /// Size of the readlink buffer; Linux symlink targets are shorter (PATH_MAX).
 pub const PATH_MAX: usize = 4096;
+/// Most components one `WalkStat` takes.
+pub const MAX_WALK: usize = 64;
+/// Largest extended attribute value (Linux XATTR_SIZE_MAX).
+pub const XATTR_SIZE_MAX: usize = 60 << 10;
+/// Longest extended attribute name (Linux XATTR_NAME_MAX).
+pub const XATTR_NAME_MAX: usize = 255;
 /// Most fids one connection may hold at once; beyond it walks fail with ENFILE.
 pub const MAX_FIDS: usize = 1 << 20;
 
@@ -77,7 +83,8 @@ pub enum Request {
     Walk { dir: Fid, name: Vec<u8> },
     /// Reply: `Stat`.
     Stat { fid: Fid },
-    /// A host FD open for reading, with `flags` as for open(2).
+    /// A host FD open with `flags` as for open(2); write access only on a
+    /// writable server.
     /// Reply: `Opened`, with the FD attached.
     Open { fid: Fid, flags: i32 },
     /// Reply: `Link`.
@@ -89,6 +96,89 @@ pub enum Request {
     Clunk { fid: Fid },
     /// Reply: `Statfs`.
     Statfs { fid: Fid },
+    /// Walks up to [`MAX_WALK`] components from `dir`, stopping after the
+    /// first symlink or non-directory and before the first missing one (an
+    /// error only if that is the first). Reply: `Walked`, a fid per
+    /// component reached.
+    WalkStat { dir: Fid, names: Vec<Vec<u8>> },
+    /// Creates and opens a regular file (`O_CREAT | O_EXCL`, never through a
+    /// symlink) with open(2) `flags` and permission bits `mode`.
+    /// Reply: `Fid`, with the open FD attached.
+    Create {
+        dir: Fid,
+        name: Vec<u8>,
+        flags: i32,
+        mode: u32,
+    },
+    /// Reply: `Fid`.
+    Mkdir { dir: Fid, name: Vec<u8>, mode: u32 },
+    /// A regular file, FIFO or socket node (`mode` holds the type); device
+    /// nodes get EPERM. Reply: `Fid`.
+    Mknod { dir: Fid, name: Vec<u8>, mode: u32 },
+    /// Reply: `Fid`.
+    Symlink {
+        dir: Fid,
+        name: Vec<u8>,
+        target: Vec<u8>,
+    },
+    /// A new name for `target`, a non-directory. Reply: `Fid`.
+    Link {
+        dir: Fid,
+        name: Vec<u8>,
+        target: Fid,
+    },
+    /// unlinkat(2); `flags` is 0 or AT_REMOVEDIR. Reply: `Done`.
+    Unlink { dir: Fid, name: Vec<u8>, flags: u32 },
+    /// renameat2(2); `flags` is 0, RENAME_NOREPLACE or RENAME_EXCHANGE.
+    /// Reply: `Done`.
+    Rename {
+        dir: Fid,
+        name: Vec<u8>,
+        new_dir: Fid,
+        new_name: Vec<u8>,
+        flags: u32,
+    },
+    /// Changes what is set. Reply: `Stat`, the result.
+    SetStat { fid: Fid, attr: SetStat },
+    /// fsync(2), or fdatasync(2) with `data_only`. Reply: `Done`.
+    Fsync { fid: Fid, data_only: bool },
+    /// fallocate(2) of a regular file. Reply: `Done`.
+    Fallocate {
+        fid: Fid,
+        mode: u32,
+        offset: u64,
+        len: u64,
+    },
+    /// Reply: `Bytes`, the value.
+    GetXattr { fid: Fid, name: Vec<u8> },
+    /// `flags` as setxattr(2)'s. Reply: `Done`.
+    SetXattr {
+        fid: Fid,
+        name: Vec<u8>,
+        value: Vec<u8>,
+        flags: u32,
+    },
+    /// Reply: `Bytes`, the allowed names, each NUL-terminated.
+    ListXattr { fid: Fid },
+    /// Reply: `Done`.
+    RemoveXattr { fid: Fid, name: Vec<u8> },
+    /// A new socket of type `kind` (SOCK_STREAM, SOCK_SEQPACKET or
+    /// SOCK_DGRAM, no flags) connected to the bound Unix socket `fid`.
+    /// Reply: `Opened`, with the socket attached.
+    Connect { fid: Fid, kind: u32 },
+}
+
+/// A change of attributes: what is `None` stays. Times are (seconds,
+/// nanoseconds), with UTIME_NOW as the nanoseconds for "now".
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetStat {
+    /// Permission bits (07777).
+    pub mode: Option<u32>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub size: Option<u64>,
+    pub atime: Option<(i64, i64)>,
+    pub mtime: Option<(i64, i64)>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -105,4 +195,6 @@ pub enum Response {
     Statfs(HostStatfs),
     /// The request failed with this Linux errno.
     Error(i32),
+    Walked(Vec<(Fid, HostStat)>),
+    Bytes(Vec<u8>),
 }

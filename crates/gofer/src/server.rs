@@ -4,7 +4,10 @@
 //! single-component `openat(O_NOFOLLOW)` walks, so neither "..", nor
 //! symlinks, nor concurrent renames can lead outside the root. Requests are
 //! hostile: each is bounded and validated, and a bad one gets an errno reply,
-//! never a panic. The tree is served read-only.
+//! never a panic. Changes name a directory fid and one component and use
+//! the `*at()` calls on the directory's FD; a read-only server (as trusted
+//! configuration says) refuses them with EROFS. Files are created owned by
+//! the gofer's own uid. Device nodes are never opened for I/O nor created.
 
 use std::collections::HashMap;
 use std::ffi::CString;
@@ -14,14 +17,21 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use rustix::fs::{
-    fstat, fstatfs, openat, readlinkat_raw, seek, FileType, Mode, OFlags, RawDir, SeekFrom, CWD,
+    chmodat, chownat, fallocate, fdatasync, fgetxattr, flistxattr, fremovexattr, fsetxattr, fstat,
+    fstatfs, fsync, ftruncate, linkat, mkdirat, mknodat, openat, readlinkat_raw, renameat_with,
+    seek, symlinkat, unlinkat, utimensat, AtFlags, FallocateFlags, FileType, Gid, Mode, OFlags,
+    RawDir, RenameFlags, SeekFrom, Timespec, Timestamps, Uid, XattrFlags, CWD, UTIME_OMIT,
 };
 use rustix::io::{fcntl_dupfd_cloexec, Errno};
+use rustix::net::{
+    connect_unix, socket_with, AddressFamily, SocketAddrUnix, SocketFlags, SocketType,
+};
 use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+use veil_abi::mode::{S_IFDIR, S_IFLNK, S_IFMT, S_IFSOCK};
 
 use crate::protocol::{
-    DirEntry, Fid, HostStat, HostStatfs, Request, Response, MAX_FIDS, MAX_MESSAGE, NAME_MAX,
-    PATH_MAX,
+    DirEntry, Fid, HostStat, HostStatfs, Request, Response, SetStat, MAX_FIDS, MAX_MESSAGE,
+    MAX_WALK, NAME_MAX, PATH_MAX, XATTR_NAME_MAX, XATTR_SIZE_MAX,
 };
 use crate::wire;
 
@@ -60,24 +70,12 @@ pub fn open_root(path: &Path) -> Result<OwnedFd, GoferError> {
     })
 }
 
-/// Serves the tree beneath `root` on `sock` until the sentry closes it.
-/// Opens `/proc/self/fd` up front (fids are reopened for I/O through it) and
+/// Serves the tree beneath `root` on `sock` until the sentry closes it,
+/// refusing every change with EROFS if `readonly`. Opens `/proc/self/fd` up front (fids are reopened for I/O through it) and
 /// raises the process's soft RLIMIT_NOFILE, as every fid is an FD.
-pub fn serve(root: OwnedFd, sock: OwnedFd) -> Result<(), GoferError> {
+pub fn serve(root: OwnedFd, sock: OwnedFd, readonly: bool) -> Result<(), GoferError> {
     raise_fd_limit();
-    let proc_fds = openat(
-        CWD,
-        "/proc/self/fd",
-        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| GoferError::Proc(e.into()))?;
-    let mut server = Server {
-        root,
-        proc_fds,
-        fids: HashMap::new(),
-        next_fid: 1,
-    };
+    let mut server = Server::new(root, readonly)?;
     let mut buf = vec![0u8; MAX_MESSAGE];
     loop {
         let (response, fd) = match wire::recv(sock.as_fd(), &mut buf) {
@@ -113,6 +111,7 @@ fn raise_fd_limit() {
 
 struct Server {
     root: OwnedFd,
+    readonly: bool,
     /// `/proc/self/fd`, through which fids are reopened for I/O.
     proc_fds: OwnedFd,
     fids: HashMap<Fid, OwnedFd>,
@@ -120,6 +119,23 @@ struct Server {
 }
 
 impl Server {
+    fn new(root: OwnedFd, readonly: bool) -> Result<Server, GoferError> {
+        let proc_fds = openat(
+            CWD,
+            "/proc/self/fd",
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| GoferError::Proc(e.into()))?;
+        Ok(Server {
+            root,
+            readonly,
+            proc_fds,
+            fids: HashMap::new(),
+            next_fid: 1,
+        })
+    }
+
     /// Decodes and runs one request; failures become an errno reply.
     fn handle(&mut self, bytes: &[u8]) -> (Response, Option<OwnedFd>) {
         let result = match postcard::take_from_bytes::<Request>(bytes) {
@@ -146,7 +162,12 @@ impl Server {
             }
             Request::Stat { fid } => Response::Stat(stat(self.fd(fid)?)?),
             Request::Open { fid, flags } => {
-                return Ok((Response::Opened, Some(self.open(fid, flags)?)))
+                let write = OFlags::WRONLY | OFlags::RDWR | OFlags::TRUNC;
+                if OFlags::from_bits_retain(flags as u32).intersects(write) {
+                    self.writable()?;
+                }
+                let flags = open_flags(flags)?;
+                return Ok((Response::Opened, Some(self.reopen(fid, flags)?)));
             }
             Request::Readlink { fid } => Response::Link(readlink(self.fd(fid)?)?),
             Request::Readdir { dir, cookie } => Response::Entries(self.readdir(dir, cookie)?),
@@ -155,8 +176,325 @@ impl Server {
                 Response::Done
             }
             Request::Statfs { fid } => Response::Statfs(statfs(self.fd(fid)?)?),
+            Request::WalkStat { dir, names } => Response::Walked(self.walk_stat(dir, names)?),
+            Request::Create {
+                dir,
+                name,
+                flags,
+                mode,
+            } => return self.create(dir, name, flags, mode),
+            Request::Mkdir { dir, name, mode } => {
+                let name = self.change(name)?;
+                mkdirat(self.fd(dir)?, name.as_c_str(), perm(mode))?;
+                self.walk_new(dir, &name)?
+            }
+            Request::Mknod { dir, name, mode } => {
+                let name = self.change(name)?;
+                let kind = match FileType::from_raw_mode(mode) {
+                    k @ (FileType::RegularFile | FileType::Fifo | FileType::Socket) => k,
+                    _ => return Err(Errno::PERM),
+                };
+                mknodat(self.fd(dir)?, name.as_c_str(), kind, perm(mode), 0)?;
+                self.walk_new(dir, &name)?
+            }
+            Request::Symlink { dir, name, target } => {
+                let name = self.change(name)?;
+                if target.is_empty() {
+                    return Err(Errno::NOENT);
+                }
+                if target.len() >= PATH_MAX {
+                    return Err(Errno::NAMETOOLONG);
+                }
+                let target = CString::new(target).map_err(|_| Errno::INVAL)?;
+                symlinkat(target.as_c_str(), self.fd(dir)?, name.as_c_str())?;
+                self.walk_new(dir, &name)?
+            }
+            Request::Link { dir, name, target } => {
+                let name = self.change(name)?;
+                let target = self.fd(target)?;
+                if stat(target)?.mode & S_IFMT == S_IFDIR {
+                    return Err(Errno::PERM);
+                }
+                // Through /proc/self/fd: linkat's AT_EMPTY_PATH needs
+                // CAP_DAC_READ_SEARCH, and following the magic link reaches
+                // the fid's inode (a symlink fid links the symlink).
+                linkat(
+                    &self.proc_fds,
+                    target.as_raw_fd().to_string(),
+                    self.fd(dir)?,
+                    name.as_c_str(),
+                    AtFlags::SYMLINK_FOLLOW,
+                )?;
+                self.walk_new(dir, &name)?
+            }
+            Request::Unlink { dir, name, flags } => {
+                let name = self.change(name)?;
+                let flags = match flags {
+                    0 => AtFlags::empty(),
+                    f if f == AtFlags::REMOVEDIR.bits() => AtFlags::REMOVEDIR,
+                    _ => return Err(Errno::INVAL),
+                };
+                unlinkat(self.fd(dir)?, name.as_c_str(), flags)?;
+                Response::Done
+            }
+            Request::Rename {
+                dir,
+                name,
+                new_dir,
+                new_name,
+                flags,
+            } => {
+                let name = self.change(name)?;
+                let new_name = component(new_name)?;
+                let flags = RenameFlags::from_bits(flags).ok_or(Errno::INVAL)?;
+                if flags.intersects(RenameFlags::WHITEOUT)
+                    || flags.contains(RenameFlags::NOREPLACE | RenameFlags::EXCHANGE)
+                {
+                    return Err(Errno::INVAL);
+                }
+                renameat_with(
+                    self.fd(dir)?,
+                    name.as_c_str(),
+                    self.fd(new_dir)?,
+                    new_name.as_c_str(),
+                    flags,
+                )?;
+                Response::Done
+            }
+            Request::SetStat { fid, attr } => Response::Stat(self.setstat(fid, &attr)?),
+            Request::Fsync { fid, data_only } => {
+                let fd = self.reopen(fid, OFlags::RDONLY)?;
+                if data_only {
+                    fdatasync(&fd)?;
+                } else {
+                    fsync(&fd)?;
+                }
+                Response::Done
+            }
+            Request::Fallocate {
+                fid,
+                mode,
+                offset,
+                len,
+            } => {
+                self.writable()?;
+                let mode = FallocateFlags::from_bits(mode).ok_or(Errno::OPNOTSUPP)?;
+                let allowed = [
+                    FallocateFlags::empty(),
+                    FallocateFlags::KEEP_SIZE,
+                    FallocateFlags::KEEP_SIZE | FallocateFlags::PUNCH_HOLE,
+                ];
+                if !allowed.contains(&mode) {
+                    return Err(Errno::OPNOTSUPP);
+                }
+                if len == 0
+                    || offset
+                        .checked_add(len)
+                        .is_none_or(|end| end > i64::MAX as u64)
+                {
+                    return Err(Errno::INVAL);
+                }
+                fallocate(self.reopen(fid, OFlags::WRONLY)?, mode, offset, len)?;
+                Response::Done
+            }
+            Request::GetXattr { fid, name } => {
+                let name = xattr_name(name)?;
+                let fd = self.xattr_fd(fid).map_err(|_| Errno::NODATA)?;
+                let mut value = vec![0; XATTR_SIZE_MAX];
+                let len = fgetxattr(&fd, name.as_c_str(), &mut value)?;
+                value.truncate(len);
+                Response::Bytes(value)
+            }
+            Request::SetXattr {
+                fid,
+                name,
+                value,
+                flags,
+            } => {
+                self.writable()?;
+                let name = xattr_name(name)?;
+                if value.len() > XATTR_SIZE_MAX {
+                    return Err(Errno::TOOBIG);
+                }
+                let flags = XattrFlags::from_bits(flags)
+                    .filter(|f| !f.contains(XattrFlags::CREATE | XattrFlags::REPLACE))
+                    .ok_or(Errno::INVAL)?;
+                fsetxattr(self.xattr_fd(fid)?, name.as_c_str(), &value, flags)?;
+                Response::Done
+            }
+            Request::ListXattr { fid } => Response::Bytes(match self.xattr_fd(fid) {
+                Ok(fd) => list_xattrs(&fd)?,
+                Err(_) => Vec::new(),
+            }),
+            Request::Connect { fid, kind } => {
+                return Ok((Response::Opened, Some(self.connect(fid, kind)?)))
+            }
+            Request::RemoveXattr { fid, name } => {
+                self.writable()?;
+                let name = xattr_name(name)?;
+                fremovexattr(self.xattr_fd(fid)?, name.as_c_str())?;
+                Response::Done
+            }
         };
         Ok((response, None))
+    }
+
+    fn writable(&self) -> Result<(), Errno> {
+        if self.readonly {
+            return Err(Errno::ROFS);
+        }
+        Ok(())
+    }
+
+    /// The name a change applies to, once the server is known writable.
+    fn change(&self, name: Vec<u8>) -> Result<CString, Errno> {
+        self.writable()?;
+        component(name)
+    }
+
+    /// A fid for what a change just made as `name` in `dir`.
+    fn walk_new(&mut self, dir: Fid, name: &CString) -> Result<Response, Errno> {
+        let flags = OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let fd = openat(self.fd(dir)?, name.as_c_str(), flags, Mode::empty())?;
+        self.insert(fd)
+    }
+
+    fn walk_stat(&mut self, dir: Fid, names: Vec<Vec<u8>>) -> Result<Vec<(Fid, HostStat)>, Errno> {
+        if names.is_empty() || names.len() > MAX_WALK {
+            return Err(Errno::INVAL);
+        }
+        let names = names
+            .into_iter()
+            .map(component)
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut cur = fcntl_dupfd_cloexec(self.fd(dir)?, 0)?;
+        let mut walked = Vec::new();
+        for name in names {
+            let flags = OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+            let fd = match openat(&cur, name.as_c_str(), flags, Mode::empty()) {
+                Ok(fd) => fd,
+                Err(e) if walked.is_empty() => return Err(e),
+                Err(_) => break,
+            };
+            let next = fcntl_dupfd_cloexec(&fd, 0)?;
+            let Response::Fid { fid, stat } = self.insert(fd)? else {
+                unreachable!("insert replies with a fid")
+            };
+            walked.push((fid, stat));
+            if stat.mode & S_IFMT != S_IFDIR {
+                break;
+            }
+            cur = next;
+        }
+        Ok(walked)
+    }
+
+    fn create(
+        &mut self,
+        dir: Fid,
+        name: Vec<u8>,
+        flags: i32,
+        mode: u32,
+    ) -> Result<(Response, Option<OwnedFd>), Errno> {
+        let name = self.change(name)?;
+        let access = open_flags(flags)?;
+        let flags = access | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let fd = openat(self.fd(dir)?, name.as_c_str(), flags, perm(mode))?;
+        // The fid is the created inode itself, whatever the name now holds.
+        let path = openat(
+            &self.proc_fds,
+            fd.as_raw_fd().to_string(),
+            OFlags::PATH | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        Ok((self.insert(path)?, Some(fd)))
+    }
+
+    fn setstat(&self, fid: Fid, attr: &SetStat) -> Result<HostStat, Errno> {
+        self.writable()?;
+        let fd = self.fd(fid)?;
+        let is_link = stat(fd)?.mode & S_IFMT == S_IFLNK;
+        if let Some(size) = attr.size {
+            if size > i64::MAX as u64 {
+                return Err(Errno::INVAL);
+            }
+            let file = self.reopen(fid, OFlags::WRONLY).map_err(|e| match e {
+                Errno::NOTDIR | Errno::LOOP => Errno::INVAL,
+                Errno::ISDIR => Errno::ISDIR,
+                e => e,
+            })?;
+            if FileType::from_raw_mode(fstat(&file)?.st_mode) != FileType::RegularFile {
+                return Err(Errno::INVAL);
+            }
+            ftruncate(&file, size)?;
+        }
+        if let Some(mode) = attr.mode {
+            if is_link {
+                return Err(Errno::OPNOTSUPP);
+            }
+            // fchmod refuses O_PATH FDs; the magic link reaches the inode.
+            let path = fd.as_raw_fd().to_string();
+            chmodat(&self.proc_fds, path, perm(mode), AtFlags::empty())?;
+        }
+        if attr.uid.is_some() || attr.gid.is_some() {
+            // -1 means "unchanged", as chown(2).
+            // SAFETY: from_raw is unsafe only for -1, filtered out here.
+            let uid = attr
+                .uid
+                .filter(|&u| u != u32::MAX)
+                .map(|u| unsafe { Uid::from_raw(u) });
+            // SAFETY: as for the uid.
+            let gid = attr
+                .gid
+                .filter(|&g| g != u32::MAX)
+                .map(|g| unsafe { Gid::from_raw(g) });
+            chownat(fd, c"", uid, gid, AtFlags::EMPTY_PATH)?;
+        }
+        if attr.atime.is_some() || attr.mtime.is_some() {
+            let ts = |t: Option<(i64, i64)>| match t {
+                Some((tv_sec, tv_nsec)) => Timespec { tv_sec, tv_nsec },
+                None => Timespec {
+                    tv_sec: 0,
+                    tv_nsec: UTIME_OMIT,
+                },
+            };
+            let times = Timestamps {
+                last_access: ts(attr.atime),
+                last_modification: ts(attr.mtime),
+            };
+            utimensat(fd, c"", &times, AtFlags::EMPTY_PATH)?;
+        }
+        stat(fd)
+    }
+
+    /// Connects to the fid's socket through `/proc/self/fd/N`, which names
+    /// the fid's inode whatever its path: never another socket, nor one
+    /// outside the root. Connecting is allowed on a read-only server, as
+    /// it changes no file.
+    fn connect(&self, fid: Fid, kind: u32) -> Result<OwnedFd, Errno> {
+        let fd = self.fd(fid)?;
+        if stat(fd)?.mode & S_IFMT != S_IFSOCK {
+            return Err(Errno::CONNREFUSED);
+        }
+        let kind = match kind {
+            k if k == SocketType::STREAM.as_raw() => SocketType::STREAM,
+            k if k == SocketType::SEQPACKET.as_raw() => SocketType::SEQPACKET,
+            k if k == SocketType::DGRAM.as_raw() => SocketType::DGRAM,
+            _ => return Err(Errno::INVAL),
+        };
+        let sock = socket_with(AddressFamily::UNIX, kind, SocketFlags::CLOEXEC, None)?;
+        let path = format!("/proc/self/fd/{}", fd.as_raw_fd());
+        connect_unix(&sock, &SocketAddrUnix::new(path.as_str())?)?;
+        Ok(sock)
+    }
+
+    /// An FD for a fid's extended attributes: its regular file or directory
+    /// opened for reading; others have none the sandbox may use (EPERM).
+    fn xattr_fd(&self, fid: Fid) -> Result<OwnedFd, Errno> {
+        self.reopen(fid, OFlags::RDONLY).map_err(|e| match e {
+            Errno::BADF => Errno::BADF,
+            _ => Errno::PERM,
+        })
     }
 
     fn fd(&self, fid: Fid) -> Result<&OwnedFd, Errno> {
@@ -174,33 +512,18 @@ impl Server {
         Ok(Response::Fid { fid, stat })
     }
 
-    /// Validates open(2) flags: read-only access, plus flags that change
-    /// nothing on the host or only the FD's own status (O_NONBLOCK).
-    fn open(&self, fid: Fid, flags: i32) -> Result<OwnedFd, Errno> {
-        let flags = OFlags::from_bits_retain(flags as u32);
-        if flags.intersects(OFlags::WRONLY | OFlags::RDWR | OFlags::TRUNC) {
-            return Err(Errno::ROFS);
-        }
-        let allowed = OFlags::DIRECTORY
-            | OFlags::NONBLOCK
-            | OFlags::CLOEXEC
-            | OFlags::NOCTTY
-            | OFlags::LARGEFILE
-            | OFlags::NOFOLLOW;
-        if !allowed.contains(flags) {
-            return Err(Errno::INVAL);
-        }
-        self.reopen(fid, flags & (OFlags::DIRECTORY | OFlags::NONBLOCK))
-    }
-
-    /// Opens the fid's inode for reading. Only regular files and
+    /// Opens the fid's inode for I/O with `flags` (an access mode, plus
+    /// O_DIRECTORY, O_NONBLOCK or O_TRUNC). Only regular files and
     /// directories: never a symlink (ELOOP), a device or FIFO (EACCES, as on
     /// a nodev mount) or a socket (ENXIO, as Linux); with O_DIRECTORY,
-    /// nothing but a directory (ENOTDIR). Checking the type first is
-    /// race-free: a fid's inode never changes.
+    /// nothing but a directory (ENOTDIR); a directory only for reading
+    /// (EISDIR). Checking the type first is race-free: a fid's inode never
+    /// changes.
     fn reopen(&self, fid: Fid, flags: OFlags) -> Result<OwnedFd, Errno> {
         let fd = self.fd(fid)?;
+        let writes = flags.intersects(OFlags::WRONLY | OFlags::RDWR | OFlags::TRUNC);
         let kind = match FileType::from_raw_mode(stat(fd)?.mode) {
+            FileType::Directory if writes => return Err(Errno::ISDIR),
             FileType::Directory => OFlags::DIRECTORY,
             _ if flags.contains(OFlags::DIRECTORY) => return Err(Errno::NOTDIR),
             FileType::RegularFile => OFlags::empty(),
@@ -210,8 +533,8 @@ impl Server {
         };
         // /proc/self/fd/N opens exactly the fid's inode, wherever it has
         // been renamed to since the walk.
-        let flags =
-            OFlags::RDONLY | kind | (flags & OFlags::NONBLOCK) | OFlags::CLOEXEC | OFlags::NOCTTY;
+        let keep = OFlags::WRONLY | OFlags::RDWR | OFlags::TRUNC | OFlags::NONBLOCK;
+        let flags = kind | (flags & keep) | OFlags::CLOEXEC | OFlags::NOCTTY;
         openat(
             &self.proc_fds,
             fd.as_raw_fd().to_string(),
@@ -222,7 +545,7 @@ impl Server {
 
     /// As many entries after `cookie` as fit in one reply.
     fn readdir(&self, dir: Fid, cookie: u64) -> Result<Vec<DirEntry>, Errno> {
-        let fd = self.reopen(dir, OFlags::DIRECTORY)?;
+        let fd = self.reopen(dir, OFlags::RDONLY | OFlags::DIRECTORY)?;
         seek(&fd, SeekFrom::Start(cookie))?;
         let mut buf = vec![MaybeUninit::uninit(); DIRENT_BUF];
         let mut dirents = RawDir::new(&fd, &mut buf);
@@ -247,6 +570,58 @@ impl Server {
         }
         Ok(entries)
     }
+}
+
+/// Validates open(2) flags: an access mode, plus flags that change nothing
+/// on the host or only the FD's own status (O_NONBLOCK), and O_TRUNC. Of
+/// them, those for the host's open are returned.
+fn open_flags(flags: i32) -> Result<OFlags, Errno> {
+    let flags = OFlags::from_bits_retain(flags as u32);
+    let access = flags & (OFlags::WRONLY | OFlags::RDWR);
+    if access == OFlags::WRONLY | OFlags::RDWR {
+        return Err(Errno::INVAL);
+    }
+    let kept = OFlags::DIRECTORY | OFlags::NONBLOCK | OFlags::TRUNC;
+    let ignored = OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::LARGEFILE | OFlags::NOFOLLOW;
+    if !(access | kept | ignored).contains(flags) {
+        return Err(Errno::INVAL);
+    }
+    Ok(flags & (access | kept))
+}
+
+/// Permission bits only: the type, if any, is the request's.
+fn perm(mode: u32) -> Mode {
+    Mode::from_raw_mode(mode & 0o7777)
+}
+
+/// The extended attribute namespaces the sandbox may use: its own (user.*)
+/// and overlayfs's (trusted.overlay.*). Others (security.*, system.*,
+/// other trusted.*) are the host's: EOPNOTSUPP.
+fn xattr_allowed(name: &[u8]) -> bool {
+    name.starts_with(b"user.") || name.starts_with(b"trusted.overlay.")
+}
+
+fn xattr_name(name: Vec<u8>) -> Result<CString, Errno> {
+    if name.is_empty() || name.len() > XATTR_NAME_MAX {
+        return Err(Errno::RANGE);
+    }
+    if !xattr_allowed(&name) {
+        return Err(Errno::OPNOTSUPP);
+    }
+    CString::new(name).map_err(|_| Errno::INVAL)
+}
+
+/// The allowed names among a file's extended attributes, each
+/// NUL-terminated.
+fn list_xattrs(fd: &OwnedFd) -> Result<Vec<u8>, Errno> {
+    let mut buf = vec![0; XATTR_SIZE_MAX];
+    let len = flistxattr(fd, &mut buf)?;
+    let mut out = Vec::new();
+    for name in buf[..len].split(|&b| b == 0).filter(|n| xattr_allowed(n)) {
+        out.extend_from_slice(name);
+        out.push(0);
+    }
+    Ok(out)
 }
 
 /// A walk takes one component: not empty, "." or "..", without '/' or NUL
@@ -336,6 +711,86 @@ mod tests {
         let page = vec![entry; READDIR_BUDGET / (NAME_MAX + ENTRY_OVERHEAD)];
         let reply = postcard::to_stdvec(&Response::Entries(page)).expect("encode");
         assert!(reply.len() <= MAX_MESSAGE, "{} bytes", reply.len());
+    }
+
+    /// Requests the client would never send still get errnos.
+    #[test]
+    fn oversized_fields_get_errors() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut server = Server::new(open_root(dir.path()).expect("root"), false).expect("server");
+        let Ok((Response::Fid { fid: root, .. }, _)) = server.dispatch(Request::Attach) else {
+            panic!("attach");
+        };
+        let errno = |server: &mut Server, req: Request| match server.dispatch(req) {
+            Err(e) => e,
+            Ok((r, _)) => panic!("{r:?}"),
+        };
+        let cases = [
+            (
+                Request::Symlink {
+                    dir: root,
+                    name: b"l".to_vec(),
+                    target: vec![b'a'; PATH_MAX],
+                },
+                Errno::NAMETOOLONG,
+            ),
+            (
+                Request::WalkStat {
+                    dir: root,
+                    names: vec![b"a".to_vec(); MAX_WALK + 1],
+                },
+                Errno::INVAL,
+            ),
+            (
+                Request::SetXattr {
+                    fid: root,
+                    name: b"user.x".to_vec(),
+                    value: vec![0; XATTR_SIZE_MAX + 1],
+                    flags: 0,
+                },
+                Errno::TOOBIG,
+            ),
+            (
+                Request::Create {
+                    dir: root,
+                    name: vec![b'a'; NAME_MAX + 1],
+                    flags: 0,
+                    mode: 0o600,
+                },
+                Errno::NAMETOOLONG,
+            ),
+            (
+                Request::Create {
+                    dir: root,
+                    name: b"f".to_vec(),
+                    flags: -1,
+                    mode: u32::MAX,
+                },
+                Errno::INVAL,
+            ),
+            (
+                Request::SetStat {
+                    fid: root,
+                    attr: SetStat {
+                        size: Some(u64::MAX),
+                        ..SetStat::default()
+                    },
+                },
+                Errno::INVAL,
+            ),
+            (
+                Request::Mkdir {
+                    dir: Fid(u64::MAX),
+                    name: b"d".to_vec(),
+                    mode: 0o700,
+                },
+                Errno::BADF,
+            ),
+        ];
+        for (req, expected) in cases {
+            assert_eq!(errno(&mut server, req.clone()), expected, "{req:?}");
+        }
+        assert_eq!(std::fs::read_dir(dir.path()).expect("readdir").count(), 0);
     }
 
     #[test]

@@ -56,6 +56,14 @@ impl MemoryFile {
     pub fn new() -> Result<MemoryFile, Errno> {
         let fd = rustix::fs::memfd_create("veil-memory", rustix::fs::MemfdFlags::CLOEXEC)
             .map_err(io_errno)?;
+        MemoryFile::with_file(fd)
+    }
+
+    /// A memory file over `fd`, an empty regular file open for reading and
+    /// writing (`veil do --overlay=file` passes an unlinked file on a host
+    /// disk, so that in-memory file data need not fit in RAM). It is grown
+    /// sparsely; freed ranges are punched out of it.
+    pub fn with_file(fd: OwnedFd) -> Result<MemoryFile, Errno> {
         ftruncate(&fd, MEMFILE_SIZE).map_err(io_errno)?;
         // SAFETY: a fresh shared mapping of our own memfd at an address the
         // kernel chooses; it aliases no Rust object.

@@ -15,10 +15,23 @@ use crate::mm::{Layout, MemoryFile, MemoryManager};
 use crate::syscalls;
 use crate::task::{ExitStatus, Task, ThreadGroup};
 
+/// What holds the changes the sandbox makes to its root filesystem.
+pub enum RootOverlay {
+    /// An in-memory upper layer over the read-only gofer tree.
+    Memory,
+    /// As `Memory`, but the memory file (the upper's file data, and with it
+    /// application memory) lives in this host file rather than a memfd.
+    File(OwnedFd),
+    /// No overlay: the gofer serves the root read-write and writes reach
+    /// the host.
+    None,
+}
+
 /// Everything the sentry needs from whoever started it.
 pub struct BootConfig {
     /// The connection to the gofer serving the root filesystem.
     pub gofer: OwnedFd,
+    pub overlay: RootOverlay,
     /// The application's stdin, stdout and stderr.
     pub stdio: [OwnedFd; 3],
     pub argv: Vec<Vec<u8>>,
@@ -56,11 +69,17 @@ pub fn boot(cfg: BootConfig) -> Result<ExitStatus, BootError> {
         ..nofile
     };
     let _ = rustix::process::setrlimit(rustix::process::Resource::Nofile, raised);
-    let memfile = Arc::new(MemoryFile::new().map_err(setup("memory file"))?);
+    let (memfile, overlay) = match cfg.overlay {
+        RootOverlay::Memory => (MemoryFile::new(), true),
+        RootOverlay::File(fd) => (MemoryFile::with_file(fd), true),
+        RootOverlay::None => (MemoryFile::new(), false),
+    };
+    let memfile = Arc::new(memfile.map_err(setup("memory file"))?);
     let platform: Arc<dyn Platform> = Arc::new(PtracePlatform::new(memfile.fd())?);
     let gofer = Arc::new(GoferClient::new(cfg.gofer));
-    let vfs =
-        Arc::new(Vfs::with_gofer_root(gofer, memfile.clone()).map_err(setup("root filesystem"))?);
+    let vfs = Arc::new(
+        Vfs::with_gofer_root(gofer, memfile.clone(), overlay).map_err(setup("root filesystem"))?,
+    );
     let kernel = Arc::new(Kernel::new(
         platform.clone(),
         memfile.clone(),

@@ -19,5 +19,5 @@ mod timerfd;
 pub mod tty;
 mod vfsglue;
 
-pub use boot::{boot, BootConfig, BootError};
+pub use boot::{boot, BootConfig, BootError, RootOverlay};
 pub use task::ExitStatus;

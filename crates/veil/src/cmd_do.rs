@@ -4,15 +4,44 @@
 use std::ffi::OsString;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::process::ExitStatusExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use anyhow::Context as _;
 use rustix::io::FdFlags;
 use rustix::net::{socketpair, AddressFamily, SocketFlags, SocketType};
 
-/// Runs `command` in a sandbox and returns the exit code to report.
-pub fn run(command: &[OsString], strace: bool, debug_log: Option<&Path>) -> anyhow::Result<u8> {
+/// Where the sandbox's changes to its root go (`--overlay`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Overlay {
+    Memory,
+    /// In an unlinked file in this directory.
+    File(PathBuf),
+    /// Through to the host.
+    None,
+}
+
+impl Overlay {
+    pub fn parse(s: &str) -> Result<Overlay, String> {
+        match s.split_once(':') {
+            None if s == "memory" => Ok(Overlay::Memory),
+            None if s == "none" => Ok(Overlay::None),
+            None if s == "file" => Ok(Overlay::File(std::env::temp_dir())),
+            Some(("file", dir)) if !dir.is_empty() => Ok(Overlay::File(dir.into())),
+            _ => Err("expected memory, file[:DIR] or none".into()),
+        }
+    }
+}
+
+/// Runs `command` in a sandbox over the host directory `root` and returns
+/// the exit code to report.
+pub fn run(
+    command: &[OsString],
+    root: &Path,
+    overlay: &Overlay,
+    strace: bool,
+    debug_log: Option<&Path>,
+) -> anyhow::Result<u8> {
     let exe = std::env::current_exe().context("locating the veil binary")?;
     let (sentry_end, gofer_end) = socketpair(
         AddressFamily::UNIX,
@@ -22,21 +51,50 @@ pub fn run(command: &[OsString], strace: bool, debug_log: Option<&Path>) -> anyh
     )
     .context("creating the gofer socket")?;
 
-    let mut gofer = spawn_with_fd(&exe, &gofer_end, debug_log, |cmd, fd| {
-        cmd.args(["gofer", "--root", "/", "--sock-fd", &fd.to_string()])
+    let mut gofer = spawn_with_fds(&exe, &[&gofer_end], debug_log, |cmd, fds| {
+        cmd.arg("gofer")
+            .arg("--root")
+            .arg(root)
+            .args(["--sock-fd", &fds[0].to_string()])
             .stdin(Stdio::null())
             .stdout(Stdio::null());
+        if *overlay == Overlay::None {
+            cmd.arg("--writable");
+        }
     })
     .context("starting the gofer")?;
     drop(gofer_end);
 
-    let cwd = std::env::current_dir().unwrap_or_else(|_| "/".into());
-    let mut sentry = spawn_with_fd(&exe, &sentry_end, debug_log, |cmd, fd| {
+    // The cwd is the host's only for the host's root.
+    let cwd = match root == Path::new("/") {
+        true => std::env::current_dir().unwrap_or_else(|_| "/".into()),
+        false => "/".into(),
+    };
+    // The file lives only as long as some process holds it open.
+    let upper = match overlay {
+        Overlay::File(dir) => Some(OwnedFd::from(
+            tempfile::tempfile_in(dir)
+                .with_context(|| format!("creating the overlay file in {}", dir.display()))?,
+        )),
+        _ => None,
+    };
+    let mut fds = vec![&sentry_end];
+    fds.extend(upper.as_ref());
+    let mut sentry = spawn_with_fds(&exe, &fds, debug_log, |cmd, fds| {
         cmd.arg("boot")
             .arg("--gofer-fd")
-            .arg(fd.to_string())
+            .arg(fds[0].to_string())
             .arg("--cwd")
             .arg(&cwd);
+        match overlay {
+            Overlay::File(_) => {
+                cmd.arg("--overlay-fd").arg(fds[1].to_string());
+            }
+            Overlay::None => {
+                cmd.arg("--no-overlay");
+            }
+            Overlay::Memory => {}
+        }
         if strace {
             cmd.arg("--strace");
         }
@@ -44,6 +102,7 @@ pub fn run(command: &[OsString], strace: bool, debug_log: Option<&Path>) -> anyh
     })
     .context("starting the sentry")?;
     drop(sentry_end);
+    drop(upper);
 
     let status = sentry.wait().context("waiting for the sentry")?;
     // The gofer exits when the sentry's end of the socket closes.
@@ -55,21 +114,26 @@ pub fn run(command: &[OsString], strace: bool, debug_log: Option<&Path>) -> anyh
     Ok(status.code().unwrap_or(1) as u8)
 }
 
-/// Spawns `exe` with `fd` inherited (its close-on-exec flag cleared for the
-/// duration of the spawn) and passed by number.
-fn spawn_with_fd(
+/// Spawns `exe` with `fds` inherited (their close-on-exec flags cleared for
+/// the duration of the spawn) and passed by number.
+fn spawn_with_fds(
     exe: &Path,
-    fd: &OwnedFd,
+    fds: &[&OwnedFd],
     debug_log: Option<&Path>,
-    configure: impl FnOnce(&mut Command, i32),
+    configure: impl FnOnce(&mut Command, &[i32]),
 ) -> anyhow::Result<std::process::Child> {
     let mut cmd = Command::new(exe);
     if let Some(dir) = debug_log {
         cmd.arg("--debug-log").arg(dir);
     }
-    configure(&mut cmd, fd.as_raw_fd());
-    rustix::io::fcntl_setfd(fd.as_fd(), FdFlags::empty())?;
+    let raw: Vec<i32> = fds.iter().map(|fd| fd.as_raw_fd()).collect();
+    configure(&mut cmd, &raw);
+    for fd in fds {
+        rustix::io::fcntl_setfd(fd.as_fd(), FdFlags::empty())?;
+    }
     let child = cmd.spawn();
-    rustix::io::fcntl_setfd(fd.as_fd(), FdFlags::CLOEXEC)?;
+    for fd in fds {
+        rustix::io::fcntl_setfd(fd.as_fd(), FdFlags::CLOEXEC)?;
+    }
     Ok(child?)
 }

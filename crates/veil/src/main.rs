@@ -37,6 +37,16 @@ enum Command {
     /// Run a command in a sandbox over the host's root filesystem (read-only,
     /// with writes kept in memory).
     Do {
+        /// The directory to serve as the sandbox's root.
+        #[arg(long, value_name = "DIR", default_value = "/")]
+        root: PathBuf,
+        /// Where the sandbox's changes to its root go: `memory` (an
+        /// in-memory overlay, the default), `file[:DIR]` (an overlay whose
+        /// memory lives in an unlinked file in DIR, default $TMPDIR or /tmp)
+        /// or `none` (no overlay: writes go through to the host's files;
+        /// dangerous, for trusted use only).
+        #[arg(long, value_name = "MEDIUM", default_value = "memory", value_parser = cmd_do::Overlay::parse)]
+        overlay: cmd_do::Overlay,
         /// The command and its arguments.
         #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
         command: Vec<OsString>,
@@ -51,6 +61,12 @@ enum Command {
     Boot {
         #[arg(long)]
         gofer_fd: RawFd,
+        /// An unlinked file for the memory file (`--overlay=file`).
+        #[arg(long)]
+        overlay_fd: Option<RawFd>,
+        /// The root is served read-write, without an overlay.
+        #[arg(long)]
+        no_overlay: bool,
         #[arg(long)]
         cwd: OsString,
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -61,6 +77,9 @@ enum Command {
     Gofer {
         #[arg(long)]
         root: PathBuf,
+        /// Serve the tree read-write.
+        #[arg(long)]
+        writable: bool,
         #[arg(long)]
         sock_fd: RawFd,
     },
@@ -76,7 +95,17 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli);
     let result = match cli.command {
-        Command::Do { command } => cmd_do::run(&command, cli.strace, cli.debug_log.as_deref()),
+        Command::Do {
+            root,
+            overlay,
+            command,
+        } => cmd_do::run(
+            &command,
+            &root,
+            &overlay,
+            cli.strace,
+            cli.debug_log.as_deref(),
+        ),
         Command::Debug {
             what: DebugCommand::Syscalls,
         } => {
@@ -85,10 +114,23 @@ fn main() -> ExitCode {
         }
         Command::Boot {
             gofer_fd,
+            overlay_fd,
+            no_overlay,
             cwd,
             command,
-        } => boot(gofer_fd, cwd, command, cli.strace),
-        Command::Gofer { root, sock_fd } => gofer(&root, sock_fd),
+        } => {
+            let overlay = match (overlay_fd, no_overlay) {
+                (Some(fd), _) => inherited_fd(fd).map(veil_sentry::RootOverlay::File),
+                (None, true) => Ok(veil_sentry::RootOverlay::None),
+                (None, false) => Ok(veil_sentry::RootOverlay::Memory),
+            };
+            overlay.and_then(|overlay| boot(gofer_fd, overlay, cwd, command, cli.strace))
+        }
+        Command::Gofer {
+            root,
+            writable,
+            sock_fd,
+        } => gofer(&root, writable, sock_fd),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -142,6 +184,7 @@ fn inherited_fd(fd: RawFd) -> anyhow::Result<OwnedFd> {
 
 fn boot(
     gofer_fd: RawFd,
+    overlay: veil_sentry::RootOverlay,
     cwd: OsString,
     command: Vec<OsString>,
     strace: bool,
@@ -161,6 +204,7 @@ fn boot(
     );
     let cfg = veil_sentry::BootConfig {
         gofer,
+        overlay,
         stdio: [dup(0)?, dup(1)?, dup(2)?],
         argv: command.into_iter().map(OsStringExt::into_vec).collect(),
         envp: std::env::vars_os()
@@ -193,10 +237,10 @@ fn boot(
     }
 }
 
-fn gofer(root: &std::path::Path, sock_fd: RawFd) -> anyhow::Result<u8> {
+fn gofer(root: &std::path::Path, writable: bool, sock_fd: RawFd) -> anyhow::Result<u8> {
     let sock = inherited_fd(sock_fd)?;
     let root_fd =
         veil_gofer::open_root(root).with_context(|| format!("opening root {}", root.display()))?;
-    veil_gofer::serve(root_fd, sock).context("gofer failed")?;
+    veil_gofer::serve(root_fd, sock, !writable).context("gofer failed")?;
     Ok(0)
 }

@@ -76,6 +76,12 @@ pub trait FileOps: Send + Sync {
         Err(Errno::EOPNOTSUPP)
     }
 
+    /// fsync(2), or fdatasync(2) with `data_only`: files whose data lives
+    /// on the host flush it there; in-memory files have nothing to flush.
+    fn sync(&self, _data_only: bool) -> Result<(), Errno> {
+        Ok(())
+    }
+
     fn ioctl(&self, _cmd: u32, _arg: u64, _mem: &dyn UserMem) -> Result<u64, Errno> {
         Err(Errno::ENOTTY)
     }
@@ -441,6 +447,14 @@ impl OpenFile {
         }
         pos.offset = new;
         Ok(new)
+    }
+
+    /// fsync(2) and fdatasync(2); see `FileOps::sync`.
+    pub fn sync(&self, data_only: bool) -> Result<(), Errno> {
+        if self.is_path_only() {
+            return Err(Errno::EBADF);
+        }
+        self.ops.sync(data_only)
     }
 
     /// ftruncate(2).

@@ -300,10 +300,18 @@ impl Vfs {
     pub fn with_gofer_root(
         client: Arc<GoferClient>,
         memfile: Arc<MemoryFile>,
+        overlay: bool,
     ) -> Result<Vfs, Errno> {
-        let lower = gofer::root(client)?;
         let memfs = |limit| memfs::MemFs::new(limit, memfile.clone());
-        let vfs = Vfs::new(overlay::new(lower, memfs(memfs::DEFAULT_SIZE_LIMIT))?);
+        let root = if overlay {
+            overlay::new(
+                gofer::root(client, false)?,
+                memfs(memfs::DEFAULT_SIZE_LIMIT),
+            )?
+        } else {
+            gofer::root(client, true)?
+        };
+        let vfs = Vfs::new(root);
         for (dir, fs) in [
             (&b"/dev"[..], devfs::root()),
             (

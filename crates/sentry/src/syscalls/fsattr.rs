@@ -33,7 +33,7 @@ pub(super) fn register(t: &mut Table) {
     t.full(Sysno::sync, sync, &[]);
     t.full(Sysno::syncfs, syncfs, &[Fd]);
     t.full(Sysno::fsync, fsync, &[Fd]);
-    t.full(Sysno::fdatasync, fsync, &[Fd]);
+    t.full(Sysno::fdatasync, fdatasync, &[Fd]);
     t.full(
         Sysno::sync_file_range,
         sync_file_range,
@@ -211,11 +211,20 @@ fn syncfs(t: &mut Task, a: &Args) -> SysResult {
     file_of(t, a.i32(0)).map(|_| 0)
 }
 
-/// fsync and fdatasync: EINVAL for files that cannot be synced (pipes,
-/// terminals, devices).
 fn fsync(t: &mut Task, a: &Args) -> SysResult {
-    match file_of(t, a.i32(0))?.stat()?.st_mode & S_IFMT {
-        S_IFREG | S_IFDIR => Ok(0),
+    sync_file(t, a, false)
+}
+
+fn fdatasync(t: &mut Task, a: &Args) -> SysResult {
+    sync_file(t, a, true)
+}
+
+/// EINVAL for files that cannot be synced (pipes, terminals, devices);
+/// files on the host (a writable gofer root) are flushed there.
+fn sync_file(t: &mut Task, a: &Args, data_only: bool) -> SysResult {
+    let file = file_of(t, a.i32(0))?;
+    match file.stat()?.st_mode & S_IFMT {
+        S_IFREG | S_IFDIR => file.sync(data_only).map(|()| 0),
         _ => Err(Errno::EINVAL),
     }
 }

@@ -1,35 +1,43 @@
-//! The files the gofer serves: read-only, the lower layer of the root
-//! overlay. Each inode holds a gofer fid; file data is read with pread on a
-//! host FD the gofer donates, one per inode while it is open. The sentry
-//! never opens a host path itself.
+//! The files the gofer serves: read-only as the lower layer of the root
+//! overlay, or writable when the connection is (`veil do --overlay=none`).
+//! Each inode holds a gofer fid; file data moves with pread/pwrite on a host
+//! FD the gofer donates, one per inode and access mode while it is open.
+//! The sentry never opens a host path itself. Files are created owned by
+//! the gofer's uid, whatever the creating task's credentials.
 
 use std::any::Any;
 use std::os::fd::OwnedFd;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use veil_abi::{Errno, Stat, Timespec};
-use veil_gofer::{Fid, GoferClient, HostStat};
+use veil_gofer::{Fid, GoferClient, HostStat, SetStat};
 
 use crate::file::{FileOps, NoOps};
-use crate::flags::{writes, O_TRUNC};
+use crate::flags::{writes, O_ACCMODE, O_RDWR, O_TRUNC, O_WRONLY};
 use crate::inode::{DirEntry, Inode, SetAttr};
 
-/// The root of the tree `client` serves.
-pub fn root(client: Arc<GoferClient>) -> Result<Arc<dyn Inode>, Errno> {
+const AT_REMOVEDIR: u32 = linux_raw_sys::general::AT_REMOVEDIR;
+
+/// The root of the tree `client` serves; `writable` if the gofer serves it
+/// read-write (it refuses changes otherwise anyway).
+pub fn root(client: Arc<GoferClient>, writable: bool) -> Result<Arc<dyn Inode>, Errno> {
     let (fid, st) = client.attach()?;
-    Ok(Arc::new(GoferNode::new(client, fid, &st)))
+    Ok(Arc::new(GoferNode::new(client, writable, fid, &st)))
 }
 
 struct GoferNode {
     client: Arc<GoferClient>,
+    writable: bool,
     fid: Fid,
-    /// As of the walk: the gofer's tree is read-only, so only the host can
-    /// change it, and the sandbox need not see that.
-    stat: Stat,
-    /// The donated host FD of a regular file, shared by its open files and
-    /// closed with the last of them: the sentry's FDs stay bounded by the
-    /// files the sandbox has open, not by those it has looked at.
-    fd: Mutex<Weak<OwnedFd>>,
+    /// As of the walk, or of this node's last change. A read-only tree only
+    /// the host changes, and the sandbox need not see that; a writable one
+    /// is asked again on each stat.
+    stat: Mutex<Stat>,
+    /// The donated host FDs of a regular file, by access mode, shared by its
+    /// open files and closed with the last of them: the sentry's FDs stay
+    /// bounded by the files the sandbox has open, not by those it has looked
+    /// at.
+    fds: Mutex<[Weak<OwnedFd>; 3]>,
 }
 
 fn to_stat(h: &HostStat) -> Stat {
@@ -53,24 +61,62 @@ fn to_stat(h: &HostStat) -> Stat {
 }
 
 impl GoferNode {
-    fn new(client: Arc<GoferClient>, fid: Fid, st: &HostStat) -> GoferNode {
+    fn new(client: Arc<GoferClient>, writable: bool, fid: Fid, st: &HostStat) -> GoferNode {
         GoferNode {
             client,
+            writable,
             fid,
-            stat: to_stat(st),
-            fd: Mutex::new(Weak::new()),
+            stat: Mutex::new(to_stat(st)),
+            fds: Mutex::new([Weak::new(), Weak::new(), Weak::new()]),
         }
     }
 
-    fn host_fd(&self) -> Result<Arc<OwnedFd>, Errno> {
-        let mut cached = self.fd.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(fd) = cached.upgrade() {
+    fn child(&self, (fid, st): (Fid, HostStat)) -> Arc<GoferNode> {
+        Arc::new(GoferNode::new(self.client.clone(), self.writable, fid, &st))
+    }
+
+    /// A host FD open with access mode `access` (O_RDONLY, O_WRONLY or
+    /// O_RDWR).
+    fn host_fd(&self, access: i32) -> Result<Arc<OwnedFd>, Errno> {
+        let mut cached = self.fds.lock().unwrap_or_else(PoisonError::into_inner);
+        let slot = &mut cached[access as usize];
+        if let Some(fd) = slot.upgrade() {
             return Ok(fd);
         }
-        let fd = Arc::new(self.client.open(self.fid, 0)?);
-        *cached = Arc::downgrade(&fd);
+        let fd = Arc::new(self.client.open(self.fid, access)?);
+        *slot = Arc::downgrade(&fd);
         Ok(fd)
     }
+
+    fn writable(&self) -> Result<(), Errno> {
+        if !self.writable {
+            return Err(Errno::EROFS);
+        }
+        Ok(())
+    }
+
+    fn set_stat(&self, st: &HostStat) {
+        *self.stat.lock().unwrap_or_else(PoisonError::into_inner) = to_stat(st);
+    }
+
+    /// Refreshes the cached attributes after a change of this file.
+    fn refresh(&self) -> Result<(), Errno> {
+        let st = self.client.stat(self.fid)?;
+        self.set_stat(&st);
+        Ok(())
+    }
+
+    fn setstat(&self, attr: SetStat) -> Result<(), Errno> {
+        self.writable()?;
+        let st = self.client.setstat(self.fid, attr)?;
+        self.set_stat(&st);
+        Ok(())
+    }
+}
+
+/// The gofer node behind an inode of this filesystem; EXDEV for others.
+fn gofer_node(inode: &dyn Inode) -> Result<&GoferNode, Errno> {
+    inode.as_any().downcast_ref().ok_or(Errno::EXDEV)
 }
 
 impl Drop for GoferNode {
@@ -81,23 +127,37 @@ impl Drop for GoferNode {
 
 impl Inode for GoferNode {
     fn stat(&self) -> Result<Stat, Errno> {
-        Ok(self.stat)
+        if self.writable {
+            self.refresh()?;
+        }
+        Ok(*self.stat.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
     fn open(self: Arc<Self>, flags: i32) -> Result<Box<dyn FileOps>, Errno> {
+        let access = flags & O_ACCMODE;
         if writes(flags) || flags & O_TRUNC != 0 {
-            return Err(Errno::EROFS);
+            self.writable()?;
         }
-        if self.stat.is_dir() {
+        if self.stat()?.is_dir() {
             return Ok(Box::new(NoOps));
         }
         // Errors (devices, sockets) show at open, as on Linux.
-        Ok(Box::new(GoferFile(self.host_fd()?)))
+        let fd = self.host_fd(if access == O_WRONLY | O_RDWR {
+            O_RDWR
+        } else {
+            access
+        })?;
+        if flags & O_TRUNC != 0 {
+            self.setstat(SetStat {
+                size: Some(0),
+                ..SetStat::default()
+            })?;
+        }
+        Ok(Box::new(GoferFile { node: self, fd }))
     }
 
     fn lookup(&self, name: &[u8]) -> Result<Arc<dyn Inode>, Errno> {
-        let (fid, st) = self.client.walk(self.fid, name)?;
-        Ok(Arc::new(GoferNode::new(self.client.clone(), fid, &st)))
+        Ok(self.child(self.client.walk(self.fid, name)?))
     }
 
     fn readdir(&self) -> Result<Vec<DirEntry>, Errno> {
@@ -121,32 +181,67 @@ impl Inode for GoferNode {
         self.client.readlink(self.fid)
     }
 
-    fn setattr(&self, _: &SetAttr) -> Result<(), Errno> {
-        Err(Errno::EROFS)
+    fn setattr(&self, attr: &SetAttr) -> Result<(), Errno> {
+        let ts = |t: Option<veil_abi::Timespec>| t.map(|t| (t.tv_sec, t.tv_nsec));
+        self.setstat(SetStat {
+            mode: attr.mode,
+            uid: attr.uid,
+            gid: attr.gid,
+            size: None,
+            atime: ts(attr.atime),
+            mtime: ts(attr.mtime),
+        })
     }
 
-    fn create(&self, _: &[u8], _: u32, _: &crate::Creds) -> Result<Arc<dyn Inode>, Errno> {
-        Err(Errno::EROFS)
+    fn create(&self, name: &[u8], mode: u32, _: &crate::Creds) -> Result<Arc<dyn Inode>, Errno> {
+        self.writable()?;
+        // The VFS opens the new file itself: the donated FD is not needed.
+        let (fid, st, _) = self.client.create(self.fid, name, 0, mode)?;
+        Ok(self.child((fid, st)))
     }
 
-    fn mkdir(&self, _: &[u8], _: u32, _: &crate::Creds) -> Result<(), Errno> {
-        Err(Errno::EROFS)
+    fn mkdir(&self, name: &[u8], mode: u32, _: &crate::Creds) -> Result<(), Errno> {
+        self.writable()?;
+        let (fid, _) = self.client.mkdir(self.fid, name, mode)?;
+        self.client.clunk(fid);
+        Ok(())
     }
 
-    fn symlink(&self, _: &[u8], _: &[u8], _: &crate::Creds) -> Result<(), Errno> {
-        Err(Errno::EROFS)
+    fn symlink(&self, name: &[u8], target: &[u8], _: &crate::Creds) -> Result<(), Errno> {
+        self.writable()?;
+        let (fid, _) = self.client.symlink(self.fid, name, target)?;
+        self.client.clunk(fid);
+        Ok(())
     }
 
-    fn unlink(&self, _: &[u8]) -> Result<(), Errno> {
-        Err(Errno::EROFS)
+    fn link(&self, name: &[u8], target: &dyn Inode) -> Result<(), Errno> {
+        self.writable()?;
+        let target = gofer_node(target)?;
+        let (fid, _) = self.client.link(self.fid, name, target.fid)?;
+        self.client.clunk(fid);
+        target.refresh()
     }
 
-    fn rmdir(&self, _: &[u8]) -> Result<(), Errno> {
-        Err(Errno::EROFS)
+    fn unlink(&self, name: &[u8]) -> Result<(), Errno> {
+        self.writable()?;
+        self.client.unlink(self.fid, name, 0)
     }
 
-    fn rename(&self, _: &[u8], _: &dyn Inode, _: &dyn Inode, _: &[u8]) -> Result<(), Errno> {
-        Err(Errno::EROFS)
+    fn rmdir(&self, name: &[u8]) -> Result<(), Errno> {
+        self.writable()?;
+        self.client.unlink(self.fid, name, AT_REMOVEDIR)
+    }
+
+    fn rename(
+        &self,
+        name: &[u8],
+        _: &dyn Inode,
+        new_dir: &dyn Inode,
+        new_name: &[u8],
+    ) -> Result<(), Errno> {
+        self.writable()?;
+        let new_dir = gofer_node(new_dir)?;
+        self.client.rename(self.fid, name, new_dir.fid, new_name, 0)
     }
 
     fn as_any(&self) -> &dyn Any {
@@ -154,11 +249,40 @@ impl Inode for GoferNode {
     }
 }
 
-/// An open regular file, read through its inode's donated FD.
-struct GoferFile(Arc<OwnedFd>);
+/// An open regular file, read and written through its inode's donated FD.
+/// The inode's attributes are refreshed after each write.
+struct GoferFile {
+    node: Arc<GoferNode>,
+    fd: Arc<OwnedFd>,
+}
 
 impl FileOps for GoferFile {
     fn read_at(&self, buf: &mut [u8], off: u64) -> Result<usize, Errno> {
-        crate::host_call(|| rustix::io::pread(&*self.0, &mut *buf, off))
+        crate::host_call(|| rustix::io::pread(&*self.fd, &mut *buf, off))
+    }
+
+    fn write_at(&self, buf: &[u8], off: u64) -> Result<usize, Errno> {
+        let n = crate::host_call(|| rustix::io::pwrite(&*self.fd, buf, off))?;
+        self.node.refresh()?;
+        Ok(n)
+    }
+
+    fn truncate(&self, len: u64) -> Result<(), Errno> {
+        crate::host_call(|| rustix::fs::ftruncate(&*self.fd, len))?;
+        self.node.refresh()
+    }
+
+    fn sync(&self, data_only: bool) -> Result<(), Errno> {
+        if data_only {
+            crate::host_call(|| rustix::fs::fdatasync(&*self.fd))
+        } else {
+            crate::host_call(|| rustix::fs::fsync(&*self.fd))
+        }
+    }
+
+    fn allocate(&self, mode: u32, off: u64, len: u64) -> Result<(), Errno> {
+        let mode = rustix::fs::FallocateFlags::from_bits(mode).ok_or(Errno::EOPNOTSUPP)?;
+        crate::host_call(|| rustix::fs::fallocate(&*self.fd, mode, off, len))?;
+        self.node.refresh()
     }
 }
