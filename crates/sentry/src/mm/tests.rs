@@ -74,6 +74,7 @@ fn anon(addr: u64, len: u64, prot: Prot, placement: Placement) -> MmapRequest {
         placement,
         growsdown: false,
         backing: Backing::Anon,
+        name: None,
     }
 }
 
@@ -480,6 +481,7 @@ fn shared_mappings_share_pages_and_stop_at_eof() {
                 offset: 0,
                 may_write: true,
             },
+            name: None,
         })
         .expect("map")
     };
