@@ -42,6 +42,8 @@ pub fn root(kernel: &Arc<Kernel>) -> Arc<dyn Inode> {
         "fs",
         "fs/cgroup",
         "kernel",
+        "kernel/mm",
+        "kernel/mm/transparent_hugepage",
         "class",
         "bus",
     ] {
@@ -92,6 +94,15 @@ pub fn root(kernel: &Arc<Kernel>) -> Arc<dyn Inode> {
         ("fs/cgroup/memory.swap.max", Content::Text("0\n".into())),
         ("fs/cgroup/pids.max", Content::Text("max\n".into())),
         ("fs/cgroup/pids.current", Content::Gen(pids_current)),
+        // Application memory is never backed by huge pages.
+        (
+            "kernel/mm/transparent_hugepage/enabled",
+            Content::Text("always madvise [never]\n".into()),
+        ),
+        (
+            "kernel/mm/transparent_hugepage/hpage_pmd_size",
+            Content::Text("2097152\n".into()),
+        ),
     ] {
         nodes.push((p.to_string(), c));
     }

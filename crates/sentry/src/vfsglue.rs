@@ -89,7 +89,7 @@ impl ExecOpener for TaskExecOpener<'_> {
 }
 
 /// What a mapping of `file` shows in /proc/PID/maps: its path as the
-/// task sees it, " (deleted)" once unlinked as Linux's d_path.
+/// mapping task sees it.
 pub fn map_name(t: &Task, file: &OpenFile) -> Option<Arc<MapName>> {
     let st = file.stat().ok()?;
     let path = match file.path().anonymous_name() {

@@ -347,16 +347,22 @@ pub(super) fn smaps(mm: &MemoryManager) -> String {
         let rss = kb(m.rss);
         let anon = if m.name.is_none() { rss } else { 0 };
         let (shared, private) = if m.shared { (rss, 0) } else { (0, rss) };
+        // Private file pages stay clean until written.
+        let (private_clean, private) = if m.name.is_some() && !m.prot.write() {
+            (private, 0)
+        } else {
+            (0, private)
+        };
         let rows: [(&str, u64); 23] = [
             ("Size", size),
             ("KernelPageSize", 4),
             ("MMUPageSize", 4),
             ("Rss", rss),
             ("Pss", rss),
-            ("Pss_Dirty", rss),
+            ("Pss_Dirty", shared + private),
             ("Shared_Clean", 0),
             ("Shared_Dirty", shared),
-            ("Private_Clean", 0),
+            ("Private_Clean", private_clean),
             ("Private_Dirty", private),
             ("Referenced", rss),
             ("Anonymous", anon),
