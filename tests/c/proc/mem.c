@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "../veiltest.h"
@@ -189,6 +190,18 @@ int main(int argc, char **argv)
 	write(p[1], "x", 1);
 	pthread_join(th, NULL);
 	report("tasks after join: %d", count_tasks());
+
+	pid_t child = fork();
+	if (child == 0)
+		_exit(0);
+	siginfo_t si;
+	waitid(P_PID, child, &si, WEXITED | WNOWAIT);
+	snprintf(want, sizeof want, "/proc/%d/cmdline", child);
+	report("zombie cmdline length: %ld", slurp(want, big, sizeof big));
+	snprintf(want, sizeof want, "/proc/%d/statm", child);
+	slurp(want, buf, sizeof buf);
+	report("zombie statm: %s", buf);
+	waitpid(child, NULL, 0);
 
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	char range[64];

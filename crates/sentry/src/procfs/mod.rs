@@ -344,11 +344,14 @@ impl ProcInode {
                         c
                     }
                     TaskFile::Limits => limits(&tg).into_bytes(),
-                    TaskFile::Statm => Self::view(k, pid, |v| files::statm(&v.mm))?.into_bytes(),
-                    TaskFile::Cmdline => Self::view(k, pid, |v| files::cmdline(&v.mm))?,
-                    TaskFile::Environ => Self::view(k, pid, |v| files::environ(&v.mm))?,
-                    TaskFile::Maps => Self::view(k, pid, |v| files::maps(&v.mm))?.into_bytes(),
-                    TaskFile::Smaps => Self::view(k, pid, |v| files::smaps(&v.mm))?.into_bytes(),
+                    // A zombie has no memory left: empty, as Linux shows it.
+                    TaskFile::Statm => Self::view(k, pid, |v| files::statm(&v.mm))
+                        .unwrap_or_else(|_| "0 0 0 0 0 0 0\n".into())
+                        .into_bytes(),
+                    TaskFile::Cmdline => mem_view(k, pid, files::cmdline),
+                    TaskFile::Environ => mem_view(k, pid, files::environ),
+                    TaskFile::Maps => mem_view(k, pid, |mm| files::maps(mm).into_bytes()),
+                    TaskFile::Smaps => mem_view(k, pid, |mm| files::smaps(mm).into_bytes()),
                     TaskFile::OomScoreAdj => format!(
                         "{}\n",
                         tg.oom_score_adj.load(std::sync::atomic::Ordering::Relaxed)
@@ -367,6 +370,11 @@ impl ProcInode {
             _ => Err(Errno::EINVAL),
         }
     }
+}
+
+/// `f` of the process's memory; nothing once it has none (a zombie).
+fn mem_view(k: &Kernel, pid: i32, f: impl FnOnce(&MemoryManager) -> Vec<u8>) -> Vec<u8> {
+    ProcInode::view(k, pid, |v| f(&v.mm)).unwrap_or_default()
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
