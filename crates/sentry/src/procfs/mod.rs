@@ -954,3 +954,21 @@ fn oom_score(k: &Kernel, tg: &ThreadGroup) -> Result<String, Errno> {
     let adj = i64::from(tg.oom_score_adj.load(std::sync::atomic::Ordering::Relaxed));
     Ok(format!("{}\n", (1000 + share + adj).clamp(0, 2000)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::parse_int;
+
+    #[test]
+    fn integers_as_kstrtoint_reads_them() {
+        assert_eq!(parse_int("500"), Some(500));
+        assert_eq!(parse_int("-1000"), Some(-1000));
+        assert_eq!(parse_int("+7"), Some(7));
+        assert_eq!(parse_int("0x10"), Some(16));
+        assert_eq!(parse_int("010"), Some(8));
+        assert_eq!(parse_int("0"), Some(0));
+        for bad in ["", "-", "12abc", "--1", "+-1", "0x", "99999999999"] {
+            assert_eq!(parse_int(bad), None, "{bad}");
+        }
+    }
+}
