@@ -88,6 +88,8 @@ pub fn boot(cfg: BootConfig) -> Result<ExitStatus, BootError> {
     ));
     vfs.mount_at(b"/proc", crate::procfs::root(&kernel))
         .map_err(setup("/proc"))?;
+    vfs.mount_at(b"/sys", crate::sysfs::root(&kernel))
+        .map_err(setup("/sys"))?;
 
     let fds = Arc::new(FdTable::new());
     for (fd, host) in cfg.stdio.into_iter().enumerate() {

@@ -102,6 +102,11 @@ impl Kernel {
         self.next_tid.fetch_add(1, Ordering::Relaxed)
     }
 
+    /// How many threads and processes have been created.
+    pub fn tids_allocated(&self) -> i32 {
+        self.next_tid.load(Ordering::Relaxed) - 1
+    }
+
     /// Logs `what` the first time it is seen.
     pub fn log_once(&self, what: &str) {
         let mut logged = self.logged.lock().unwrap_or_else(|p| p.into_inner());

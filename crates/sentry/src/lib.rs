@@ -13,6 +13,7 @@ pub mod signal;
 mod signalfd;
 pub mod sigsend;
 pub mod syscalls;
+mod sysfs;
 pub mod task;
 mod timer;
 mod timerfd;

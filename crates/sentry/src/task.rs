@@ -204,6 +204,12 @@ pub struct ThreadGroup {
     /// most any waited-for child (or its descendants) had.
     pub maxrss: AtomicU64,
     pub children_maxrss: AtomicU64,
+    /// When the process was created (/proc/PID/stat's starttime).
+    pub start: Instant,
+    /// /proc/PID/oom_score_adj, and the least value an unprivileged
+    /// writer may set (Linux's oom_score_adj_min); both inherited.
+    pub oom_score_adj: AtomicI32,
+    pub oom_score_adj_min: AtomicI32,
 }
 
 impl ThreadGroup {
@@ -234,6 +240,9 @@ impl ThreadGroup {
             children_cpu: Mutex::default(),
             maxrss: AtomicU64::new(0),
             children_maxrss: AtomicU64::new(0),
+            start: Instant::now(),
+            oom_score_adj: AtomicI32::new(0),
+            oom_score_adj_min: AtomicI32::new(0),
         }
     }
 }
@@ -260,6 +269,8 @@ impl ThreadGroup {
                 parent.sigactions.copy()
             },
             exe: Mutex::new(parent.exe.lock().unwrap_or_else(|p| p.into_inner()).clone()),
+            oom_score_adj: AtomicI32::new(parent.oom_score_adj.load(Ordering::Relaxed)),
+            oom_score_adj_min: AtomicI32::new(parent.oom_score_adj_min.load(Ordering::Relaxed)),
             ..ThreadGroup::new(pid, ppid)
         }
     }
@@ -480,6 +491,13 @@ impl Task {
         };
         task.publish_view();
         task
+    }
+
+    /// The task's name as /proc last set it or the task itself did.
+    pub fn current_comm(&self) -> Vec<u8> {
+        let view = self.shared.view.lock().unwrap_or_else(|p| p.into_inner());
+        view.as_ref()
+            .map_or_else(|| self.comm.clone(), |v| v.comm.clone())
     }
 
     /// Publishes what /proc shows of the task, after it changed.

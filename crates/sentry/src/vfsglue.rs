@@ -7,7 +7,7 @@ use veil_abi::Errno;
 use veil_vfs::{OpenFile, UserMem};
 
 use crate::loader::{ExecFile, ExecOpener};
-use crate::mm::MappableFile;
+use crate::mm::{MapName, MappableFile};
 use crate::task::Task;
 
 const O_ACCMODE: i32 = 3;
@@ -78,9 +78,32 @@ impl ExecOpener for TaskExecOpener<'_> {
         let resolved = t.kernel.vfs.path_of(&ctx, file.path());
         Ok(ExecFile {
             file: Arc::new(FileMapping(file)),
+            name: Arc::new(MapName {
+                path: resolved.clone(),
+                dev: st.st_dev,
+                ino: st.st_ino,
+            }),
             path: resolved,
         })
     }
+}
+
+/// What a mapping of `file` shows in /proc/PID/maps: its path as the
+/// mapping task sees it.
+pub fn map_name(t: &Task, file: &OpenFile) -> Option<Arc<MapName>> {
+    let st = file.stat().ok()?;
+    let path = match file.path().anonymous_name() {
+        Some(name) => name,
+        None => {
+            let ctx = t.fs.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            t.kernel.vfs.path_of(&ctx, file.path())
+        }
+    };
+    Some(Arc::new(MapName {
+        path,
+        dev: st.st_dev,
+        ino: st.st_ino,
+    }))
 }
 
 /// A task's memory as the VFS sees it for ioctl arguments.

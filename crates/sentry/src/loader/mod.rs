@@ -8,7 +8,9 @@ use std::sync::Arc;
 use veil_abi::{page_down, page_up, Errno, PAGE_SIZE};
 use veil_platform::Prot;
 
-use crate::mm::{Backing, MappableFile, MemoryManager, MmapRequest, Placement, STACK_SIZE};
+use crate::mm::{
+    ArgRegions, Backing, MapName, MappableFile, MemoryManager, MmapRequest, Placement, STACK_SIZE,
+};
 use elf::{Ehdr, Phdr, ET_DYN, PF_R, PF_W, PF_X, PT_INTERP, PT_LOAD, PT_PHDR};
 
 /// Where Linux puts a PIE executable when randomization is off.
@@ -29,6 +31,8 @@ pub struct ExecFile {
     pub file: Arc<dyn MappableFile>,
     /// The path as resolved, for AT_EXECFN and /proc/self/exe.
     pub path: Vec<u8>,
+    /// What its mappings show in /proc/PID/maps.
+    pub name: Arc<MapName>,
 }
 
 /// Opens files for the loader: the sentry resolves them through its VFS,
@@ -100,11 +104,11 @@ pub fn load(
         argv = new_argv;
         exec = opener.open_exec(&interp)?;
     }
-    let main = load_elf(&exec.file, mm, false)?;
+    let main = load_elf(&exec, mm, false)?;
     let (entry, base) = match &main.interp {
         Some(interp_path) => {
             let interp = opener.open_exec(interp_path)?;
-            let img = load_elf(&interp.file, mm, true)?;
+            let img = load_elf(&interp, mm, true)?;
             if img.interp.is_some() {
                 return Err(Errno::ELIBBAD);
             }
@@ -177,11 +181,8 @@ fn read_full(file: &dyn MappableFile, buf: &mut [u8], off: u64) -> Result<usize,
 
 /// Maps an ELF image. `is_interp` is set for the dynamic linker, which goes
 /// wherever there is room instead of at the PIE base.
-fn load_elf(
-    file: &Arc<dyn MappableFile>,
-    mm: &MemoryManager,
-    is_interp: bool,
-) -> Result<Image, Errno> {
+fn load_elf(exec: &ExecFile, mm: &MemoryManager, is_interp: bool) -> Result<Image, Errno> {
+    let file = &exec.file;
     let mut head = vec![0u8; size_of::<Ehdr>()];
     if read_full(&**file, &mut head, 0)? < head.len() {
         return Err(Errno::ENOEXEC);
@@ -213,6 +214,7 @@ fn load_elf(
             placement: Placement::Hint,
             growsdown: false,
             backing: Backing::Anon,
+            name: None,
         })?;
         at - lo
     } else {
@@ -245,6 +247,7 @@ fn load_elf(
                     file: file.clone(),
                     offset: page_down(p.p_offset),
                 },
+                name: Some(exec.name.clone()),
             })?;
             if p.p_memsz > p.p_filesz {
                 // The rest of the last file page belongs to .bss: zero it.
@@ -262,6 +265,7 @@ fn load_elf(
                 placement: Placement::Fixed,
                 growsdown: false,
                 backing: Backing::Anon,
+                name: None,
             })?;
         }
         end = end.max(mem_end);
@@ -365,8 +369,32 @@ fn build_stack(
         placement: Placement::Fixed,
         growsdown: true,
         backing: Backing::Anon,
+        name: None,
     })?;
-    let mut sp = top - 8;
+    // Strings in Linux's order, upwards: argv, envp, the exec'd path,
+    // then 8 zero bytes at the top.
+    let mut strings: Vec<u8> = Vec::with_capacity(total + execfn.len() + 1);
+    let mut offsets = Vec::with_capacity(argv.len() + envp.len() + 1);
+    for s in argv.iter().chain(envp).map(Vec::as_slice).chain([execfn]) {
+        offsets.push(strings.len() as u64);
+        strings.extend_from_slice(s);
+        strings.push(0);
+    }
+    let base_addr = top - 8 - strings.len() as u64;
+    mm.copy_out_force(base_addr, &strings)?;
+    let addrs: Vec<u64> = offsets.iter().map(|o| base_addr + o).collect();
+    let (arg_addrs, rest) = addrs.split_at(argv.len());
+    let (env_addrs, execfn_addr) = rest.split_at(envp.len());
+    let execfn_addr = execfn_addr[0];
+    let env_start = env_addrs.first().copied().unwrap_or(execfn_addr);
+    mm.set_arg_regions(ArgRegions {
+        arg_start: base_addr,
+        arg_end: env_start,
+        env_start,
+        env_end: execfn_addr,
+        start_stack: 0,
+    });
+    let mut sp = base_addr;
     let mut push_str = |s: &[u8]| -> Result<u64, Errno> {
         sp -= s.len() as u64 + 1;
         let mut bytes = s.to_vec();
@@ -374,9 +402,6 @@ fn build_stack(
         mm.copy_out_force(sp, &bytes)?;
         Ok(sp)
     };
-    let execfn_addr = push_str(execfn)?;
-    let env_addrs: Vec<u64> = envp.iter().map(|e| push_str(e)).collect::<Result<_, _>>()?;
-    let arg_addrs: Vec<u64> = argv.iter().map(|a| push_str(a)).collect::<Result<_, _>>()?;
     let platform_addr = push_str(b"x86_64")?;
     sp &= !15;
     sp -= 16;
@@ -406,9 +431,9 @@ fn build_stack(
     ];
     let mut words: Vec<u64> = Vec::with_capacity(3 + argv.len() + envp.len() + 2 * auxv.len());
     words.push(argv.len() as u64);
-    words.extend(&arg_addrs);
+    words.extend(arg_addrs);
     words.push(0);
-    words.extend(&env_addrs);
+    words.extend(env_addrs);
     words.push(0);
     for (k, v) in auxv {
         words.push(k);
@@ -418,6 +443,11 @@ fn build_stack(
     sp &= !15;
     let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
     mm.copy_out_force(sp, &bytes)?;
+    let regions = mm.arg_regions();
+    mm.set_arg_regions(ArgRegions {
+        start_stack: sp,
+        ..regions
+    });
     Ok(sp)
 }
 

@@ -114,6 +114,42 @@ struct Vma {
     prot: Prot,
     growsdown: bool,
     backing: Backing,
+    name: Option<Arc<MapName>>,
+}
+
+/// The file a mapping shows in /proc/PID/maps.
+#[derive(Debug, PartialEq, Eq)]
+pub struct MapName {
+    pub path: Vec<u8>,
+    pub dev: u64,
+    pub ino: u64,
+}
+
+/// A mapping as /proc/PID/maps and smaps describe it.
+pub struct MapInfo {
+    pub start: u64,
+    pub end: u64,
+    pub prot: Prot,
+    pub shared: bool,
+    /// File offset of `start` (0 for anonymous memory).
+    pub offset: u64,
+    pub name: Option<Arc<MapName>>,
+    /// "[heap]" or "[stack]".
+    pub label: Option<&'static str>,
+    /// Populated bytes.
+    pub rss: u64,
+    pub growsdown: bool,
+}
+
+/// Where exec put the arguments and environment strings (Linux's
+/// mm->arg_start..arg_end, env_start..env_end) and the initial stack.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ArgRegions {
+    pub arg_start: u64,
+    pub arg_end: u64,
+    pub env_start: u64,
+    pub env_end: u64,
+    pub start_stack: u64,
 }
 
 /// A populated range: memory-file pages `off..off + (end - start)`, one
@@ -159,6 +195,8 @@ pub struct MmapRequest {
     pub placement: Placement,
     pub growsdown: bool,
     pub backing: Backing,
+    /// The file for /proc/PID/maps, if any.
+    pub name: Option<Arc<MapName>>,
 }
 
 /// Where things go in a fresh address space.
@@ -189,11 +227,13 @@ impl Layout {
     }
 }
 
+#[derive(Default)]
 struct State {
     vmas: BTreeMap<u64, Vma>,
     pmas: BTreeMap<u64, Pma>,
     brk_start: u64,
     brk: u64,
+    args: ArgRegions,
 }
 
 pub struct MemoryManager {
@@ -213,12 +253,7 @@ impl MemoryManager {
         layout: Layout,
     ) -> MemoryManager {
         MemoryManager {
-            state: Mutex::new(State {
-                vmas: BTreeMap::new(),
-                pmas: BTreeMap::new(),
-                brk_start: 0,
-                brk: 0,
-            }),
+            state: Mutex::new(State::default()),
             space,
             memfile,
             layout,
@@ -283,6 +318,7 @@ impl MemoryManager {
                 prot: req.prot,
                 growsdown: req.growsdown,
                 backing: req.backing,
+                name: req.name,
             },
         );
         Ok(addr)
@@ -510,6 +546,7 @@ impl MemoryManager {
             pmas: BTreeMap::new(),
             brk_start: st.brk_start,
             brk: st.brk,
+            args: st.args,
         };
         for (&s, p) in &st.pmas {
             self.memfile.inc_ref(p.off, p.end - s);
@@ -525,12 +562,7 @@ impl MemoryManager {
 
     /// The address space of a forked child, over its new platform `space`.
     pub fn from_fork(space: Arc<dyn AddressSpace>, mut forked: ForkedMemory) -> MemoryManager {
-        let state = forked.state.take().unwrap_or_else(|| State {
-            vmas: BTreeMap::new(),
-            pmas: BTreeMap::new(),
-            brk_start: 0,
-            brk: 0,
-        });
+        let state = forked.state.take().unwrap_or_default();
         MemoryManager {
             state: Mutex::new(state),
             space,
@@ -566,6 +598,7 @@ impl MemoryManager {
                     prot: Prot::READ | Prot::WRITE,
                     growsdown: false,
                     backing: Backing::Anon,
+                    name: None,
                 },
             );
         } else if new_end < old_end && self.remove_range(&mut st, new_end, old_end).is_err() {
@@ -962,6 +995,69 @@ impl MemoryManager {
         (top >= MIN_ADDR + len).then(|| top - len)
     }
 
+    pub fn set_arg_regions(&self, args: ArgRegions) {
+        self.lock().args = args;
+    }
+
+    pub fn arg_regions(&self) -> ArgRegions {
+        self.lock().args
+    }
+
+    /// The mappings in address order, adjacent anonymous ones that Linux
+    /// would have merged shown as one.
+    pub fn mappings(&self) -> Vec<MapInfo> {
+        let st = self.lock();
+        let heap = (st.brk_start, page_up(st.brk).unwrap_or(st.brk));
+        let mut out: Vec<MapInfo> = Vec::new();
+        for (&start, v) in &st.vmas {
+            let (shared, offset) = match &v.backing {
+                Backing::Anon => (false, 0),
+                Backing::File { offset, .. } => (false, *offset),
+                Backing::Shared { offset, .. } => (true, *offset),
+            };
+            let label = if v.backing_is_anon() && start < heap.1 && v.end > heap.0 {
+                Some("[heap]")
+            } else if v.growsdown && (start..v.end).contains(&st.args.start_stack) {
+                Some("[stack]")
+            } else {
+                None
+            };
+            let rss = st
+                .pmas
+                .range(..v.end)
+                .rev()
+                .take_while(|(_, p)| p.end > start)
+                .map(|(&ps, p)| p.end.min(v.end) - ps.max(start))
+                .sum();
+            if let Some(last) = out.last_mut() {
+                if last.end == start
+                    && v.backing_is_anon()
+                    && last.name.is_none()
+                    && !last.shared
+                    && last.prot == v.prot
+                    && last.growsdown == v.growsdown
+                    && last.label == label
+                {
+                    last.end = v.end;
+                    last.rss += rss;
+                    continue;
+                }
+            }
+            out.push(MapInfo {
+                start,
+                end: v.end,
+                prot: v.prot,
+                shared,
+                offset,
+                name: v.name.clone(),
+                label,
+                rss,
+                growsdown: v.growsdown,
+            });
+        }
+        out
+    }
+
     /// Bytes of application memory that exist (populated pages), the
     /// resident set size as the sandbox sees it.
     pub fn populated_bytes(&self) -> u64 {
@@ -1138,6 +1234,12 @@ fn fully_mapped(vmas: &BTreeMap<u64, Vma>, start: u64, end: u64) -> bool {
 
 trait HasEnd {
     fn end(&self) -> u64;
+}
+
+impl Vma {
+    fn backing_is_anon(&self) -> bool {
+        matches!(self.backing, Backing::Anon) && self.name.is_none()
+    }
 }
 
 impl HasEnd for Vma {

@@ -74,6 +74,7 @@ fn anon(addr: u64, len: u64, prot: Prot, placement: Placement) -> MmapRequest {
         placement,
         growsdown: false,
         backing: Backing::Anon,
+        name: None,
     }
 }
 
@@ -480,6 +481,7 @@ fn shared_mappings_share_pages_and_stop_at_eof() {
                 offset: 0,
                 may_write: true,
             },
+            name: None,
         })
         .expect("map")
     };
@@ -529,4 +531,51 @@ fn private_futex_keys_stay_per_address_space() {
         .expect("map");
     assert_eq!(m.shared_offset(at), Ok(None));
     assert_eq!(m.shared_offset(at + PAGE_SIZE), Err(Errno::EFAULT));
+}
+
+#[test]
+fn mappings_merge_anonymous_neighbours_and_label_heap_and_stack() {
+    let (m, _) = mm();
+    let at = 0x4000_0000;
+    m.mmap(anon(at, PAGE_SIZE, RW, Placement::Fixed))
+        .expect("map");
+    m.mmap(anon(at + PAGE_SIZE, PAGE_SIZE, RW, Placement::Fixed))
+        .expect("map");
+    m.mmap(anon(
+        at + 2 * PAGE_SIZE,
+        PAGE_SIZE,
+        Prot::READ,
+        Placement::Fixed,
+    ))
+    .expect("map");
+    m.copy_out(at, &[1]).expect("touch");
+    m.set_brk_start(0x1000_0000);
+    m.brk(0x1000_0000 + 3 * PAGE_SIZE);
+    let stack = 0x7000_0000;
+    m.mmap(MmapRequest {
+        growsdown: true,
+        ..anon(stack, PAGE_SIZE, RW, Placement::Fixed)
+    })
+    .expect("map");
+    m.set_arg_regions(ArgRegions {
+        start_stack: stack + 8,
+        ..ArgRegions::default()
+    });
+    let maps: Vec<(u64, u64, Option<&str>)> = m
+        .mappings()
+        .iter()
+        .map(|i| (i.start, i.end, i.label))
+        .collect();
+    assert_eq!(
+        maps,
+        [
+            (0x1000_0000, 0x1000_0000 + 3 * PAGE_SIZE, Some("[heap]")),
+            (at, at + 2 * PAGE_SIZE, None),
+            (at + 2 * PAGE_SIZE, at + 3 * PAGE_SIZE, None),
+            (stack, stack + PAGE_SIZE, Some("[stack]")),
+        ]
+    );
+    let rss: u64 = m.mappings().iter().map(|i| i.rss).sum();
+    assert_eq!(rss, m.populated_bytes());
+    assert!(m.mappings()[1].rss > 0);
 }

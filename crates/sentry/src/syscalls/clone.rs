@@ -258,7 +258,7 @@ fn inherit(t: &Task, args: &CloneArgs) -> Inherited {
         fds,
         fs,
         creds: t.creds.clone(),
-        comm: t.comm.clone(),
+        comm: t.current_comm(),
         mask: t.signal_mask,
         sched: t.sched_for_child(),
         no_new_privs: t.no_new_privs,

@@ -111,8 +111,10 @@ fn mmap(t: &mut Task, a: &Args) -> SysResult {
     if placement != Placement::Hint && addr % PAGE_SIZE != 0 {
         return Err(Errno::EINVAL);
     }
+    let mut name = None;
     let backing = if flags & MAP_ANONYMOUS != 0 {
         if shared {
+            name = Some(dev_zero_name());
             shared_anon(t, len)?
         } else {
             Backing::Anon
@@ -121,13 +123,17 @@ fn mmap(t: &mut Task, a: &Args) -> SysResult {
         let file = t.fds.get(fd)?;
         off.checked_add(len).ok_or(Errno::EOVERFLOW)?;
         let mapping = FileMapping::new(file.clone(), prot & 2 != 0 && shared)?;
+        name = crate::vfsglue::map_name(t, &file);
         match file.mappable() {
             Some(data) if shared => Backing::Shared {
                 data,
                 offset: off,
                 may_write: file.flags() & O_ACCMODE == O_RDWR,
             },
-            None if shared && is_dev_zero(&file) => shared_anon(t, len)?,
+            None if shared && is_dev_zero(&file) => {
+                name = Some(dev_zero_name());
+                shared_anon(t, len)?
+            }
             _ => {
                 if shared && prot & 2 != 0 {
                     t.kernel
@@ -147,6 +153,16 @@ fn mmap(t: &mut Task, a: &Args) -> SysResult {
         placement,
         growsdown: flags & MAP_GROWSDOWN != 0,
         backing,
+        name,
+    })
+}
+
+/// Linux backs shared anonymous memory with an unlinked shmem file.
+fn dev_zero_name() -> Arc<crate::mm::MapName> {
+    Arc::new(crate::mm::MapName {
+        path: b"/dev/zero (deleted)".to_vec(),
+        dev: 1,
+        ino: 0,
     })
 }
 

@@ -191,7 +191,8 @@ fn prctl(t: &mut Task, a: &Args) -> SysResult {
         }
         PR_GET_NAME => {
             let mut buf = [0u8; 16];
-            buf[..t.comm.len().min(15)].copy_from_slice(&t.comm[..t.comm.len().min(15)]);
+            let comm = t.current_comm();
+            buf[..comm.len().min(15)].copy_from_slice(&comm[..comm.len().min(15)]);
             t.mm.copy_out(a.u64(1), &buf).map(|()| 0)
         }
         PR_SET_PDEATHSIG => {

@@ -17,6 +17,9 @@ use crate::mm::MemoryManager;
 use crate::signal::TaskShared;
 use crate::task::ThreadGroup;
 
+mod files;
+pub(crate) use files::{cpu_ids, cpu_list, memory};
+
 /// procfs's device number on a typical Linux host (anonymous, major 0).
 const DEV: u64 = 0x16;
 /// Clock ticks per second as /proc reports times (USER_HZ).
@@ -34,6 +37,7 @@ pub struct TaskView {
 
 /// The /proc root for `kernel`.
 pub fn root(kernel: &Arc<Kernel>) -> Arc<dyn Inode> {
+    files::init_host();
     ProcInode::make(kernel, Node::Root)
 }
 
@@ -50,7 +54,34 @@ enum TaskFile {
     Status,
     Comm,
     Limits,
+    Statm,
+    Cmdline,
+    Environ,
+    Maps,
+    Smaps,
+    OomScoreAdj,
+    OomScore,
+    Loginuid,
+    UidMap,
+    GidMap,
+    Cgroup,
+    Wchan,
 }
+
+/// The namespaces of /proc/PID/ns, with the inode numbers of Linux's
+/// initial ones: the sandbox has one of each.
+const NAMESPACES: [(&str, u64); 10] = [
+    ("cgroup", 0xEFFF_FFFB),
+    ("ipc", 0xEFFF_FFFF),
+    ("mnt", 0xF000_0001),
+    ("net", 0xF000_0000),
+    ("pid", 0xEFFF_FFFC),
+    ("pid_for_children", 0xEFFF_FFFC),
+    ("time", 0xEFFF_FFFA),
+    ("time_for_children", 0xEFFF_FFFA),
+    ("user", 0xEFFF_FFFD),
+    ("uts", 0xEFFF_FFFE),
+];
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Node {
@@ -71,6 +102,10 @@ enum Node {
     Link(i32, Link),
     FdDir(i32),
     Fd(i32, i32),
+    FdInfoDir(i32),
+    FdInfo(i32, i32),
+    NsDir(i32),
+    Ns(i32, usize),
     /// A directory of the static system tree, by index into `SYS`.
     SysDir(usize),
     SysFile(usize),
@@ -81,8 +116,20 @@ enum Node {
 type Gen = fn(&Kernel) -> String;
 const SYS: &[(&str, Option<Gen>)] = &[
     ("uptime", Some(uptime)),
-    ("loadavg", Some(|_| "0.00 0.00 0.00 0/0 0\n".into())),
+    ("loadavg", Some(files::loadavg)),
     ("version", Some(version)),
+    ("meminfo", Some(files::meminfo)),
+    ("cpuinfo", Some(files::cpuinfo)),
+    ("stat", Some(files::stat)),
+    ("filesystems", Some(files::filesystems)),
+    ("net", None),
+    ("net/dev", Some(files::net_dev)),
+    ("net/if_inet6", Some(|_| String::new())),
+    ("net/unix", Some(files::net_unix)),
+    ("net/tcp", Some(files::net_tcp)),
+    ("net/tcp6", Some(files::net_tcp6)),
+    ("net/udp", Some(files::net_udp)),
+    ("net/udp6", Some(files::net_tcp6)),
     ("sys", None),
     ("sys/kernel", None),
     (
@@ -91,13 +138,43 @@ const SYS: &[(&str, Option<Gen>)] = &[
     ),
     ("sys/kernel/ostype", Some(|_| "Linux\n".into())),
     ("sys/kernel/hostname", Some(hostname)),
-    ("sys/kernel/pid_max", Some(|_| "4194304\n".into())),
+    ("sys/kernel/pid_max", Some(|_| "32768\n".into())),
     ("sys/kernel/ngroups_max", Some(|_| "65536\n".into())),
     ("sys/kernel/cap_last_cap", Some(cap_last_cap)),
+    ("sys/kernel/overflowuid", Some(|_| "65534\n".into())),
+    ("sys/kernel/overflowgid", Some(|_| "65534\n".into())),
+    ("sys/kernel/threads-max", Some(|_| "4194304\n".into())),
+    ("sys/kernel/domainname", Some(|_| "(none)\n".into())),
+    (
+        "sys/kernel/shmmax",
+        Some(|_| "18446744073692774399\n".into()),
+    ),
+    (
+        "sys/kernel/shmall",
+        Some(|_| "18446744073692774399\n".into()),
+    ),
+    ("sys/kernel/shmmni", Some(|_| "4096\n".into())),
+    ("sys/kernel/yama", None),
+    ("sys/kernel/yama/ptrace_scope", Some(|_| "1\n".into())),
+    ("sys/kernel/random", None),
+    ("sys/kernel/random/boot_id", Some(files::boot_id)),
+    ("sys/kernel/random/uuid", Some(|_| files::uuid())),
+    ("sys/kernel/random/entropy_avail", Some(|_| "256\n".into())),
+    ("sys/kernel/random/poolsize", Some(|_| "256\n".into())),
+    ("sys/net", None),
+    ("sys/net/core", None),
+    ("sys/net/core/somaxconn", Some(|_| "4096\n".into())),
     ("sys/vm", None),
     ("sys/vm/overcommit_memory", Some(|_| "0\n".into())),
+    ("sys/vm/max_map_count", Some(|_| "65530\n".into())),
+    (
+        "sys/vm/mmap_min_addr",
+        Some(|_| format!("{}\n", crate::mm::MIN_ADDR)),
+    ),
     ("sys/fs", None),
     ("sys/fs/pipe-max-size", Some(|_| "1048576\n".into())),
+    ("sys/fs/nr_open", Some(|_| "1048576\n".into())),
+    ("sys/fs/file-max", Some(|_| "9223372036854775807\n".into())),
 ];
 
 fn uptime(k: &Kernel) -> String {
@@ -179,10 +256,14 @@ impl ProcInode {
             Node::SysDir(i) | Node::SysFile(i) => return 16 + i as u64,
             Node::TaskDir { pid, tid } => (1, pid, tid),
             Node::TaskList(pid) => (2, pid, 0),
-            Node::File { pid, tid, file } => (3 + file as u64, pid, tid),
-            Node::Link(pid, l) => (10 + l as u64, pid, 0),
-            Node::FdDir(pid) => (14, pid, 0),
-            Node::Fd(pid, fd) => (15, pid, fd),
+            Node::Link(pid, l) => (3 + l as u64, pid, 0),
+            Node::FdDir(pid) => (6, pid, 0),
+            Node::Fd(pid, fd) => (7, pid, fd),
+            Node::FdInfoDir(pid) => (8, pid, 0),
+            Node::FdInfo(pid, fd) => (9, pid, fd),
+            Node::NsDir(pid) => (10, pid, 0),
+            Node::Ns(_, i) => return NAMESPACES[i].1,
+            Node::File { pid, tid, file } => (32 + file as u64, pid, tid),
         };
         (kind << 56) | ((a as u64 & 0xff_ffff) << 32) | (b as u32 as u64)
     }
@@ -197,10 +278,13 @@ impl ProcInode {
                 }
                 Ok(())
             }
-            Node::TaskList(pid) | Node::Link(pid, _) | Node::FdDir(pid) => {
-                Self::process(k, pid).map(drop)
-            }
-            Node::Fd(pid, fd) => {
+            Node::TaskList(pid)
+            | Node::Link(pid, _)
+            | Node::FdDir(pid)
+            | Node::FdInfoDir(pid)
+            | Node::NsDir(pid)
+            | Node::Ns(pid, _) => Self::process(k, pid).map(drop),
+            Node::Fd(pid, fd) | Node::FdInfo(pid, fd) => {
                 Self::view(k, pid, |v| v.fds.get(fd).map(drop))?.map_err(|_| Errno::ENOENT)
             }
             _ => Ok(()),
@@ -214,7 +298,11 @@ impl ProcInode {
             | Node::File { pid, .. }
             | Node::Link(pid, _)
             | Node::FdDir(pid)
-            | Node::Fd(pid, _) => Some(pid),
+            | Node::Fd(pid, _)
+            | Node::FdInfoDir(pid)
+            | Node::FdInfo(pid, _)
+            | Node::NsDir(pid)
+            | Node::Ns(pid, _) => Some(pid),
             _ => None,
         }
     }
@@ -225,12 +313,20 @@ impl ProcInode {
                 S_IFDIR | 0o555
             }
             Node::FdDir(_) => S_IFDIR | 0o500,
-            Node::SelfLink | Node::ThreadSelf | Node::Link(..) | Node::Fd(..) => S_IFLNK | 0o777,
+            Node::FdInfoDir(_) => S_IFDIR | 0o500,
+            Node::NsDir(_) => S_IFDIR | 0o511,
+            Node::SelfLink | Node::ThreadSelf | Node::Link(..) | Node::Fd(..) | Node::Ns(..) => {
+                S_IFLNK | 0o777
+            }
             Node::File {
-                file: TaskFile::Comm,
+                file: TaskFile::Comm | TaskFile::OomScoreAdj | TaskFile::Loginuid,
                 ..
             } => S_IFREG | 0o644,
-            Node::File { .. } | Node::SysFile(_) => S_IFREG | 0o444,
+            Node::File {
+                file: TaskFile::Environ,
+                ..
+            } => S_IFREG | 0o400,
+            Node::File { .. } | Node::SysFile(_) | Node::FdInfo(..) => S_IFREG | 0o444,
         }
     }
 
@@ -248,11 +344,37 @@ impl ProcInode {
                         c
                     }
                     TaskFile::Limits => limits(&tg).into_bytes(),
+                    // A zombie has no memory left: empty, as Linux shows it.
+                    TaskFile::Statm => Self::view(k, pid, |v| files::statm(&v.mm))
+                        .unwrap_or_else(|_| "0 0 0 0 0 0 0\n".into())
+                        .into_bytes(),
+                    TaskFile::Cmdline => mem_view(k, pid, files::cmdline),
+                    TaskFile::Environ => mem_view(k, pid, files::environ),
+                    TaskFile::Maps => mem_view(k, pid, |mm| files::maps(mm).into_bytes()),
+                    TaskFile::Smaps => mem_view(k, pid, |mm| files::smaps(mm).into_bytes()),
+                    TaskFile::OomScoreAdj => format!(
+                        "{}\n",
+                        tg.oom_score_adj.load(std::sync::atomic::Ordering::Relaxed)
+                    )
+                    .into_bytes(),
+                    TaskFile::OomScore => oom_score(k, &tg)?.into_bytes(),
+                    TaskFile::Loginuid => b"4294967295".to_vec(),
+                    TaskFile::UidMap | TaskFile::GidMap => {
+                        format!("{:>10} {:>10} {:>10}\n", 0, 0, u32::MAX).into_bytes()
+                    }
+                    TaskFile::Cgroup => b"0::/\n".to_vec(),
+                    TaskFile::Wchan => b"0".to_vec(),
                 })
             }
+            Node::FdInfo(pid, fd) => Ok(files::fdinfo(k, pid, fd)?.into_bytes()),
             _ => Err(Errno::EINVAL),
         }
     }
+}
+
+/// `f` of the process's memory; nothing once it has none (a zombie).
+fn mem_view(k: &Kernel, pid: i32, f: impl FnOnce(&MemoryManager) -> Vec<u8>) -> Vec<u8> {
+    ProcInode::view(k, pid, |v| f(&v.mm)).unwrap_or_default()
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -302,8 +424,14 @@ fn stat_line(k: &Kernel, tg: &ThreadGroup, tid: i32) -> Result<String, Errno> {
     let tpgid = k.terminal.foreground_of(tg.sid()).unwrap_or(-1);
     let rsslim = tg.rlimit(RLIMIT_RSS).rlim_cur;
     let comm = String::from_utf8_lossy(&comm(k, tg.pid, tid)).into_owned();
+    let start = ticks(tg.start.duration_since(k.boot_time).as_nanos() as u64);
+    let (vsize, rss) = ProcInode::view(k, tg.pid, |v| {
+        let c = files::mem_counts(&v.mm);
+        (c.size * veil_abi::PAGE_SIZE, c.rss)
+    })
+    .unwrap_or((0, 0));
     let mut s = format!(
-        "{tid} ({comm}) {st} {} {} {} 0 {tpgid} 4194304 0 0 0 0 {} {} {} {} 20 0 {threads} 0 0 0 0 {rsslim}",
+        "{tid} ({comm}) {st} {} {} {} 0 {tpgid} 4194304 0 0 0 0 {} {} {} {} 20 0 {threads} 0 {start} {vsize} {rss} {rsslim}",
         tg.parent_pid(),
         tg.pgid(),
         tg.sid(),
@@ -340,6 +468,7 @@ fn status(k: &Kernel, tg: &ThreadGroup, tid: i32) -> Result<String, Errno> {
         // Linux ends the list with a space, even an empty one.
         let _ = writeln!(s, "Groups:\t{} ", groups.join(" "));
     }
+    let _ = ProcInode::view(k, tg.pid, |v| files::status_vm(&mut s, &v.mm, tg));
     let _ = writeln!(s, "Threads:\t{}", lock(&tg.threads).len().max(1));
     if let Ok(t) = &task {
         let _ = writeln!(s, "SigPnd:\t{:016x}", t.pending_bits());
@@ -399,10 +528,22 @@ fn limits(tg: &ThreadGroup) -> String {
     s
 }
 
-const TASK_FILES: [(&[u8], TaskFile); 3] = [
+const TASK_FILES: [(&[u8], TaskFile); 15] = [
     (b"stat", TaskFile::Stat),
     (b"status", TaskFile::Status),
     (b"comm", TaskFile::Comm),
+    (b"statm", TaskFile::Statm),
+    (b"cmdline", TaskFile::Cmdline),
+    (b"environ", TaskFile::Environ),
+    (b"maps", TaskFile::Maps),
+    (b"smaps", TaskFile::Smaps),
+    (b"oom_score_adj", TaskFile::OomScoreAdj),
+    (b"oom_score", TaskFile::OomScore),
+    (b"loginuid", TaskFile::Loginuid),
+    (b"uid_map", TaskFile::UidMap),
+    (b"gid_map", TaskFile::GidMap),
+    (b"cgroup", TaskFile::Cgroup),
+    (b"wchan", TaskFile::Wchan),
 ];
 
 const LINKS: [(&[u8], Link); 3] = [
@@ -456,6 +597,11 @@ impl ProcInode {
                     out.push((b"fd".to_vec(), Node::FdDir(pid)));
                     out.push((b"task".to_vec(), Node::TaskList(pid)));
                 }
+                out.push((b"fdinfo".to_vec(), Node::FdInfoDir(pid)));
+                out.push((b"ns".to_vec(), Node::NsDir(pid)));
+                if let Some(i) = SYS.iter().position(|(p, _)| *p == "net") {
+                    out.push((b"net".to_vec(), Node::SysDir(i)));
+                }
             }
             Node::TaskList(pid) => {
                 let mut tids = lock(&Self::process(k, pid)?.threads).clone();
@@ -469,6 +615,16 @@ impl ProcInode {
             Node::FdDir(pid) => {
                 for fd in Self::view(k, pid, |v| v.fds.open_fds())? {
                     out.push((fd.to_string().into_bytes(), Node::Fd(pid, fd)));
+                }
+            }
+            Node::FdInfoDir(pid) => {
+                for fd in Self::view(k, pid, |v| v.fds.open_fds())? {
+                    out.push((fd.to_string().into_bytes(), Node::FdInfo(pid, fd)));
+                }
+            }
+            Node::NsDir(pid) => {
+                for (i, (name, _)) in NAMESPACES.iter().enumerate() {
+                    out.push((name.as_bytes().to_vec(), Node::Ns(pid, i)));
                 }
             }
             _ => return Err(Errno::ENOTDIR),
@@ -522,10 +678,18 @@ impl Inode for ProcInode {
         if self.mode() & S_IFDIR == S_IFDIR {
             return Ok(Box::new(veil_vfs::NoOps));
         }
-        if flags & linux_raw_sys::general::O_ACCMODE as i32 != 0 {
-            return Err(Errno::EACCES);
-        }
-        Ok(Box::new(Snapshot(self.contents(&k)?)))
+        // The VFS checked the mode; files without a write method refuse
+        // writes, as Linux's do.
+        let data = if flags & linux_raw_sys::general::O_ACCMODE as i32 == 1 {
+            Vec::new()
+        } else {
+            self.contents(&k)?
+        };
+        Ok(Box::new(Snapshot {
+            data,
+            kernel: self.kernel.clone(),
+            node: self.node,
+        }))
     }
 
     fn lookup(&self, name: &[u8]) -> Result<Arc<dyn Inode>, Errno> {
@@ -541,12 +705,19 @@ impl Inode for ProcInode {
             Self::thread(&k, pid, tid)?;
             return Ok(ProcInode::make(&k, Node::TaskDir { pid, tid }));
         }
-        if let Node::FdDir(pid) = self.node {
+        if let Node::FdDir(pid) | Node::FdInfoDir(pid) = self.node {
             let fd = parse_num(name).ok_or(Errno::ENOENT)?;
             Self::view(&k, pid, |v| v.fds.get(fd).map(drop))
                 .and_then(|r| r)
                 .map_err(|_| Errno::ENOENT)?;
-            return Ok(ProcInode::make(&k, Node::Fd(pid, fd)));
+            return Ok(ProcInode::make(
+                &k,
+                if matches!(self.node, Node::FdDir(_)) {
+                    Node::Fd(pid, fd)
+                } else {
+                    Node::FdInfo(pid, fd)
+                },
+            ));
         }
         let entries = self.entries(&k)?;
         entries
@@ -614,6 +785,12 @@ impl Inode for ProcInode {
                 let reader = reader_ctx(&k).unwrap_or(reader);
                 Ok(k.vfs.path_of(&reader, &at))
             }
+            Node::Ns(pid, i) => {
+                Self::process(&k, pid)?;
+                let (name, ino) = NAMESPACES[i];
+                let kind = name.trim_end_matches("_for_children");
+                Ok(format!("{kind}:[{ino}]").into_bytes())
+            }
             Node::Fd(pid, fd) => {
                 let file = Self::view(&k, pid, |v| v.fds.get(fd))?.map_err(|_| Errno::ENOENT)?;
                 let p = file.path();
@@ -663,21 +840,135 @@ fn reader_ctx(_k: &Kernel) -> Option<FsContext> {
     v.as_ref().map(|v| lock(&v.fs).clone())
 }
 
-/// A generated file's contents as of open.
-struct Snapshot(Vec<u8>);
+/// A generated file's contents as of open; writes go to the node.
+struct Snapshot {
+    data: Vec<u8>,
+    kernel: Weak<Kernel>,
+    node: Node,
+}
 
 impl FileOps for Snapshot {
     fn read_at(&self, buf: &mut [u8], off: u64) -> Result<usize, Errno> {
         let Ok(off) = usize::try_from(off) else {
             return Ok(0);
         };
-        let rest = self.0.get(off..).unwrap_or_default();
+        let rest = self.data.get(off..).unwrap_or_default();
         let n = rest.len().min(buf.len());
         buf[..n].copy_from_slice(&rest[..n]);
         Ok(n)
     }
 
-    fn write_at(&self, _buf: &[u8], _off: u64) -> Result<usize, Errno> {
-        Err(Errno::EBADF)
+    fn write_at(&self, buf: &[u8], _off: u64) -> Result<usize, Errno> {
+        let k = self.kernel.upgrade().ok_or(Errno::ESRCH)?;
+        let Node::File { pid, tid, file } = self.node else {
+            return Err(Errno::EINVAL);
+        };
+        let tg = ProcInode::process(&k, pid).map_err(|_| Errno::ESRCH)?;
+        match file {
+            TaskFile::Comm => write_comm(&k, &tg, tid, buf),
+            TaskFile::OomScoreAdj => write_oom_score_adj(&tg, buf),
+            // Changing the audit login UID takes CAP_AUDIT_CONTROL, which
+            // the sandbox never grants.
+            TaskFile::Loginuid => Err(Errno::EPERM),
+            _ => Err(Errno::EINVAL),
+        }
+    }
+}
+
+/// As Linux's comm_write: the first 15 bytes, newline and all; only a
+/// thread of the writer's own process may be renamed.
+fn write_comm(k: &Kernel, tg: &ThreadGroup, tid: i32, buf: &[u8]) -> Result<usize, Errno> {
+    let me = crate::signal::current().ok_or(Errno::EINVAL)?;
+    if me.tg.pid != tg.pid {
+        return Err(Errno::EINVAL);
+    }
+    let mut name = buf[..buf.len().min(15)].to_vec();
+    if let Some(nul) = name.iter().position(|&b| b == 0) {
+        name.truncate(nul);
+    }
+    let t = ProcInode::thread(k, tg.pid, tid).map_err(|_| Errno::ESRCH)?;
+    if let Some(v) = lock(&t.view).as_mut() {
+        v.comm = name.clone();
+    }
+    if tid == tg.pid {
+        *lock(&tg.leader_comm) = name;
+    }
+    Ok(buf.len())
+}
+
+/// CAP_SYS_RESOURCE, which lowers oom_score_adj below its minimum.
+const CAP_SYS_RESOURCE: u32 = 24;
+
+/// As Linux's oom_score_adj_write: one integer in -1000..=1000; going
+/// below the minimum takes CAP_SYS_RESOURCE, which also sets the minimum.
+fn write_oom_score_adj(tg: &ThreadGroup, buf: &[u8]) -> Result<usize, Errno> {
+    use std::sync::atomic::Ordering::Relaxed;
+    let text = &buf[..buf.len().min(12)];
+    let text = std::str::from_utf8(text).map_err(|_| Errno::EINVAL)?;
+    let v = parse_int(text.trim()).ok_or(Errno::EINVAL)?;
+    if !(-1000..=1000).contains(&v) {
+        return Err(Errno::EINVAL);
+    }
+    let privileged = crate::signal::current()
+        .is_some_and(|c| c.task.creds().cap_effective & (1 << CAP_SYS_RESOURCE) != 0);
+    if v < tg.oom_score_adj_min.load(Relaxed) && !privileged {
+        return Err(Errno::EACCES);
+    }
+    tg.oom_score_adj.store(v, Relaxed);
+    if privileged {
+        tg.oom_score_adj_min.store(v, Relaxed);
+    }
+    Ok(buf.len())
+}
+
+/// An integer as the kernel's kstrtoint with base 0 reads it.
+fn parse_int(s: &str) -> Option<i32> {
+    let (neg, digits) = match s.as_bytes().first()? {
+        b'-' => (true, &s[1..]),
+        b'+' => (false, &s[1..]),
+        _ => (false, s),
+    };
+    let (radix, digits) = if let Some(h) = digits
+        .strip_prefix("0x")
+        .or_else(|| digits.strip_prefix("0X"))
+    {
+        (16, h)
+    } else if digits.len() > 1 && digits.starts_with('0') {
+        (8, &digits[1..])
+    } else {
+        (10, digits)
+    };
+    if digits.is_empty() || digits.starts_with(['+', '-']) {
+        return None;
+    }
+    let v = i64::from_str_radix(digits, radix).ok()?;
+    i32::try_from(if neg { -v } else { v }).ok()
+}
+
+/// As Linux's since 5.9: 1000 plus the thousandths of memory the process
+/// holds, moved by oom_score_adj, within 0..=2000.
+fn oom_score(k: &Kernel, tg: &ThreadGroup) -> Result<String, Errno> {
+    let rss = ProcInode::view(k, tg.pid, |v| v.mm.populated_bytes()).unwrap_or(0);
+    let (total, _) = files::memory(k);
+    let share = (rss.saturating_mul(1000) / total.max(1)) as i64;
+    let adj = i64::from(tg.oom_score_adj.load(std::sync::atomic::Ordering::Relaxed));
+    Ok(format!("{}\n", (1000 + share + adj).clamp(0, 2000)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_int;
+
+    #[test]
+    fn integers_as_kstrtoint_reads_them() {
+        assert_eq!(parse_int("500"), Some(500));
+        assert_eq!(parse_int("-1000"), Some(-1000));
+        assert_eq!(parse_int("+7"), Some(7));
+        assert_eq!(parse_int("0x10"), Some(16));
+        assert_eq!(parse_int("010"), Some(8));
+        assert_eq!(parse_int("0"), Some(0));
+        for bad in ["", "-", "12abc", "--1", "+-1", "0x", "99999999999"] {
+            assert_eq!(parse_int(bad), None, "{bad}");
+        }
     }
 }
