@@ -23,7 +23,7 @@ struct Node {
 }
 
 impl Node {
-    fn new(dir: bool) -> Arc<dyn Inode> {
+    fn make(dir: bool) -> Arc<dyn Inode> {
         LIVE.fetch_add(1, Ordering::SeqCst);
         Arc::new(Node { dir })
     }
@@ -53,7 +53,7 @@ impl Inode for Node {
         if !self.dir {
             return Err(Errno::ENOTDIR);
         }
-        Ok(Node::new(name.starts_with(b"d")))
+        Ok(Node::make(name.starts_with(b"d")))
     }
 
     fn as_any(&self) -> &dyn Any {
@@ -63,7 +63,7 @@ impl Inode for Node {
 
 #[test]
 fn unused_dentries_are_evicted_and_used_ones_kept() {
-    let fs = Fs::new(Vfs::new(Node::new(true)));
+    let fs = Fs::new(Vfs::new(Node::make(true)));
     let held = fs.lookup("/dkeep/dinner/file").unwrap();
     let held_stat_ino = Arc::as_ptr(held.inode()) as *const u8;
     for i in 0..20_000 {
