@@ -24,7 +24,11 @@ fn tar_create_and_extract() {
         d = path_str(dir.path())
     );
     let (_, veil) = Case::new(&["/bin/sh", "-c", &script]).assert_same();
-    assert!(veil.stdout_str().starts_with("identical\n"), "{}", veil.describe());
+    assert!(
+        veil.stdout_str().starts_with("identical\n"),
+        "{}",
+        veil.describe()
+    );
 }
 
 /// A walk of the whole root: more files than the gofer may hold open at
@@ -35,7 +39,11 @@ fn find_whole_root() {
     let (_, veil) = Case::new(&["/usr/bin/find", "/", "-xdev", "-name", "passwd"])
         .timeout(Duration::from_secs(300))
         .assert_same();
-    assert!(veil.stdout_str().contains("/etc/passwd\n"), "{}", veil.describe());
+    assert!(
+        veil.stdout_str().contains("/etc/passwd\n"),
+        "{}",
+        veil.describe()
+    );
 }
 
 /// stat(1) of host files, directories and devices prints what it does
@@ -66,7 +74,11 @@ fn sha256_of_a_100_mib_file() {
     let (_, veil) = Case::new(&["/bin/sh", "-c", &script])
         .timeout(Duration::from_secs(300))
         .assert_same();
-    assert!(veil.stdout_str().contains("104857604\n"), "{}", veil.describe());
+    assert!(
+        veil.stdout_str().contains("104857604\n"),
+        "{}",
+        veil.describe()
+    );
 }
 
 /// os.walk, shutil.copytree/rmtree, tempfile, fcntl.flock, mmap of a file
@@ -75,5 +87,9 @@ fn sha256_of_a_100_mib_file() {
 fn python_file_system_modules() {
     let script = repo_root().join("tests/py/fs_tools.py");
     let (_, veil) = Case::new(&["/usr/bin/python3", path_str(&script)]).assert_same();
-    assert!(veil.stdout_str().contains("(1000, 499500)"), "{}", veil.describe());
+    assert!(
+        veil.stdout_str().contains("(1000, 499500)"),
+        "{}",
+        veil.describe()
+    );
 }
