@@ -46,15 +46,10 @@ pub enum GoferError {
     Encode(#[from] postcard::Error),
 }
 
-/// Opens the directory to serve, named by trusted configuration.
+/// Opens the directory (or, for a bind mount of one, the file) to serve,
+/// named by trusted configuration.
 pub fn open_root(path: &Path) -> Result<OwnedFd, GoferError> {
-    openat(
-        CWD,
-        path,
-        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| GoferError::Root {
+    openat(CWD, path, OFlags::PATH | OFlags::CLOEXEC, Mode::empty()).map_err(|e| GoferError::Root {
         path: path.to_owned(),
         err: e.into(),
     })
@@ -62,8 +57,11 @@ pub fn open_root(path: &Path) -> Result<OwnedFd, GoferError> {
 
 /// Serves the tree beneath `root` on `sock` until the sentry closes it.
 /// Opens `/proc/self/fd` up front (fids are reopened for I/O through it) and
-/// raises the process's soft RLIMIT_NOFILE, as every fid is an FD.
-pub fn serve(root: OwnedFd, sock: OwnedFd) -> Result<(), GoferError> {
+/// raises the process's soft RLIMIT_NOFILE, as every fid is an FD. A
+/// `readonly` tree (a read-only bind) is never written, whatever the
+/// sentry asks; so far no tree is.
+pub fn serve(root: OwnedFd, sock: OwnedFd, readonly: bool) -> Result<(), GoferError> {
+    tracing::debug!(readonly, "gofer: serving a tree");
     raise_fd_limit();
     let proc_fds = openat(
         CWD,

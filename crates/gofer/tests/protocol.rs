@@ -46,7 +46,7 @@ fn with_gofer(test: impl FnOnce(&Path, &GoferClient)) {
     let dir = tempfile::tempdir().expect("tempdir");
     let root = open_root(dir.path()).expect("open_root");
     let (ours, theirs) = seqpacket_pair();
-    let server = thread::spawn(move || serve(root, theirs));
+    let server = thread::spawn(move || serve(root, theirs, false));
     let client = GoferClient::new(ours);
     test(dir.path(), &client);
     drop(client);
@@ -393,7 +393,7 @@ fn the_client_is_shared_between_threads() {
     }
     let (ours, theirs) = seqpacket_pair();
     let root = open_root(dir.path()).expect("open_root");
-    let server = thread::spawn(move || serve(root, theirs));
+    let server = thread::spawn(move || serve(root, theirs, false));
     let client = Arc::new(GoferClient::new(ours));
     let (root, _) = client.attach().expect("attach");
     let workers: Vec<_> = (0..8)
@@ -444,7 +444,7 @@ fn hostile_messages_get_errors_and_the_server_survives() {
     let dir = tempfile::tempdir().expect("tempdir");
     let root = open_root(dir.path()).expect("open_root");
     let (ours, theirs) = seqpacket_pair();
-    let server = thread::spawn(move || serve(root, theirs));
+    let server = thread::spawn(move || serve(root, theirs, false));
     let badmsg = Response::Error(Errno::EBADMSG.raw());
 
     for junk in [

@@ -50,6 +50,8 @@ enum TaskFile {
     Status,
     Comm,
     Limits,
+    Mounts,
+    MountInfo,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -82,6 +84,8 @@ type Gen = fn(&Kernel) -> String;
 const SYS: &[(&str, Option<Gen>)] = &[
     ("uptime", Some(uptime)),
     ("loadavg", Some(|_| "0.00 0.00 0.00 0/0 0\n".into())),
+    // A file rather than Linux's link to self/mounts: the same contents.
+    ("mounts", Some(mounts)),
     ("version", Some(version)),
     ("sys", None),
     ("sys/kernel", None),
@@ -103,6 +107,11 @@ const SYS: &[(&str, Option<Gen>)] = &[
 fn uptime(k: &Kernel) -> String {
     let up = k.boot_time.elapsed();
     format!("{}.{:02} 0.00\n", up.as_secs(), up.subsec_millis() / 10)
+}
+
+fn mounts(k: &Kernel) -> String {
+    let ctx = reader_ctx(k).unwrap_or_else(|| FsContext::new(k.vfs.root()));
+    String::from_utf8_lossy(&k.vfs.mounts_text(&ctx, false)).into_owned()
 }
 
 fn version(_: &Kernel) -> String {
@@ -248,6 +257,11 @@ impl ProcInode {
                         c
                     }
                     TaskFile::Limits => limits(&tg).into_bytes(),
+                    // As Linux, relative to the process's root.
+                    TaskFile::Mounts | TaskFile::MountInfo => {
+                        let ctx = Self::view(k, pid, |v| lock(&v.fs).clone())?;
+                        k.vfs.mounts_text(&ctx, file == TaskFile::MountInfo)
+                    }
                 })
             }
             _ => Err(Errno::EINVAL),
@@ -399,10 +413,12 @@ fn limits(tg: &ThreadGroup) -> String {
     s
 }
 
-const TASK_FILES: [(&[u8], TaskFile); 3] = [
+const TASK_FILES: [(&[u8], TaskFile); 5] = [
     (b"stat", TaskFile::Stat),
     (b"status", TaskFile::Status),
     (b"comm", TaskFile::Comm),
+    (b"mounts", TaskFile::Mounts),
+    (b"mountinfo", TaskFile::MountInfo),
 ];
 
 const LINKS: [(&[u8], Link); 3] = [

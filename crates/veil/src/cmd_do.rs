@@ -1,5 +1,5 @@
-//! `veil do`: start a gofer for the host root and a sentry running the
-//! command, then report the command's exit status as a shell would.
+//! `veil do`: start a gofer for the host root (and every bind mount) and a
+//! sentry running the command, then report the command's exit status as a shell would.
 
 use std::ffi::OsString;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -10,31 +10,56 @@ use std::process::{Command, Stdio};
 use anyhow::Context as _;
 use rustix::io::FdFlags;
 use rustix::net::{socketpair, AddressFamily, SocketFlags, SocketType};
+use veil_vfs::fs::memfs::DEFAULT_SIZE_LIMIT;
+use veil_vfs::mount::{MountConfig, MountEntry, MountKind, TmpfsOptions, MNT_NODEV, MNT_NOSUID};
 
-/// Runs `command` in a sandbox and returns the exit code to report.
-pub fn run(command: &[OsString], strace: bool, debug_log: Option<&Path>) -> anyhow::Result<u8> {
+/// Runs `command` in a sandbox with the bind mounts `volumes`
+/// (`SRC:DST[:ro]`) and tmpfs mounts `tmpfs` (`DST[:OPTIONS]`) over the
+/// default tree, and returns the exit code to report.
+pub fn run(
+    command: &[OsString],
+    volumes: &[String],
+    tmpfs: &[String],
+    strace: bool,
+    debug_log: Option<&Path>,
+) -> anyhow::Result<u8> {
     let exe = std::env::current_exe().context("locating the veil binary")?;
-    let (sentry_end, gofer_end) = socketpair(
-        AddressFamily::UNIX,
-        SocketType::SEQPACKET,
-        SocketFlags::CLOEXEC,
-        None,
-    )
-    .context("creating the gofer socket")?;
+    let (mounts, trees) = mount_config(volumes, tmpfs)?;
+    let mut sentry_ends = Vec::new();
+    let mut gofer_ends = Vec::new();
+    for _ in &trees {
+        let (sentry_end, gofer_end) = socketpair(
+            AddressFamily::UNIX,
+            SocketType::SEQPACKET,
+            SocketFlags::CLOEXEC,
+            None,
+        )
+        .context("creating a gofer socket")?;
+        sentry_ends.push(sentry_end);
+        gofer_ends.push(gofer_end);
+    }
 
-    let mut gofer = spawn_with_fd(&exe, &gofer_end, debug_log, |cmd, fd| {
-        cmd.args(["gofer", "--root", "/", "--sock-fd", &fd.to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null());
+    let mut gofer = spawn_with_fds(&exe, &gofer_ends, debug_log, |cmd, fds| {
+        cmd.arg("gofer");
+        for (tree, fd) in trees.iter().zip(fds) {
+            cmd.arg("--mount")
+                .arg(tree)
+                .arg("--sock-fd")
+                .arg(fd.to_string());
+        }
+        cmd.stdin(Stdio::null()).stdout(Stdio::null());
     })
     .context("starting the gofer")?;
-    drop(gofer_end);
+    drop(gofer_ends);
 
     let cwd = std::env::current_dir().unwrap_or_else(|_| "/".into());
-    let mut sentry = spawn_with_fd(&exe, &sentry_end, debug_log, |cmd, fd| {
-        cmd.arg("boot")
-            .arg("--gofer-fd")
-            .arg(fd.to_string())
+    let mut sentry = spawn_with_fds(&exe, &sentry_ends, debug_log, |cmd, fds| {
+        cmd.arg("boot");
+        for fd in fds {
+            cmd.arg("--gofer-fd").arg(fd.to_string());
+        }
+        cmd.arg("--mounts")
+            .arg(encode_mounts(&mounts))
             .arg("--cwd")
             .arg(&cwd);
         if strace {
@@ -43,10 +68,10 @@ pub fn run(command: &[OsString], strace: bool, debug_log: Option<&Path>) -> anyh
         cmd.arg("--").args(command);
     })
     .context("starting the sentry")?;
-    drop(sentry_end);
+    drop(sentry_ends);
 
     let status = sentry.wait().context("waiting for the sentry")?;
-    // The gofer exits when the sentry's end of the socket closes.
+    // The gofer exits when the sentry's ends of the sockets close.
     let _ = gofer.wait();
     if let Some(sig) = status.signal() {
         eprintln!("veil: the sentry crashed (killed by signal {sig})");
@@ -55,21 +80,96 @@ pub fn run(command: &[OsString], strace: bool, debug_log: Option<&Path>) -> anyh
     Ok(status.code().unwrap_or(1) as u8)
 }
 
-/// Spawns `exe` with `fd` inherited (its close-on-exec flag cleared for the
-/// duration of the spawn) and passed by number.
-fn spawn_with_fd(
+/// The mount configuration for the command line's volumes and tmpfs
+/// mounts, and the gofer's trees (`PATH[:ro]`) by connection: the host
+/// root first.
+fn mount_config(
+    volumes: &[String],
+    tmpfs: &[String],
+) -> anyhow::Result<(MountConfig, Vec<String>)> {
+    let mut cfg = MountConfig::default_tree();
+    let mut trees = vec!["/".to_string()];
+    for v in volumes {
+        let (spec, readonly) = match v.strip_suffix(":ro") {
+            Some(spec) => (spec, true),
+            None => (v.strip_suffix(":rw").unwrap_or(v), false),
+        };
+        let (src, dst) = spec
+            .rsplit_once(':')
+            .with_context(|| format!("--volume {v}: expected SRC:DST[:ro]"))?;
+        anyhow::ensure!(dst.starts_with('/'), "--volume {v}: DST must be absolute");
+        let src = std::path::absolute(src).with_context(|| format!("--volume {v}"))?;
+        let src = src
+            .to_str()
+            .context("--volume: SRC is not UTF-8")?
+            .to_string();
+        cfg.mounts.push(MountEntry {
+            destination: dst.as_bytes().to_vec(),
+            kind: MountKind::Bind {
+                conn: trees.len(),
+                source: src.as_bytes().to_vec(),
+                readonly,
+            },
+            flags: 0,
+        });
+        trees.push(if readonly { format!("{src}:ro") } else { src });
+    }
+    for t in tmpfs {
+        let (dst, options) = t.split_once(':').unwrap_or((t, ""));
+        anyhow::ensure!(dst.starts_with('/'), "--tmpfs {t}: DST must be absolute");
+        let opts = TmpfsOptions::parse(options.as_bytes(), DEFAULT_SIZE_LIMIT)
+            .map_err(|e| anyhow::anyhow!("--tmpfs {t}: bad options ({e})"))?;
+        cfg.mounts.push(MountEntry {
+            destination: dst.as_bytes().to_vec(),
+            kind: MountKind::Tmpfs {
+                size: opts.size,
+                mode: opts.mode,
+            },
+            flags: MNT_NOSUID | MNT_NODEV,
+        });
+    }
+    Ok((cfg, trees))
+}
+
+/// The mount configuration as `veil boot --mounts` takes it: postcard, in
+/// hex.
+fn encode_mounts(cfg: &MountConfig) -> String {
+    let bytes = postcard::to_allocvec(cfg).unwrap_or_default();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub fn decode_mounts(hex: &str) -> anyhow::Result<MountConfig> {
+    let bytes = (0..hex.len())
+        .step_by(2)
+        .map(|i| {
+            hex.get(i..i + 2)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .context("not hex")
+        })
+        .collect::<anyhow::Result<Vec<u8>>>()?;
+    Ok(postcard::from_bytes(&bytes)?)
+}
+
+/// Spawns `exe` with `fds` inherited (their close-on-exec flags cleared for
+/// the duration of the spawn) and passed by number.
+fn spawn_with_fds(
     exe: &Path,
-    fd: &OwnedFd,
+    fds: &[OwnedFd],
     debug_log: Option<&Path>,
-    configure: impl FnOnce(&mut Command, i32),
+    configure: impl FnOnce(&mut Command, &[i32]),
 ) -> anyhow::Result<std::process::Child> {
     let mut cmd = Command::new(exe);
     if let Some(dir) = debug_log {
         cmd.arg("--debug-log").arg(dir);
     }
-    configure(&mut cmd, fd.as_raw_fd());
-    rustix::io::fcntl_setfd(fd.as_fd(), FdFlags::empty())?;
+    let raw: Vec<i32> = fds.iter().map(AsRawFd::as_raw_fd).collect();
+    configure(&mut cmd, &raw);
+    for fd in fds {
+        rustix::io::fcntl_setfd(fd.as_fd(), FdFlags::empty())?;
+    }
     let child = cmd.spawn();
-    rustix::io::fcntl_setfd(fd.as_fd(), FdFlags::CLOEXEC)?;
+    for fd in fds {
+        rustix::io::fcntl_setfd(fd.as_fd(), FdFlags::CLOEXEC)?;
+    }
     Ok(child?)
 }

@@ -63,6 +63,11 @@ impl MemFs {
         })
     }
 
+    /// Bytes of file data held, and the most it may hold.
+    pub fn usage(&self) -> (u64, u64) {
+        (self.used.load(Ordering::Relaxed), self.limit)
+    }
+
     /// A regular file with no name (memfd_create's).
     pub fn anon_file(self: &Arc<Self>, mode: u32, creds: &Creds) -> Arc<dyn Inode> {
         let node = self.node(S_IFREG | (mode & 0o7777), creds, self.file_body());
