@@ -85,9 +85,10 @@ fn lookup(t: &Task, addr: u64, follow: bool) -> Result<PathRef, Errno> {
 
 fn mount(t: &mut Task, a: &Args) -> SysResult {
     let (source, target, fstype, flags, data) = (a.u64(0), a.u64(1), a.u64(2), a.u64(3), a.u64(4));
-    require_admin(t)?;
     let flags = flags as u32;
+    // Linux resolves the target before it checks the caller's right.
     let at = lookup(t, target, true)?;
+    require_admin(t)?;
     let vfs = &t.kernel.vfs;
     if flags & g::MS_REMOUNT != 0 {
         vfs.remount(&at, flags & MNT_FLAGS, flags & g::MS_BIND != 0)?;
@@ -155,8 +156,8 @@ fn umount2(t: &mut Task, a: &Args) -> SysResult {
     if flags & g::MNT_EXPIRE != 0 && flags & (g::MNT_FORCE | g::MNT_DETACH) != 0 {
         return Err(Errno::EINVAL);
     }
-    require_admin(t)?;
     let at = lookup(t, a.u64(0), flags & g::UMOUNT_NOFOLLOW == 0)?;
+    require_admin(t)?;
     if flags & g::MNT_EXPIRE != 0 {
         t.kernel.log_once("umount2(MNT_EXPIRE)");
         return Err(Errno::EAGAIN);
