@@ -120,3 +120,35 @@ fn tmpfs_option_limits_size() {
         out.describe()
     );
 }
+
+/// mountinfo in Linux's format: IDs, parent IDs, device, root within the
+/// filesystem, mount point, options, separator, type, source, and the
+/// filesystem's options. Compared with expectations, as the host's table
+/// differs.
+#[test]
+fn mountinfo_format() {
+    let out = run_veil_raw(&["do", "cat", "/proc/self/mountinfo"]);
+    out.assert_success();
+    let text = out.stdout_str();
+    let mut ids = std::collections::HashMap::new();
+    for line in text.lines() {
+        let f: Vec<&str> = line.split(' ').collect();
+        assert_eq!(f.len(), 10, "{line}");
+        assert_eq!(f[6], "-", "{line}");
+        assert!(f[2].starts_with("0:"), "{line}");
+        ids.insert(
+            f[4].to_string(),
+            (f[0].to_string(), f[1].to_string(), f[7].to_string()),
+        );
+    }
+    let (root_id, _, root_type) = &ids["/"];
+    assert_eq!(root_type, "overlay");
+    let (dev_id, dev_parent, _) = &ids["/dev"];
+    assert_eq!(dev_parent, root_id);
+    let (_, shm_parent, shm_type) = &ids["/dev/shm"];
+    assert_eq!((shm_parent, shm_type.as_str()), (dev_id, "tmpfs"));
+    assert!(
+        text.contains(" / /proc rw,nosuid,nodev,noexec,relatime - proc proc rw\n"),
+        "{text}"
+    );
+}

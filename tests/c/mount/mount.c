@@ -222,6 +222,13 @@ static void chroot_child(void)
 		char cwd[256];
 		report("getcwd: %s", getcwd(cwd, sizeof cwd) ? cwd : errname(errno));
 		report("chroot to file: %s", RES(chroot("/inside/none")));
+		/* The table as the chrooted task sees it: only what is inside. */
+		mkdir("/proc", 0555);
+		report("mount proc: %s", RES(mount("proc", "/proc", "proc", 0, NULL)));
+		FILE *f = fopen("/proc/self/mounts", "r");
+		char src[256], dir[256], type[64];
+		while (f && fscanf(f, "%255s %255s %63s %*[^\n]", src, dir, type) == 3)
+			report("  %s on %s type %s", src, dir, type);
 		_exit(0);
 	}
 	waitpid(pid, NULL, 0);
