@@ -179,10 +179,6 @@ impl Mount {
     pub fn noexec(&self) -> bool {
         self.flags() & MNT_NOEXEC != 0
     }
-
-    pub fn nosuid(&self) -> bool {
-        self.flags() & crate::mount::MNT_NOSUID != 0
-    }
 }
 
 /// A location: a dentry as reached through a mount.
@@ -1029,6 +1025,10 @@ impl Vfs {
         if p.mount.mountpoint().is_none() {
             return Err(Errno::EBUSY);
         }
+        // Asked before the table is locked: `busy` takes tasks' locks.
+        if !detach && busy(&p.mount) {
+            return Err(Errno::EBUSY);
+        }
         let mut table = self.mounts.write().unwrap_or_else(PoisonError::into_inner);
         let children = |table: &MountTable, m: &Arc<Mount>| -> Vec<Arc<Mount>> {
             table
@@ -1038,7 +1038,7 @@ impl Vfs {
                 .cloned()
                 .collect()
         };
-        if !detach && (!children(&table, &p.mount).is_empty() || busy(&p.mount)) {
+        if !detach && !children(&table, &p.mount).is_empty() {
             return Err(Errno::EBUSY);
         }
         let mut doomed = vec![p.mount.clone()];

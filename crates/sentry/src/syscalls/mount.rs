@@ -37,8 +37,8 @@ pub(super) fn register(t: &mut Table) {
     t.full(Sysno::chroot, chroot, &[Path]);
 }
 
-/// A new filesystem for mount(2) or the boot configuration; `data` is
-/// mount(2)'s options.
+/// A new filesystem of `kind` for mount(2) or the boot configuration;
+/// binds use the gofer connections `clients`.
 pub fn new_fs(
     k: &Arc<Kernel>,
     kind: &MountKind,
@@ -105,6 +105,9 @@ fn mount(t: &mut Task, a: &Args) -> SysResult {
     }
     if flags & g::MS_MOVE != 0 {
         t.kernel.log_once("mount(MS_MOVE)");
+        return Err(Errno::EINVAL);
+    }
+    if fstype == 0 {
         return Err(Errno::EINVAL);
     }
     let fstype = t.mm.read_cstr(fstype, FSTYPE_MAX)?;
