@@ -1085,19 +1085,7 @@ impl Vfs {
             return Err(Errno::EINVAL);
         }
         // new_root must be beneath the root, and put_old beneath new_root.
-        let within = |inner: &PathRef, outer: &PathRef| {
-            let mut cur = inner.clone();
-            loop {
-                if cur.mount.id == outer.mount.id {
-                    return cur.dentry.is_within(&outer.dentry);
-                }
-                match cur.mount.mountpoint() {
-                    Some(mp) => cur = mp,
-                    None => return false,
-                }
-            }
-        };
-        if !within(new_root, &old_root) || !within(put_old, new_root) {
+        if !beneath(new_root, &old_root) || !beneath(put_old, new_root) {
             return Err(Errno::EINVAL);
         }
         let Some(new_mp) = new_root.mount.mountpoint() else {
@@ -1123,6 +1111,31 @@ impl Vfs {
             *root = new_root.clone();
         }
         Ok((old_root, new_root.clone()))
+    }
+
+    /// MS_MOVE: the mount whose root is `src` moves onto `at`, with the
+    /// mounts on it.
+    pub fn move_mount(&self, src: &PathRef, at: &PathRef) -> Result<(), Errno> {
+        let _changing = self.lock_changes();
+        if !src.is_mount_root() || !self.attached(&src.mount) {
+            return Err(Errno::EINVAL);
+        }
+        let Some(old_mp) = src.mount.mountpoint() else {
+            return Err(Errno::EINVAL);
+        };
+        let at = self.follow_mounts(at.clone());
+        if beneath(&at, src) {
+            return Err(Errno::ELOOP);
+        }
+        if at.stat()?.is_dir() != src.stat()?.is_dir() {
+            return Err(Errno::ENOTDIR);
+        }
+        let mut table = self.mounts.write().unwrap_or_else(PoisonError::into_inner);
+        table.covering.remove(&mount_key(&old_mp));
+        table.covering.insert(mount_key(&at), src.mount.clone());
+        at.dentry.mounted.store(true, Ordering::Release);
+        *lock(&src.mount.mountpoint) = Some(at);
+        Ok(())
     }
 
     /// statfs(2) of the filesystem holding `p`, with its mount's flags.
@@ -1205,6 +1218,20 @@ impl Vfs {
                     .then(|| self.path_of(ctx, p));
             }
             cur = cur.mount.mountpoint()?;
+        }
+    }
+}
+
+/// Whether `inner` is `outer` or lies beneath it, across mounts.
+fn beneath(inner: &PathRef, outer: &PathRef) -> bool {
+    let mut cur = inner.clone();
+    loop {
+        if Arc::ptr_eq(&cur.mount, &outer.mount) {
+            return cur.dentry.is_within(&outer.dentry);
+        }
+        match cur.mount.mountpoint() {
+            Some(mp) => cur = mp,
+            None => return false,
         }
     }
 }

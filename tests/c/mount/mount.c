@@ -178,6 +178,22 @@ static void binds(void)
 	report("propagation: %s", RES(mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL)));
 }
 
+static void move(void)
+{
+	char *a = at("a");
+	mkdir(at("moved"), 0755);
+	mount("none", a, "tmpfs", 0, NULL);
+	mkdir(at("a/sub"), 0755);
+	mount("none", at("a/sub"), "tmpfs", 0, NULL);
+	write_file(at("a/sub/f"), "moved along");
+	report("move: %s", RES(mount(a, at("moved"), NULL, MS_MOVE, NULL)));
+	report("submount moved along: %s", read_file(at("moved/sub/f")));
+	report("old place empty: %s", RES(access(at("a/sub"), F_OK)));
+	report("move into itself: %s", RES(mount(at("moved"), at("moved/sub"), NULL, MS_MOVE, NULL)));
+	report("move non-mount: %s", RES(mount(at("src"), at("a"), NULL, MS_MOVE, NULL)));
+	umount2(at("moved"), MNT_DETACH);
+}
+
 static void errors(void)
 {
 	report("missing target: %s", RES(mount("none", at("nope"), "tmpfs", 0, NULL)));
@@ -279,6 +295,7 @@ int main(int argc, char **argv)
 	nested();
 	remount_ro();
 	binds();
+	move();
 	errors();
 	pid_t pid = fork();
 	if (pid == 0) {

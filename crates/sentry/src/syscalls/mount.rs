@@ -25,7 +25,7 @@ pub(super) fn register(t: &mut Table) {
         Sysno::mount,
         mount,
         &[Path, Path, Path, Hex, Hex],
-        "tmpfs, proc, sysfs, devtmpfs; MS_BIND (and MS_REC), MS_REMOUNT; propagation flags are accepted with nothing to propagate; MS_MOVE and other filesystems fail (EINVAL, ENODEV)",
+        "tmpfs, proc, sysfs, devtmpfs; MS_BIND (and MS_REC), MS_REMOUNT, MS_MOVE; propagation flags are accepted with nothing to propagate; other filesystems fail with ENODEV; a remount does not change tmpfs options",
     );
     t.full(Sysno::umount2, umount2, &[Path, Hex]);
     t.partial(
@@ -104,8 +104,9 @@ fn mount(t: &mut Task, a: &Args) -> SysResult {
         return Ok(0);
     }
     if flags & g::MS_MOVE != 0 {
-        t.kernel.log_once("mount(MS_MOVE)");
-        return Err(Errno::EINVAL);
+        let src = lookup(t, source, true)?;
+        vfs.move_mount(&src, &at)?;
+        return Ok(0);
     }
     if fstype == 0 {
         return Err(Errno::EINVAL);
