@@ -97,6 +97,9 @@ static void tmpfs_lifecycle(void)
 	report("filling: %s, at most 1 MiB: %d", errname(err), total <= (1 << 20));
 	unlink(at("a/big"));
 
+	fd = open(at("a/f"), O_RDONLY);
+	report("umount with a file open: %s", RES(umount(a)));
+	close(fd);
 	chdir(a);
 	report("umount with cwd inside: %s", RES(umount(a)));
 	chdir("/");

@@ -32,7 +32,7 @@ pub(super) fn register(t: &mut Table) {
         Sysno::pivot_root,
         pivot_root,
         &[Path, Path],
-        "a mount or file descriptor that is open does not make a mount busy; only roots and working directories do",
+        "only roots, working directories and open descriptors make a mount busy, not memory mappings of its files",
     );
     t.full(Sysno::chroot, chroot, &[Path]);
 }
@@ -139,13 +139,18 @@ fn mount(t: &mut Task, a: &Args) -> SysResult {
     Ok(0)
 }
 
-/// Whether any task's root or working directory lies in `m`.
+/// Whether any task's root, working directory or open file lies in `m`.
 fn in_use(k: &Kernel, m: &Arc<Mount>) -> bool {
     k.all_tasks().iter().any(|task| {
         let view = task.view.lock().unwrap_or_else(|p| p.into_inner());
         view.as_ref().is_some_and(|v| {
-            let fs = v.fs.lock().unwrap_or_else(|p| p.into_inner());
-            Arc::ptr_eq(&fs.root.mount, m) || Arc::ptr_eq(&fs.cwd.mount, m)
+            let fs = v.fs.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            let open = v
+                .fds
+                .open_fds()
+                .into_iter()
+                .any(|fd| v.fds.get(fd).is_ok_and(|f| Arc::ptr_eq(&f.path().mount, m)));
+            Arc::ptr_eq(&fs.root.mount, m) || Arc::ptr_eq(&fs.cwd.mount, m) || open
         })
     })
 }
