@@ -103,6 +103,8 @@ fn mount_config(
             .to_str()
             .context("--volume: SRC is not UTF-8")?
             .to_string();
+        // Reported here: the gofer would only fail to serve every tree.
+        std::fs::metadata(&src).with_context(|| format!("--volume {v}: {src}"))?;
         cfg.mounts.push(MountEntry {
             destination: dst.as_bytes().to_vec(),
             kind: MountKind::Bind {
