@@ -215,6 +215,14 @@ impl Superblock {
     }
 }
 
+impl Drop for Superblock {
+    fn drop(&mut self) {
+        if let FsKind::Gofer { client, fid, .. } = &self.kind {
+            client.clunk(*fid);
+        }
+    }
+}
+
 /// tmpfs's options: `size=` (with a k, m or g suffix), `mode=` (octal),
 /// `uid=`, `gid=`, and `nr_inodes=` (checked, not enforced).
 pub struct TmpfsOptions {

@@ -407,8 +407,8 @@ impl Vfs {
         (root, sb)
     }
 
-    /// Mounts a configured filesystem on `entry.destination`, made (by
-    /// root, mode 0755, or as an empty file for a file) if missing.
+    /// Mounts a configured filesystem on `destination`, made (by root,
+    /// mode 0755, or as an empty file for a file) if missing.
     pub fn mount_entry(
         &self,
         destination: &[u8],
@@ -431,13 +431,6 @@ impl Vfs {
         let mount = self.attach(&at, Dentry::new(b"", Weak::new(), fs.0), fs.1)?;
         mount.set_flags(flags);
         Ok(())
-    }
-
-    /// Mounts `fs` on the directory at absolute path `dir`, made (by root,
-    /// mode 0755) if missing.
-    pub fn mount_at(&self, dir: &[u8], fs: Arc<dyn Inode>) -> Result<(), Errno> {
-        let sb = Superblock::new(FsKind::Other, b"none", b"");
-        self.mount_entry(dir, 0, (fs, sb))
     }
 
     pub fn root(&self) -> PathRef {
