@@ -6,6 +6,7 @@
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
@@ -179,6 +180,14 @@ static void binds(void)
 	report("file revealed: %s", read_file(at("target")));
 	report("bind dir on file: %s", RES(mount(at("src"), at("target"), NULL, MS_BIND, NULL)));
 	report("propagation: %s", RES(mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL)));
+	mkdir(at("dev"), 0755);
+	report("bind /dev: %s", RES(mount("/dev", at("dev"), NULL, MS_BIND, NULL)));
+	report("null through bind: %s", RES(close(open(at("dev/null"), O_RDWR))));
+	report("remount nodev: %s", RES(mount(NULL, at("dev"), NULL,
+					     MS_REMOUNT | MS_BIND | MS_NODEV, NULL)));
+	report("null on nodev: %s", RES(open(at("dev/null"), O_RDWR)));
+	report("/dev/null still: %s", RES(close(open("/dev/null", O_RDWR))));
+	umount(at("dev"));
 }
 
 static void move(void)
@@ -219,6 +228,12 @@ static void noexec(const char *self)
 		write(out, buf, n);
 	close(in);
 	close(out);
+	int fd = open(at("a/prog"), O_RDONLY);
+	void *m = mmap(NULL, 4096, PROT_READ | PROT_EXEC, MAP_PRIVATE, fd, 0);
+	report("mmap PROT_EXEC on noexec: %s", m == MAP_FAILED ? errname(errno) : "mapped");
+	m = mmap(NULL, 4096, PROT_READ, MAP_PRIVATE, fd, 0);
+	report("mmap PROT_READ on noexec: %s", m == MAP_FAILED ? errname(errno) : "mapped");
+	close(fd);
 	char *argv[] = {at("a/prog"), NULL};
 	report("exec on noexec: %s", RES(execv(argv[0], argv)));
 	umount(a);
