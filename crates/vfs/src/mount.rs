@@ -167,6 +167,25 @@ impl Superblock {
             .clone()
     }
 
+    /// A remount's options `data`: tmpfs takes a new `size=` (EINVAL below
+    /// what it holds); other options are checked and keep their values.
+    pub fn remount(&self, data: &[u8]) -> Result<(), Errno> {
+        let FsKind::Tmpfs(fs) = &self.kind else {
+            return Ok(());
+        };
+        let asked = TmpfsOptions::parse(data, 0)?;
+        let has_size = data.split(|&b| b == b',').any(|o| o.starts_with(b"size="));
+        if !has_size {
+            return Ok(());
+        }
+        let mut options = self.options.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut current = TmpfsOptions::parse(&options, 0)?;
+        fs.set_limit(asked.size)?;
+        current.size = asked.size;
+        *options = current.display();
+        Ok(())
+    }
+
     /// statfs(2) of the filesystem, before the mount adds its flags.
     pub fn statfs(&self) -> Result<Statfs, Errno> {
         const BSIZE: u64 = 4096;

@@ -154,6 +154,9 @@ static void remount_ro(void)
 	report("read still: %s", read_file(at("a/f")));
 	report("remount rw: %s", RES(mount(NULL, a, NULL, MS_REMOUNT | MS_BIND, NULL)));
 	report("write again: %s", RES(write_file(at("a/f"), "new")));
+	report("remount size: %s", RES(mount(NULL, a, NULL, MS_REMOUNT, "size=2m")));
+	statfs(a, &sf);
+	report("blocks after: %ld", (long)sf.f_blocks);
 	report("remount non-mount: %s",
 	       RES(mount(NULL, at("a/d"), NULL, MS_REMOUNT | MS_BIND | MS_RDONLY, NULL)));
 	umount(a);

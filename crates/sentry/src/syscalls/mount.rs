@@ -25,7 +25,7 @@ pub(super) fn register(t: &mut Table) {
         Sysno::mount,
         mount,
         &[Path, Path, Path, Hex, Hex],
-        "tmpfs, proc, sysfs, devtmpfs; MS_BIND (and MS_REC), MS_REMOUNT, MS_MOVE; propagation flags are accepted with nothing to propagate; other filesystems fail with ENODEV; a remount does not change tmpfs options",
+        "tmpfs, proc, sysfs, devtmpfs; MS_BIND (and MS_REC), MS_REMOUNT, MS_MOVE; propagation flags are accepted with nothing to propagate; other filesystems fail with ENODEV; a remount changes only tmpfs's size",
     );
     t.full(Sysno::umount2, umount2, &[Path, Hex]);
     t.partial(
@@ -83,6 +83,14 @@ fn lookup(t: &Task, addr: u64, follow: bool) -> Result<PathRef, Errno> {
         .lookup_as(&ctx, &start, &path, follow, &t.creds)
 }
 
+/// mount(2)'s options string; none for a null pointer.
+fn read_data(t: &Task, addr: u64) -> Result<Vec<u8>, Errno> {
+    if addr == 0 {
+        return Ok(Vec::new());
+    }
+    t.mm.read_cstr(addr, DATA_MAX)
+}
+
 fn mount(t: &mut Task, a: &Args) -> SysResult {
     let (source, target, fstype, flags, data) = (a.u64(0), a.u64(1), a.u64(2), a.u64(3), a.u64(4));
     let flags = flags as u32;
@@ -91,7 +99,12 @@ fn mount(t: &mut Task, a: &Args) -> SysResult {
     require_admin(t)?;
     let vfs = &t.kernel.vfs;
     if flags & g::MS_REMOUNT != 0 {
-        vfs.remount(&at, flags & MNT_FLAGS, flags & g::MS_BIND != 0)?;
+        let bind = flags & g::MS_BIND != 0;
+        if !bind {
+            vfs.check_mount_root(&at)?;
+            at.mount.sb.remount(&read_data(t, data)?)?;
+        }
+        vfs.remount(&at, flags & MNT_FLAGS, bind)?;
         return Ok(0);
     }
     if flags & g::MS_BIND != 0 {
@@ -112,11 +125,7 @@ fn mount(t: &mut Task, a: &Args) -> SysResult {
         return Err(Errno::EINVAL);
     }
     let fstype = t.mm.read_cstr(fstype, FSTYPE_MAX)?;
-    let data = if data == 0 {
-        Vec::new()
-    } else {
-        t.mm.read_cstr(data, DATA_MAX)?
-    };
+    let data = read_data(t, data)?;
     let (root, sb) = match &fstype[..] {
         b"tmpfs" => {
             let limit = veil_vfs::fs::memfs::DEFAULT_SIZE_LIMIT;
