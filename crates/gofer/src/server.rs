@@ -56,15 +56,10 @@ pub enum GoferError {
     Encode(#[from] postcard::Error),
 }
 
-/// Opens the directory to serve, named by trusted configuration.
+/// Opens the directory (or, for a bind mount of one, the file) to serve,
+/// named by trusted configuration.
 pub fn open_root(path: &Path) -> Result<OwnedFd, GoferError> {
-    openat(
-        CWD,
-        path,
-        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| GoferError::Root {
+    openat(CWD, path, OFlags::PATH | OFlags::CLOEXEC, Mode::empty()).map_err(|e| GoferError::Root {
         path: path.to_owned(),
         err: e.into(),
     })

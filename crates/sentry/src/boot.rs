@@ -8,6 +8,7 @@ use veil_abi::Errno;
 use veil_gofer::GoferClient;
 use veil_platform::ptrace::PtracePlatform;
 use veil_platform::{Platform, Registers};
+use veil_vfs::mount::{MountConfig, MountKind, MNT_RDONLY};
 use veil_vfs::{Creds, FdTable, FsContext, OpenFile, Vfs};
 
 use crate::kernel::Kernel;
@@ -15,23 +16,16 @@ use crate::mm::{Layout, MemoryFile, MemoryManager};
 use crate::syscalls;
 use crate::task::{ExitStatus, Task, ThreadGroup};
 
-/// What holds the changes the sandbox makes to its root filesystem.
-pub enum RootOverlay {
-    /// An in-memory upper layer over the read-only gofer tree.
-    Memory,
-    /// As `Memory`, but the memory file (the upper's file data, and with it
-    /// application memory) lives in this host file rather than a memfd.
-    File(OwnedFd),
-    /// No overlay: the gofer serves the root read-write and writes reach
-    /// the host.
-    None,
-}
-
 /// Everything the sentry needs from whoever started it.
 pub struct BootConfig {
-    /// The connection to the gofer serving the root filesystem.
-    pub gofer: OwnedFd,
-    pub overlay: RootOverlay,
+    /// Connections to the gofer: the root filesystem's first, then those
+    /// the bind mounts of `mounts` name by index.
+    pub gofers: Vec<OwnedFd>,
+    pub mounts: MountConfig,
+    /// A host file to hold the memory file instead of a memfd (`veil do
+    /// --overlay=file`): the overlay's file data, and with it application
+    /// memory, then live on the host's disk.
+    pub memory_file: Option<OwnedFd>,
     /// The application's stdin, stdout and stderr.
     pub stdio: [OwnedFd; 3],
     pub argv: Vec<Vec<u8>>,
@@ -69,27 +63,48 @@ pub fn boot(cfg: BootConfig) -> Result<ExitStatus, BootError> {
         ..nofile
     };
     let _ = rustix::process::setrlimit(rustix::process::Resource::Nofile, raised);
-    let (memfile, overlay) = match cfg.overlay {
-        RootOverlay::Memory => (MemoryFile::new(), true),
-        RootOverlay::File(fd) => (MemoryFile::with_file(fd), true),
-        RootOverlay::None => (MemoryFile::new(), false),
+    let memfile = match cfg.memory_file {
+        Some(fd) => MemoryFile::with_file(fd),
+        None => MemoryFile::new(),
     };
     let memfile = Arc::new(memfile.map_err(setup("memory file"))?);
     let platform: Arc<dyn Platform> = Arc::new(PtracePlatform::new(memfile.fd())?);
-    let gofer = Arc::new(GoferClient::new(cfg.gofer));
-    let vfs = Arc::new(
-        Vfs::with_gofer_root(gofer, memfile.clone(), overlay).map_err(setup("root filesystem"))?,
-    );
+    let clients: Vec<_> = cfg
+        .gofers
+        .into_iter()
+        .map(|fd| Arc::new(GoferClient::new(fd)))
+        .collect();
+    let root_client = clients.first().cloned().ok_or(BootError::Setup {
+        what: "root filesystem",
+        errno: Errno::EINVAL,
+    })?;
+    let vfs = Vfs::with_gofer_root(root_client, cfg.mounts.root_overlay, memfile.clone())
+        .map_err(setup("root filesystem"))?;
+    let vfs = Arc::new(vfs);
     let kernel = Arc::new(Kernel::new(
         platform.clone(),
         memfile.clone(),
         vfs.clone(),
         cfg.strace,
     ));
-    vfs.mount_at(b"/proc", crate::procfs::root(&kernel))
-        .map_err(setup("/proc"))?;
-    vfs.mount_at(b"/sys", crate::sysfs::root(&kernel))
-        .map_err(setup("/sys"))?;
+    for entry in &cfg.mounts.mounts {
+        let fs = syscalls::new_fs(&kernel, &entry.kind, &clients).map_err(setup("mounts"))?;
+        let mut flags = entry.flags;
+        if matches!(entry.kind, MountKind::Bind { readonly: true, .. }) {
+            flags |= MNT_RDONLY;
+        }
+        vfs.mount_entry(&entry.destination, flags, fs)
+            .map_err(|errno| {
+                tracing::error!(
+                    "mounting {}: {errno}",
+                    String::from_utf8_lossy(&entry.destination)
+                );
+                BootError::Setup {
+                    what: "mounts",
+                    errno,
+                }
+            })?;
+    }
 
     let fds = Arc::new(FdTable::new());
     for (fd, host) in cfg.stdio.into_iter().enumerate() {

@@ -161,6 +161,12 @@ impl Kernel {
     }
 
     /// The task with this TID, if it is running.
+    /// Every running thread.
+    pub fn all_tasks(&self) -> Vec<Arc<TaskShared>> {
+        let tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
+        tasks.values().cloned().collect()
+    }
+
     pub fn task(&self, tid: i32) -> Option<Arc<TaskShared>> {
         self.tasks
             .lock()

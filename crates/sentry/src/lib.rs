@@ -20,5 +20,5 @@ mod timerfd;
 pub mod tty;
 mod vfsglue;
 
-pub use boot::{boot, BootConfig, BootError, RootOverlay};
+pub use boot::{boot, BootConfig, BootError};
 pub use task::ExitStatus;

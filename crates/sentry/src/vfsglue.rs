@@ -71,7 +71,7 @@ impl ExecOpener for TaskExecOpener<'_> {
         };
         let file = t.kernel.vfs.open(&ctx, &start, path, 0, 0, &t.creds)?;
         let st = file.stat()?;
-        if !st.is_reg() || st.st_mode & 0o111 == 0 {
+        if !st.is_reg() || st.st_mode & 0o111 == 0 || file.path().mount.noexec() {
             return Err(Errno::EACCES);
         }
         t.kernel.vfs.access(&ctx, &start, path, 1, 0, &t.creds)?;

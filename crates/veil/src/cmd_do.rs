@@ -1,5 +1,6 @@
-//! `veil do`: start a gofer for the host root and a sentry running the
-//! command, then report the command's exit status as a shell would.
+//! `veil do`: start a gofer for the host root (and the bind mounts) and a
+//! sentry running the command, then report the command's exit status as a
+//! shell would.
 
 use std::ffi::OsString;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -10,6 +11,8 @@ use std::process::{Command, Stdio};
 use anyhow::Context as _;
 use rustix::io::FdFlags;
 use rustix::net::{socketpair, AddressFamily, SocketFlags, SocketType};
+use veil_vfs::fs::memfs::DEFAULT_SIZE_LIMIT;
+use veil_vfs::mount::{MountConfig, MountEntry, MountKind, TmpfsOptions, MNT_NODEV, MNT_NOSUID};
 
 /// Where the sandbox's changes to its root go (`--overlay`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -33,85 +36,170 @@ impl Overlay {
     }
 }
 
-/// Runs `command` in a sandbox over the host directory `root` and returns
-/// the exit code to report.
-pub fn run(
-    command: &[OsString],
-    root: &Path,
-    overlay: &Overlay,
-    strace: bool,
-    debug_log: Option<&Path>,
-) -> anyhow::Result<u8> {
-    let exe = std::env::current_exe().context("locating the veil binary")?;
-    let (sentry_end, gofer_end) = socketpair(
-        AddressFamily::UNIX,
-        SocketType::SEQPACKET,
-        SocketFlags::CLOEXEC,
-        None,
-    )
-    .context("creating the gofer socket")?;
+/// What `veil do` runs and how: the sandbox's root and mounts.
+pub struct DoOptions<'a> {
+    pub command: &'a [OsString],
+    /// The host directory served as the sandbox's root.
+    pub root: &'a Path,
+    pub overlay: &'a Overlay,
+    /// Bind mounts, `SRC:DST[:ro]`.
+    pub volumes: &'a [String],
+    /// tmpfs mounts, `DST[:OPTIONS]`.
+    pub tmpfs: &'a [String],
+}
 
-    let mut gofer = spawn_with_fds(&exe, &[&gofer_end], debug_log, |cmd, fds| {
-        cmd.arg("gofer")
-            .arg("--root")
-            .arg(root)
-            .args(["--sock-fd", &fds[0].to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null());
-        if *overlay == Overlay::None {
-            cmd.arg("--writable");
+/// Runs the command in a sandbox and returns the exit code to report.
+pub fn run(opts: &DoOptions, strace: bool, debug_log: Option<&Path>) -> anyhow::Result<u8> {
+    let exe = std::env::current_exe().context("locating the veil binary")?;
+    let (mounts, trees) = mount_config(opts)?;
+    let mut sentry_ends = Vec::new();
+    let mut gofer_ends = Vec::new();
+    for _ in &trees {
+        let (sentry_end, gofer_end) = socketpair(
+            AddressFamily::UNIX,
+            SocketType::SEQPACKET,
+            SocketFlags::CLOEXEC,
+            None,
+        )
+        .context("creating a gofer socket")?;
+        sentry_ends.push(sentry_end);
+        gofer_ends.push(gofer_end);
+    }
+
+    let gofer_fds: Vec<&OwnedFd> = gofer_ends.iter().collect();
+    let mut gofer = spawn_with_fds(&exe, &gofer_fds, debug_log, |cmd, fds| {
+        cmd.arg("gofer");
+        for (tree, fd) in trees.iter().zip(fds) {
+            cmd.arg("--mount")
+                .arg(tree)
+                .arg("--sock-fd")
+                .arg(fd.to_string());
         }
+        cmd.stdin(Stdio::null()).stdout(Stdio::null());
     })
     .context("starting the gofer")?;
-    drop(gofer_end);
+    drop(gofer_ends);
 
     // The cwd is the host's only for the host's root.
-    let cwd = match root == Path::new("/") {
+    let cwd = match opts.root == Path::new("/") {
         true => std::env::current_dir().unwrap_or_else(|_| "/".into()),
         false => "/".into(),
     };
     // The file lives only as long as some process holds it open.
-    let upper = match overlay {
+    let upper = match opts.overlay {
         Overlay::File(dir) => Some(OwnedFd::from(
             tempfile::tempfile_in(dir)
                 .with_context(|| format!("creating the overlay file in {}", dir.display()))?,
         )),
         _ => None,
     };
-    let mut fds = vec![&sentry_end];
+    let mut fds: Vec<&OwnedFd> = sentry_ends.iter().collect();
     fds.extend(upper.as_ref());
+    let gofer_count = sentry_ends.len();
     let mut sentry = spawn_with_fds(&exe, &fds, debug_log, |cmd, fds| {
-        cmd.arg("boot")
-            .arg("--gofer-fd")
-            .arg(fds[0].to_string())
+        cmd.arg("boot");
+        for fd in &fds[..gofer_count] {
+            cmd.arg("--gofer-fd").arg(fd.to_string());
+        }
+        if let Some(fd) = fds.get(gofer_count) {
+            cmd.arg("--overlay-fd").arg(fd.to_string());
+        }
+        cmd.arg("--mounts")
+            .arg(encode_mounts(&mounts))
             .arg("--cwd")
             .arg(&cwd);
-        match overlay {
-            Overlay::File(_) => {
-                cmd.arg("--overlay-fd").arg(fds[1].to_string());
-            }
-            Overlay::None => {
-                cmd.arg("--no-overlay");
-            }
-            Overlay::Memory => {}
-        }
         if strace {
             cmd.arg("--strace");
         }
-        cmd.arg("--").args(command);
+        cmd.arg("--").args(opts.command);
     })
     .context("starting the sentry")?;
-    drop(sentry_end);
+    drop(sentry_ends);
     drop(upper);
 
     let status = sentry.wait().context("waiting for the sentry")?;
-    // The gofer exits when the sentry's end of the socket closes.
+    // The gofer exits when the sentry's ends of the sockets close.
     let _ = gofer.wait();
     if let Some(sig) = status.signal() {
         eprintln!("veil: the sentry crashed (killed by signal {sig})");
         return Ok(128u8.wrapping_add(sig as u8));
     }
     Ok(status.code().unwrap_or(1) as u8)
+}
+
+/// The mount configuration for the command line's root, volumes and tmpfs
+/// mounts, and the gofer's trees (`PATH[:ro]`) by connection: the root
+/// first.
+fn mount_config(opts: &DoOptions) -> anyhow::Result<(MountConfig, Vec<String>)> {
+    let mut cfg = MountConfig::default_tree();
+    cfg.root_overlay = *opts.overlay != Overlay::None;
+    let root = opts.root.to_str().context("--root is not UTF-8")?;
+    // An overlaid root is never written: its gofer refuses to.
+    let mut trees = vec![match cfg.root_overlay {
+        true => format!("{root}:ro"),
+        false => root.to_string(),
+    }];
+    for v in opts.volumes {
+        let (spec, readonly) = match v.strip_suffix(":ro") {
+            Some(spec) => (spec, true),
+            None => (v.strip_suffix(":rw").unwrap_or(v), false),
+        };
+        let (src, dst) = spec
+            .rsplit_once(':')
+            .with_context(|| format!("--volume {v}: expected SRC:DST[:ro]"))?;
+        anyhow::ensure!(dst.starts_with('/'), "--volume {v}: DST must be absolute");
+        let src = std::path::absolute(src).with_context(|| format!("--volume {v}"))?;
+        let src = src
+            .to_str()
+            .context("--volume: SRC is not UTF-8")?
+            .to_string();
+        // Reported here: the gofer would only fail to serve every tree.
+        std::fs::metadata(&src).with_context(|| format!("--volume {v}: {src}"))?;
+        cfg.mounts.push(MountEntry {
+            destination: dst.as_bytes().to_vec(),
+            kind: MountKind::Bind {
+                conn: trees.len(),
+                source: src.as_bytes().to_vec(),
+                readonly,
+            },
+            flags: 0,
+        });
+        trees.push(if readonly { format!("{src}:ro") } else { src });
+    }
+    for t in opts.tmpfs {
+        let (dst, options) = t.split_once(':').unwrap_or((t, ""));
+        anyhow::ensure!(dst.starts_with('/'), "--tmpfs {t}: DST must be absolute");
+        let opts = TmpfsOptions::parse(options.as_bytes(), DEFAULT_SIZE_LIMIT)
+            .map_err(|e| anyhow::anyhow!("--tmpfs {t}: bad options ({e})"))?;
+        cfg.mounts.push(MountEntry {
+            destination: dst.as_bytes().to_vec(),
+            kind: MountKind::Tmpfs {
+                size: opts.size,
+                mode: opts.mode,
+            },
+            flags: MNT_NOSUID | MNT_NODEV,
+        });
+    }
+    Ok((cfg, trees))
+}
+
+/// The mount configuration as `veil boot --mounts` takes it: postcard, in
+/// hex.
+fn encode_mounts(cfg: &MountConfig) -> String {
+    let bytes = postcard::to_allocvec(cfg).unwrap_or_default();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub fn decode_mounts(hex: &str) -> anyhow::Result<MountConfig> {
+    let bytes = (0..hex.len())
+        .step_by(2)
+        .map(|i| {
+            hex.get(i..i + 2)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .context("not hex")
+        })
+        .collect::<anyhow::Result<Vec<u8>>>()?;
+    Ok(postcard::from_bytes(&bytes)?)
 }
 
 /// Spawns `exe` with `fds` inherited (their close-on-exec flags cleared for

@@ -47,6 +47,13 @@ enum Command {
         /// dangerous, for trusted use only).
         #[arg(long, value_name = "MEDIUM", default_value = "memory", value_parser = cmd_do::Overlay::parse)]
         overlay: cmd_do::Overlay,
+        /// Bind-mount a host file or directory: SRC:DST or SRC:DST:ro
+        /// (repeatable).
+        #[arg(short = 'v', long = "volume", value_name = "SRC:DST[:ro]")]
+        volumes: Vec<String>,
+        /// Mount a tmpfs: DST or DST:size=64m,mode=1777 (repeatable).
+        #[arg(long = "tmpfs", value_name = "DST[:OPTIONS]")]
+        tmpfs: Vec<String>,
         /// The command and its arguments.
         #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
         command: Vec<OsString>,
@@ -59,14 +66,15 @@ enum Command {
     /// (internal) The sentry process.
     #[command(hide = true)]
     Boot {
+        /// Gofer connections: the root's first, then the binds'.
+        #[arg(long, required = true)]
+        gofer_fd: Vec<RawFd>,
+        /// The mount configuration, hex-encoded postcard.
         #[arg(long)]
-        gofer_fd: RawFd,
-        /// An unlinked file for the memory file (`--overlay=file`).
+        mounts: String,
+        /// An unlinked host file to hold the memory file (`--overlay=file`).
         #[arg(long)]
         overlay_fd: Option<RawFd>,
-        /// The root is served read-write, without an overlay.
-        #[arg(long)]
-        no_overlay: bool,
         #[arg(long)]
         cwd: OsString,
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -75,13 +83,12 @@ enum Command {
     /// (internal) The gofer process.
     #[command(hide = true)]
     Gofer {
+        /// A tree to serve, PATH or PATH:ro, each paired in order with a
+        /// --sock-fd.
+        #[arg(long = "mount", required = true)]
+        mounts: Vec<String>,
         #[arg(long)]
-        root: PathBuf,
-        /// Serve the tree read-write.
-        #[arg(long)]
-        writable: bool,
-        #[arg(long)]
-        sock_fd: RawFd,
+        sock_fd: Vec<RawFd>,
     },
 }
 
@@ -98,11 +105,17 @@ fn main() -> ExitCode {
         Command::Do {
             root,
             overlay,
+            volumes,
+            tmpfs,
             command,
         } => cmd_do::run(
-            &command,
-            &root,
-            &overlay,
+            &cmd_do::DoOptions {
+                command: &command,
+                root: &root,
+                overlay: &overlay,
+                volumes: &volumes,
+                tmpfs: &tmpfs,
+            },
             cli.strace,
             cli.debug_log.as_deref(),
         ),
@@ -114,23 +127,12 @@ fn main() -> ExitCode {
         }
         Command::Boot {
             gofer_fd,
+            mounts,
             overlay_fd,
-            no_overlay,
             cwd,
             command,
-        } => {
-            let overlay = match (overlay_fd, no_overlay) {
-                (Some(fd), _) => inherited_fd(fd).map(veil_sentry::RootOverlay::File),
-                (None, true) => Ok(veil_sentry::RootOverlay::None),
-                (None, false) => Ok(veil_sentry::RootOverlay::Memory),
-            };
-            overlay.and_then(|overlay| boot(gofer_fd, overlay, cwd, command, cli.strace))
-        }
-        Command::Gofer {
-            root,
-            writable,
-            sock_fd,
-        } => gofer(&root, writable, sock_fd),
+        } => boot(&gofer_fd, &mounts, overlay_fd, cwd, command, cli.strace),
+        Command::Gofer { mounts, sock_fd } => gofer(&mounts, &sock_fd),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -183,13 +185,19 @@ fn inherited_fd(fd: RawFd) -> anyhow::Result<OwnedFd> {
 }
 
 fn boot(
-    gofer_fd: RawFd,
-    overlay: veil_sentry::RootOverlay,
+    gofer_fds: &[RawFd],
+    mounts: &str,
+    overlay_fd: Option<RawFd>,
     cwd: OsString,
     command: Vec<OsString>,
     strace: bool,
 ) -> anyhow::Result<u8> {
-    let gofer = inherited_fd(gofer_fd)?;
+    let gofers = gofer_fds
+        .iter()
+        .map(|&fd| inherited_fd(fd))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mounts = cmd_do::decode_mounts(mounts).context("decoding --mounts")?;
+    let memory_file = overlay_fd.map(inherited_fd).transpose()?;
     let dup = |fd: RawFd| -> anyhow::Result<OwnedFd> {
         // SAFETY: stdio descriptors are open for the life of the process; we
         // only borrow them to duplicate.
@@ -203,8 +211,9 @@ fn boot(
         rustix::process::getgid().as_raw(),
     );
     let cfg = veil_sentry::BootConfig {
-        gofer,
-        overlay,
+        gofers,
+        mounts,
+        memory_file,
         stdio: [dup(0)?, dup(1)?, dup(2)?],
         argv: command.into_iter().map(OsStringExt::into_vec).collect(),
         envp: std::env::vars_os()
@@ -237,10 +246,34 @@ fn boot(
     }
 }
 
-fn gofer(root: &std::path::Path, writable: bool, sock_fd: RawFd) -> anyhow::Result<u8> {
-    let sock = inherited_fd(sock_fd)?;
-    let root_fd =
-        veil_gofer::open_root(root).with_context(|| format!("opening root {}", root.display()))?;
-    veil_gofer::serve(root_fd, sock, !writable).context("gofer failed")?;
+/// Serves each `PATH[:ro]` on its socket, each on a thread of its own; every
+/// root is opened before any is served.
+fn gofer(mounts: &[String], sock_fds: &[RawFd]) -> anyhow::Result<u8> {
+    anyhow::ensure!(
+        mounts.len() == sock_fds.len(),
+        "every --mount needs a --sock-fd"
+    );
+    let mut trees = Vec::new();
+    for (spec, &fd) in mounts.iter().zip(sock_fds) {
+        let (path, readonly) = match spec.strip_suffix(":ro") {
+            Some(path) => (path, true),
+            None => (spec.as_str(), false),
+        };
+        let sock = inherited_fd(fd)?;
+        let root = veil_gofer::open_root(std::path::Path::new(path))
+            .with_context(|| format!("opening {path}"))?;
+        trees.push((root, sock, readonly));
+    }
+    let threads: Vec<_> = trees
+        .into_iter()
+        .map(|(root, sock, readonly)| {
+            std::thread::spawn(move || veil_gofer::serve(root, sock, readonly))
+        })
+        .collect();
+    for t in threads {
+        t.join()
+            .map_err(|_| anyhow::anyhow!("a gofer thread panicked"))?
+            .context("gofer failed")?;
+    }
     Ok(0)
 }

@@ -110,6 +110,7 @@ impl Vfs {
     /// chmod(2) of the file at `p`; a symlink's own mode cannot change.
     pub fn chmod(&self, p: &PathRef, mode: u32, creds: &Creds) -> Result<(), Errno> {
         let _changing = self.lock_changes();
+        p.mount.check_writable()?;
         let st = p.stat()?;
         if st.is_symlink() {
             return Err(Errno::EOPNOTSUPP);
@@ -126,6 +127,7 @@ impl Vfs {
         creds: &Creds,
     ) -> Result<(), Errno> {
         let _changing = self.lock_changes();
+        p.mount.check_writable()?;
         let st = p.stat()?;
         p.inode().setattr(&creds.chown_attr(&st, uid, gid)?)
     }
@@ -138,6 +140,7 @@ impl Vfs {
         creds: &Creds,
     ) -> Result<(), Errno> {
         let _changing = self.lock_changes();
+        p.mount.check_writable()?;
         let st = p.stat()?;
         p.inode().setattr(&creds.utimes_attr(&st, times)?)
     }

@@ -25,6 +25,7 @@ pub mod fs;
 mod hostfd;
 mod inode;
 mod lock;
+pub mod mount;
 mod pipe;
 mod vfs;
 pub mod wait;

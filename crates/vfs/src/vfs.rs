@@ -7,7 +7,7 @@
 //! through "..", and following at most [`MAX_SYMLINKS`] symlinks.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, Weak};
 
 use veil_abi::{Errno, Stat};
@@ -21,6 +21,10 @@ use crate::flags::*;
 use crate::fs::{devfs, gofer, memfs, overlay};
 use crate::inode::Inode;
 use crate::lock::{Flocks, RecordLocks};
+use crate::mount::{
+    escape, flag_options, FsKind, MountKind, Superblock, MNT_FLAGS, MNT_NODEV, MNT_NOEXEC,
+    MNT_RDONLY,
+};
 
 /// Symlinks one resolution may follow (Linux's MAXSYMLINKS).
 const MAX_SYMLINKS: usize = 40;
@@ -163,12 +167,56 @@ impl Dentry {
     }
 }
 
-/// A filesystem attached to the tree.
+/// A filesystem (or, for a bind, a part of one) attached to the tree.
 pub struct Mount {
+    /// Unique in the sandbox; 0 for the private mounts of files outside
+    /// the tree.
+    id: u32,
     root: Arc<Dentry>,
-    /// The location it covers; `None` for the root of the tree and for the
-    /// private mounts of files outside it.
-    mountpoint: Option<PathRef>,
+    /// The location it covers; `None` for the root of the tree, for
+    /// detached mounts and for the private mounts of files outside it.
+    /// pivot_root moves it.
+    mountpoint: Mutex<Option<PathRef>>,
+    /// `MNT_*` flags of this mount.
+    flags: AtomicU32,
+    pub sb: Arc<Superblock>,
+}
+
+impl Mount {
+    fn new(id: u32, root: Arc<Dentry>, mountpoint: Option<PathRef>, sb: Arc<Superblock>) -> Self {
+        Mount {
+            id,
+            root,
+            mountpoint: Mutex::new(mountpoint),
+            flags: AtomicU32::new(0),
+            sb,
+        }
+    }
+
+    pub fn mountpoint(&self) -> Option<PathRef> {
+        lock(&self.mountpoint).clone()
+    }
+
+    /// The mount's flags with its filesystem's (a read-only superblock).
+    pub fn flags(&self) -> u32 {
+        self.flags.load(Ordering::Acquire) | self.sb.flags()
+    }
+
+    pub fn set_flags(&self, flags: u32) {
+        self.flags.store(flags & MNT_FLAGS, Ordering::Release);
+    }
+
+    /// EROFS if nothing may be written through this mount.
+    pub fn check_writable(&self) -> Result<(), Errno> {
+        if self.flags() & MNT_RDONLY != 0 {
+            return Err(Errno::EROFS);
+        }
+        Ok(())
+    }
+
+    pub fn noexec(&self) -> bool {
+        self.flags() & MNT_NOEXEC != 0
+    }
 }
 
 /// A location: a dentry as reached through a mount.
@@ -183,11 +231,9 @@ impl PathRef {
     /// (pipes, host FDs): the root of a private mount.
     pub fn anonymous(name: &[u8], inode: Arc<dyn Inode>) -> PathRef {
         let root = Dentry::new(name, Weak::new(), inode, Arc::default());
+        let sb = Superblock::new(FsKind::Other, b"none", b"");
         PathRef {
-            mount: Arc::new(Mount {
-                root: root.clone(),
-                mountpoint: None,
-            }),
+            mount: Arc::new(Mount::new(0, root.clone(), None, sb)),
             dentry: root,
         }
     }
@@ -195,7 +241,7 @@ impl PathRef {
     /// The name of a file made by `anonymous` ("pipe:[N]"), which is what
     /// /proc/PID/fd shows for it. The tree's root is nameless.
     pub fn anonymous_name(&self) -> Option<Vec<u8>> {
-        let anon = self.mount.mountpoint.is_none() && self.dentry.parent().is_none();
+        let anon = self.mount.id == 0 && self.dentry.parent().is_none();
         let name = self.dentry.name();
         (anon && !name.is_empty()).then_some(name)
     }
@@ -246,6 +292,36 @@ impl FsContext {
 /// Mounts are found by the location they cover, named by address.
 type MountKey = (usize, usize);
 
+/// The ID of the first mount, the root, as Linux numbers a namespace's.
+const FIRST_MOUNT_ID: u32 = 1;
+
+/// The mounts attached to the tree.
+struct MountTable {
+    /// Each mount by the location it covers.
+    covering: HashMap<MountKey, Arc<Mount>>,
+    /// In the order /proc/mounts lists them: the root first.
+    list: Vec<Arc<Mount>>,
+}
+
+fn gofer_superblock(
+    client: Arc<GoferClient>,
+    upper: Option<Arc<memfs::MemFs>>,
+    source: &[u8],
+) -> Result<Arc<Superblock>, Errno> {
+    // A fid of its own for statfs, held for the mount's life.
+    let (fid, _) = client.attach()?;
+    let options: &[u8] = if upper.is_some() {
+        b"lowerdir=/,upperdir=(memory)"
+    } else {
+        b""
+    };
+    Ok(Superblock::new(
+        FsKind::Gofer { client, fid, upper },
+        source,
+        options,
+    ))
+}
+
 fn mount_key(p: &PathRef) -> MountKey {
     (
         Arc::as_ptr(&p.mount) as usize,
@@ -255,11 +331,15 @@ fn mount_key(p: &PathRef) -> MountKey {
 
 /// The sandbox's mount tree.
 pub struct Vfs {
-    root: PathRef,
-    mounts: RwLock<HashMap<MountKey, Arc<Mount>>>,
+    /// The namespace's root; pivot_root changes it.
+    root: RwLock<PathRef>,
+    mounts: RwLock<MountTable>,
+    next_id: AtomicU32,
     /// Serializes changes to the namespace (creating, removing, renaming),
     /// so that each one's checks still hold when it acts.
     changes: Mutex<()>,
+    /// Bounds the dentries cached by every mount of the tree.
+    dcache: Arc<DentryLru>,
 }
 
 /// The last component of a path, which operations that create or remove
@@ -279,88 +359,171 @@ enum LastKind {
 
 impl Vfs {
     pub fn new(root: Arc<dyn Inode>) -> Vfs {
-        let dentry = Dentry::new(b"", Weak::new(), root, Arc::default());
-        let mount = Arc::new(Mount {
-            root: dentry.clone(),
-            mountpoint: None,
-        });
+        Vfs::with_superblock(root, Superblock::new(FsKind::Other, b"none", b""))
+    }
+
+    fn with_superblock(root: Arc<dyn Inode>, sb: Arc<Superblock>) -> Vfs {
+        let dcache = Arc::new(DentryLru::default());
+        let dentry = Dentry::new(b"", Weak::new(), root, dcache.clone());
+        let mount = Arc::new(Mount::new(FIRST_MOUNT_ID, dentry.clone(), None, sb));
         Vfs {
-            root: PathRef { mount, dentry },
-            mounts: RwLock::new(HashMap::new()),
+            root: RwLock::new(PathRef {
+                mount: mount.clone(),
+                dentry,
+            }),
+            mounts: RwLock::new(MountTable {
+                covering: HashMap::new(),
+                list: vec![mount],
+            }),
+            next_id: AtomicU32::new(FIRST_MOUNT_ID + 1),
+            dcache,
             changes: Mutex::new(()),
         }
     }
 
-    /// The sandbox's tree: the gofer's files under an in-memory overlay,
-    /// devfs on /dev with an in-memory filesystem on /dev/shm (for
-    /// shm_open and sem_open), and empty in-memory filesystems on /proc and
-    /// /sys so that the host's never show through the gofer (the sentry
-    /// mounts its procfs over the empty /proc). In-memory file data lives
-    /// in `memfile`.
+    /// A tree whose root is the gofer's files, under an in-memory overlay
+    /// if `overlay` (in-memory file data lives in `memfile`).
     pub fn with_gofer_root(
         client: Arc<GoferClient>,
-        memfile: Arc<MemoryFile>,
         overlay: bool,
+        memfile: Arc<MemoryFile>,
     ) -> Result<Vfs, Errno> {
-        let memfs = |limit| memfs::MemFs::new(limit, memfile.clone());
-        let root = if overlay {
-            overlay::new(
-                gofer::root(client, false)?,
-                memfs(memfs::DEFAULT_SIZE_LIMIT),
-            )?
-        } else {
-            gofer::root(client, true)?
-        };
-        let vfs = Vfs::new(root);
-        for (dir, fs) in [
-            (&b"/dev"[..], devfs::root()),
-            (
-                b"/dev/shm",
-                memfs(memfs::DEFAULT_SIZE_LIMIT).root_with_mode(0o1777),
-            ),
-            (b"/proc", memfs(0).root()),
-            (b"/sys", memfs(0).root()),
-        ] {
-            vfs.mount_at(dir, fs)?;
+        let lower = gofer::root(client.clone(), !overlay)?;
+        if !overlay {
+            let sb = gofer_superblock(client, None, b"/")?;
+            return Ok(Vfs::with_superblock(lower, sb));
         }
-        Ok(vfs)
+        let upper = memfs::MemFs::new(memfs::DEFAULT_SIZE_LIMIT, memfile);
+        let root = overlay::new(lower, upper.clone())?;
+        let sb = gofer_superblock(client, Some(upper), b"overlay")?;
+        Ok(Vfs::with_superblock(root, sb))
     }
 
-    /// Mounts `fs` on the directory at absolute path `dir`, made (by root,
-    /// mode 0755) if missing.
-    pub fn mount_at(&self, dir: &[u8], fs: Arc<dyn Inode>) -> Result<(), Errno> {
+    /// The filesystem a configured mount of `kind` shows, except proc and
+    /// sysfs, which the sentry makes: its root and superblock.
+    pub fn new_fs(
+        kind: &MountKind,
+        clients: &[Arc<GoferClient>],
+        memfile: &Arc<MemoryFile>,
+    ) -> Result<(Arc<dyn Inode>, Arc<Superblock>), Errno> {
+        match kind {
+            MountKind::Bind {
+                conn,
+                source,
+                readonly,
+            } => {
+                let client = clients.get(*conn).ok_or(Errno::EINVAL)?.clone();
+                let root = gofer::root(client.clone(), !readonly)?;
+                Ok((root, gofer_superblock(client, None, source)?))
+            }
+            MountKind::Tmpfs { size, mode } => {
+                let opts = crate::mount::TmpfsOptions {
+                    size: *size,
+                    mode: *mode,
+                    uid: 0,
+                    gid: 0,
+                };
+                Ok(Vfs::tmpfs(&opts, memfile))
+            }
+            MountKind::Devtmpfs => Ok((
+                devfs::root(),
+                Superblock::new(FsKind::Devtmpfs, b"none", b"mode=755"),
+            )),
+            MountKind::Proc | MountKind::Sysfs => Err(Errno::ENODEV),
+        }
+    }
+
+    /// A new tmpfs.
+    pub fn tmpfs(
+        opts: &crate::mount::TmpfsOptions,
+        memfile: &Arc<MemoryFile>,
+    ) -> (Arc<dyn Inode>, Arc<Superblock>) {
+        let fs = memfs::MemFs::new(opts.size, memfile.clone());
+        let root = fs.root_with_mode(opts.mode);
+        if opts.uid != 0 || opts.gid != 0 {
+            let attr = crate::inode::SetAttr {
+                uid: Some(opts.uid),
+                gid: Some(opts.gid),
+                ..Default::default()
+            };
+            // A fresh memfs directory takes any owner.
+            let _ = root.setattr(&attr);
+        }
+        let sb = Superblock::new(FsKind::Tmpfs(fs), b"tmpfs", &opts.display());
+        (root, sb)
+    }
+
+    /// Mounts a configured filesystem on `destination`, made (by root,
+    /// mode 0755, or as an empty file for a file) if missing.
+    pub fn mount_entry(
+        &self,
+        destination: &[u8],
+        flags: u32,
+        fs: (Arc<dyn Inode>, Arc<Superblock>),
+    ) -> Result<(), Errno> {
         let ctx = FsContext::new(self.root());
-        let at = match self.lookup(&ctx, &ctx.root, dir, true) {
+        let root_creds = Creds::new(0, 0);
+        let at = match self.lookup(&ctx, &ctx.root, destination, true) {
             Err(Errno::ENOENT) => {
-                self.mkdir(&ctx, &ctx.root, dir, 0o755, &Creds::new(0, 0))?;
-                self.lookup(&ctx, &ctx.root, dir, true)?
+                if fs.0.stat()?.is_dir() {
+                    self.mkdir(&ctx, &ctx.root, destination, 0o755, &root_creds)?;
+                } else {
+                    self.open(&ctx, &ctx.root, destination, O_CREAT, 0o644, &root_creds)?;
+                }
+                self.lookup(&ctx, &ctx.root, destination, true)?
             }
             r => r?,
         };
-        self.mount(&at, fs)
+        let mount = self.attach(
+            &at,
+            Dentry::new(b"", Weak::new(), fs.0, self.dcache.clone()),
+            fs.1,
+        )?;
+        mount.set_flags(flags);
+        Ok(())
     }
 
     pub fn root(&self) -> PathRef {
-        self.root.clone()
+        self.root
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Mounts the filesystem whose root directory is `root` over the
     /// directory `at`, on top of any mounts there.
     pub fn mount(&self, at: &PathRef, root: Arc<dyn Inode>) -> Result<(), Errno> {
-        let at = self.follow_mounts(at.clone());
-        if !at.stat()?.is_dir() || !root.stat()?.is_dir() {
+        if !root.stat()?.is_dir() {
             return Err(Errno::ENOTDIR);
         }
-        let mount = Arc::new(Mount {
-            root: Dentry::new(&at.dentry.name(), Weak::new(), root, at.dentry.lru.clone()),
-            mountpoint: Some(at.clone()),
-        });
-        self.mounts
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(mount_key(&at), mount);
+        let sb = Superblock::new(FsKind::Other, b"none", b"");
+        self.attach(
+            at,
+            Dentry::new(b"", Weak::new(), root, self.dcache.clone()),
+            sb,
+        )
+        .map(drop)
+    }
+
+    /// Attaches a new mount showing `root` of `sb` over `at` (on top of any
+    /// mounts there): a directory over a directory, a file over a file.
+    fn attach(
+        &self,
+        at: &PathRef,
+        root: Arc<Dentry>,
+        sb: Arc<Superblock>,
+    ) -> Result<Arc<Mount>, Errno> {
+        let at = self.follow_mounts(at.clone());
+        if at.stat()?.is_dir() != root.inode.stat()?.is_dir() {
+            return Err(Errno::ENOTDIR);
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let mount = Arc::new(Mount::new(id, root, Some(at.clone()), sb));
+        let mut table = self.mounts.write().unwrap_or_else(PoisonError::into_inner);
+        table.covering.insert(mount_key(&at), mount.clone());
+        table.list.push(mount.clone());
         at.dentry.mounted.store(true, Ordering::Release);
-        Ok(())
+        Ok(mount)
     }
 
     fn mount_on(&self, p: &PathRef) -> Option<Arc<Mount>> {
@@ -368,7 +531,7 @@ impl Vfs {
             return None;
         }
         let mounts = self.mounts.read().unwrap_or_else(PoisonError::into_inner);
-        mounts.get(&mount_key(p)).cloned()
+        mounts.covering.get(&mount_key(p)).cloned()
     }
 
     /// The root of the topmost mount covering `p`, or `p`.
@@ -386,8 +549,8 @@ impl Vfs {
     fn parent_of(&self, root: &PathRef, cur: &PathRef) -> PathRef {
         let mut p = cur.clone();
         while !p.same(root) && p.is_mount_root() {
-            match &p.mount.mountpoint {
-                Some(mp) => p = mp.clone(),
+            match p.mount.mountpoint() {
+                Some(mp) => p = mp,
                 None => return p,
             }
         }
@@ -489,6 +652,16 @@ impl Vfs {
         if st.is_dir() && (writes(flags) || flags & O_TRUNC != 0) {
             return Err(Errno::EISDIR);
         }
+        // Linux's may_open: device nodes of a nodev mount stay shut, and
+        // only devices, FIFOs and sockets are written on a read-only one.
+        let fmt = st.st_mode & veil_abi::mode::S_IFMT;
+        let device = fmt == veil_abi::mode::S_IFCHR || fmt == veil_abi::mode::S_IFBLK;
+        if device && target.mount.flags() & MNT_NODEV != 0 {
+            return Err(Errno::EACCES);
+        }
+        if (writes(flags) || flags & O_TRUNC != 0) && (st.is_reg() || st.is_dir()) {
+            target.mount.check_writable()?;
+        }
         let mut flags = flags;
         if created {
             // A new file is open as asked whatever its mode, and empty.
@@ -562,8 +735,8 @@ impl Vfs {
         let mut cur = p.clone();
         while !cur.same(&ctx.root) {
             if cur.is_mount_root() {
-                match &cur.mount.mountpoint {
-                    Some(mp) => cur = mp.clone(),
+                match cur.mount.mountpoint() {
+                    Some(mp) => cur = mp,
                     None => break,
                 }
                 continue;
@@ -670,6 +843,7 @@ impl Vfs {
         let _changing = self.lock_changes();
         let mut walker = Walker::new(self, ctx, creds);
         let (dir, last) = walker.walk_parent(start, path)?;
+        dir.mount.check_writable()?;
         let LastKind::Name(name) = last.kind else {
             return Err(Errno::EISDIR);
         };
@@ -696,6 +870,7 @@ impl Vfs {
         let _changing = self.lock_changes();
         let mut walker = Walker::new(self, ctx, creds);
         let (dir, last) = walker.walk_parent(start, path)?;
+        dir.mount.check_writable()?;
         let name = match last.kind {
             LastKind::Name(name) => name,
             LastKind::Dot => return Err(Errno::EINVAL),
@@ -735,6 +910,7 @@ impl Vfs {
         if !Arc::ptr_eq(&old_dir.mount, &new_dir.mount) {
             return Err(Errno::EXDEV);
         }
+        old_dir.mount.check_writable()?;
         let (src, src_st) = walker.removable(&old_dir, &old_name)?;
         let is_dir = src_st.is_dir();
         if !is_dir && (old_last.trailing_slash || new_last.trailing_slash) {
@@ -792,6 +968,342 @@ impl Vfs {
         }
         Ok(())
     }
+}
+
+/// The mount operations of mount(2), umount2(2) and pivot_root(2), and the
+/// mount table as /proc shows it.
+impl Vfs {
+    /// Mounts a new filesystem over `at`.
+    pub fn mount_new(
+        &self,
+        at: &PathRef,
+        root: Arc<dyn Inode>,
+        sb: Arc<Superblock>,
+        flags: u32,
+    ) -> Result<(), Errno> {
+        let _changing = self.lock_changes();
+        let mount = self.attach(
+            at,
+            Dentry::new(b"", Weak::new(), root, self.dcache.clone()),
+            sb,
+        )?;
+        mount.set_flags(flags);
+        Ok(())
+    }
+
+    /// A bind mount of `src` over `at`, with `src`'s mount's flags; with
+    /// `recursive`, the mounts beneath `src` are bound too.
+    pub fn bind(&self, src: &PathRef, at: &PathRef, recursive: bool) -> Result<(), Errno> {
+        let _changing = self.lock_changes();
+        let top = self.attach(at, src.dentry.clone(), src.mount.sb.clone())?;
+        top.set_flags(src.mount.flags.load(Ordering::Acquire));
+        if !recursive {
+            return Ok(());
+        }
+        // Copies each mount beneath, parents before children, onto the
+        // copy of its parent.
+        let mut copies = vec![(src.mount.clone(), top)];
+        let list = self
+            .mounts
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .list
+            .clone();
+        for m in list {
+            let Some(mp) = m.mountpoint() else { continue };
+            let Some(parent_copy) = copies
+                .iter()
+                .find(|(orig, _)| Arc::ptr_eq(orig, &mp.mount))
+                .map(|(_, copy)| copy.clone())
+            else {
+                continue;
+            };
+            if !mp.dentry.is_within(&parent_copy.root) {
+                continue;
+            }
+            let at = PathRef {
+                mount: parent_copy,
+                dentry: mp.dentry.clone(),
+            };
+            let copy = self.attach(&at, m.root.clone(), m.sb.clone())?;
+            copy.set_flags(m.flags.load(Ordering::Acquire));
+            copies.push((m, copy));
+        }
+        Ok(())
+    }
+
+    /// MS_REMOUNT: new flags for the mount whose root is `p`, and with
+    /// `bind` unset for its filesystem too.
+    pub fn remount(&self, p: &PathRef, flags: u32, bind: bool) -> Result<(), Errno> {
+        if !p.is_mount_root() {
+            return Err(Errno::EINVAL);
+        }
+        if !bind {
+            p.mount.sb.set_flags(flags);
+        }
+        p.mount.set_flags(flags);
+        Ok(())
+    }
+
+    /// Checks that `p` is the root of an attached mount (mount(2) with only
+    /// propagation flags, which have nothing to change here).
+    pub fn check_mount_root(&self, p: &PathRef) -> Result<(), Errno> {
+        if !p.is_mount_root() || !self.attached(&p.mount) {
+            return Err(Errno::EINVAL);
+        }
+        Ok(())
+    }
+
+    fn attached(&self, m: &Arc<Mount>) -> bool {
+        let table = self.mounts.read().unwrap_or_else(PoisonError::into_inner);
+        table.list.iter().any(|x| Arc::ptr_eq(x, m))
+    }
+
+    /// umount2(2) of the mount whose root is `p`. Without `detach` a mount
+    /// with mounts on it, or that `busy` says a task uses, stays (EBUSY);
+    /// with it the mount and those beneath leave the tree at once, and
+    /// whoever still holds a place in them keeps it.
+    pub fn umount(
+        &self,
+        p: &PathRef,
+        detach: bool,
+        busy: &dyn Fn(&Arc<Mount>) -> bool,
+    ) -> Result<(), Errno> {
+        let _changing = self.lock_changes();
+        if !p.is_mount_root() || !self.attached(&p.mount) {
+            return Err(Errno::EINVAL);
+        }
+        if p.mount.mountpoint().is_none() {
+            return Err(Errno::EBUSY);
+        }
+        // Asked before the table is locked: `busy` takes tasks' locks.
+        if !detach && busy(&p.mount) {
+            return Err(Errno::EBUSY);
+        }
+        let mut table = self.mounts.write().unwrap_or_else(PoisonError::into_inner);
+        let children = |table: &MountTable, m: &Arc<Mount>| -> Vec<Arc<Mount>> {
+            table
+                .list
+                .iter()
+                .filter(|c| c.mountpoint().is_some_and(|mp| Arc::ptr_eq(&mp.mount, m)))
+                .cloned()
+                .collect()
+        };
+        if !detach && !children(&table, &p.mount).is_empty() {
+            return Err(Errno::EBUSY);
+        }
+        let mut doomed = vec![p.mount.clone()];
+        let mut i = 0;
+        while i < doomed.len() {
+            let more = children(&table, &doomed[i]);
+            doomed.extend(more);
+            i += 1;
+        }
+        for m in &doomed {
+            if let Some(mp) = lock(&m.mountpoint).take() {
+                table.covering.remove(&mount_key(&mp));
+            }
+            table.list.retain(|x| !Arc::ptr_eq(x, m));
+        }
+        Ok(())
+    }
+
+    /// pivot_root(2) with Linux's rules: `new_root`, a mount's root other
+    /// than the root's mount, becomes the root, and the old root's mount
+    /// moves onto `put_old`, at or beneath it. Returns the old root, which
+    /// tasks whose root or cwd it was leave for the new.
+    pub fn pivot_root(
+        &self,
+        ctx: &FsContext,
+        new_root: &PathRef,
+        put_old: &PathRef,
+    ) -> Result<(PathRef, PathRef), Errno> {
+        let _changing = self.lock_changes();
+        if !new_root.stat()?.is_dir() || !put_old.stat()?.is_dir() {
+            return Err(Errno::ENOTDIR);
+        }
+        let old_root = ctx.root.clone();
+        let attached = |m| self.attached(m);
+        if !attached(&new_root.mount) || !attached(&old_root.mount) {
+            return Err(Errno::EINVAL);
+        }
+        if Arc::ptr_eq(&new_root.mount, &old_root.mount)
+            || Arc::ptr_eq(&put_old.mount, &old_root.mount)
+        {
+            return Err(Errno::EBUSY);
+        }
+        if !old_root.is_mount_root() || !new_root.is_mount_root() {
+            return Err(Errno::EINVAL);
+        }
+        // new_root must be beneath the root, and put_old beneath new_root.
+        if !beneath(new_root, &old_root) || !beneath(put_old, new_root) {
+            return Err(Errno::EINVAL);
+        }
+        let Some(new_mp) = new_root.mount.mountpoint() else {
+            return Err(Errno::EINVAL);
+        };
+        let mut table = self.mounts.write().unwrap_or_else(PoisonError::into_inner);
+        table.covering.remove(&mount_key(&new_mp));
+        *lock(&new_root.mount.mountpoint) = None;
+        // The old root's mount goes where its root was mounted, if it was
+        // (a chroot into a mount), and otherwise onto put_old.
+        if let Some(mp) = lock(&old_root.mount.mountpoint).replace(put_old.clone()) {
+            table.covering.remove(&mount_key(&mp));
+        }
+        table
+            .covering
+            .insert(mount_key(put_old), old_root.mount.clone());
+        put_old.dentry.mounted.store(true, Ordering::Release);
+        table.list.retain(|m| !Arc::ptr_eq(m, &new_root.mount));
+        table.list.insert(0, new_root.mount.clone());
+        drop(table);
+        let mut root = self.root.write().unwrap_or_else(PoisonError::into_inner);
+        if root.same(&old_root) {
+            *root = new_root.clone();
+        }
+        Ok((old_root, new_root.clone()))
+    }
+
+    /// MS_MOVE: the mount whose root is `src` moves onto `at`, with the
+    /// mounts on it.
+    pub fn move_mount(&self, src: &PathRef, at: &PathRef) -> Result<(), Errno> {
+        let _changing = self.lock_changes();
+        if !src.is_mount_root() || !self.attached(&src.mount) {
+            return Err(Errno::EINVAL);
+        }
+        let Some(old_mp) = src.mount.mountpoint() else {
+            return Err(Errno::EINVAL);
+        };
+        let at = self.follow_mounts(at.clone());
+        if beneath(&at, src) {
+            return Err(Errno::ELOOP);
+        }
+        if at.stat()?.is_dir() != src.stat()?.is_dir() {
+            return Err(Errno::ENOTDIR);
+        }
+        let mut table = self.mounts.write().unwrap_or_else(PoisonError::into_inner);
+        table.covering.remove(&mount_key(&old_mp));
+        table.covering.insert(mount_key(&at), src.mount.clone());
+        at.dentry.mounted.store(true, Ordering::Release);
+        *lock(&src.mount.mountpoint) = Some(at);
+        Ok(())
+    }
+
+    /// statfs(2) of the filesystem holding `p`, with its mount's flags.
+    pub fn statfs(&self, p: &PathRef) -> Result<veil_abi::Statfs, Errno> {
+        const ST_VALID: i64 = 0x20;
+        let mut st = p.mount.sb.statfs()?;
+        st.f_flags = i64::from(p.mount.flags()) | ST_VALID;
+        Ok(st)
+    }
+
+    /// /proc/PID/mounts (or with `info`, mountinfo) as the task with view
+    /// `ctx` sees them: mounts outside its root are left out, and paths are
+    /// relative to it.
+    pub fn mounts_text(&self, ctx: &FsContext, info: bool) -> Vec<u8> {
+        let list = self
+            .mounts
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .list
+            .clone();
+        let mut out = Vec::new();
+        for m in list {
+            let here = PathRef {
+                mount: m.clone(),
+                dentry: m.root.clone(),
+            };
+            let Some(path) = self.path_within(ctx, &here) else {
+                continue;
+            };
+            let flags = flag_options(m.flags.load(Ordering::Acquire) | m.sb.flags());
+            let fstype = m.sb.fstype();
+            let mut sb_opts = if m.sb.flags() & MNT_RDONLY != 0 {
+                b"ro".to_vec()
+            } else {
+                b"rw".to_vec()
+            };
+            let extra = m.sb.options();
+            if !extra.is_empty() {
+                sb_opts.push(b',');
+                sb_opts.extend_from_slice(&extra);
+            }
+            if info {
+                let parent = m.mountpoint().map_or(m.id, |mp| mp.mount.id);
+                // The mount's root within its filesystem.
+                let fs_root = fs_path(&m.root);
+                out.extend_from_slice(format!("{} {} 0:{} ", m.id, parent, m.sb.dev).as_bytes());
+                escape(&fs_root, &mut out);
+                out.push(b' ');
+                escape(&path, &mut out);
+                out.extend_from_slice(format!(" {flags} - {fstype} ").as_bytes());
+                escape(&m.sb.source, &mut out);
+                out.push(b' ');
+                out.extend_from_slice(&sb_opts);
+            } else {
+                escape(&m.sb.source, &mut out);
+                out.push(b' ');
+                escape(&path, &mut out);
+                out.extend_from_slice(format!(" {fstype} ").as_bytes());
+                let mut opts = flags.into_bytes();
+                if !extra.is_empty() {
+                    opts.push(b',');
+                    opts.extend_from_slice(&extra);
+                }
+                out.extend_from_slice(&opts);
+                out.extend_from_slice(b" 0 0");
+            }
+            out.push(b'\n');
+        }
+        out
+    }
+
+    /// The path of `p` from `ctx`'s root, if it is at or beneath it.
+    fn path_within(&self, ctx: &FsContext, p: &PathRef) -> Option<Vec<u8>> {
+        let mut cur = p.clone();
+        loop {
+            if Arc::ptr_eq(&cur.mount, &ctx.root.mount) {
+                return cur
+                    .dentry
+                    .is_within(&ctx.root.dentry)
+                    .then(|| self.path_of(ctx, p));
+            }
+            cur = cur.mount.mountpoint()?;
+        }
+    }
+}
+
+/// Whether `inner` is `outer` or lies beneath it, across mounts.
+fn beneath(inner: &PathRef, outer: &PathRef) -> bool {
+    let mut cur = inner.clone();
+    loop {
+        if Arc::ptr_eq(&cur.mount, &outer.mount) {
+            return cur.dentry.is_within(&outer.dentry);
+        }
+        match cur.mount.mountpoint() {
+            Some(mp) => cur = mp,
+            None => return false,
+        }
+    }
+}
+
+/// The path of `d` from the root of its filesystem.
+fn fs_path(d: &Arc<Dentry>) -> Vec<u8> {
+    let mut names = Vec::new();
+    let mut cur = d.clone();
+    while let Some(parent) = cur.parent() {
+        names.push(cur.name());
+        cur = parent;
+    }
+    let mut out = Vec::new();
+    for name in names.iter().rev() {
+        out.push(b'/');
+        out.extend_from_slice(name);
+    }
+    if out.is_empty() {
+        out.push(b'/');
+    }
+    out
 }
 
 /// One path resolution: its task's view, identity and symlink budget.
@@ -956,6 +1468,7 @@ impl<'a> Walker<'a> {
                     (dir, last) = self.walk_parent(&dir, &target)?;
                 }
                 Err(Errno::ENOENT) => {
+                    dir.mount.check_writable()?;
                     self.creds.check(&dir_st, MAY_WRITE)?;
                     let inode = dir.inode().create(&name, mode, self.creds)?;
                     return Ok((dir.at(dir.dentry.insert(&name, inode)), true));
@@ -974,6 +1487,7 @@ impl<'a> Walker<'a> {
             Err(Errno::ENOENT) => {}
             Err(e) => return Err(e),
         }
+        dir.mount.check_writable()?;
         self.creds.check(&st, MAY_WRITE)
     }
 

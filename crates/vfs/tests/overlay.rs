@@ -15,6 +15,8 @@ use common::*;
 use rustix::net::{socketpair, AddressFamily, SocketFlags, SocketType};
 use veil_abi::Errno;
 use veil_gofer::GoferClient;
+use veil_vfs::fs::memfs::MemFs;
+use veil_vfs::mount::{FsKind, MountConfig, MountKind, Superblock};
 use veil_vfs::Vfs;
 
 /// The sandbox's view of a host directory, and the gofer serving it.
@@ -50,9 +52,21 @@ impl Sandbox {
         )
         .unwrap();
         let root = veil_gofer::open_root(p).unwrap();
-        let gofer = std::thread::spawn(move || veil_gofer::serve(root, server, true).unwrap());
+        let gofer = std::thread::spawn(move || veil_gofer::serve(root, server, false).unwrap());
         let vfs =
-            Vfs::with_gofer_root(Arc::new(GoferClient::new(client)), memfile(), true).unwrap();
+            Vfs::with_gofer_root(Arc::new(GoferClient::new(client)), true, memfile()).unwrap();
+        // `veil do`'s tree, with empty directories for what the sentry
+        // provides (proc, sysfs).
+        for m in MountConfig::default_tree().mounts {
+            let fs = match m.kind {
+                MountKind::Proc | MountKind::Sysfs => (
+                    MemFs::new(0, memfile()).root(),
+                    Superblock::new(FsKind::Other, b"none", b""),
+                ),
+                ref kind => Vfs::new_fs(kind, &[], &memfile()).unwrap(),
+            };
+            vfs.mount_entry(&m.destination, m.flags, fs).unwrap();
+        }
         Sandbox {
             fs: Some(Fs::new(vfs)),
             gofer: Some(gofer),

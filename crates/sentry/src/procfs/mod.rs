@@ -66,6 +66,8 @@ enum TaskFile {
     GidMap,
     Cgroup,
     Wchan,
+    Mounts,
+    MountInfo,
 }
 
 /// The namespaces of /proc/PID/ns, with the inode numbers of Linux's
@@ -117,6 +119,8 @@ type Gen = fn(&Kernel) -> String;
 const SYS: &[(&str, Option<Gen>)] = &[
     ("uptime", Some(uptime)),
     ("loadavg", Some(files::loadavg)),
+    // A file rather than Linux's link to self/mounts: the same contents.
+    ("mounts", Some(mounts)),
     ("version", Some(version)),
     ("meminfo", Some(files::meminfo)),
     ("cpuinfo", Some(files::cpuinfo)),
@@ -180,6 +184,11 @@ const SYS: &[(&str, Option<Gen>)] = &[
 fn uptime(k: &Kernel) -> String {
     let up = k.boot_time.elapsed();
     format!("{}.{:02} 0.00\n", up.as_secs(), up.subsec_millis() / 10)
+}
+
+fn mounts(k: &Kernel) -> String {
+    let ctx = reader_ctx(k).unwrap_or_else(|| FsContext::new(k.vfs.root()));
+    String::from_utf8_lossy(&k.vfs.mounts_text(&ctx, false)).into_owned()
 }
 
 fn version(_: &Kernel) -> String {
@@ -364,6 +373,11 @@ impl ProcInode {
                     }
                     TaskFile::Cgroup => b"0::/\n".to_vec(),
                     TaskFile::Wchan => b"0".to_vec(),
+                    // As Linux, relative to the process's root.
+                    TaskFile::Mounts | TaskFile::MountInfo => {
+                        let ctx = Self::view(k, pid, |v| lock(&v.fs).clone())?;
+                        k.vfs.mounts_text(&ctx, file == TaskFile::MountInfo)
+                    }
                 })
             }
             Node::FdInfo(pid, fd) => Ok(files::fdinfo(k, pid, fd)?.into_bytes()),
@@ -528,7 +542,7 @@ fn limits(tg: &ThreadGroup) -> String {
     s
 }
 
-const TASK_FILES: [(&[u8], TaskFile); 15] = [
+const TASK_FILES: [(&[u8], TaskFile); 17] = [
     (b"stat", TaskFile::Stat),
     (b"status", TaskFile::Status),
     (b"comm", TaskFile::Comm),
@@ -544,6 +558,8 @@ const TASK_FILES: [(&[u8], TaskFile); 15] = [
     (b"gid_map", TaskFile::GidMap),
     (b"cgroup", TaskFile::Cgroup),
     (b"wchan", TaskFile::Wchan),
+    (b"mounts", TaskFile::Mounts),
+    (b"mountinfo", TaskFile::MountInfo),
 ];
 
 const LINKS: [(&[u8], Link); 3] = [

@@ -942,32 +942,19 @@ fn symlinkat(t: &mut Task, a: &Args) -> SysResult {
     do_symlink(t, a.u64(0), a.i32(1), a.u64(2))
 }
 
-fn fill_statfs(t: &Task, addr: u64) -> SysResult {
-    const TMPFS_MAGIC: i64 = 0x0102_1994;
-    let blocks = (2u64 << 30) / 4096;
-    let st = veil_abi::Statfs {
-        f_type: TMPFS_MAGIC,
-        f_bsize: 4096,
-        f_blocks: blocks,
-        f_bfree: blocks,
-        f_bavail: blocks,
-        f_files: 1 << 20,
-        f_ffree: 1 << 20,
-        f_namelen: 255,
-        f_frsize: 4096,
-        ..Default::default()
-    };
+fn fill_statfs(t: &Task, p: &PathRef, addr: u64) -> SysResult {
+    let st = t.kernel.vfs.statfs(p)?;
     t.mm.write_obj(addr, &st).map(|()| 0)
 }
 
 fn statfs(t: &mut Task, a: &Args) -> SysResult {
-    resolve(t, AT_FDCWD, a.u64(0), 0)?;
-    fill_statfs(t, a.u64(1))
+    let p = resolve(t, AT_FDCWD, a.u64(0), 0)?;
+    fill_statfs(t, &p, a.u64(1))
 }
 
 fn fstatfs(t: &mut Task, a: &Args) -> SysResult {
-    t.fds.get(a.i32(0))?;
-    fill_statfs(t, a.u64(1))
+    let file = t.fds.get(a.i32(0))?;
+    fill_statfs(t, file.path(), a.u64(1))
 }
 
 /// The xattr calls check their target like Linux, then report that the

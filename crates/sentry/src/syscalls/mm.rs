@@ -29,6 +29,7 @@ const MAP_FIXED_NOREPLACE: u32 = 0x10_0000;
 const MAP_IGNORED: u32 =
     0x800 | 0x1000 | 0x2000 | 0x4000 | 0x8000 | 0x10000 | 0x20000 | 0x40000 | 0x80000;
 const PROT_ALL: u32 = 7;
+const PROT_EXEC: u32 = 4;
 const PROT_GROWSDOWN: u32 = 0x0100_0000;
 
 const MREMAP_MAYMOVE: u32 = 1;
@@ -121,6 +122,10 @@ fn mmap(t: &mut Task, a: &Args) -> SysResult {
         }
     } else {
         let file = t.fds.get(fd)?;
+        // Linux's do_mmap: no executable mappings of a noexec mount's files.
+        if prot & PROT_EXEC != 0 && file.path().mount.noexec() {
+            return Err(Errno::EPERM);
+        }
         off.checked_add(len).ok_or(Errno::EOVERFLOW)?;
         let mapping = FileMapping::new(file.clone(), prot & 2 != 0 && shared)?;
         name = crate::vfsglue::map_name(t, &file);

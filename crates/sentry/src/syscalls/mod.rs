@@ -14,6 +14,8 @@ pub use futex::{exit_robust_list, futex_wake, Futexes};
 mod info;
 mod locks;
 mod mm;
+mod mount;
+pub use mount::new_fs;
 mod pidfd;
 mod poll;
 mod process;
@@ -172,6 +174,7 @@ pub static TABLE: LazyLock<Table> = LazyLock::new(|| {
     locks::register(&mut t);
     mm::register(&mut t);
     pidfd::register(&mut t);
+    mount::register(&mut t);
     poll::register(&mut t);
     process::register(&mut t);
     session::register(&mut t);

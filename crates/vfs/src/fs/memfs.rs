@@ -46,7 +46,8 @@ pub struct MemFs {
     dev: u64,
     next_ino: AtomicU64,
     used: AtomicU64,
-    limit: u64,
+    /// A remount may change it.
+    limit: AtomicU64,
     memfile: Arc<MemoryFile>,
 }
 
@@ -58,9 +59,27 @@ impl MemFs {
             dev: NEXT_DEV.fetch_add(1, Ordering::Relaxed),
             next_ino: AtomicU64::new(FIRST_INO),
             used: AtomicU64::new(0),
-            limit,
+            limit: AtomicU64::new(limit),
             memfile,
         })
+    }
+
+    /// Bytes of file data held, and the most it may hold.
+    pub fn usage(&self) -> (u64, u64) {
+        (
+            self.used.load(Ordering::Relaxed),
+            self.limit.load(Ordering::Relaxed),
+        )
+    }
+
+    /// A new limit, refused (EINVAL) below what is held, as Linux's tmpfs.
+    pub fn set_limit(&self, limit: u64) -> Result<(), Errno> {
+        let _changing = lock(&self.changes);
+        if limit < self.used.load(Ordering::Relaxed) {
+            return Err(Errno::EINVAL);
+        }
+        self.limit.store(limit, Ordering::Relaxed);
+        Ok(())
     }
 
     /// A regular file with no name (memfd_create's).
@@ -116,7 +135,8 @@ impl MemFs {
         let grow = new - old;
         self.used
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
-                used.checked_add(grow).filter(|&u| u <= self.limit)
+                used.checked_add(grow)
+                    .filter(|&u| u <= self.limit.load(Ordering::Relaxed))
             })
             .map(drop)
             .map_err(|_| Errno::ENOSPC)
@@ -242,7 +262,8 @@ impl MemNode {
     /// Whether `len` more bytes of file data would fit now.
     pub(crate) fn has_room(&self, len: u64) -> bool {
         let used = self.fs.used.load(Ordering::Relaxed);
-        used.checked_add(len).is_some_and(|u| u <= self.fs.limit)
+        used.checked_add(len)
+            .is_some_and(|u| u <= self.fs.limit.load(Ordering::Relaxed))
     }
 
     /// Copies a lower file in as `name`, keeping its metadata, identity
