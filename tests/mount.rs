@@ -48,7 +48,7 @@ fn mount_lists_the_table() {
         "none on /dev type devtmpfs (rw,nosuid,relatime",
         "tmpfs on /dev/shm type tmpfs (rw,nosuid,nodev,relatime,size=2097152k,mode=1777)",
         "proc on /proc type proc (rw,nosuid,nodev,noexec,relatime)",
-        "sysfs on /sys type sysfs (ro,nosuid,nodev,noexec,relatime)",
+        "sysfs on /sys type sysfs (rw,nosuid,nodev,noexec,relatime)",
     ] {
         assert!(text.contains(line), "no {line:?} in:\n{text}");
     }

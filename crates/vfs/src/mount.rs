@@ -86,10 +86,12 @@ impl MountConfig {
                     MountKind::Proc,
                     MNT_NOSUID | MNT_NODEV | MNT_NOEXEC,
                 ),
+                // Read-write as the host's: sysfs itself refuses writes
+                // (EACCES), as the host's read-only attributes do.
                 entry(
                     b"/sys",
                     MountKind::Sysfs,
-                    MNT_RDONLY | MNT_NOSUID | MNT_NODEV | MNT_NOEXEC,
+                    MNT_NOSUID | MNT_NODEV | MNT_NOEXEC,
                 ),
             ],
         }
