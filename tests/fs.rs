@@ -272,3 +272,17 @@ fn dev_std_links_reopen_their_files() {
     );
     assert_eq!(veil.stderr_str(), "err\n", "{}", veil.describe());
 }
+
+fn splice(link: Link) {
+    assert_program_passes("fs/splice", link);
+}
+
+#[test]
+fn splice_static() {
+    splice(Link::Static);
+}
+
+#[test]
+fn splice_dynamic() {
+    splice(Link::Dynamic);
+}

@@ -88,6 +88,17 @@ pub trait FileOps: Send + Sync {
         POLLIN | POLLOUT | POLLRDNORM | POLLWRNORM
     }
 
+    /// A pipe's queued data, copied without consuming it (splice, tee):
+    /// EAGAIN when empty with writers left, 0 when empty without.
+    fn peek(&self, _buf: &mut [u8]) -> Result<usize, Errno> {
+        Err(Errno::EINVAL)
+    }
+
+    /// For pipes: how many bytes a non-blocking write takes whole now.
+    fn room(&self) -> Option<usize> {
+        None
+    }
+
     /// Whether this is a terminal. Process groups, sessions and job control
     /// are the sentry's, which asks this to tell terminals apart.
     fn is_terminal(&self) -> bool {
@@ -457,6 +468,38 @@ impl OpenFile {
     /// The poll(2) events ready on this file; see `FileOps::poll`.
     pub fn poll(&self, waiter: Option<&Arc<Waiter>>) -> u32 {
         self.ops.poll(waiter)
+    }
+
+    /// Whether this is an end of a pipe or FIFO (splice's rules).
+    pub fn is_pipe(&self) -> bool {
+        !self.is_path_only() && self.ops.room().is_some()
+    }
+
+    /// See `FileOps::peek`.
+    pub fn peek(&self, buf: &mut [u8]) -> Result<usize, Errno> {
+        self.ops.peek(buf)
+    }
+
+    /// See `FileOps::room`; 0 for files that are not pipes.
+    pub fn room(&self) -> usize {
+        self.ops.room().unwrap_or(0)
+    }
+
+    /// Whether the description may be read (open for reading, not O_PATH).
+    pub fn readable(&self) -> bool {
+        let flags = self.flags();
+        flags & O_PATH == 0 && flags & O_ACCMODE != O_WRONLY
+    }
+
+    /// Whether the description may be written.
+    pub fn writable(&self) -> bool {
+        let flags = self.flags();
+        flags & O_PATH == 0 && writes(flags)
+    }
+
+    /// The file type bits (S_IFREG, S_IFIFO, ...).
+    pub fn file_type(&self) -> u32 {
+        self.file_type
     }
 
     /// Whether the file keeps its own position (pipes, terminals, host FDs).

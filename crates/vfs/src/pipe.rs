@@ -294,6 +294,31 @@ impl FileOps for PipeEnd {
         })
     }
 
+    fn peek(&self, buf: &mut [u8]) -> Result<usize, Errno> {
+        let state = self.pipe.lock();
+        if state.bufs.is_empty() {
+            return match state.writers {
+                0 => Ok(0),
+                _ => Err(Errno::EAGAIN),
+            };
+        }
+        let mut done = 0;
+        for b in &state.bufs {
+            let n = b.len().min(buf.len() - done);
+            buf[done..done + n].copy_from_slice(&b.data[b.off..b.off + n]);
+            done += n;
+            if done == buf.len() {
+                break;
+            }
+        }
+        Ok(done)
+    }
+
+    fn room(&self) -> Option<usize> {
+        let state = self.pipe.lock();
+        Some(state.max_slots.saturating_sub(state.bufs.len()) * PAGE)
+    }
+
     fn poll(&self, waiter: Option<&Arc<Waiter>>) -> u32 {
         if let Some(w) = waiter {
             self.pipe.pollers.register(w);

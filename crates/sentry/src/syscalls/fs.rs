@@ -21,9 +21,9 @@ const O_CLOEXEC: i32 = 0o2000000;
 const O_TRUNC: i32 = 0o1000;
 const PATH_MAX: usize = 4096;
 /// Most bytes moved by one read or write, as Linux's MAX_RW_COUNT.
-const MAX_RW: usize = 0x7fff_f000;
+pub(super) const MAX_RW: usize = 0x7fff_f000;
 /// Most bytes staged in the sentry per chunk of a read or write.
-const CHUNK: usize = 1 << 20;
+pub(super) const CHUNK: usize = 1 << 20;
 const IOV_MAX: usize = 1024;
 /// The top of user space on x86-64.
 const TASK_SIZE: u64 = 0x7fff_ffff_f000;
@@ -315,7 +315,7 @@ fn wait_host_ready(t: &Task, file: &OpenFile, dir: Dir) -> Result<(), Errno> {
 
 /// Retries a non-blocking stream operation until it stops saying EAGAIN,
 /// waiting for readiness in between; a signal ends the wait.
-fn wait_io(
+pub(super) fn wait_io(
     t: &Task,
     file: &OpenFile,
     mut op: impl FnMut() -> Result<usize, Errno>,
@@ -366,7 +366,7 @@ fn raise_sigpipe(t: &mut Task, r: SysResult) -> SysResult {
 }
 
 /// SIGPIPE for the writing thread, as Linux's send_sig(SIGPIPE, current).
-fn sigpipe(t: &Task) {
+pub(super) fn sigpipe(t: &Task) {
     const SIGPIPE: i32 = 13;
     let info = crate::signal::SigInfo::user(SIGPIPE, t.tg.pid, t.creds.uid);
     t.kernel.signal_thread(&t.tg, &t.shared, info);
@@ -386,7 +386,7 @@ fn pwrite64(t: &mut Task, a: &Args) -> SysResult {
     write_from(t, &file, a.u64(1), a.usize(2), Some(offset_arg(a.i64(3))?))
 }
 
-fn read_iovecs(t: &Task, addr: u64, count: i32) -> Result<Vec<Iovec>, Errno> {
+pub(super) fn read_iovecs(t: &Task, addr: u64, count: i32) -> Result<Vec<Iovec>, Errno> {
     let count = usize::try_from(count).map_err(|_| Errno::EINVAL)?;
     if count > IOV_MAX {
         return Err(Errno::EINVAL);

@@ -21,6 +21,7 @@ mod sched;
 mod session;
 mod signal;
 mod signalfd;
+mod splice;
 pub mod strace;
 mod time;
 mod timerfd;
@@ -166,6 +167,7 @@ pub static TABLE: LazyLock<Table> = LazyLock::new(|| {
     epoll::register(&mut t);
     eventfd::register(&mut t);
     fs::register(&mut t);
+    splice::register(&mut t);
     fsattr::register(&mut t);
     futex::register(&mut t);
     info::register(&mut t);
