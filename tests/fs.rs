@@ -286,3 +286,17 @@ fn splice_static() {
 fn splice_dynamic() {
     splice(Link::Dynamic);
 }
+
+fn rename(link: Link) {
+    assert_program_passes("fs/rename", link);
+}
+
+#[test]
+fn rename_static() {
+    rename(Link::Static);
+}
+
+#[test]
+fn rename_dynamic() {
+    rename(Link::Dynamic);
+}

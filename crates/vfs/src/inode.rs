@@ -103,13 +103,17 @@ pub trait Inode: Send + Sync {
     /// directory of the same filesystem (the VFS has checked the mount),
     /// replacing what is there. The VFS has checked types: a directory only
     /// replaces a directory, which the filesystem must find empty
-    /// (ENOTEMPTY).
+    /// (ENOTEMPTY). `flags` are renameat2's: with RENAME_NOREPLACE an
+    /// existing target is EEXIST, with RENAME_EXCHANGE (the VFS has checked
+    /// that both exist) the two entries swap; flags the filesystem does not
+    /// support are EINVAL.
     fn rename(
         &self,
         _name: &[u8],
         _child: &dyn Inode,
         _new_dir: &dyn Inode,
         _new_name: &[u8],
+        _flags: u32,
     ) -> Result<(), Errno> {
         Err(Errno::EPERM)
     }

@@ -36,7 +36,9 @@ pub use file::{statx_from_stat, FileOps, NoOps, OpenFile, UserMem};
 pub use inode::{DirEntry, Inode, SetAttr};
 pub use lock::{FlockKind, LockOwner, RangeLock};
 pub use pipe::new_pipe;
-pub use vfs::{Dentry, FsContext, Mount, PathRef, Vfs};
+pub use vfs::{
+    Dentry, FsContext, Mount, PathRef, Vfs, RENAME_EXCHANGE, RENAME_NOREPLACE, RENAME_WHITEOUT,
+};
 
 /// A host call's error, as the application sees it.
 fn host_errno(e: rustix::io::Errno) -> veil_abi::Errno {

@@ -23,6 +23,9 @@ use crate::lock::{Flocks, RecordLocks};
 
 /// Symlinks one resolution may follow (Linux's MAXSYMLINKS).
 const MAX_SYMLINKS: usize = 40;
+pub const RENAME_NOREPLACE: u32 = linux_raw_sys::general::RENAME_NOREPLACE;
+pub const RENAME_EXCHANGE: u32 = linux_raw_sys::general::RENAME_EXCHANGE;
+pub const RENAME_WHITEOUT: u32 = linux_raw_sys::general::RENAME_WHITEOUT;
 const NAME_MAX: usize = linux_raw_sys::general::NAME_MAX as usize;
 const PATH_MAX: usize = linux_raw_sys::general::PATH_MAX as usize;
 
@@ -109,6 +112,22 @@ impl Dentry {
                 parent: Arc::downgrade(new_parent),
             };
             lock(&new_parent.children).insert(new_name.to_vec(), moved);
+        }
+    }
+
+    /// Swaps the cached children `a_name` of `a` and `b_name` of `b`
+    /// (RENAME_EXCHANGE), so that locations inside either follow.
+    fn swap_children(a: &Arc<Dentry>, a_name: &[u8], b: &Arc<Dentry>, b_name: &[u8]) {
+        let first = a.forget(a_name);
+        let second = b.forget(b_name);
+        for (moved, parent, name) in [(first, b, b_name), (second, a, a_name)] {
+            if let Some(moved) = moved {
+                *lock(&moved.link) = Link {
+                    name: name.to_vec(),
+                    parent: Arc::downgrade(parent),
+                };
+                lock(&parent.children).insert(name.to_vec(), moved);
+            }
         }
     }
 
@@ -668,7 +687,10 @@ impl Vfs {
         Ok(())
     }
 
-    /// rename(2), replacing any target.
+    /// renameat2(2): with `flags` 0 replacing any target, or with
+    /// RENAME_NOREPLACE (EEXIST instead) or RENAME_EXCHANGE (swapping two
+    /// existing names); the filesystem decides on RENAME_WHITEOUT.
+    #[allow(clippy::too_many_arguments)]
     pub fn rename(
         &self,
         ctx: &FsContext,
@@ -677,7 +699,9 @@ impl Vfs {
         new_start: &PathRef,
         new_path: &[u8],
         creds: &Creds,
+        flags: u32,
     ) -> Result<(), Errno> {
+        let exchange = flags & RENAME_EXCHANGE != 0;
         let _changing = self.lock_changes();
         let mut walker = Walker::new(self, ctx, creds);
         let (old_dir, old_last) = walker.walk_parent(old_start, old_path)?;
@@ -691,30 +715,46 @@ impl Vfs {
         }
         let (src, src_st) = walker.removable(&old_dir, &old_name)?;
         let is_dir = src_st.is_dir();
-        if !is_dir && (old_last.trailing_slash || new_last.trailing_slash) {
+        if !is_dir && (old_last.trailing_slash || (new_last.trailing_slash && !exchange)) {
             return Err(Errno::ENOTDIR);
         }
         let new_dir_st = new_dir.stat()?;
         creds.check(&new_dir_st, MAY_EXEC)?;
         let dst = match new_dir.dentry.child(&new_name) {
             Ok(d) => Some(new_dir.at(d)),
-            Err(Errno::ENOENT) => None,
+            Err(Errno::ENOENT) if !exchange => None,
             Err(e) => return Err(e),
         };
         creds.check(&new_dir_st, MAY_WRITE)?;
+        if dst.is_some() && flags & RENAME_NOREPLACE != 0 {
+            return Err(Errno::EEXIST);
+        }
         if let Some(dst) = &dst {
+            let dst_st = dst.stat()?;
+            let dst_is_dir = dst_st.is_dir();
+            if exchange && !dst_is_dir && new_last.trailing_slash {
+                return Err(Errno::ENOTDIR);
+            }
             // Two names of one file: Linux does nothing.
             if std::ptr::addr_eq(Arc::as_ptr(src.inode()), Arc::as_ptr(dst.inode())) {
                 return Ok(());
             }
-            let dst_st = dst.stat()?;
             creds.check_sticky(&new_dir_st, &dst_st)?;
-            match (is_dir, dst_st.is_dir()) {
+            match (is_dir, dst_is_dir) {
+                _ if exchange => {}
                 (true, false) => return Err(Errno::ENOTDIR),
                 (false, true) => return Err(Errno::EISDIR),
                 _ => {}
             }
             self.check_unmounted(dst)?;
+            if exchange && dst_is_dir {
+                if old_dir.dentry.is_within(&dst.dentry) {
+                    return Err(Errno::EINVAL);
+                }
+                if !old_dir.same(&new_dir) {
+                    creds.check(&dst_st, MAY_WRITE)?;
+                }
+            }
         }
         self.check_unmounted(&src)?;
         if is_dir {
@@ -731,10 +771,15 @@ impl Vfs {
             src.inode().as_ref(),
             new_dir.inode().as_ref(),
             &new_name,
+            flags,
         )?;
-        old_dir
-            .dentry
-            .move_child(&old_name, &new_dir.dentry, &new_name);
+        if exchange {
+            Dentry::swap_children(&old_dir.dentry, &old_name, &new_dir.dentry, &new_name);
+        } else {
+            old_dir
+                .dentry
+                .move_child(&old_name, &new_dir.dentry, &new_name);
+        }
         Ok(())
     }
 

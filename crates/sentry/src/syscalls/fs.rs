@@ -38,8 +38,6 @@ const F_SETPIPE_SZ: i32 = 1031;
 const F_GETPIPE_SZ: i32 = 1032;
 const FD_CLOEXEC: u64 = 1;
 
-const RENAME_NOREPLACE: u32 = 1;
-
 pub(super) fn register(t: &mut Table) {
     t.full(Sysno::read, read, &[Fd, OutBuf, UInt]);
     t.full(Sysno::write, write, &[Fd, InBuf(2), UInt]);
@@ -100,7 +98,7 @@ pub(super) fn register(t: &mut Table) {
         Sysno::renameat2,
         renameat2,
         &[DirFd, Path, DirFd, Path, Hex],
-        "RENAME_EXCHANGE and RENAME_WHITEOUT fail with EINVAL",
+        "RENAME_NOREPLACE and RENAME_EXCHANGE; RENAME_WHITEOUT fails with EINVAL (no filesystem supports it)",
     );
     t.full(Sysno::symlink, symlink, &[Path, Path]);
     t.full(Sysno::symlinkat, symlinkat, &[Path, DirFd, Path]);
@@ -826,23 +824,25 @@ fn rmdir(t: &mut Task, a: &Args) -> SysResult {
 }
 
 fn do_rename(t: &Task, olddir: i32, old: u64, newdir: i32, new: u64, flags: u32) -> SysResult {
-    if flags & !RENAME_NOREPLACE != 0 {
+    use veil_vfs::{RENAME_EXCHANGE, RENAME_NOREPLACE, RENAME_WHITEOUT};
+    if flags & !(RENAME_NOREPLACE | RENAME_EXCHANGE | RENAME_WHITEOUT) != 0
+        || (flags & RENAME_EXCHANGE != 0 && flags & (RENAME_NOREPLACE | RENAME_WHITEOUT) != 0)
+    {
         return Err(Errno::EINVAL);
     }
     let (ostart, opath) = parent_and_name(t, olddir, old)?;
     let (nstart, npath) = parent_and_name(t, newdir, new)?;
-    let ctx = fs_ctx(t);
-    if flags & RENAME_NOREPLACE != 0
-        && t.kernel
-            .vfs
-            .lookup_as(&ctx, &nstart, &npath, false, &t.creds)
-            .is_ok()
-    {
-        return Err(Errno::EEXIST);
-    }
     t.kernel
         .vfs
-        .rename(&ctx, &ostart, &opath, &nstart, &npath, &t.creds)
+        .rename(
+            &fs_ctx(t),
+            &ostart,
+            &opath,
+            &nstart,
+            &npath,
+            &t.creds,
+            flags,
+        )
         .map(|()| 0)
 }
 

@@ -145,7 +145,17 @@ impl Inode for GoferNode {
         Err(Errno::EROFS)
     }
 
-    fn rename(&self, _: &[u8], _: &dyn Inode, _: &dyn Inode, _: &[u8]) -> Result<(), Errno> {
+    fn rename(
+        &self,
+        _: &[u8],
+        _: &dyn Inode,
+        _: &dyn Inode,
+        _: &[u8],
+        flags: u32,
+    ) -> Result<(), Errno> {
+        if flags != 0 {
+            return Err(Errno::EINVAL);
+        }
         Err(Errno::EROFS)
     }
 

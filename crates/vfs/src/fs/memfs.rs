@@ -22,6 +22,7 @@ use crate::creds::Creds;
 use crate::file::{FileOps, NoOps};
 use crate::flags::O_TRUNC;
 use crate::inode::{DirEntry, Inode, SetAttr};
+use crate::vfs::{RENAME_EXCHANGE, RENAME_NOREPLACE};
 
 /// The default bound on the file data one filesystem holds.
 pub const DEFAULT_SIZE_LIMIT: u64 = 2 << 30;
@@ -478,12 +479,16 @@ impl Inode for MemNode {
         _child: &dyn Inode,
         new_dir: &dyn Inode,
         new_name: &[u8],
+        flags: u32,
     ) -> Result<(), Errno> {
         let new_dir = new_dir
             .as_any()
             .downcast_ref::<MemNode>()
             .filter(|d| Arc::ptr_eq(&d.fs, &self.fs))
             .ok_or(Errno::EXDEV)?;
+        if flags & !(RENAME_NOREPLACE | RENAME_EXCHANGE) != 0 {
+            return Err(Errno::EINVAL);
+        }
         if std::ptr::eq(self, new_dir) && name == new_name {
             return Ok(());
         }
@@ -498,7 +503,21 @@ impl Inode for MemNode {
             Some(d) => d,
             None => &mut *src_dir,
         };
+        if flags & RENAME_EXCHANGE != 0 {
+            let other = dst_dir.get(new_name).cloned().ok_or(Errno::ENOENT)?;
+            dst_dir.entries.insert(new_name.to_vec(), node.clone());
+            src_dir.entries.insert(name.to_vec(), other.clone());
+            drop((src_dir, dst_guard));
+            self.touch();
+            new_dir.touch();
+            lock(&node.meta).st_ctime = now();
+            lock(&other.meta).st_ctime = now();
+            return Ok(());
+        }
         if let Some(old) = dst_dir.get(new_name) {
+            if flags & RENAME_NOREPLACE != 0 {
+                return Err(Errno::EEXIST);
+            }
             match (node.is_dir(), old.is_dir()) {
                 (true, false) => return Err(Errno::ENOTDIR),
                 (false, true) => return Err(Errno::EISDIR),

@@ -110,6 +110,7 @@ impl Fs {
             cwd,
             to.as_bytes(),
             &self.creds,
+            0,
         )
     }
 
