@@ -300,3 +300,17 @@ fn rename_static() {
 fn rename_dynamic() {
     rename(Link::Dynamic);
 }
+
+fn openat2(link: Link) {
+    assert_program_passes("fs/openat2", link);
+}
+
+#[test]
+fn openat2_static() {
+    openat2(Link::Static);
+}
+
+#[test]
+fn openat2_dynamic() {
+    openat2(Link::Dynamic);
+}

@@ -38,6 +38,8 @@ pub use lock::{FlockKind, LockOwner, RangeLock};
 pub use pipe::new_pipe;
 pub use vfs::{
     Dentry, FsContext, Mount, PathRef, Vfs, RENAME_EXCHANGE, RENAME_NOREPLACE, RENAME_WHITEOUT,
+    RESOLVE_BENEATH, RESOLVE_CACHED, RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS, RESOLVE_NO_SYMLINKS,
+    RESOLVE_NO_XDEV,
 };
 
 /// A host call's error, as the application sees it.

@@ -26,6 +26,12 @@ const MAX_SYMLINKS: usize = 40;
 pub const RENAME_NOREPLACE: u32 = linux_raw_sys::general::RENAME_NOREPLACE;
 pub const RENAME_EXCHANGE: u32 = linux_raw_sys::general::RENAME_EXCHANGE;
 pub const RENAME_WHITEOUT: u32 = linux_raw_sys::general::RENAME_WHITEOUT;
+pub const RESOLVE_NO_XDEV: u64 = linux_raw_sys::general::RESOLVE_NO_XDEV as u64;
+pub const RESOLVE_NO_MAGICLINKS: u64 = linux_raw_sys::general::RESOLVE_NO_MAGICLINKS as u64;
+pub const RESOLVE_NO_SYMLINKS: u64 = linux_raw_sys::general::RESOLVE_NO_SYMLINKS as u64;
+pub const RESOLVE_BENEATH: u64 = linux_raw_sys::general::RESOLVE_BENEATH as u64;
+pub const RESOLVE_IN_ROOT: u64 = linux_raw_sys::general::RESOLVE_IN_ROOT as u64;
+pub const RESOLVE_CACHED: u64 = linux_raw_sys::general::RESOLVE_CACHED as u64;
 const NAME_MAX: usize = linux_raw_sys::general::NAME_MAX as usize;
 const PATH_MAX: usize = linux_raw_sys::general::PATH_MAX as usize;
 
@@ -421,7 +427,25 @@ impl Vfs {
         mode: u32,
         creds: &Creds,
     ) -> Result<Arc<OpenFile>, Errno> {
+        self.open_resolve(ctx, start, path, flags, mode, creds, 0)
+    }
+
+    /// openat2(2): `open` with `RESOLVE_*` flags restricting the walk.
+    /// With RESOLVE_BENEATH or RESOLVE_IN_ROOT, `start` is the scope even
+    /// for absolute paths.
+    #[allow(clippy::too_many_arguments)]
+    pub fn open_resolve(
+        &self,
+        ctx: &FsContext,
+        start: &PathRef,
+        path: &[u8],
+        flags: i32,
+        mode: u32,
+        creds: &Creds,
+        resolve: u64,
+    ) -> Result<Arc<OpenFile>, Errno> {
         let mut walker = Walker::new(self, ctx, creds);
+        walker.restrict(resolve, start);
         if flags & O_PATH != 0 {
             let target = walker.walk(start, path, flags & O_NOFOLLOW == 0)?;
             if flags & O_DIRECTORY != 0 && !target.stat()?.is_dir() {
@@ -793,22 +817,53 @@ impl Vfs {
     }
 }
 
-/// One path resolution: its task's view, identity and symlink budget.
+/// One path resolution: its task's view, identity, symlink budget and
+/// openat2 restrictions.
 struct Walker<'a> {
     vfs: &'a Vfs,
-    ctx: &'a FsContext,
     creds: &'a Creds,
     links: usize,
+    /// Where absolute paths start and ".." stops: the task's root, or the
+    /// scope of RESOLVE_BENEATH and RESOLVE_IN_ROOT.
+    root: PathRef,
+    resolve: u64,
+    /// The mount the walk must stay on (RESOLVE_NO_XDEV).
+    mount: Option<Arc<Mount>>,
 }
 
 impl<'a> Walker<'a> {
     fn new(vfs: &'a Vfs, ctx: &'a FsContext, creds: &'a Creds) -> Self {
         Walker {
             vfs,
-            ctx,
             creds,
             links: 0,
+            root: ctx.root.clone(),
+            resolve: 0,
+            mount: None,
         }
+    }
+
+    /// Applies openat2's `resolve` flags to a walk from `start`.
+    fn restrict(&mut self, resolve: u64, start: &PathRef) {
+        self.resolve = resolve;
+        if resolve & (RESOLVE_BENEATH | RESOLVE_IN_ROOT) != 0 {
+            self.root = start.clone();
+        }
+        if resolve & RESOLVE_NO_XDEV != 0 {
+            self.mount = Some(start.mount.clone());
+        }
+    }
+
+    /// RESOLVE_NO_XDEV: EXDEV once the walk reaches another mount.
+    fn check_mount(&self, p: &PathRef) -> Result<(), Errno> {
+        match &self.mount {
+            Some(m) if !Arc::ptr_eq(m, &p.mount) => Err(Errno::EXDEV),
+            _ => Ok(()),
+        }
+    }
+
+    fn scoped(&self) -> bool {
+        self.resolve & (RESOLVE_BENEATH | RESOLVE_IN_ROOT) != 0
     }
 
     fn walk(&mut self, start: &PathRef, path: &[u8], follow: bool) -> Result<PathRef, Errno> {
@@ -840,10 +895,14 @@ impl<'a> Walker<'a> {
             return Err(Errno::ENAMETOOLONG);
         }
         let mut cur = if path[0] == b'/' {
-            self.ctx.root.clone()
+            if self.resolve & RESOLVE_BENEATH != 0 {
+                return Err(Errno::EXDEV);
+            }
+            self.root.clone()
         } else {
             start.clone()
         };
+        self.check_mount(&cur)?;
         let trimmed_len = path.iter().rposition(|&b| b != b'/').map_or(0, |i| i + 1);
         let trimmed = &path[..trimmed_len];
         let (dirs, last) = match trimmed.iter().rposition(|&b| b == b'/') {
@@ -879,12 +938,17 @@ impl<'a> Walker<'a> {
             return Err(Errno::ENOTDIR);
         }
         self.creds.check(&st, MAY_EXEC)?;
-        match name {
-            b"." => Ok(dir.clone()),
-            b".." => Ok(self.vfs.parent_of(&self.ctx.root, dir)),
-            _ if name.len() > NAME_MAX => Err(Errno::ENAMETOOLONG),
-            _ => Ok(self.vfs.follow_mounts(dir.at(dir.dentry.child(name)?))),
-        }
+        let next = match name {
+            b"." => dir.clone(),
+            b".." if self.resolve & RESOLVE_BENEATH != 0 && dir.same(&self.root) => {
+                return Err(Errno::EXDEV)
+            }
+            b".." => self.vfs.parent_of(&self.root, dir),
+            _ if name.len() > NAME_MAX => return Err(Errno::ENAMETOOLONG),
+            _ => self.vfs.follow_mounts(dir.at(dir.dentry.child(name)?)),
+        };
+        self.check_mount(&next)?;
+        Ok(next)
     }
 
     /// Follows `p`, found in directory `dir`, if it is a symlink.
@@ -905,6 +969,13 @@ impl<'a> Walker<'a> {
         let Some(target) = p.inode().jump() else {
             return Ok(None);
         };
+        if self.resolve & (RESOLVE_NO_MAGICLINKS | RESOLVE_NO_SYMLINKS) != 0 {
+            return Err(Errno::ELOOP);
+        }
+        self.check_mount(&target)?;
+        if self.scoped() {
+            return Err(Errno::EXDEV);
+        }
         self.links += 1;
         if self.links > MAX_SYMLINKS {
             return Err(Errno::ELOOP);
@@ -914,6 +985,9 @@ impl<'a> Walker<'a> {
 
     /// Reads a symlink the walk follows, counting it against the budget.
     fn read_link(&mut self, p: &PathRef) -> Result<Vec<u8>, Errno> {
+        if self.resolve & RESOLVE_NO_SYMLINKS != 0 {
+            return Err(Errno::ELOOP);
+        }
         self.links += 1;
         if self.links > MAX_SYMLINKS {
             return Err(Errno::ELOOP);

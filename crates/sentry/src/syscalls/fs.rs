@@ -54,6 +54,12 @@ pub(super) fn register(t: &mut Table) {
         openat,
         &[DirFd, Path, OpenFlags, OpenMode(2)],
     );
+    t.partial(
+        Sysno::openat2,
+        openat2,
+        &[DirFd, Path, Hex, UInt],
+        "RESOLVE_CACHED walks the dentry cache like any lookup (EAGAIN only with O_CREAT, O_TRUNC or O_TMPFILE)",
+    );
     t.full(Sysno::creat, creat, &[Path, Oct]);
     t.full(Sysno::close, close, &[Fd]);
     t.full(Sysno::close_range, close_range, &[UInt, UInt, Hex]);
@@ -469,6 +475,93 @@ fn do_open(t: &Task, dirfd: i32, path_addr: u64, flags: i32, mode: u32) -> SysRe
         .kernel
         .vfs
         .open(&ctx, &start, &path, flags, mode & 0o7777, &t.creds)?;
+    if flags & O_TRUNC != 0 {
+        truncated(t, &file);
+    }
+    let fd = t.fds.insert(file, flags & O_CLOEXEC != 0, 0, t.nofile())?;
+    Ok(fd as u64)
+}
+
+/// openat2(2): `struct open_how` with strict flag checks and `RESOLVE_*`
+/// restrictions on the walk.
+fn openat2(t: &mut Task, a: &Args) -> SysResult {
+    use veil_vfs::*;
+    const OPEN_HOW_SIZE_VER0: usize = 24;
+    const PAGE_SIZE: usize = 4096;
+    const O_CREAT: u64 = 0o100;
+    const O_PATH: u64 = 0o10000000;
+    const O_TMPFILE: u64 = 0o20200000;
+    const O_TMPFILE_BIT: u64 = 0o20000000;
+    /// Linux's VALID_OPEN_FLAGS.
+    const VALID: u64 = 0o37777703;
+    /// Linux's O_PATH_FLAGS: O_DIRECTORY | O_NOFOLLOW | O_PATH | O_CLOEXEC.
+    const O_PATH_FLAGS: u64 = 0o12600000;
+    const VALID_RESOLVE: u64 = RESOLVE_NO_XDEV
+        | RESOLVE_NO_MAGICLINKS
+        | RESOLVE_NO_SYMLINKS
+        | RESOLVE_BENEATH
+        | RESOLVE_IN_ROOT
+        | RESOLVE_CACHED;
+    let (dirfd, path_addr, how_addr, size) = (a.i32(0), a.u64(1), a.u64(2), a.usize(3));
+    if size < OPEN_HOW_SIZE_VER0 {
+        return Err(Errno::EINVAL);
+    }
+    if size > PAGE_SIZE {
+        return Err(Errno::E2BIG);
+    }
+    let mut raw = vec![0u8; size];
+    t.mm.copy_in(how_addr, &mut raw)?;
+    if raw[OPEN_HOW_SIZE_VER0..].iter().any(|&b| b != 0) {
+        return Err(Errno::E2BIG);
+    }
+    let field = |i: usize| {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&raw[i * 8..i * 8 + 8]);
+        u64::from_ne_bytes(b)
+    };
+    let (flags, mode, resolve) = (field(0), field(1), field(2));
+    if flags & !VALID != 0 || resolve & !VALID_RESOLVE != 0 {
+        return Err(Errno::EINVAL);
+    }
+    if resolve & RESOLVE_BENEATH != 0 && resolve & RESOLVE_IN_ROOT != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let creates = flags & O_CREAT != 0 || flags & O_TMPFILE == O_TMPFILE;
+    if (creates && mode & !0o7777 != 0) || (!creates && mode != 0) {
+        return Err(Errno::EINVAL);
+    }
+    if flags & O_TMPFILE_BIT != 0 && (flags & O_TMPFILE != O_TMPFILE || flags & 3 == 0) {
+        return Err(Errno::EINVAL);
+    }
+    if flags & O_PATH != 0 && flags & !O_PATH_FLAGS != 0 {
+        return Err(Errno::EINVAL);
+    }
+    if resolve & RESOLVE_CACHED != 0 && flags & (O_TRUNC as u64 | O_CREAT | O_TMPFILE_BIT) != 0 {
+        return Err(Errno::EAGAIN);
+    }
+    let path = read_path(t, path_addr)?;
+    if path.is_empty() {
+        return Err(Errno::ENOENT);
+    }
+    // A scoped walk starts at dirfd whatever the path.
+    let start = if resolve & (RESOLVE_BENEATH | RESOLVE_IN_ROOT) != 0 {
+        match dirfd {
+            AT_FDCWD => fs_ctx(t).cwd,
+            fd => t.fds.get(fd)?.path().clone(),
+        }
+    } else {
+        start_of(t, dirfd, &path)?
+    };
+    let flags = flags as i32;
+    let file = t.kernel.vfs.open_resolve(
+        &fs_ctx(t),
+        &start,
+        &path,
+        flags,
+        mode as u32,
+        &t.creds,
+        resolve,
+    )?;
     if flags & O_TRUNC != 0 {
         truncated(t, &file);
     }
