@@ -314,3 +314,17 @@ fn openat2_static() {
 fn openat2_dynamic() {
     openat2(Link::Dynamic);
 }
+
+fn mknod(link: Link) {
+    assert_program_passes("fs/mknod", link);
+}
+
+#[test]
+fn mknod_static() {
+    mknod(Link::Static);
+}
+
+#[test]
+fn mknod_dynamic() {
+    mknod(Link::Dynamic);
+}

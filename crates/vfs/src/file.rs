@@ -94,6 +94,12 @@ pub trait FileOps: Send + Sync {
         Err(Errno::EINVAL)
     }
 
+    /// For a FIFO end opened without a partner: whether one has come since
+    /// (open(2) waits for that). With a waiter, registers it to be woken.
+    fn open_ready(&self, _waiter: Option<&Arc<Waiter>>) -> bool {
+        true
+    }
+
     /// For pipes: how many bytes a non-blocking write takes whole now.
     fn room(&self) -> Option<usize> {
         None
@@ -478,6 +484,11 @@ impl OpenFile {
     /// See `FileOps::peek`.
     pub fn peek(&self, buf: &mut [u8]) -> Result<usize, Errno> {
         self.ops.peek(buf)
+    }
+
+    /// See `FileOps::open_ready`.
+    pub fn open_ready(&self, waiter: Option<&Arc<Waiter>>) -> bool {
+        self.ops.open_ready(waiter)
     }
 
     /// See `FileOps::room`; 0 for files that are not pipes.

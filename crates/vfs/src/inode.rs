@@ -75,6 +75,12 @@ pub trait Inode: Send + Sync {
         Err(Errno::EACCES)
     }
 
+    /// Creates a FIFO, socket or device node: `mode` has the file type,
+    /// `rdev` the device number (Linux's encoding).
+    fn mknod(&self, _name: &[u8], _mode: u32, _rdev: u64, _creds: &Creds) -> Result<(), Errno> {
+        Err(Errno::EPERM)
+    }
+
     fn mkdir(&self, _name: &[u8], _mode: u32, _creds: &Creds) -> Result<(), Errno> {
         Err(Errno::EPERM)
     }

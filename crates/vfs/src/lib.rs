@@ -35,7 +35,7 @@ pub use fdtable::{FdTable, DEFAULT_NOFILE, MAX_NOFILE};
 pub use file::{statx_from_stat, FileOps, NoOps, OpenFile, UserMem};
 pub use inode::{DirEntry, Inode, SetAttr};
 pub use lock::{FlockKind, LockOwner, RangeLock};
-pub use pipe::new_pipe;
+pub use pipe::{new_pipe, Fifo};
 pub use vfs::{
     Dentry, FsContext, Mount, PathRef, Vfs, RENAME_EXCHANGE, RENAME_NOREPLACE, RENAME_WHITEOUT,
     RESOLVE_BENEATH, RESOLVE_CACHED, RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS, RESOLVE_NO_SYMLINKS,

@@ -600,6 +600,39 @@ impl Vfs {
         dir.inode().mkdir(&name, mode & !ctx.umask & 0o1777, creds)
     }
 
+    /// mknod(2) of a FIFO, socket or device node (`mode` has the type and
+    /// the permission bits before the umask); regular files go through
+    /// `open`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn mknod(
+        &self,
+        ctx: &FsContext,
+        start: &PathRef,
+        path: &[u8],
+        mode: u32,
+        rdev: u64,
+        creds: &Creds,
+    ) -> Result<(), Errno> {
+        let _changing = self.lock_changes();
+        let mut walker = Walker::new(self, ctx, creds);
+        let (dir, last) = walker.walk_parent(start, path)?;
+        let LastKind::Name(name) = last.kind else {
+            return Err(Errno::EEXIST);
+        };
+        walker.check_create(&dir, &name)?;
+        if last.trailing_slash {
+            return Err(Errno::ENOENT);
+        }
+        let kind = mode & veil_abi::mode::S_IFMT;
+        if (kind == veil_abi::mode::S_IFCHR || kind == veil_abi::mode::S_IFBLK)
+            && !creds.capable(crate::cap::CAP_MKNOD)
+        {
+            return Err(Errno::EPERM);
+        }
+        let perms = mode & !ctx.umask & 0o7777;
+        dir.inode().mknod(&name, kind | perms, rdev, creds)
+    }
+
     /// symlink(2): creates `path` pointing at `target`.
     pub fn symlink(
         &self,

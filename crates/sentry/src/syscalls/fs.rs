@@ -61,6 +61,14 @@ pub(super) fn register(t: &mut Table) {
         "RESOLVE_CACHED walks the dentry cache like any lookup (EAGAIN only with O_CREAT, O_TRUNC or O_TMPFILE)",
     );
     t.full(Sysno::creat, creat, &[Path, Oct]);
+    const MKNOD_NOTE: &str = "FIFOs, sockets' names (nothing can connect: no AF_UNIX yet), regular files; device nodes need CAP_MKNOD and open the memory devices (1:3, 1:5, 1:7, 1:8, 1:9), ENXIO for other devices; only on in-memory filesystems (the root overlay, /dev/shm)";
+    t.partial(Sysno::mknod, mknod, &[Path, Oct, Hex], MKNOD_NOTE);
+    t.partial(
+        Sysno::mknodat,
+        mknodat,
+        &[DirFd, Path, Oct, Hex],
+        MKNOD_NOTE,
+    );
     t.full(Sysno::close, close, &[Fd]);
     t.full(Sysno::close_range, close_range, &[UInt, UInt, Hex]);
     t.full(Sysno::fstat, fstat, &[Fd, Hex]);
@@ -475,11 +483,72 @@ fn do_open(t: &Task, dirfd: i32, path_addr: u64, flags: i32, mode: u32) -> SysRe
         .kernel
         .vfs
         .open(&ctx, &start, &path, flags, mode & 0o7777, &t.creds)?;
+    wait_partner(t, &file)?;
     if flags & O_TRUNC != 0 {
         truncated(t, &file);
     }
     let fd = t.fds.insert(file, flags & O_CLOEXEC != 0, 0, t.nofile())?;
     Ok(fd as u64)
+}
+
+/// A FIFO opened for reading only or writing only waits for the other
+/// end; a signal ends the wait (the open end goes with `file`).
+fn wait_partner(t: &Task, file: &OpenFile) -> Result<(), Errno> {
+    while !file.open_ready(None) {
+        if file.open_ready(Some(&t.shared.waiter)) {
+            break;
+        }
+        if t.signal_pending() {
+            return Err(Errno::ERESTARTSYS);
+        }
+        t.block(None);
+    }
+    Ok(())
+}
+
+/// mknod(2): FIFOs, sockets' names, device nodes (CAP_MKNOD) and regular
+/// files.
+fn do_mknod(t: &Task, dirfd: i32, path_addr: u64, mode: u32, dev: u32) -> SysResult {
+    use veil_abi::mode::*;
+    let kind = match mode & S_IFMT {
+        0 => S_IFREG,
+        k @ (S_IFREG | S_IFCHR | S_IFBLK | S_IFIFO | S_IFSOCK) => k,
+        S_IFDIR => return Err(Errno::EPERM),
+        _ => return Err(Errno::EINVAL),
+    };
+    let (start, path) = parent_and_name(t, dirfd, path_addr)?;
+    let ctx = fs_ctx(t);
+    if kind == S_IFREG {
+        const O_CREAT: i32 = 0o100;
+        const O_EXCL: i32 = 0o200;
+        const O_WRONLY: i32 = 1;
+        // Made as open(O_CREAT | O_EXCL) makes it; the descriptor goes.
+        let flags = O_CREAT | O_EXCL | O_WRONLY;
+        return t
+            .kernel
+            .vfs
+            .open(&ctx, &start, &path, flags, mode & 0o7777, &t.creds)
+            .map(|_| 0);
+    }
+    t.kernel
+        .vfs
+        .mknod(
+            &ctx,
+            &start,
+            &path,
+            kind | (mode & 0o7777),
+            u64::from(dev),
+            &t.creds,
+        )
+        .map(|()| 0)
+}
+
+fn mknod(t: &mut Task, a: &Args) -> SysResult {
+    do_mknod(t, AT_FDCWD, a.u64(0), a.u32(1), a.u32(2))
+}
+
+fn mknodat(t: &mut Task, a: &Args) -> SysResult {
+    do_mknod(t, a.i32(0), a.u64(1), a.u32(2), a.u32(3))
 }
 
 /// openat2(2): `struct open_how` with strict flag checks and `RESOLVE_*`
@@ -562,6 +631,7 @@ fn openat2(t: &mut Task, a: &Args) -> SysResult {
         &t.creds,
         resolve,
     )?;
+    wait_partner(t, &file)?;
     if flags & O_TRUNC != 0 {
         truncated(t, &file);
     }

@@ -13,7 +13,9 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
-use veil_abi::mode::{dtype, S_IFCHR, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG};
+use veil_abi::mode::{
+    dtype, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK,
+};
 use veil_abi::{Errno, Stat};
 use veil_memory::{FileData, MemoryFile};
 
@@ -129,6 +131,10 @@ enum Body {
     File(Arc<FileData>),
     Dir(Mutex<Dir>),
     Symlink(Vec<u8>),
+    /// A named pipe.
+    Fifo(crate::pipe::Fifo),
+    /// A socket's name, or a device node (its number is in the metadata).
+    Node,
     /// The overlay's mark of a removed lower entry.
     Whiteout,
 }
@@ -375,7 +381,7 @@ impl Inode for MemNode {
                 st.st_nlink = 2 + subdirs as u64;
             }
             Body::Symlink(target) => st.st_size = target.len() as i64,
-            Body::Whiteout => {}
+            Body::Fifo(_) | Body::Node | Body::Whiteout => {}
         }
         Ok(st)
     }
@@ -403,6 +409,14 @@ impl Inode for MemNode {
                 Ok(Box::new(MemFile(self)))
             }
             Body::Dir(_) => Ok(Box::new(NoOps)),
+            Body::Fifo(fifo) => fifo.open(lock(&self.meta).st_ino, flags),
+            Body::Node => {
+                let meta = *lock(&self.meta);
+                match meta.st_mode & S_IFMT {
+                    S_IFCHR => super::devfs::open_device(meta.st_rdev),
+                    _ => Err(Errno::ENXIO),
+                }
+            }
             Body::Symlink(_) => Err(Errno::ELOOP),
             Body::Whiteout => Err(Errno::ENOENT),
         }
@@ -438,6 +452,20 @@ impl Inode for MemNode {
     fn create(&self, name: &[u8], mode: u32, creds: &Creds) -> Result<Arc<dyn Inode>, Errno> {
         let body = self.fs.file_body();
         Ok(self.add(name, S_IFREG | (mode & 0o7777), creds, body)?)
+    }
+
+    fn mknod(&self, name: &[u8], mode: u32, rdev: u64, creds: &Creds) -> Result<(), Errno> {
+        let body = match mode & S_IFMT {
+            S_IFIFO => Body::Fifo(Default::default()),
+            S_IFCHR | S_IFBLK => Body::Node,
+            S_IFSOCK => Body::Node,
+            _ => return Err(Errno::EINVAL),
+        };
+        let node = self.add(name, mode, creds, body)?;
+        if mode & S_IFMT != S_IFIFO && mode & S_IFMT != S_IFSOCK {
+            lock(&node.meta).st_rdev = rdev;
+        }
+        Ok(())
     }
 
     fn mkdir(&self, name: &[u8], mode: u32, creds: &Creds) -> Result<(), Errno> {

@@ -322,6 +322,12 @@ impl Inode for Node {
         node.upper.get().ok_or(Errno::EIO)?.set_opaque()
     }
 
+    fn mknod(&self, name: &[u8], mode: u32, rdev: u64, creds: &Creds) -> Result<(), Errno> {
+        let _changing = self.fs.lock();
+        self.create_with(name, |dir| dir.mknod(name, mode, rdev, creds))
+            .map(drop)
+    }
+
     fn symlink(&self, name: &[u8], target: &[u8], creds: &Creds) -> Result<(), Errno> {
         let _changing = self.fs.lock();
         self.create_with(name, |dir| dir.symlink(name, target, creds))
