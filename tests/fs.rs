@@ -328,3 +328,31 @@ fn mknod_static() {
 fn mknod_dynamic() {
     mknod(Link::Dynamic);
 }
+
+fn tmpfile(link: Link) {
+    assert_program_passes("fs/tmpfile", link);
+}
+
+#[test]
+fn tmpfile_static() {
+    tmpfile(Link::Static);
+}
+
+#[test]
+fn tmpfile_dynamic() {
+    tmpfile(Link::Dynamic);
+}
+
+fn oflags(link: Link) {
+    assert_program_passes("fs/oflags", link);
+}
+
+#[test]
+fn oflags_static() {
+    oflags(Link::Static);
+}
+
+#[test]
+fn oflags_dynamic() {
+    oflags(Link::Dynamic);
+}

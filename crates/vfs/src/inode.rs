@@ -81,6 +81,18 @@ pub trait Inode: Send + Sync {
         Err(Errno::EPERM)
     }
 
+    /// O_TMPFILE: a regular file without a name, in this directory's
+    /// filesystem. Unless `linkable` is false (O_EXCL), `link` may give it
+    /// one name later.
+    fn tmpfile(
+        &self,
+        _mode: u32,
+        _creds: &Creds,
+        _linkable: bool,
+    ) -> Result<Arc<dyn Inode>, Errno> {
+        Err(Errno::EOPNOTSUPP)
+    }
+
     fn mkdir(&self, _name: &[u8], _mode: u32, _creds: &Creds) -> Result<(), Errno> {
         Err(Errno::EPERM)
     }

@@ -446,6 +446,11 @@ impl Vfs {
     ) -> Result<Arc<OpenFile>, Errno> {
         let mut walker = Walker::new(self, ctx, creds);
         walker.restrict(resolve, start);
+        // O_TMPFILE is two bits; one without the other, or with O_CREAT,
+        // is invalid.
+        if flags & O_TMPFILE & !O_DIRECTORY != 0 && flags & (O_TMPFILE | O_CREAT) != O_TMPFILE {
+            return Err(Errno::EINVAL);
+        }
         if flags & O_PATH != 0 {
             let target = walker.walk(start, path, flags & O_NOFOLLOW == 0)?;
             if flags & O_DIRECTORY != 0 && !target.stat()?.is_dir() {
@@ -455,7 +460,7 @@ impl Vfs {
             return OpenFile::new(target, kept, Box::new(NoOps));
         }
         if flags & O_TMPFILE == O_TMPFILE {
-            return Err(Errno::EOPNOTSUPP);
+            return self.open_tmpfile(&mut walker, start, path, flags, mode & !ctx.umask, creds);
         }
         // Linux 6.4 and later refuse O_CREAT | O_DIRECTORY too.
         if flags & O_ACCMODE == O_ACCMODE
@@ -502,6 +507,38 @@ impl Vfs {
         }
         let ops = target.inode().clone().open(flags)?;
         OpenFile::new(target, flags | O_LARGEFILE, ops)
+    }
+
+    /// open(O_TMPFILE): an unnamed regular file in the directory at `path`,
+    /// which `linkat` may name unless O_EXCL.
+    fn open_tmpfile(
+        &self,
+        walker: &mut Walker,
+        start: &PathRef,
+        path: &[u8],
+        flags: i32,
+        mode: u32,
+        creds: &Creds,
+    ) -> Result<Arc<OpenFile>, Errno> {
+        if !writes(flags) {
+            return Err(Errno::EINVAL);
+        }
+        let dir = walker.walk(start, path, flags & O_NOFOLLOW == 0)?;
+        let st = dir.stat()?;
+        if !st.is_dir() {
+            return Err(Errno::ENOTDIR);
+        }
+        creds.check(&st, MAY_WRITE | MAY_EXEC)?;
+        let inode = dir
+            .inode()
+            .tmpfile(mode & 0o7777, creds, flags & O_EXCL == 0)?;
+        let name = format!("#{}", inode.stat()?.st_ino);
+        // A name under the directory that no lookup finds: linkat gives
+        // the file its first real one.
+        let dentry = Dentry::new(name.as_bytes(), Arc::downgrade(&dir.dentry), inode.clone());
+        let target = dir.at(dentry);
+        let ops = inode.open(flags & !(O_TRUNC | O_CREAT))?;
+        OpenFile::new(target, (flags & !(O_TMPFILE | O_EXCL)) | O_LARGEFILE, ops)
     }
 
     /// readlink(2), with root's search rights.

@@ -876,8 +876,13 @@ fn ioctl(t: &mut Task, a: &Args) -> SysResult {
     const FIONCLEX: u32 = 0x5450;
     const FIOCLEX: u32 = 0x5451;
     const FIONBIO: u32 = 0x5421;
+    const O_PATH: i32 = 0o10000000;
     let fd = a.i32(0);
     let file = t.fds.get(fd)?;
+    // No ioctl, not even the generic ones, works on an O_PATH descriptor.
+    if file.flags() & O_PATH != 0 {
+        return Err(Errno::EBADF);
+    }
     match a.u32(1) {
         FIOCLEX => t.fds.set_cloexec(fd, true).map(|()| 0),
         FIONCLEX => t.fds.set_cloexec(fd, false).map(|()| 0),

@@ -170,6 +170,8 @@ pub struct MemNode {
     /// directories' link counts are derived.
     meta: Mutex<Stat>,
     body: Body,
+    /// An O_TMPFILE file that `link` may still name (Linux's I_LINKABLE).
+    linkable: std::sync::atomic::AtomicBool,
 }
 
 impl Drop for MemNode {
@@ -187,6 +189,7 @@ impl MemNode {
             fs,
             meta: Mutex::new(meta),
             body,
+            linkable: Default::default(),
         })
     }
 
@@ -203,6 +206,10 @@ impl MemNode {
             Body::Dir(_) => Err(Errno::EISDIR),
             _ => Err(Errno::EINVAL),
         }
+    }
+
+    pub(crate) fn this(&self) -> Option<Arc<MemNode>> {
+        self.me.upgrade()
     }
 
     pub(crate) fn file_data(&self) -> Option<Arc<FileData>> {
@@ -341,11 +348,16 @@ impl MemNode {
             return Err(Errno::EPERM);
         }
         let node = target.me.upgrade().ok_or(Errno::ENOENT)?;
-        // A file without names (an open, unlinked one) gets none back.
-        if lock(&node.meta).st_nlink == 0 {
+        // A file without names (an open, unlinked one) gets none back,
+        // unless it is an O_TMPFILE file not yet named.
+        let unnamed = lock(&node.meta).st_nlink == 0;
+        if unnamed && !node.linkable.load(Ordering::Relaxed) {
             return Err(Errno::ENOENT);
         }
         self.link(name, node.clone())?;
+        if unnamed {
+            node.linkable.store(false, Ordering::Relaxed);
+        }
         let mut meta = lock(&node.meta);
         meta.st_nlink += 1;
         meta.st_ctime = now();
@@ -452,6 +464,18 @@ impl Inode for MemNode {
     fn create(&self, name: &[u8], mode: u32, creds: &Creds) -> Result<Arc<dyn Inode>, Errno> {
         let body = self.fs.file_body();
         Ok(self.add(name, S_IFREG | (mode & 0o7777), creds, body)?)
+    }
+
+    fn tmpfile(&self, mode: u32, creds: &Creds, linkable: bool) -> Result<Arc<dyn Inode>, Errno> {
+        if !self.is_dir() {
+            return Err(Errno::ENOTDIR);
+        }
+        let node = self
+            .fs
+            .node(S_IFREG | (mode & 0o7777), creds, self.fs.file_body());
+        lock(&node.meta).st_nlink = 0;
+        node.linkable.store(linkable, Ordering::Relaxed);
+        Ok(node)
     }
 
     fn mknod(&self, name: &[u8], mode: u32, rdev: u64, creds: &Creds) -> Result<(), Errno> {

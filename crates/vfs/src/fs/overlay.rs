@@ -322,6 +322,19 @@ impl Inode for Node {
         node.upper.get().ok_or(Errno::EIO)?.set_opaque()
     }
 
+    fn tmpfile(&self, mode: u32, creds: &Creds, linkable: bool) -> Result<Arc<dyn Inode>, Errno> {
+        let _changing = self.fs.lock();
+        let me = self.this()?;
+        let dir = me.copy_up(true)?;
+        let upper = dir.tmpfile(mode, creds, linkable)?;
+        let upper = upper
+            .as_any()
+            .downcast_ref::<MemNode>()
+            .and_then(|n| n.this())
+            .ok_or(Errno::EIO)?;
+        Ok(Node::new(me.fs.clone(), Some(me), b"", None, Some(upper)))
+    }
+
     fn mknod(&self, name: &[u8], mode: u32, rdev: u64, creds: &Creds) -> Result<(), Errno> {
         let _changing = self.fs.lock();
         self.create_with(name, |dir| dir.mknod(name, mode, rdev, creds))
