@@ -356,3 +356,17 @@ fn oflags_static() {
 fn oflags_dynamic() {
     oflags(Link::Dynamic);
 }
+
+fn inotify(link: Link) {
+    assert_program_passes("fs/inotify", link);
+}
+
+#[test]
+fn inotify_static() {
+    inotify(Link::Static);
+}
+
+#[test]
+fn inotify_dynamic() {
+    inotify(Link::Dynamic);
+}

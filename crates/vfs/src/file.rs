@@ -11,6 +11,7 @@ use zerocopy::IntoBytes;
 
 use crate::flags::*;
 use crate::inode::DirEntry;
+use crate::inotify;
 use crate::lock::{FlockKind, LockOwner, RangeLock};
 use crate::vfs::PathRef;
 use crate::wait::Waiter;
@@ -188,6 +189,14 @@ pub struct OpenFile {
 /// The last reference to a description releases its flock lock.
 impl Drop for OpenFile {
     fn drop(&mut self) {
+        let flags = self.flags();
+        if flags & O_PATH == 0 {
+            let close = match writes(flags) {
+                true => inotify::IN_CLOSE_WRITE,
+                false => inotify::IN_CLOSE_NOWRITE,
+            };
+            inotify::notify(&self.path.dentry, close);
+        }
         self.path.dentry.flocks.unlock(self.lock_owner());
         let records = &self.path.dentry.records;
         records.release(LockOwner::File(self.lock_owner()));
@@ -210,6 +219,9 @@ impl OpenFile {
         ops: Box<dyn FileOps>,
     ) -> Arc<OpenFile> {
         let flags = flags & !(O_CREAT | O_EXCL | O_NOCTTY | O_TRUNC | O_CLOEXEC);
+        if flags & O_PATH == 0 {
+            inotify::notify(&path.dentry, inotify::IN_OPEN);
+        }
         Arc::new(OpenFile {
             path,
             ops,
@@ -361,11 +373,15 @@ impl OpenFile {
         self.check_read()?;
         if self.ops.is_stream() {
             let extra = if nonblock { O_NONBLOCK } else { 0 };
-            return self.ops.read(buf, self.flags() | extra);
+            let n = self.ops.read(buf, self.flags() | extra)?;
+            self.accessed(n);
+            return Ok(n);
         }
         let mut pos = self.lock_pos();
         let n = self.ops.read_at(buf, pos.offset)?;
         pos.offset += n as u64;
+        drop(pos);
+        self.accessed(n);
         Ok(n)
     }
 
@@ -375,7 +391,16 @@ impl OpenFile {
         if off > MAX_OFFSET {
             return Err(Errno::EINVAL);
         }
-        self.ops.read_at(buf, off)
+        let n = self.ops.read_at(buf, off)?;
+        self.accessed(n);
+        Ok(n)
+    }
+
+    /// IN_ACCESS after a read that moved `n` bytes.
+    fn accessed(&self, n: usize) {
+        if n > 0 {
+            inotify::notify(&self.path.dentry, inotify::IN_ACCESS);
+        }
     }
 
     /// write(2): at the file offset, or at the end with O_APPEND.
@@ -388,7 +413,9 @@ impl OpenFile {
         self.check_write()?;
         if self.ops.is_stream() {
             let extra = if nonblock { O_NONBLOCK } else { 0 };
-            return self.ops.write(buf, self.flags() | extra);
+            let n = self.ops.write(buf, self.flags() | extra)?;
+            self.modified(n);
+            return Ok(n);
         }
         let mut pos = self.lock_pos();
         if self.flags() & O_APPEND != 0 {
@@ -396,6 +423,8 @@ impl OpenFile {
         }
         let n = self.ops.write_at(clamp(buf, pos.offset)?, pos.offset)?;
         pos.offset += n as u64;
+        drop(pos);
+        self.modified(n);
         Ok(n)
     }
 
@@ -410,7 +439,16 @@ impl OpenFile {
         } else {
             off
         };
-        self.ops.write_at(clamp(buf, off)?, off)
+        let n = self.ops.write_at(clamp(buf, off)?, off)?;
+        self.modified(n);
+        Ok(n)
+    }
+
+    /// IN_MODIFY after a write that moved `n` bytes.
+    fn modified(&self, n: usize) {
+        if n > 0 {
+            inotify::notify(&self.path.dentry, inotify::IN_MODIFY);
+        }
     }
 
     fn size(&self) -> Result<u64, Errno> {
@@ -468,7 +506,9 @@ impl OpenFile {
         if !writes(self.flags()) || self.file_type != S_IFREG || len > MAX_OFFSET {
             return Err(Errno::EINVAL);
         }
-        self.ops.truncate(len)
+        self.ops.truncate(len)?;
+        inotify::notify(&self.path.dentry, inotify::IN_MODIFY);
+        Ok(())
     }
 
     /// The poll(2) events ready on this file; see `FileOps::poll`.

@@ -23,6 +23,7 @@ mod flags;
 pub mod fs;
 mod hostfd;
 mod inode;
+pub mod inotify;
 mod lock;
 mod pipe;
 mod vfs;

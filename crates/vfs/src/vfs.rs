@@ -19,6 +19,9 @@ use crate::file::{NoOps, OpenFile};
 use crate::flags::*;
 use crate::fs::{devfs, gofer, memfs, overlay};
 use crate::inode::Inode;
+use crate::inotify::{
+    self, IN_ATTRIB, IN_CREATE, IN_DELETE, IN_ISDIR, IN_MOVED_FROM, IN_MOVED_TO, IN_MOVE_SELF,
+};
 use crate::lock::{Flocks, RecordLocks};
 
 /// Symlinks one resolution may follow (Linux's MAXSYMLINKS).
@@ -51,6 +54,7 @@ pub struct Dentry {
     mounted: AtomicBool,
     pub(crate) flocks: Flocks,
     pub(crate) records: RecordLocks,
+    pub(crate) watches: inotify::Watches,
 }
 
 struct Link {
@@ -71,6 +75,7 @@ impl Dentry {
             mounted: AtomicBool::new(false),
             flocks: Flocks::default(),
             records: RecordLocks::default(),
+            watches: Default::default(),
         })
     }
 
@@ -634,7 +639,10 @@ impl Vfs {
             return Err(Errno::EEXIST);
         };
         walker.check_create(&dir, &name)?;
-        dir.inode().mkdir(&name, mode & !ctx.umask & 0o1777, creds)
+        dir.inode()
+            .mkdir(&name, mode & !ctx.umask & 0o1777, creds)?;
+        inotify::notify_entry(&dir.dentry, IN_CREATE | IN_ISDIR, &name, 0);
+        Ok(())
     }
 
     /// mknod(2) of a FIFO, socket or device node (`mode` has the type and
@@ -667,7 +675,9 @@ impl Vfs {
             return Err(Errno::EPERM);
         }
         let perms = mode & !ctx.umask & 0o7777;
-        dir.inode().mknod(&name, kind | perms, rdev, creds)
+        dir.inode().mknod(&name, kind | perms, rdev, creds)?;
+        inotify::notify_entry(&dir.dentry, IN_CREATE, &name, 0);
+        Ok(())
     }
 
     /// symlink(2): creates `path` pointing at `target`.
@@ -696,7 +706,9 @@ impl Vfs {
         if last.trailing_slash {
             return Err(Errno::ENOENT);
         }
-        dir.inode().symlink(&name, target, creds)
+        dir.inode().symlink(&name, target, creds)?;
+        inotify::notify_entry(&dir.dentry, IN_CREATE, &name, 0);
+        Ok(())
     }
 
     /// link(2): `new_path` becomes another name of the file at `src`.
@@ -724,7 +736,10 @@ impl Vfs {
         if src.stat()?.is_dir() {
             return Err(Errno::EPERM);
         }
-        dir.inode().link(&name, src.inode().as_ref())
+        dir.inode().link(&name, src.inode().as_ref())?;
+        inotify::notify_self(&src.dentry, IN_ATTRIB);
+        inotify::notify_entry(&dir.dentry, IN_CREATE, &name, 0);
+        Ok(())
     }
 
     pub fn unlink(
@@ -750,6 +765,11 @@ impl Vfs {
         self.check_unmounted(&victim)?;
         dir.inode().unlink(&name)?;
         dir.dentry.forget(&name);
+        inotify::notify_self(&victim.dentry, IN_ATTRIB);
+        if victim.stat().is_ok_and(|st| st.st_nlink == 0) {
+            inotify::notify_gone(&victim.dentry);
+        }
+        inotify::notify_entry(&dir.dentry, IN_DELETE, &name, 0);
         Ok(())
     }
 
@@ -778,6 +798,8 @@ impl Vfs {
         }
         dir.inode().rmdir(&name)?;
         dir.dentry.forget(&name);
+        inotify::notify_gone(&victim.dentry);
+        inotify::notify_entry(&dir.dentry, IN_DELETE | IN_ISDIR, &name, 0);
         Ok(())
     }
 
@@ -867,12 +889,33 @@ impl Vfs {
             &new_name,
             flags,
         )?;
+        let moved =
+            |p: &PathRef, from: &PathRef, from_name: &[u8], to: &PathRef, to_name: &[u8]| {
+                let dir_bit = match p.stat().is_ok_and(|st| st.is_dir()) {
+                    true => IN_ISDIR,
+                    false => 0,
+                };
+                let cookie = inotify::cookie();
+                inotify::notify_entry(&from.dentry, IN_MOVED_FROM | dir_bit, from_name, cookie);
+                inotify::notify_entry(&to.dentry, IN_MOVED_TO | dir_bit, to_name, cookie);
+                inotify::notify(&p.dentry, IN_MOVE_SELF);
+            };
         if exchange {
             Dentry::swap_children(&old_dir.dentry, &old_name, &new_dir.dentry, &new_name);
+            moved(&src, &old_dir, &old_name, &new_dir, &new_name);
+            if let Some(dst) = &dst {
+                moved(dst, &new_dir, &new_name, &old_dir, &old_name);
+            }
         } else {
             old_dir
                 .dentry
                 .move_child(&old_name, &new_dir.dentry, &new_name);
+            moved(&src, &old_dir, &old_name, &new_dir, &new_name);
+            if let Some(dst) = &dst {
+                if dst.stat().is_ok_and(|st| st.st_nlink == 0 || st.is_dir()) {
+                    inotify::notify_gone(&dst.dentry);
+                }
+            }
         }
         Ok(())
     }
@@ -1101,6 +1144,7 @@ impl<'a> Walker<'a> {
                 Err(Errno::ENOENT) => {
                     self.creds.check(&dir_st, MAY_WRITE)?;
                     let inode = dir.inode().create(&name, mode, self.creds)?;
+                    inotify::notify_entry(&dir.dentry, IN_CREATE, &name, 0);
                     return Ok((dir.at(dir.dentry.insert(&name, inode)), true));
                 }
                 Err(e) => return Err(e),

@@ -12,6 +12,7 @@ mod fsattr;
 mod futex;
 pub use futex::{exit_robust_list, futex_wake, Futexes};
 mod info;
+mod inotify;
 mod locks;
 mod mm;
 mod pidfd;
@@ -168,6 +169,7 @@ pub static TABLE: LazyLock<Table> = LazyLock::new(|| {
     eventfd::register(&mut t);
     fs::register(&mut t);
     splice::register(&mut t);
+    inotify::register(&mut t);
     fsattr::register(&mut t);
     futex::register(&mut t);
     info::register(&mut t);
