@@ -325,6 +325,11 @@ fn wait_host_ready(t: &Task, file: &OpenFile, dir: Dir) -> Result<(), Errno> {
     }
 }
 
+/// Waits until a host FD has data (or hung up); a signal ends the wait.
+pub(super) fn wait_host_readable(t: &Task, file: &OpenFile) -> Result<(), Errno> {
+    wait_host_ready(t, file, Dir::Read)
+}
+
 /// Retries a non-blocking stream operation until it stops saying EAGAIN,
 /// waiting for readiness in between; a signal ends the wait.
 pub(super) fn wait_io(

@@ -13,7 +13,7 @@ use veil_abi::{Errno, SysResult, Sysno};
 use veil_vfs::wait::events::{POLLERR, POLLIN, POLLOUT};
 use veil_vfs::OpenFile;
 
-use super::fs::{read_iovecs, sigpipe, wait_io, CHUNK, MAX_RW};
+use super::fs::{read_iovecs, sigpipe, wait_host_readable, wait_io, CHUNK, MAX_RW};
 use super::strace::Arg::*;
 use super::{Args, Table};
 use crate::task::Task;
@@ -28,8 +28,14 @@ const SEEK_CUR: u32 = linux_raw_sys::general::SEEK_CUR;
 const MAX_OFFSET: u64 = i64::MAX as u64;
 
 pub(super) fn register(t: &mut Table) {
-    t.full(Sysno::sendfile, sendfile, &[Fd, Fd, Hex, UInt]);
-    t.full(Sysno::splice, splice, &[Fd, Hex, Fd, Hex, UInt, Hex]);
+    const HOST_NOTE: &str = "host descriptors (the sandbox's stdio) are plain streams, never pipes: a splice needs a pipe made in the sandbox at one end, and sendfile reads a host pipe instead of failing with EINVAL";
+    t.partial(Sysno::sendfile, sendfile, &[Fd, Fd, Hex, UInt], HOST_NOTE);
+    t.partial(
+        Sysno::splice,
+        splice,
+        &[Fd, Hex, Fd, Hex, UInt, Hex],
+        HOST_NOTE,
+    );
     t.full(Sysno::tee, tee, &[Fd, Fd, UInt, Hex]);
     t.partial(
         Sysno::vmsplice,
@@ -87,11 +93,18 @@ fn pump(
     let mut done = 0usize;
     while done < len {
         let want = buf.len().min(len - done);
+        // A host stream is read once, after waiting for it where a signal
+        // can interrupt the wait.
+        if let Src::Stream(f) = src {
+            if !nonblock && f.flags() & O_NONBLOCK == 0 {
+                wait_host_readable(t, f)?;
+            }
+        }
         match step(src, dst, &mut buf[..want], keep) {
             Ok(0) => break,
             Ok(n) => {
                 done += n;
-                if keep {
+                if keep || matches!(src, Src::Stream(_)) {
                     break;
                 }
             }
@@ -208,7 +221,10 @@ fn position(f: &OpenFile) -> Result<u64, Errno> {
 fn file_src<'a>(f: &'a OpenFile, off: Option<u64>) -> Result<Src<'a>, Errno> {
     match off {
         Some(off) => Ok(Src::At(f, off)),
-        None if f.is_stream() => Ok(Src::Stream(f)),
+        // Host FDs; the sandbox's other streams (eventfd and the like)
+        // cannot feed a splice, as on Linux.
+        None if f.is_stream() && f.needs_repoll() => Ok(Src::Stream(f)),
+        None if f.is_stream() => Err(Errno::EINVAL),
         None => Ok(Src::At(f, position(f)?)),
     }
 }
