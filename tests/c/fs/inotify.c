@@ -2,14 +2,15 @@
  * inotify: events for changes made by the program itself (create, modify,
  * attrib, open/close, moves with matching cookies, delete, delete_self and
  * ignored), IN_ONESHOT, IN_MASK_ADD/IN_MASK_CREATE, IN_ONLYDIR,
- * IN_DONT_FOLLOW, coalescing of identical events, FIONREAD, poll, a too
- * small read buffer, queue overflow, a blocking read and the argument
- * checks. Works in a fresh directory under /tmp.
+ * IN_DONT_FOLLOW, coalescing of identical events, FIONREAD, poll and
+ * epoll, a too small read buffer, queue overflow, a blocking read and the
+ * argument checks. Works in a fresh directory under /tmp.
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/epoll.h>
 #include <sys/inotify.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
@@ -102,6 +103,15 @@ int main(void)
 	close(fd);
 	drain("write");
 	report("poll empty %d", poll(&pfd, 1, 0));
+
+	int ep = epoll_create1(0);
+	struct epoll_event ee = {.events = EPOLLIN};
+	epoll_ctl(ep, EPOLL_CTL_ADD, in, &ee);
+	report("epoll idle %d", epoll_wait(ep, &ee, 1, 0));
+	chmod("a", 0644);
+	report("epoll ready %d", epoll_wait(ep, &ee, 1, 0));
+	close(ep);
+	drain("chmod under epoll");
 
 	rename("a", "b");
 	drain("rename");
