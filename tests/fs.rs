@@ -272,3 +272,101 @@ fn dev_std_links_reopen_their_files() {
     );
     assert_eq!(veil.stderr_str(), "err\n", "{}", veil.describe());
 }
+
+fn splice(link: Link) {
+    assert_program_passes("fs/splice", link);
+}
+
+#[test]
+fn splice_static() {
+    splice(Link::Static);
+}
+
+#[test]
+fn splice_dynamic() {
+    splice(Link::Dynamic);
+}
+
+fn rename(link: Link) {
+    assert_program_passes("fs/rename", link);
+}
+
+#[test]
+fn rename_static() {
+    rename(Link::Static);
+}
+
+#[test]
+fn rename_dynamic() {
+    rename(Link::Dynamic);
+}
+
+fn openat2(link: Link) {
+    assert_program_passes("fs/openat2", link);
+}
+
+#[test]
+fn openat2_static() {
+    openat2(Link::Static);
+}
+
+#[test]
+fn openat2_dynamic() {
+    openat2(Link::Dynamic);
+}
+
+fn mknod(link: Link) {
+    assert_program_passes("fs/mknod", link);
+}
+
+#[test]
+fn mknod_static() {
+    mknod(Link::Static);
+}
+
+#[test]
+fn mknod_dynamic() {
+    mknod(Link::Dynamic);
+}
+
+fn tmpfile(link: Link) {
+    assert_program_passes("fs/tmpfile", link);
+}
+
+#[test]
+fn tmpfile_static() {
+    tmpfile(Link::Static);
+}
+
+#[test]
+fn tmpfile_dynamic() {
+    tmpfile(Link::Dynamic);
+}
+
+fn oflags(link: Link) {
+    assert_program_passes("fs/oflags", link);
+}
+
+#[test]
+fn oflags_static() {
+    oflags(Link::Static);
+}
+
+#[test]
+fn oflags_dynamic() {
+    oflags(Link::Dynamic);
+}
+
+fn inotify(link: Link) {
+    assert_program_passes("fs/inotify", link);
+}
+
+#[test]
+fn inotify_static() {
+    inotify(Link::Static);
+}
+
+#[test]
+fn inotify_dynamic() {
+    inotify(Link::Dynamic);
+}

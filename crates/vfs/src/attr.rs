@@ -115,7 +115,9 @@ impl Vfs {
         if st.is_symlink() {
             return Err(Errno::EOPNOTSUPP);
         }
-        p.inode().setattr(&creds.chmod_attr(&st, mode)?)
+        p.inode().setattr(&creds.chmod_attr(&st, mode)?)?;
+        crate::inotify::notify(&p.dentry, crate::inotify::IN_ATTRIB);
+        Ok(())
     }
 
     /// chown(2); `None` leaves an ID as it is.
@@ -129,7 +131,9 @@ impl Vfs {
         let _changing = self.lock_changes();
         p.mount.check_writable()?;
         let st = p.stat()?;
-        p.inode().setattr(&creds.chown_attr(&st, uid, gid)?)
+        p.inode().setattr(&creds.chown_attr(&st, uid, gid)?)?;
+        crate::inotify::notify(&p.dentry, crate::inotify::IN_ATTRIB);
+        Ok(())
     }
 
     /// utimensat(2): `None` sets both times to now.
@@ -142,7 +146,9 @@ impl Vfs {
         let _changing = self.lock_changes();
         p.mount.check_writable()?;
         let st = p.stat()?;
-        p.inode().setattr(&creds.utimes_attr(&st, times)?)
+        p.inode().setattr(&creds.utimes_attr(&st, times)?)?;
+        crate::inotify::notify(&p.dentry, crate::inotify::IN_ATTRIB);
+        Ok(())
     }
 }
 

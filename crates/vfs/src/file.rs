@@ -11,6 +11,7 @@ use zerocopy::IntoBytes;
 
 use crate::flags::*;
 use crate::inode::DirEntry;
+use crate::inotify;
 use crate::lock::{FlockKind, LockOwner, RangeLock};
 use crate::vfs::PathRef;
 use crate::wait::Waiter;
@@ -92,6 +93,23 @@ pub trait FileOps: Send + Sync {
     fn poll(&self, _waiter: Option<&Arc<Waiter>>) -> u32 {
         use crate::wait::events::*;
         POLLIN | POLLOUT | POLLRDNORM | POLLWRNORM
+    }
+
+    /// A pipe's queued data, copied without consuming it (splice, tee):
+    /// EAGAIN when empty with writers left, 0 when empty without.
+    fn peek(&self, _buf: &mut [u8]) -> Result<usize, Errno> {
+        Err(Errno::EINVAL)
+    }
+
+    /// For a FIFO end opened without a partner: whether one has come since
+    /// (open(2) waits for that). With a waiter, registers it to be woken.
+    fn open_ready(&self, _waiter: Option<&Arc<Waiter>>) -> bool {
+        true
+    }
+
+    /// For pipes: how many bytes a non-blocking write takes whole now.
+    fn room(&self) -> Option<usize> {
+        None
     }
 
     /// Whether this is a terminal. Process groups, sessions and job control
@@ -177,6 +195,14 @@ pub struct OpenFile {
 /// The last reference to a description releases its flock lock.
 impl Drop for OpenFile {
     fn drop(&mut self) {
+        let flags = self.flags();
+        if flags & O_PATH == 0 {
+            let close = match writes(flags) {
+                true => inotify::IN_CLOSE_WRITE,
+                false => inotify::IN_CLOSE_NOWRITE,
+            };
+            inotify::notify(&self.path.dentry, close);
+        }
         self.path.dentry.flocks.unlock(self.lock_owner());
         let records = &self.path.dentry.records;
         records.release(LockOwner::File(self.lock_owner()));
@@ -199,6 +225,9 @@ impl OpenFile {
         ops: Box<dyn FileOps>,
     ) -> Arc<OpenFile> {
         let flags = flags & !(O_CREAT | O_EXCL | O_NOCTTY | O_TRUNC | O_CLOEXEC);
+        if flags & O_PATH == 0 {
+            inotify::notify(&path.dentry, inotify::IN_OPEN);
+        }
         Arc::new(OpenFile {
             path,
             ops,
@@ -350,11 +379,15 @@ impl OpenFile {
         self.check_read()?;
         if self.ops.is_stream() {
             let extra = if nonblock { O_NONBLOCK } else { 0 };
-            return self.ops.read(buf, self.flags() | extra);
+            let n = self.ops.read(buf, self.flags() | extra)?;
+            self.accessed(n);
+            return Ok(n);
         }
         let mut pos = self.lock_pos();
         let n = self.ops.read_at(buf, pos.offset)?;
         pos.offset += n as u64;
+        drop(pos);
+        self.accessed(n);
         Ok(n)
     }
 
@@ -364,7 +397,16 @@ impl OpenFile {
         if off > MAX_OFFSET {
             return Err(Errno::EINVAL);
         }
-        self.ops.read_at(buf, off)
+        let n = self.ops.read_at(buf, off)?;
+        self.accessed(n);
+        Ok(n)
+    }
+
+    /// IN_ACCESS after a read that moved `n` bytes.
+    fn accessed(&self, n: usize) {
+        if n > 0 {
+            inotify::notify(&self.path.dentry, inotify::IN_ACCESS);
+        }
     }
 
     /// write(2): at the file offset, or at the end with O_APPEND.
@@ -377,7 +419,9 @@ impl OpenFile {
         self.check_write()?;
         if self.ops.is_stream() {
             let extra = if nonblock { O_NONBLOCK } else { 0 };
-            return self.ops.write(buf, self.flags() | extra);
+            let n = self.ops.write(buf, self.flags() | extra)?;
+            self.modified(n);
+            return Ok(n);
         }
         let mut pos = self.lock_pos();
         if self.flags() & O_APPEND != 0 {
@@ -385,6 +429,8 @@ impl OpenFile {
         }
         let n = self.ops.write_at(clamp(buf, pos.offset)?, pos.offset)?;
         pos.offset += n as u64;
+        drop(pos);
+        self.modified(n);
         Ok(n)
     }
 
@@ -399,7 +445,16 @@ impl OpenFile {
         } else {
             off
         };
-        self.ops.write_at(clamp(buf, off)?, off)
+        let n = self.ops.write_at(clamp(buf, off)?, off)?;
+        self.modified(n);
+        Ok(n)
+    }
+
+    /// IN_MODIFY after a write that moved `n` bytes.
+    fn modified(&self, n: usize) {
+        if n > 0 {
+            inotify::notify(&self.path.dentry, inotify::IN_MODIFY);
+        }
     }
 
     fn size(&self) -> Result<u64, Errno> {
@@ -465,12 +520,51 @@ impl OpenFile {
         if !writes(self.flags()) || self.file_type != S_IFREG || len > MAX_OFFSET {
             return Err(Errno::EINVAL);
         }
-        self.ops.truncate(len)
+        self.ops.truncate(len)?;
+        inotify::notify(&self.path.dentry, inotify::IN_MODIFY);
+        Ok(())
     }
 
     /// The poll(2) events ready on this file; see `FileOps::poll`.
     pub fn poll(&self, waiter: Option<&Arc<Waiter>>) -> u32 {
         self.ops.poll(waiter)
+    }
+
+    /// Whether this is an end of a pipe or FIFO (splice's rules).
+    pub fn is_pipe(&self) -> bool {
+        !self.is_path_only() && self.ops.room().is_some()
+    }
+
+    /// See `FileOps::peek`.
+    pub fn peek(&self, buf: &mut [u8]) -> Result<usize, Errno> {
+        self.ops.peek(buf)
+    }
+
+    /// See `FileOps::open_ready`.
+    pub fn open_ready(&self, waiter: Option<&Arc<Waiter>>) -> bool {
+        self.ops.open_ready(waiter)
+    }
+
+    /// See `FileOps::room`; 0 for files that are not pipes.
+    pub fn room(&self) -> usize {
+        self.ops.room().unwrap_or(0)
+    }
+
+    /// Whether the description may be read (open for reading, not O_PATH).
+    pub fn readable(&self) -> bool {
+        let flags = self.flags();
+        flags & O_PATH == 0 && flags & O_ACCMODE != O_WRONLY
+    }
+
+    /// Whether the description may be written.
+    pub fn writable(&self) -> bool {
+        let flags = self.flags();
+        flags & O_PATH == 0 && writes(flags)
+    }
+
+    /// The file type bits (S_IFREG, S_IFIFO, ...).
+    pub fn file_type(&self) -> u32 {
+        self.file_type
     }
 
     /// Whether the file keeps its own position (pipes, terminals, host FDs).

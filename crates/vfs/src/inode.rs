@@ -75,6 +75,24 @@ pub trait Inode: Send + Sync {
         Err(Errno::EACCES)
     }
 
+    /// Creates a FIFO, socket or device node: `mode` has the file type,
+    /// `rdev` the device number (Linux's encoding).
+    fn mknod(&self, _name: &[u8], _mode: u32, _rdev: u64, _creds: &Creds) -> Result<(), Errno> {
+        Err(Errno::EPERM)
+    }
+
+    /// O_TMPFILE: a regular file without a name, in this directory's
+    /// filesystem. Unless `linkable` is false (O_EXCL), `link` may give it
+    /// one name later.
+    fn tmpfile(
+        &self,
+        _mode: u32,
+        _creds: &Creds,
+        _linkable: bool,
+    ) -> Result<Arc<dyn Inode>, Errno> {
+        Err(Errno::EOPNOTSUPP)
+    }
+
     fn mkdir(&self, _name: &[u8], _mode: u32, _creds: &Creds) -> Result<(), Errno> {
         Err(Errno::EPERM)
     }
@@ -103,13 +121,17 @@ pub trait Inode: Send + Sync {
     /// directory of the same filesystem (the VFS has checked the mount),
     /// replacing what is there. The VFS has checked types: a directory only
     /// replaces a directory, which the filesystem must find empty
-    /// (ENOTEMPTY).
+    /// (ENOTEMPTY). `flags` are renameat2's: with RENAME_NOREPLACE an
+    /// existing target is EEXIST, with RENAME_EXCHANGE (the VFS has checked
+    /// that both exist) the two entries swap; flags the filesystem does not
+    /// support are EINVAL.
     fn rename(
         &self,
         _name: &[u8],
         _child: &dyn Inode,
         _new_dir: &dyn Inode,
         _new_name: &[u8],
+        _flags: u32,
     ) -> Result<(), Errno> {
         Err(Errno::EPERM)
     }

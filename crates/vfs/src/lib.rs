@@ -24,6 +24,7 @@ mod flags;
 pub mod fs;
 mod hostfd;
 mod inode;
+pub mod inotify;
 mod lock;
 pub mod mount;
 mod pipe;
@@ -37,8 +38,12 @@ pub use fdtable::{FdTable, DEFAULT_NOFILE, MAX_NOFILE};
 pub use file::{statx_from_stat, FileOps, NoOps, OpenFile, UserMem};
 pub use inode::{DirEntry, Inode, SetAttr};
 pub use lock::{FlockKind, LockOwner, RangeLock};
-pub use pipe::new_pipe;
-pub use vfs::{Dentry, FsContext, Mount, PathRef, Vfs};
+pub use pipe::{new_pipe, Fifo};
+pub use vfs::{
+    Dentry, FsContext, Mount, PathRef, Vfs, RENAME_EXCHANGE, RENAME_NOREPLACE, RENAME_WHITEOUT,
+    RESOLVE_BENEATH, RESOLVE_CACHED, RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS, RESOLVE_NO_SYMLINKS,
+    RESOLVE_NO_XDEV,
+};
 
 /// A host call's error, as the application sees it.
 fn host_errno(e: rustix::io::Errno) -> veil_abi::Errno {

@@ -40,23 +40,15 @@ static NEXT_INO: AtomicU64 = AtomicU64::new(1);
 /// A new pipe's read and write ends; of `flags` only O_NONBLOCK counts, and
 /// O_DIRECT, which makes the write end write packets.
 pub fn new_pipe(flags: i32) -> (Arc<OpenFile>, Arc<OpenFile>) {
-    let pipe = Arc::new(Pipe {
-        ino: NEXT_INO.fetch_add(1, Ordering::Relaxed),
-        state: Mutex::new(State {
-            bufs: VecDeque::new(),
-            max_slots: DEFAULT_SLOTS,
-            readers: 1,
-            writers: 1,
-        }),
-        changed: Condvar::new(),
-        pollers: WaitQueue::default(),
-    });
+    let pipe = Pipe::new(NEXT_INO.fetch_add(1, Ordering::Relaxed), 1);
     let name = format!("pipe:[{}]", pipe.ino);
     let path = PathRef::anonymous(name.as_bytes(), Arc::new(PipeInode(pipe.clone())));
-    let end = |flags, writer| {
+    let end = |flags, writer: bool| {
         let ops = Box::new(PipeEnd {
             pipe: pipe.clone(),
+            reader: !writer,
             writer,
+            wait_for: None,
         });
         OpenFile::with_type(path.clone(), flags, S_IFIFO, ops)
     };
@@ -94,6 +86,10 @@ struct State {
     max_slots: usize,
     readers: usize,
     writers: usize,
+    /// Opens of each end so far: a FIFO opener waits for the other's to
+    /// change (Linux's r_counter and w_counter).
+    read_opens: u64,
+    write_opens: u64,
 }
 
 impl State {
@@ -107,6 +103,63 @@ impl State {
 }
 
 impl Pipe {
+    /// A pipe with `ends` readers and writers already.
+    fn new(ino: u64, ends: usize) -> Arc<Pipe> {
+        Arc::new(Pipe {
+            ino,
+            state: Mutex::new(State {
+                bufs: VecDeque::new(),
+                max_slots: DEFAULT_SLOTS,
+                readers: ends,
+                writers: ends,
+                read_opens: ends as u64,
+                write_opens: ends as u64,
+            }),
+            changed: Condvar::new(),
+            pollers: WaitQueue::default(),
+        })
+    }
+
+    /// Opens an end by access mode, as a FIFO's open(2) does, without
+    /// waiting: the opener waits for a partner with `FileOps::open_ready`.
+    fn open_end(self: &Arc<Self>, flags: i32, fifo: bool) -> Result<Box<dyn FileOps>, Errno> {
+        let (reader, writer) = match flags & O_ACCMODE {
+            O_RDONLY => (true, false),
+            O_WRONLY => (false, true),
+            _ if fifo => (true, true),
+            _ => return Err(Errno::ENXIO),
+        };
+        let mut state = self.lock();
+        if fifo && writer && !reader && state.readers == 0 && flags & O_NONBLOCK != 0 {
+            return Err(Errno::ENXIO);
+        }
+        // A blocking FIFO opener without a partner waits for the other
+        // side's next open.
+        let wait_for = match (reader, writer) {
+            (true, false) if fifo && state.writers == 0 && flags & O_NONBLOCK == 0 => {
+                Some((true, state.write_opens))
+            }
+            (false, true) if fifo && state.readers == 0 => Some((false, state.read_opens)),
+            _ => None,
+        };
+        if reader {
+            state.readers += 1;
+            state.read_opens += 1;
+        }
+        if writer {
+            state.writers += 1;
+            state.write_opens += 1;
+        }
+        drop(state);
+        self.notify(crate::wait::ALL);
+        Ok(Box::new(PipeEnd {
+            pipe: self.clone(),
+            reader,
+            writer,
+            wait_for,
+        }))
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -140,21 +193,7 @@ impl Inode for PipeInode {
     /// Opened again through /proc/self/fd: a new read or write end, as
     /// Linux opens a pipe there like a FIFO.
     fn open(self: Arc<Self>, flags: i32) -> Result<Box<dyn FileOps>, Errno> {
-        let writer = match flags & O_ACCMODE {
-            O_RDONLY => false,
-            O_WRONLY => true,
-            _ => return Err(Errno::ENXIO),
-        };
-        let mut state = self.0.lock();
-        match writer {
-            true => state.writers += 1,
-            false => state.readers += 1,
-        }
-        drop(state);
-        Ok(Box::new(PipeEnd {
-            pipe: self.0.clone(),
-            writer,
-        }))
+        self.0.open_end(flags, false)
     }
 
     fn as_any(&self) -> &dyn std::any::Any {
@@ -164,15 +203,25 @@ impl Inode for PipeInode {
 
 struct PipeEnd {
     pipe: Arc<Pipe>,
+    reader: bool,
     writer: bool,
+    /// For a FIFO opener without a partner: whether it waits for a writer
+    /// (or a reader), and that side's open count when it came.
+    wait_for: Option<(bool, u64)>,
 }
 
 impl Drop for PipeEnd {
     fn drop(&mut self) {
         let mut state = self.pipe.lock();
-        match self.writer {
-            true => state.writers -= 1,
-            false => state.readers -= 1,
+        if self.reader {
+            state.readers -= 1;
+        }
+        if self.writer {
+            state.writers -= 1;
+        }
+        // A FIFO's data lasts only while it is open.
+        if state.readers == 0 && state.writers == 0 {
+            state.bufs.clear();
         }
         drop(state);
         self.pipe.notify(crate::wait::ALL);
@@ -294,6 +343,45 @@ impl FileOps for PipeEnd {
         })
     }
 
+    fn peek(&self, buf: &mut [u8]) -> Result<usize, Errno> {
+        let state = self.pipe.lock();
+        if state.bufs.is_empty() {
+            return match state.writers {
+                0 => Ok(0),
+                _ => Err(Errno::EAGAIN),
+            };
+        }
+        let mut done = 0;
+        for b in &state.bufs {
+            let n = b.len().min(buf.len() - done);
+            buf[done..done + n].copy_from_slice(&b.data[b.off..b.off + n]);
+            done += n;
+            if done == buf.len() {
+                break;
+            }
+        }
+        Ok(done)
+    }
+
+    fn open_ready(&self, waiter: Option<&Arc<Waiter>>) -> bool {
+        let Some((for_writer, seen)) = self.wait_for else {
+            return true;
+        };
+        if let Some(w) = waiter {
+            self.pipe.pollers.register(w);
+        }
+        let state = self.pipe.lock();
+        match for_writer {
+            true => state.write_opens != seen,
+            false => state.read_opens != seen,
+        }
+    }
+
+    fn room(&self) -> Option<usize> {
+        let state = self.pipe.lock();
+        Some(state.max_slots.saturating_sub(state.bufs.len()) * PAGE)
+    }
+
     fn poll(&self, waiter: Option<&Arc<Waiter>>) -> u32 {
         if let Some(w) = waiter {
             self.pipe.pollers.register(w);
@@ -307,7 +395,8 @@ impl FileOps for PipeEnd {
             if state.readers == 0 {
                 ev |= POLLERR;
             }
-        } else {
+        }
+        if self.reader {
             if !state.bufs.is_empty() {
                 ev |= POLLIN | POLLRDNORM;
             }
@@ -359,5 +448,23 @@ impl FileOps for PipeEnd {
             }
         }
         Ok((state.max_slots * PAGE) as u64)
+    }
+}
+
+/// A named pipe's pipe (mknod S_IFIFO), made on its first open.
+#[derive(Default)]
+pub struct Fifo(Mutex<Option<Arc<Pipe>>>);
+
+impl Fifo {
+    /// Opens an end as open(2) does for `flags`: O_RDWR never waits, a
+    /// non-blocking writer without readers is ENXIO.
+    pub fn open(&self, ino: u64, flags: i32) -> Result<Box<dyn FileOps>, Errno> {
+        let pipe = self
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get_or_insert_with(|| Pipe::new(ino, 0))
+            .clone();
+        pipe.open_end(flags, true)
     }
 }

@@ -20,6 +20,9 @@ use crate::file::{NoOps, OpenFile};
 use crate::flags::*;
 use crate::fs::{devfs, gofer, memfs, overlay};
 use crate::inode::Inode;
+use crate::inotify::{
+    self, IN_ATTRIB, IN_CREATE, IN_DELETE, IN_ISDIR, IN_MOVED_FROM, IN_MOVED_TO, IN_MOVE_SELF,
+};
 use crate::lock::{Flocks, RecordLocks};
 use crate::mount::{
     escape, flag_options, FsKind, MountKind, Superblock, MNT_FLAGS, MNT_NODEV, MNT_NOEXEC,
@@ -28,6 +31,15 @@ use crate::mount::{
 
 /// Symlinks one resolution may follow (Linux's MAXSYMLINKS).
 const MAX_SYMLINKS: usize = 40;
+pub const RENAME_NOREPLACE: u32 = linux_raw_sys::general::RENAME_NOREPLACE;
+pub const RENAME_EXCHANGE: u32 = linux_raw_sys::general::RENAME_EXCHANGE;
+pub const RENAME_WHITEOUT: u32 = linux_raw_sys::general::RENAME_WHITEOUT;
+pub const RESOLVE_NO_XDEV: u64 = linux_raw_sys::general::RESOLVE_NO_XDEV as u64;
+pub const RESOLVE_NO_MAGICLINKS: u64 = linux_raw_sys::general::RESOLVE_NO_MAGICLINKS as u64;
+pub const RESOLVE_NO_SYMLINKS: u64 = linux_raw_sys::general::RESOLVE_NO_SYMLINKS as u64;
+pub const RESOLVE_BENEATH: u64 = linux_raw_sys::general::RESOLVE_BENEATH as u64;
+pub const RESOLVE_IN_ROOT: u64 = linux_raw_sys::general::RESOLVE_IN_ROOT as u64;
+pub const RESOLVE_CACHED: u64 = linux_raw_sys::general::RESOLVE_CACHED as u64;
 const NAME_MAX: usize = linux_raw_sys::general::NAME_MAX as usize;
 const PATH_MAX: usize = linux_raw_sys::general::PATH_MAX as usize;
 
@@ -48,6 +60,7 @@ pub struct Dentry {
     pub(crate) flocks: Flocks,
     pub(crate) records: RecordLocks,
     lru: Arc<DentryLru>,
+    pub(crate) watches: inotify::Watches,
 }
 
 struct Link {
@@ -74,6 +87,7 @@ impl Dentry {
             flocks: Flocks::default(),
             records: RecordLocks::default(),
             lru,
+            watches: Default::default(),
         })
     }
 
@@ -151,6 +165,22 @@ impl Dentry {
                 parent: Arc::downgrade(new_parent),
             };
             lock(&new_parent.children).insert(new_name.to_vec(), moved);
+        }
+    }
+
+    /// Swaps the cached children `a_name` of `a` and `b_name` of `b`
+    /// (RENAME_EXCHANGE), so that locations inside either follow.
+    fn swap_children(a: &Arc<Dentry>, a_name: &[u8], b: &Arc<Dentry>, b_name: &[u8]) {
+        let first = a.forget(a_name);
+        let second = b.forget(b_name);
+        for (moved, parent, name) in [(first, b, b_name), (second, a, a_name)] {
+            if let Some(moved) = moved {
+                *lock(&moved.link) = Link {
+                    name: name.to_vec(),
+                    parent: Arc::downgrade(parent),
+                };
+                lock(&parent.children).insert(name.to_vec(), moved);
+            }
         }
     }
 
@@ -611,7 +641,30 @@ impl Vfs {
         mode: u32,
         creds: &Creds,
     ) -> Result<Arc<OpenFile>, Errno> {
+        self.open_resolve(ctx, start, path, flags, mode, creds, 0)
+    }
+
+    /// openat2(2): `open` with `RESOLVE_*` flags restricting the walk.
+    /// With RESOLVE_BENEATH or RESOLVE_IN_ROOT, `start` is the scope even
+    /// for absolute paths.
+    #[allow(clippy::too_many_arguments)]
+    pub fn open_resolve(
+        &self,
+        ctx: &FsContext,
+        start: &PathRef,
+        path: &[u8],
+        flags: i32,
+        mode: u32,
+        creds: &Creds,
+        resolve: u64,
+    ) -> Result<Arc<OpenFile>, Errno> {
         let mut walker = Walker::new(self, ctx, creds);
+        walker.restrict(resolve, start);
+        // O_TMPFILE is two bits; one without the other, or with O_CREAT,
+        // is invalid.
+        if flags & O_TMPFILE & !O_DIRECTORY != 0 && flags & (O_TMPFILE | O_CREAT) != O_TMPFILE {
+            return Err(Errno::EINVAL);
+        }
         if flags & O_PATH != 0 {
             let target = walker.walk(start, path, flags & O_NOFOLLOW == 0)?;
             if flags & O_DIRECTORY != 0 && !target.stat()?.is_dir() {
@@ -621,7 +674,7 @@ impl Vfs {
             return OpenFile::new(target, kept, Box::new(NoOps));
         }
         if flags & O_TMPFILE == O_TMPFILE {
-            return Err(Errno::EOPNOTSUPP);
+            return self.open_tmpfile(&mut walker, start, path, flags, mode & !ctx.umask, creds);
         }
         // Linux 6.4 and later refuse O_CREAT | O_DIRECTORY too.
         if flags & O_ACCMODE == O_ACCMODE
@@ -678,6 +731,44 @@ impl Vfs {
         }
         let ops = target.inode().clone().open(flags)?;
         OpenFile::new(target, flags | O_LARGEFILE, ops)
+    }
+
+    /// open(O_TMPFILE): an unnamed regular file in the directory at `path`,
+    /// which `linkat` may name unless O_EXCL.
+    fn open_tmpfile(
+        &self,
+        walker: &mut Walker,
+        start: &PathRef,
+        path: &[u8],
+        flags: i32,
+        mode: u32,
+        creds: &Creds,
+    ) -> Result<Arc<OpenFile>, Errno> {
+        if !writes(flags) {
+            return Err(Errno::EINVAL);
+        }
+        let dir = walker.walk(start, path, flags & O_NOFOLLOW == 0)?;
+        let st = dir.stat()?;
+        if !st.is_dir() {
+            return Err(Errno::ENOTDIR);
+        }
+        creds.check(&st, MAY_WRITE | MAY_EXEC)?;
+        dir.mount.check_writable()?;
+        let inode = dir
+            .inode()
+            .tmpfile(mode & 0o7777, creds, flags & O_EXCL == 0)?;
+        let name = format!("#{}", inode.stat()?.st_ino);
+        // A name under the directory that no lookup finds: linkat gives
+        // the file its first real one.
+        let dentry = Dentry::new(
+            name.as_bytes(),
+            Arc::downgrade(&dir.dentry),
+            inode.clone(),
+            dir.dentry.lru.clone(),
+        );
+        let target = dir.at(dentry);
+        let ops = inode.open(flags & !(O_TRUNC | O_CREAT))?;
+        OpenFile::new(target, (flags & !(O_TMPFILE | O_EXCL)) | O_LARGEFILE, ops)
     }
 
     /// readlink(2), with root's search rights.
@@ -773,7 +864,45 @@ impl Vfs {
             return Err(Errno::EEXIST);
         };
         walker.check_create(&dir, &name)?;
-        dir.inode().mkdir(&name, mode & !ctx.umask & 0o1777, creds)
+        dir.inode()
+            .mkdir(&name, mode & !ctx.umask & 0o1777, creds)?;
+        inotify::notify_entry(&dir.dentry, IN_CREATE | IN_ISDIR, &name, 0);
+        Ok(())
+    }
+
+    /// mknod(2) of a FIFO, socket or device node (`mode` has the type and
+    /// the permission bits before the umask); regular files go through
+    /// `open`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn mknod(
+        &self,
+        ctx: &FsContext,
+        start: &PathRef,
+        path: &[u8],
+        mode: u32,
+        rdev: u64,
+        creds: &Creds,
+    ) -> Result<(), Errno> {
+        let _changing = self.lock_changes();
+        let mut walker = Walker::new(self, ctx, creds);
+        let (dir, last) = walker.walk_parent(start, path)?;
+        let LastKind::Name(name) = last.kind else {
+            return Err(Errno::EEXIST);
+        };
+        walker.check_create(&dir, &name)?;
+        if last.trailing_slash {
+            return Err(Errno::ENOENT);
+        }
+        let kind = mode & veil_abi::mode::S_IFMT;
+        if (kind == veil_abi::mode::S_IFCHR || kind == veil_abi::mode::S_IFBLK)
+            && !creds.capable(crate::cap::CAP_MKNOD)
+        {
+            return Err(Errno::EPERM);
+        }
+        let perms = mode & !ctx.umask & 0o7777;
+        dir.inode().mknod(&name, kind | perms, rdev, creds)?;
+        inotify::notify_entry(&dir.dentry, IN_CREATE, &name, 0);
+        Ok(())
     }
 
     /// symlink(2): creates `path` pointing at `target`.
@@ -802,7 +931,9 @@ impl Vfs {
         if last.trailing_slash {
             return Err(Errno::ENOENT);
         }
-        dir.inode().symlink(&name, target, creds)
+        dir.inode().symlink(&name, target, creds)?;
+        inotify::notify_entry(&dir.dentry, IN_CREATE, &name, 0);
+        Ok(())
     }
 
     /// link(2): `new_path` becomes another name of the file at `src`.
@@ -830,7 +961,10 @@ impl Vfs {
         if src.stat()?.is_dir() {
             return Err(Errno::EPERM);
         }
-        dir.inode().link(&name, src.inode().as_ref())
+        dir.inode().link(&name, src.inode().as_ref())?;
+        inotify::notify_self(&src.dentry, IN_ATTRIB);
+        inotify::notify_entry(&dir.dentry, IN_CREATE, &name, 0);
+        Ok(())
     }
 
     pub fn unlink(
@@ -857,6 +991,11 @@ impl Vfs {
         self.check_unmounted(&victim)?;
         dir.inode().unlink(&name)?;
         dir.dentry.forget(&name);
+        inotify::notify_self(&victim.dentry, IN_ATTRIB);
+        if victim.stat().is_ok_and(|st| st.st_nlink == 0) {
+            inotify::notify_gone(&victim.dentry);
+        }
+        inotify::notify_entry(&dir.dentry, IN_DELETE, &name, 0);
         Ok(())
     }
 
@@ -886,10 +1025,15 @@ impl Vfs {
         }
         dir.inode().rmdir(&name)?;
         dir.dentry.forget(&name);
+        inotify::notify_gone(&victim.dentry);
+        inotify::notify_entry(&dir.dentry, IN_DELETE | IN_ISDIR, &name, 0);
         Ok(())
     }
 
-    /// rename(2), replacing any target.
+    /// renameat2(2): with `flags` 0 replacing any target, or with
+    /// RENAME_NOREPLACE (EEXIST instead) or RENAME_EXCHANGE (swapping two
+    /// existing names); the filesystem decides on RENAME_WHITEOUT.
+    #[allow(clippy::too_many_arguments)]
     pub fn rename(
         &self,
         ctx: &FsContext,
@@ -898,7 +1042,9 @@ impl Vfs {
         new_start: &PathRef,
         new_path: &[u8],
         creds: &Creds,
+        flags: u32,
     ) -> Result<(), Errno> {
+        let exchange = flags & RENAME_EXCHANGE != 0;
         let _changing = self.lock_changes();
         let mut walker = Walker::new(self, ctx, creds);
         let (old_dir, old_last) = walker.walk_parent(old_start, old_path)?;
@@ -913,30 +1059,46 @@ impl Vfs {
         old_dir.mount.check_writable()?;
         let (src, src_st) = walker.removable(&old_dir, &old_name)?;
         let is_dir = src_st.is_dir();
-        if !is_dir && (old_last.trailing_slash || new_last.trailing_slash) {
+        if !is_dir && (old_last.trailing_slash || (new_last.trailing_slash && !exchange)) {
             return Err(Errno::ENOTDIR);
         }
         let new_dir_st = new_dir.stat()?;
         creds.check(&new_dir_st, MAY_EXEC)?;
         let dst = match new_dir.dentry.child(&new_name) {
             Ok(d) => Some(new_dir.at(d)),
-            Err(Errno::ENOENT) => None,
+            Err(Errno::ENOENT) if !exchange => None,
             Err(e) => return Err(e),
         };
         creds.check(&new_dir_st, MAY_WRITE)?;
+        if dst.is_some() && flags & RENAME_NOREPLACE != 0 {
+            return Err(Errno::EEXIST);
+        }
         if let Some(dst) = &dst {
+            let dst_st = dst.stat()?;
+            let dst_is_dir = dst_st.is_dir();
+            if exchange && !dst_is_dir && new_last.trailing_slash {
+                return Err(Errno::ENOTDIR);
+            }
             // Two names of one file: Linux does nothing.
             if std::ptr::addr_eq(Arc::as_ptr(src.inode()), Arc::as_ptr(dst.inode())) {
                 return Ok(());
             }
-            let dst_st = dst.stat()?;
             creds.check_sticky(&new_dir_st, &dst_st)?;
-            match (is_dir, dst_st.is_dir()) {
+            match (is_dir, dst_is_dir) {
+                _ if exchange => {}
                 (true, false) => return Err(Errno::ENOTDIR),
                 (false, true) => return Err(Errno::EISDIR),
                 _ => {}
             }
             self.check_unmounted(dst)?;
+            if exchange && dst_is_dir {
+                if old_dir.dentry.is_within(&dst.dentry) {
+                    return Err(Errno::EINVAL);
+                }
+                if !old_dir.same(&new_dir) {
+                    creds.check(&dst_st, MAY_WRITE)?;
+                }
+            }
         }
         self.check_unmounted(&src)?;
         if is_dir {
@@ -953,10 +1115,36 @@ impl Vfs {
             src.inode().as_ref(),
             new_dir.inode().as_ref(),
             &new_name,
+            flags,
         )?;
-        old_dir
-            .dentry
-            .move_child(&old_name, &new_dir.dentry, &new_name);
+        let moved =
+            |p: &PathRef, from: &PathRef, from_name: &[u8], to: &PathRef, to_name: &[u8]| {
+                let dir_bit = match p.stat().is_ok_and(|st| st.is_dir()) {
+                    true => IN_ISDIR,
+                    false => 0,
+                };
+                let cookie = inotify::cookie();
+                inotify::notify_entry(&from.dentry, IN_MOVED_FROM | dir_bit, from_name, cookie);
+                inotify::notify_entry(&to.dentry, IN_MOVED_TO | dir_bit, to_name, cookie);
+                inotify::notify(&p.dentry, IN_MOVE_SELF);
+            };
+        if exchange {
+            Dentry::swap_children(&old_dir.dentry, &old_name, &new_dir.dentry, &new_name);
+            moved(&src, &old_dir, &old_name, &new_dir, &new_name);
+            if let Some(dst) = &dst {
+                moved(dst, &new_dir, &new_name, &old_dir, &old_name);
+            }
+        } else {
+            old_dir
+                .dentry
+                .move_child(&old_name, &new_dir.dentry, &new_name);
+            moved(&src, &old_dir, &old_name, &new_dir, &new_name);
+            if let Some(dst) = &dst {
+                if dst.stat().is_ok_and(|st| st.st_nlink == 0 || st.is_dir()) {
+                    inotify::notify_gone(&dst.dentry);
+                }
+            }
+        }
         Ok(())
     }
 
@@ -1306,22 +1494,53 @@ fn fs_path(d: &Arc<Dentry>) -> Vec<u8> {
     out
 }
 
-/// One path resolution: its task's view, identity and symlink budget.
+/// One path resolution: its task's view, identity, symlink budget and
+/// openat2 restrictions.
 struct Walker<'a> {
     vfs: &'a Vfs,
-    ctx: &'a FsContext,
     creds: &'a Creds,
     links: usize,
+    /// Where absolute paths start and ".." stops: the task's root, or the
+    /// scope of RESOLVE_BENEATH and RESOLVE_IN_ROOT.
+    root: PathRef,
+    resolve: u64,
+    /// The mount the walk must stay on (RESOLVE_NO_XDEV).
+    mount: Option<Arc<Mount>>,
 }
 
 impl<'a> Walker<'a> {
     fn new(vfs: &'a Vfs, ctx: &'a FsContext, creds: &'a Creds) -> Self {
         Walker {
             vfs,
-            ctx,
             creds,
             links: 0,
+            root: ctx.root.clone(),
+            resolve: 0,
+            mount: None,
         }
+    }
+
+    /// Applies openat2's `resolve` flags to a walk from `start`.
+    fn restrict(&mut self, resolve: u64, start: &PathRef) {
+        self.resolve = resolve;
+        if resolve & (RESOLVE_BENEATH | RESOLVE_IN_ROOT) != 0 {
+            self.root = start.clone();
+        }
+        if resolve & RESOLVE_NO_XDEV != 0 {
+            self.mount = Some(start.mount.clone());
+        }
+    }
+
+    /// RESOLVE_NO_XDEV: EXDEV once the walk reaches another mount.
+    fn check_mount(&self, p: &PathRef) -> Result<(), Errno> {
+        match &self.mount {
+            Some(m) if !Arc::ptr_eq(m, &p.mount) => Err(Errno::EXDEV),
+            _ => Ok(()),
+        }
+    }
+
+    fn scoped(&self) -> bool {
+        self.resolve & (RESOLVE_BENEATH | RESOLVE_IN_ROOT) != 0
     }
 
     fn walk(&mut self, start: &PathRef, path: &[u8], follow: bool) -> Result<PathRef, Errno> {
@@ -1353,10 +1572,14 @@ impl<'a> Walker<'a> {
             return Err(Errno::ENAMETOOLONG);
         }
         let mut cur = if path[0] == b'/' {
-            self.ctx.root.clone()
+            if self.resolve & RESOLVE_BENEATH != 0 {
+                return Err(Errno::EXDEV);
+            }
+            self.root.clone()
         } else {
             start.clone()
         };
+        self.check_mount(&cur)?;
         let trimmed_len = path.iter().rposition(|&b| b != b'/').map_or(0, |i| i + 1);
         let trimmed = &path[..trimmed_len];
         let (dirs, last) = match trimmed.iter().rposition(|&b| b == b'/') {
@@ -1392,12 +1615,17 @@ impl<'a> Walker<'a> {
             return Err(Errno::ENOTDIR);
         }
         self.creds.check(&st, MAY_EXEC)?;
-        match name {
-            b"." => Ok(dir.clone()),
-            b".." => Ok(self.vfs.parent_of(&self.ctx.root, dir)),
-            _ if name.len() > NAME_MAX => Err(Errno::ENAMETOOLONG),
-            _ => Ok(self.vfs.follow_mounts(dir.at(dir.dentry.child(name)?))),
-        }
+        let next = match name {
+            b"." => dir.clone(),
+            b".." if self.resolve & RESOLVE_BENEATH != 0 && dir.same(&self.root) => {
+                return Err(Errno::EXDEV)
+            }
+            b".." => self.vfs.parent_of(&self.root, dir),
+            _ if name.len() > NAME_MAX => return Err(Errno::ENAMETOOLONG),
+            _ => self.vfs.follow_mounts(dir.at(dir.dentry.child(name)?)),
+        };
+        self.check_mount(&next)?;
+        Ok(next)
     }
 
     /// Follows `p`, found in directory `dir`, if it is a symlink.
@@ -1418,6 +1646,13 @@ impl<'a> Walker<'a> {
         let Some(target) = p.inode().jump() else {
             return Ok(None);
         };
+        if self.resolve & (RESOLVE_NO_MAGICLINKS | RESOLVE_NO_SYMLINKS) != 0 {
+            return Err(Errno::ELOOP);
+        }
+        self.check_mount(&target)?;
+        if self.scoped() {
+            return Err(Errno::EXDEV);
+        }
         self.links += 1;
         if self.links > MAX_SYMLINKS {
             return Err(Errno::ELOOP);
@@ -1427,6 +1662,9 @@ impl<'a> Walker<'a> {
 
     /// Reads a symlink the walk follows, counting it against the budget.
     fn read_link(&mut self, p: &PathRef) -> Result<Vec<u8>, Errno> {
+        if self.resolve & RESOLVE_NO_SYMLINKS != 0 {
+            return Err(Errno::ELOOP);
+        }
         self.links += 1;
         if self.links > MAX_SYMLINKS {
             return Err(Errno::ELOOP);
@@ -1471,6 +1709,7 @@ impl<'a> Walker<'a> {
                     dir.mount.check_writable()?;
                     self.creds.check(&dir_st, MAY_WRITE)?;
                     let inode = dir.inode().create(&name, mode, self.creds)?;
+                    inotify::notify_entry(&dir.dentry, IN_CREATE, &name, 0);
                     return Ok((dir.at(dir.dentry.insert(&name, inode)), true));
                 }
                 Err(e) => return Err(e),

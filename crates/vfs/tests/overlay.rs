@@ -361,3 +361,38 @@ fn links_copy_up_and_share_one_file() {
     assert_eq!(fs.link("/data/dir", "/data/dir2"), Err(Errno::EPERM));
     assert_eq!(fs.link("/data/new", "/proc/new"), Err(Errno::EXDEV));
 }
+
+#[test]
+fn rename_exchange_and_noreplace_of_host_files() {
+    use veil_vfs::{RENAME_EXCHANGE, RENAME_NOREPLACE};
+    let sb = Sandbox::new();
+    let fs = sb.fs();
+    let (file, hosts) = (sb.ino("/data/file.txt"), sb.ino("/etc/hosts"));
+    assert_eq!(
+        fs.rename_flags("/data/file.txt", "/etc/hosts", RENAME_NOREPLACE)
+            .err(),
+        Some(Errno::EEXIST)
+    );
+    fs.rename_flags("/data/file.txt", "/etc/hosts", RENAME_EXCHANGE)
+        .unwrap();
+    assert_eq!(fs.read("/etc/hosts").unwrap(), b"file");
+    assert_eq!(sb.ino("/etc/hosts"), file);
+    assert_eq!(sb.ino("/data/file.txt"), hosts);
+    assert_eq!(
+        fs.rename_flags("/data/file.txt", "/nothere", RENAME_EXCHANGE)
+            .err(),
+        Some(Errno::ENOENT)
+    );
+    // A sandbox directory swaps with a host file; host directories stay.
+    fs.mkdir("/new").unwrap();
+    fs.rename_flags("/new", "/etc/hosts", RENAME_EXCHANGE)
+        .unwrap();
+    assert_eq!(fs.list("/etc/hosts").unwrap(), [".", ".."]);
+    assert_eq!(fs.read("/new").unwrap(), b"file");
+    assert_eq!(
+        fs.rename_flags("/data/dir", "/new", RENAME_EXCHANGE).err(),
+        Some(Errno::EXDEV)
+    );
+    fs.rename_flags("/new", "/moved", RENAME_NOREPLACE).unwrap();
+    assert!(fs.list("/").unwrap().contains(&"moved".to_string()));
+}

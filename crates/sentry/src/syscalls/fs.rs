@@ -21,9 +21,9 @@ const O_CLOEXEC: i32 = 0o2000000;
 const O_TRUNC: i32 = 0o1000;
 const PATH_MAX: usize = 4096;
 /// Most bytes moved by one read or write, as Linux's MAX_RW_COUNT.
-const MAX_RW: usize = 0x7fff_f000;
+pub(super) const MAX_RW: usize = 0x7fff_f000;
 /// Most bytes staged in the sentry per chunk of a read or write.
-const CHUNK: usize = 1 << 20;
+pub(super) const CHUNK: usize = 1 << 20;
 const IOV_MAX: usize = 1024;
 /// The top of user space on x86-64.
 const TASK_SIZE: u64 = 0x7fff_ffff_f000;
@@ -37,8 +37,6 @@ const F_DUPFD_CLOEXEC: i32 = 1030;
 const F_SETPIPE_SZ: i32 = 1031;
 const F_GETPIPE_SZ: i32 = 1032;
 const FD_CLOEXEC: u64 = 1;
-
-const RENAME_NOREPLACE: u32 = 1;
 
 pub(super) fn register(t: &mut Table) {
     t.full(Sysno::read, read, &[Fd, OutBuf, UInt]);
@@ -56,7 +54,21 @@ pub(super) fn register(t: &mut Table) {
         openat,
         &[DirFd, Path, OpenFlags, OpenMode(2)],
     );
+    t.partial(
+        Sysno::openat2,
+        openat2,
+        &[DirFd, Path, Hex, UInt],
+        "RESOLVE_CACHED walks the dentry cache like any lookup (EAGAIN only with O_CREAT, O_TRUNC or O_TMPFILE)",
+    );
     t.full(Sysno::creat, creat, &[Path, Oct]);
+    const MKNOD_NOTE: &str = "FIFOs, sockets' names (nothing can connect: no AF_UNIX yet), regular files; device nodes need CAP_MKNOD and open the memory devices (1:3, 1:5, 1:7, 1:8, 1:9), ENXIO for other devices; only on in-memory filesystems (the root overlay, /dev/shm)";
+    t.partial(Sysno::mknod, mknod, &[Path, Oct, Hex], MKNOD_NOTE);
+    t.partial(
+        Sysno::mknodat,
+        mknodat,
+        &[DirFd, Path, Oct, Hex],
+        MKNOD_NOTE,
+    );
     t.full(Sysno::close, close, &[Fd]);
     t.full(Sysno::close_range, close_range, &[UInt, UInt, Hex]);
     t.full(Sysno::fstat, fstat, &[Fd, Hex]);
@@ -100,7 +112,7 @@ pub(super) fn register(t: &mut Table) {
         Sysno::renameat2,
         renameat2,
         &[DirFd, Path, DirFd, Path, Hex],
-        "RENAME_EXCHANGE and RENAME_WHITEOUT fail with EINVAL",
+        "RENAME_NOREPLACE and RENAME_EXCHANGE; RENAME_WHITEOUT fails with EINVAL (no filesystem supports it)",
     );
     t.full(Sysno::symlink, symlink, &[Path, Path]);
     t.full(Sysno::symlinkat, symlinkat, &[Path, DirFd, Path]);
@@ -313,9 +325,14 @@ fn wait_host_ready(t: &Task, file: &OpenFile, dir: Dir) -> Result<(), Errno> {
     }
 }
 
+/// Waits until a host FD has data (or hung up); a signal ends the wait.
+pub(super) fn wait_host_readable(t: &Task, file: &OpenFile) -> Result<(), Errno> {
+    wait_host_ready(t, file, Dir::Read)
+}
+
 /// Retries a non-blocking stream operation until it stops saying EAGAIN,
 /// waiting for readiness in between; a signal ends the wait.
-fn wait_io(
+pub(super) fn wait_io(
     t: &Task,
     file: &OpenFile,
     mut op: impl FnMut() -> Result<usize, Errno>,
@@ -366,7 +383,7 @@ fn raise_sigpipe(t: &mut Task, r: SysResult) -> SysResult {
 }
 
 /// SIGPIPE for the writing thread, as Linux's send_sig(SIGPIPE, current).
-fn sigpipe(t: &Task) {
+pub(super) fn sigpipe(t: &Task) {
     const SIGPIPE: i32 = 13;
     let info = crate::signal::SigInfo::user(SIGPIPE, t.tg.pid, t.creds.uid);
     t.kernel.signal_thread(&t.tg, &t.shared, info);
@@ -386,7 +403,7 @@ fn pwrite64(t: &mut Task, a: &Args) -> SysResult {
     write_from(t, &file, a.u64(1), a.usize(2), Some(offset_arg(a.i64(3))?))
 }
 
-fn read_iovecs(t: &Task, addr: u64, count: i32) -> Result<Vec<Iovec>, Errno> {
+pub(super) fn read_iovecs(t: &Task, addr: u64, count: i32) -> Result<Vec<Iovec>, Errno> {
     let count = usize::try_from(count).map_err(|_| Errno::EINVAL)?;
     if count > IOV_MAX {
         return Err(Errno::EINVAL);
@@ -471,6 +488,155 @@ fn do_open(t: &Task, dirfd: i32, path_addr: u64, flags: i32, mode: u32) -> SysRe
         .kernel
         .vfs
         .open(&ctx, &start, &path, flags, mode & 0o7777, &t.creds)?;
+    wait_partner(t, &file)?;
+    if flags & O_TRUNC != 0 {
+        truncated(t, &file);
+    }
+    let fd = t.fds.insert(file, flags & O_CLOEXEC != 0, 0, t.nofile())?;
+    Ok(fd as u64)
+}
+
+/// A FIFO opened for reading only or writing only waits for the other
+/// end; a signal ends the wait (the open end goes with `file`).
+fn wait_partner(t: &Task, file: &OpenFile) -> Result<(), Errno> {
+    while !file.open_ready(None) {
+        if file.open_ready(Some(&t.shared.waiter)) {
+            break;
+        }
+        if t.signal_pending() {
+            return Err(Errno::ERESTARTSYS);
+        }
+        t.block(None);
+    }
+    Ok(())
+}
+
+/// mknod(2): FIFOs, sockets' names, device nodes (CAP_MKNOD) and regular
+/// files.
+fn do_mknod(t: &Task, dirfd: i32, path_addr: u64, mode: u32, dev: u32) -> SysResult {
+    use veil_abi::mode::*;
+    let kind = match mode & S_IFMT {
+        0 => S_IFREG,
+        k @ (S_IFREG | S_IFCHR | S_IFBLK | S_IFIFO | S_IFSOCK) => k,
+        S_IFDIR => return Err(Errno::EPERM),
+        _ => return Err(Errno::EINVAL),
+    };
+    let (start, path) = parent_and_name(t, dirfd, path_addr)?;
+    let ctx = fs_ctx(t);
+    if kind == S_IFREG {
+        const O_CREAT: i32 = 0o100;
+        const O_EXCL: i32 = 0o200;
+        const O_WRONLY: i32 = 1;
+        // Made as open(O_CREAT | O_EXCL) makes it; the descriptor goes.
+        let flags = O_CREAT | O_EXCL | O_WRONLY;
+        return t
+            .kernel
+            .vfs
+            .open(&ctx, &start, &path, flags, mode & 0o7777, &t.creds)
+            .map(|_| 0);
+    }
+    t.kernel
+        .vfs
+        .mknod(
+            &ctx,
+            &start,
+            &path,
+            kind | (mode & 0o7777),
+            u64::from(dev),
+            &t.creds,
+        )
+        .map(|()| 0)
+}
+
+fn mknod(t: &mut Task, a: &Args) -> SysResult {
+    do_mknod(t, AT_FDCWD, a.u64(0), a.u32(1), a.u32(2))
+}
+
+fn mknodat(t: &mut Task, a: &Args) -> SysResult {
+    do_mknod(t, a.i32(0), a.u64(1), a.u32(2), a.u32(3))
+}
+
+/// openat2(2): `struct open_how` with strict flag checks and `RESOLVE_*`
+/// restrictions on the walk.
+fn openat2(t: &mut Task, a: &Args) -> SysResult {
+    use veil_vfs::*;
+    const OPEN_HOW_SIZE_VER0: usize = 24;
+    const PAGE_SIZE: usize = 4096;
+    const O_CREAT: u64 = 0o100;
+    const O_PATH: u64 = 0o10000000;
+    const O_TMPFILE: u64 = 0o20200000;
+    const O_TMPFILE_BIT: u64 = 0o20000000;
+    /// Linux's VALID_OPEN_FLAGS.
+    const VALID: u64 = 0o37777703;
+    /// Linux's O_PATH_FLAGS: O_DIRECTORY | O_NOFOLLOW | O_PATH | O_CLOEXEC.
+    const O_PATH_FLAGS: u64 = 0o12600000;
+    const VALID_RESOLVE: u64 = RESOLVE_NO_XDEV
+        | RESOLVE_NO_MAGICLINKS
+        | RESOLVE_NO_SYMLINKS
+        | RESOLVE_BENEATH
+        | RESOLVE_IN_ROOT
+        | RESOLVE_CACHED;
+    let (dirfd, path_addr, how_addr, size) = (a.i32(0), a.u64(1), a.u64(2), a.usize(3));
+    if size < OPEN_HOW_SIZE_VER0 {
+        return Err(Errno::EINVAL);
+    }
+    if size > PAGE_SIZE {
+        return Err(Errno::E2BIG);
+    }
+    let mut raw = vec![0u8; size];
+    t.mm.copy_in(how_addr, &mut raw)?;
+    if raw[OPEN_HOW_SIZE_VER0..].iter().any(|&b| b != 0) {
+        return Err(Errno::E2BIG);
+    }
+    let field = |i: usize| {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&raw[i * 8..i * 8 + 8]);
+        u64::from_ne_bytes(b)
+    };
+    let (flags, mode, resolve) = (field(0), field(1), field(2));
+    if flags & !VALID != 0 || resolve & !VALID_RESOLVE != 0 {
+        return Err(Errno::EINVAL);
+    }
+    if resolve & RESOLVE_BENEATH != 0 && resolve & RESOLVE_IN_ROOT != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let creates = flags & O_CREAT != 0 || flags & O_TMPFILE == O_TMPFILE;
+    if (creates && mode & !0o7777 != 0) || (!creates && mode != 0) {
+        return Err(Errno::EINVAL);
+    }
+    if flags & O_TMPFILE_BIT != 0 && (flags & O_TMPFILE != O_TMPFILE || flags & 3 == 0) {
+        return Err(Errno::EINVAL);
+    }
+    if flags & O_PATH != 0 && flags & !O_PATH_FLAGS != 0 {
+        return Err(Errno::EINVAL);
+    }
+    if resolve & RESOLVE_CACHED != 0 && flags & (O_TRUNC as u64 | O_CREAT | O_TMPFILE_BIT) != 0 {
+        return Err(Errno::EAGAIN);
+    }
+    let path = read_path(t, path_addr)?;
+    if path.is_empty() {
+        return Err(Errno::ENOENT);
+    }
+    // A scoped walk starts at dirfd whatever the path.
+    let start = if resolve & (RESOLVE_BENEATH | RESOLVE_IN_ROOT) != 0 {
+        match dirfd {
+            AT_FDCWD => fs_ctx(t).cwd,
+            fd => t.fds.get(fd)?.path().clone(),
+        }
+    } else {
+        start_of(t, dirfd, &path)?
+    };
+    let flags = flags as i32;
+    let file = t.kernel.vfs.open_resolve(
+        &fs_ctx(t),
+        &start,
+        &path,
+        flags,
+        mode as u32,
+        &t.creds,
+        resolve,
+    )?;
+    wait_partner(t, &file)?;
     if flags & O_TRUNC != 0 {
         truncated(t, &file);
     }
@@ -715,8 +881,13 @@ fn ioctl(t: &mut Task, a: &Args) -> SysResult {
     const FIONCLEX: u32 = 0x5450;
     const FIOCLEX: u32 = 0x5451;
     const FIONBIO: u32 = 0x5421;
+    const O_PATH: i32 = 0o10000000;
     let fd = a.i32(0);
     let file = t.fds.get(fd)?;
+    // No ioctl, not even the generic ones, works on an O_PATH descriptor.
+    if file.flags() & O_PATH != 0 {
+        return Err(Errno::EBADF);
+    }
     match a.u32(1) {
         FIOCLEX => t.fds.set_cloexec(fd, true).map(|()| 0),
         FIONCLEX => t.fds.set_cloexec(fd, false).map(|()| 0),
@@ -826,23 +997,25 @@ fn rmdir(t: &mut Task, a: &Args) -> SysResult {
 }
 
 fn do_rename(t: &Task, olddir: i32, old: u64, newdir: i32, new: u64, flags: u32) -> SysResult {
-    if flags & !RENAME_NOREPLACE != 0 {
+    use veil_vfs::{RENAME_EXCHANGE, RENAME_NOREPLACE, RENAME_WHITEOUT};
+    if flags & !(RENAME_NOREPLACE | RENAME_EXCHANGE | RENAME_WHITEOUT) != 0
+        || (flags & RENAME_EXCHANGE != 0 && flags & (RENAME_NOREPLACE | RENAME_WHITEOUT) != 0)
+    {
         return Err(Errno::EINVAL);
     }
     let (ostart, opath) = parent_and_name(t, olddir, old)?;
     let (nstart, npath) = parent_and_name(t, newdir, new)?;
-    let ctx = fs_ctx(t);
-    if flags & RENAME_NOREPLACE != 0
-        && t.kernel
-            .vfs
-            .lookup_as(&ctx, &nstart, &npath, false, &t.creds)
-            .is_ok()
-    {
-        return Err(Errno::EEXIST);
-    }
     t.kernel
         .vfs
-        .rename(&ctx, &ostart, &opath, &nstart, &npath, &t.creds)
+        .rename(
+            &fs_ctx(t),
+            &ostart,
+            &opath,
+            &nstart,
+            &npath,
+            &t.creds,
+            flags,
+        )
         .map(|()| 0)
 }
 

@@ -186,6 +186,16 @@ impl Inode for DevNode {
     }
 }
 
+/// Opens the memory device `rdev` names (a device node made elsewhere):
+/// ENXIO for any other device.
+pub fn open_device(rdev: u64) -> Result<Box<dyn FileOps>, Errno> {
+    DEVICES
+        .iter()
+        .find(|&&(_, _, minor)| makedev(MEM_MAJOR, minor) == rdev)
+        .map(|&(_, device, _)| Box::new(DevFile(device)) as Box<dyn FileOps>)
+        .ok_or(Errno::ENXIO)
+}
+
 struct DevFile(Device);
 
 impl FileOps for DevFile {

@@ -238,10 +238,12 @@ impl Inode for GoferNode {
         _: &dyn Inode,
         new_dir: &dyn Inode,
         new_name: &[u8],
+        flags: u32,
     ) -> Result<(), Errno> {
         self.writable()?;
         let new_dir = gofer_node(new_dir)?;
-        self.client.rename(self.fid, name, new_dir.fid, new_name, 0)
+        self.client
+            .rename(self.fid, name, new_dir.fid, new_name, flags)
     }
 
     fn as_any(&self) -> &dyn Any {

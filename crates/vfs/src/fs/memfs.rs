@@ -13,7 +13,9 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
-use veil_abi::mode::{dtype, S_IFCHR, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG};
+use veil_abi::mode::{
+    dtype, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK,
+};
 use veil_abi::{Errno, Stat};
 use veil_memory::{FileData, MemoryFile};
 
@@ -22,6 +24,7 @@ use crate::creds::Creds;
 use crate::file::{FileOps, NoOps};
 use crate::flags::O_TRUNC;
 use crate::inode::{DirEntry, Inode, SetAttr};
+use crate::vfs::{RENAME_EXCHANGE, RENAME_NOREPLACE};
 
 /// The default bound on the file data one filesystem holds.
 pub const DEFAULT_SIZE_LIMIT: u64 = 2 << 30;
@@ -148,6 +151,10 @@ enum Body {
     File(Arc<FileData>),
     Dir(Mutex<Dir>),
     Symlink(Vec<u8>),
+    /// A named pipe.
+    Fifo(crate::pipe::Fifo),
+    /// A socket's name, or a device node (its number is in the metadata).
+    Node,
     /// The overlay's mark of a removed lower entry.
     Whiteout,
 }
@@ -183,6 +190,8 @@ pub struct MemNode {
     /// directories' link counts are derived.
     meta: Mutex<Stat>,
     body: Body,
+    /// An O_TMPFILE file that `link` may still name (Linux's I_LINKABLE).
+    linkable: std::sync::atomic::AtomicBool,
 }
 
 impl Drop for MemNode {
@@ -200,6 +209,7 @@ impl MemNode {
             fs,
             meta: Mutex::new(meta),
             body,
+            linkable: Default::default(),
         })
     }
 
@@ -216,6 +226,10 @@ impl MemNode {
             Body::Dir(_) => Err(Errno::EISDIR),
             _ => Err(Errno::EINVAL),
         }
+    }
+
+    pub(crate) fn this(&self) -> Option<Arc<MemNode>> {
+        self.me.upgrade()
     }
 
     pub(crate) fn file_data(&self) -> Option<Arc<FileData>> {
@@ -355,11 +369,16 @@ impl MemNode {
             return Err(Errno::EPERM);
         }
         let node = target.me.upgrade().ok_or(Errno::ENOENT)?;
-        // A file without names (an open, unlinked one) gets none back.
-        if lock(&node.meta).st_nlink == 0 {
+        // A file without names (an open, unlinked one) gets none back,
+        // unless it is an O_TMPFILE file not yet named.
+        let unnamed = lock(&node.meta).st_nlink == 0;
+        if unnamed && !node.linkable.load(Ordering::Relaxed) {
             return Err(Errno::ENOENT);
         }
         self.link(name, node.clone())?;
+        if unnamed {
+            node.linkable.store(false, Ordering::Relaxed);
+        }
         let mut meta = lock(&node.meta);
         meta.st_nlink += 1;
         meta.st_ctime = now();
@@ -395,7 +414,7 @@ impl Inode for MemNode {
                 st.st_nlink = 2 + subdirs as u64;
             }
             Body::Symlink(target) => st.st_size = target.len() as i64,
-            Body::Whiteout => {}
+            Body::Fifo(_) | Body::Node | Body::Whiteout => {}
         }
         Ok(st)
     }
@@ -423,6 +442,14 @@ impl Inode for MemNode {
                 Ok(Box::new(MemFile(self)))
             }
             Body::Dir(_) => Ok(Box::new(NoOps)),
+            Body::Fifo(fifo) => fifo.open(lock(&self.meta).st_ino, flags),
+            Body::Node => {
+                let meta = *lock(&self.meta);
+                match meta.st_mode & S_IFMT {
+                    S_IFCHR => super::devfs::open_device(meta.st_rdev),
+                    _ => Err(Errno::ENXIO),
+                }
+            }
             Body::Symlink(_) => Err(Errno::ELOOP),
             Body::Whiteout => Err(Errno::ENOENT),
         }
@@ -458,6 +485,32 @@ impl Inode for MemNode {
     fn create(&self, name: &[u8], mode: u32, creds: &Creds) -> Result<Arc<dyn Inode>, Errno> {
         let body = self.fs.file_body();
         Ok(self.add(name, S_IFREG | (mode & 0o7777), creds, body)?)
+    }
+
+    fn tmpfile(&self, mode: u32, creds: &Creds, linkable: bool) -> Result<Arc<dyn Inode>, Errno> {
+        if !self.is_dir() {
+            return Err(Errno::ENOTDIR);
+        }
+        let node = self
+            .fs
+            .node(S_IFREG | (mode & 0o7777), creds, self.fs.file_body());
+        lock(&node.meta).st_nlink = 0;
+        node.linkable.store(linkable, Ordering::Relaxed);
+        Ok(node)
+    }
+
+    fn mknod(&self, name: &[u8], mode: u32, rdev: u64, creds: &Creds) -> Result<(), Errno> {
+        let body = match mode & S_IFMT {
+            S_IFIFO => Body::Fifo(Default::default()),
+            S_IFCHR | S_IFBLK => Body::Node,
+            S_IFSOCK => Body::Node,
+            _ => return Err(Errno::EINVAL),
+        };
+        let node = self.add(name, mode, creds, body)?;
+        if mode & S_IFMT != S_IFIFO && mode & S_IFMT != S_IFSOCK {
+            lock(&node.meta).st_rdev = rdev;
+        }
+        Ok(())
     }
 
     fn mkdir(&self, name: &[u8], mode: u32, creds: &Creds) -> Result<(), Errno> {
@@ -499,12 +552,16 @@ impl Inode for MemNode {
         _child: &dyn Inode,
         new_dir: &dyn Inode,
         new_name: &[u8],
+        flags: u32,
     ) -> Result<(), Errno> {
         let new_dir = new_dir
             .as_any()
             .downcast_ref::<MemNode>()
             .filter(|d| Arc::ptr_eq(&d.fs, &self.fs))
             .ok_or(Errno::EXDEV)?;
+        if flags & !(RENAME_NOREPLACE | RENAME_EXCHANGE) != 0 {
+            return Err(Errno::EINVAL);
+        }
         if std::ptr::eq(self, new_dir) && name == new_name {
             return Ok(());
         }
@@ -519,7 +576,21 @@ impl Inode for MemNode {
             Some(d) => d,
             None => &mut *src_dir,
         };
+        if flags & RENAME_EXCHANGE != 0 {
+            let other = dst_dir.get(new_name).cloned().ok_or(Errno::ENOENT)?;
+            dst_dir.entries.insert(new_name.to_vec(), node.clone());
+            src_dir.entries.insert(name.to_vec(), other.clone());
+            drop((src_dir, dst_guard));
+            self.touch();
+            new_dir.touch();
+            lock(&node.meta).st_ctime = now();
+            lock(&other.meta).st_ctime = now();
+            return Ok(());
+        }
         if let Some(old) = dst_dir.get(new_name) {
+            if flags & RENAME_NOREPLACE != 0 {
+                return Err(Errno::EEXIST);
+            }
             match (node.is_dir(), old.is_dir()) {
                 (true, false) => return Err(Errno::ENOTDIR),
                 (false, true) => return Err(Errno::EISDIR),

@@ -26,6 +26,7 @@ use crate::creds::Creds;
 use crate::file::FileOps;
 use crate::flags::{writes, O_RDONLY, O_TRUNC};
 use crate::inode::{DirEntry, Inode, SetAttr};
+use crate::vfs::{RENAME_EXCHANGE, RENAME_NOREPLACE};
 
 /// The root of an overlay of `upper` (its root directory) over the
 /// directory `lower`.
@@ -321,6 +322,25 @@ impl Inode for Node {
         node.upper.get().ok_or(Errno::EIO)?.set_opaque()
     }
 
+    fn tmpfile(&self, mode: u32, creds: &Creds, linkable: bool) -> Result<Arc<dyn Inode>, Errno> {
+        let _changing = self.fs.lock();
+        let me = self.this()?;
+        let dir = me.copy_up(true)?;
+        let upper = dir.tmpfile(mode, creds, linkable)?;
+        let upper = upper
+            .as_any()
+            .downcast_ref::<MemNode>()
+            .and_then(|n| n.this())
+            .ok_or(Errno::EIO)?;
+        Ok(Node::new(me.fs.clone(), Some(me), b"", None, Some(upper)))
+    }
+
+    fn mknod(&self, name: &[u8], mode: u32, rdev: u64, creds: &Creds) -> Result<(), Errno> {
+        let _changing = self.fs.lock();
+        self.create_with(name, |dir| dir.mknod(name, mode, rdev, creds))
+            .map(drop)
+    }
+
     fn symlink(&self, name: &[u8], target: &[u8], creds: &Creds) -> Result<(), Errno> {
         let _changing = self.fs.lock();
         self.create_with(name, |dir| dir.symlink(name, target, creds))
@@ -361,14 +381,38 @@ impl Inode for Node {
         child: &dyn Inode,
         new_dir: &dyn Inode,
         new_name: &[u8],
+        flags: u32,
     ) -> Result<(), Errno> {
         let (src, new_dir) = (self.same_fs(child)?, self.same_fs(new_dir)?);
+        if flags & !(RENAME_NOREPLACE | RENAME_EXCHANGE) != 0 {
+            return Err(Errno::EINVAL);
+        }
         let _changing = self.fs.lock();
         let src_is_dir = src.is_dir()?;
         if src_is_dir && src.lower.is_some() {
             return Err(Errno::EXDEV);
         }
+        if flags & RENAME_EXCHANGE != 0 {
+            let other = new_dir.this()?.child(new_name)?;
+            let other_is_dir = other.is_dir()?;
+            if other_is_dir && other.lower.is_some() {
+                return Err(Errno::EXDEV);
+            }
+            let moved = src.copy_up(true)?;
+            let swapped = other.copy_up(true)?;
+            let dst_dir = new_dir.copy_up(true)?;
+            let src_dir = self.copy_up(true)?;
+            src_dir.rename(name, moved.as_ref(), dst_dir.as_ref(), new_name, flags)?;
+            // No lower directory may show through where either lands.
+            for (node, is_dir) in [(moved, src_is_dir), (swapped, other_is_dir)] {
+                if is_dir {
+                    node.set_opaque()?;
+                }
+            }
+            return Ok(());
+        }
         match new_dir.this()?.child(new_name) {
+            Ok(_) if flags & RENAME_NOREPLACE != 0 => return Err(Errno::EEXIST),
             Ok(dst) if dst.is_dir()? && !dst.is_empty()? => return Err(Errno::ENOTEMPTY),
             Ok(_) | Err(Errno::ENOENT) => {}
             Err(e) => return Err(e),
@@ -377,7 +421,7 @@ impl Inode for Node {
         let dst_dir = new_dir.copy_up(true)?;
         let src_dir = self.copy_up(true)?;
         let whiteout = self.lower_has(name)?;
-        src_dir.rename(name, moved.as_ref(), dst_dir.as_ref(), new_name)?;
+        src_dir.rename(name, moved.as_ref(), dst_dir.as_ref(), new_name, flags)?;
         if whiteout {
             src_dir.whiteout(name)?;
         }

@@ -102,6 +102,11 @@ impl Fs {
     }
 
     pub fn rename(&self, from: &str, to: &str) -> Result<(), Errno> {
+        self.rename_flags(from, to, 0)
+    }
+
+    /// renameat2 with `flags`.
+    pub fn rename_flags(&self, from: &str, to: &str, flags: u32) -> Result<(), Errno> {
         let cwd = &self.ctx.cwd;
         self.vfs.rename(
             &self.ctx,
@@ -110,6 +115,7 @@ impl Fs {
             cwd,
             to.as_bytes(),
             &self.creds,
+            flags,
         )
     }
 
