@@ -227,6 +227,11 @@ impl Mount {
         lock(&self.mountpoint).clone()
     }
 
+    /// The mount ID /proc shows (mountinfo, fdinfo's mnt_id).
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+
     /// The mount's flags with its filesystem's (a read-only superblock).
     pub fn flags(&self) -> u32 {
         self.flags.load(Ordering::Acquire) | self.sb.flags()

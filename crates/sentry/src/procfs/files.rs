@@ -490,8 +490,8 @@ pub(super) fn fdinfo(k: &Kernel, pid: i32, fd: i32) -> Result<String, Errno> {
         flags |= linux_raw_sys::general::O_CLOEXEC;
     }
     let ino = file.stat().map_or(0, |st| st.st_ino);
-    // The sandbox has no mount IDs yet: every file reads as the root's.
+    let mnt_id = file.path().mount.id();
     Ok(format!(
-        "pos:\t{pos}\nflags:\t0{flags:o}\nmnt_id:\t1\nino:\t{ino}\n"
+        "pos:\t{pos}\nflags:\t0{flags:o}\nmnt_id:\t{mnt_id}\nino:\t{ino}\n"
     ))
 }
