@@ -17,7 +17,7 @@ use veil_memory::MemoryFile;
 use crate::creds::{Creds, MAY_EXEC, MAY_READ, MAY_WRITE};
 use crate::file::{NoOps, OpenFile};
 use crate::flags::*;
-use crate::fs::{devfs, gofer, memfs, overlay};
+use crate::fs::{devfs, devpts, gofer, memfs, overlay};
 use crate::inode::Inode;
 use crate::lock::{Flocks, RecordLocks};
 
@@ -222,6 +222,8 @@ pub struct Vfs {
     /// Serializes changes to the namespace (creating, removing, renaming),
     /// so that each one's checks still hold when it acts.
     changes: Mutex<()>,
+    /// The pseudo-terminals, which /dev/ptmx and /dev/pts share.
+    devpts: devpts::DevPts,
 }
 
 /// The last component of a path, which operations that create or remove
@@ -250,6 +252,7 @@ impl Vfs {
             root: PathRef { mount, dentry },
             mounts: RwLock::new(HashMap::new()),
             changes: Mutex::new(()),
+            devpts: devpts::DevPts::default(),
         }
     }
 
@@ -267,7 +270,8 @@ impl Vfs {
         let memfs = |limit| memfs::MemFs::new(limit, memfile.clone());
         let vfs = Vfs::new(overlay::new(lower, memfs(memfs::DEFAULT_SIZE_LIMIT))?);
         for (dir, fs) in [
-            (&b"/dev"[..], devfs::root()),
+            (&b"/dev"[..], devfs::root(&vfs.devpts)),
+            (b"/dev/pts", vfs.devpts.root()),
             (
                 b"/dev/shm",
                 memfs(memfs::DEFAULT_SIZE_LIMIT).root_with_mode(0o1777),
@@ -296,6 +300,11 @@ impl Vfs {
 
     pub fn root(&self) -> PathRef {
         self.root.clone()
+    }
+
+    /// The ptys of /dev/pts.
+    pub fn ptys(&self) -> &Arc<crate::pty::Registry> {
+        self.devpts.registry()
     }
 
     /// Mounts the filesystem whose root directory is `root` over the

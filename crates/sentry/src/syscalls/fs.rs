@@ -474,6 +474,7 @@ fn do_open(t: &Task, dirfd: i32, path_addr: u64, flags: i32, mode: u32) -> SysRe
     if flags & O_TRUNC != 0 {
         truncated(t, &file);
     }
+    let file = crate::tty::on_open(t, file, flags)?;
     let fd = t.fds.insert(file, flags & O_CLOEXEC != 0, 0, t.nofile())?;
     Ok(fd as u64)
 }
@@ -731,7 +732,7 @@ fn ioctl(t: &mut Task, a: &Args) -> SysResult {
             Ok(0)
         }
         cmd if file.is_terminal() && crate::tty::handles(cmd) => {
-            crate::tty::ioctl(t, cmd, a.u64(2))
+            crate::tty::ioctl(t, &file, cmd, a.u64(2))
         }
         cmd => {
             if crate::tty::is_change(cmd) {
