@@ -83,7 +83,7 @@ pub(super) fn register(t: &mut Table) {
         Sysno::ioctl,
         ioctl,
         &[Fd, Hex, Hex],
-        "terminal modes and sizes on host terminals, job control (TIOCSCTTY, TIOCNOTTY, TIOC[GS]PGRP, TIOCGSID) in the sentry; FIONBIO, FIOCLEX, FIONCLEX",
+        "terminal modes and sizes on host terminals, job control (TIOCSCTTY, TIOCNOTTY, TIOC[GS]PGRP, TIOCGSID) in the sentry; on ptys TCGETS, TCSETS(W/F), TIOC[GS]WINSZ, FIONREAD, TIOCOUTQ, TCFLSH, TCSBRK, TCXONC, and on masters TIOCGPTN, TIOC[GS]PTLCK, TIOCGPTPEER (TCGETS2, TIOCPKT, TIOCSTI: ENOTTY); FIONBIO, FIOCLEX, FIONCLEX",
     );
     t.full(Sysno::dup, dup, &[Fd]);
     t.full(Sysno::dup2, dup2, &[Fd, Fd]);

@@ -88,8 +88,11 @@ impl Inode for Root {
             .filter(|s| !s.starts_with('0') || s.len() == 1)
             .and_then(|s| s.parse().ok())
             .ok_or(Errno::ENOENT)?;
-        let pty = self.0.get(index).ok_or(Errno::ENOENT)?;
-        Ok(Arc::new(SlaveNode(pty)))
+        self.0.get(index).ok_or(Errno::ENOENT)?;
+        Ok(Arc::new(SlaveNode {
+            registry: self.0.clone(),
+            index,
+        }))
     }
 
     fn readdir(&self) -> Result<Vec<DirEntry>, Errno> {
@@ -137,12 +140,23 @@ impl Inode for Ptmx {
     }
 }
 
-struct SlaveNode(Arc<Pty>);
+/// A slave's node. It asks the registry afresh each time, so that a cached
+/// dentry of a pty since gone answers ENOENT, and holds no pty alive.
+struct SlaveNode {
+    registry: Arc<Registry>,
+    index: u32,
+}
+
+impl SlaveNode {
+    fn pty(&self) -> Result<Arc<Pty>, Errno> {
+        self.registry.get(self.index).ok_or(Errno::ENOENT)
+    }
+}
 
 impl Inode for SlaveNode {
     fn stat(&self) -> Result<Stat, Errno> {
-        let a = self.0.attr();
-        let i = u64::from(self.0.index());
+        let a = self.pty()?.attr();
+        let i = u64::from(self.index);
         let rdev = makedev(SLAVE_MAJOR + (i >> 20), i & 0xf_ffff);
         Ok(Stat {
             st_uid: a.uid,
@@ -152,13 +166,14 @@ impl Inode for SlaveNode {
     }
 
     fn open(self: Arc<Self>, _flags: i32) -> Result<Box<dyn FileOps>, Errno> {
-        self.0.open_slave()
+        self.pty().map_err(|_| Errno::EIO)?.open_slave()
     }
 
     /// grantpt's chown and chmod, kept with the pty.
     fn setattr(&self, attr: &SetAttr) -> Result<(), Errno> {
-        let old = self.0.attr();
-        self.0.set_attr(SlaveAttr {
+        let pty = self.pty()?;
+        let old = pty.attr();
+        pty.set_attr(SlaveAttr {
             mode: attr.mode.map_or(old.mode, |m| m & 0o7777),
             uid: attr.uid.unwrap_or(old.uid),
             gid: attr.gid.unwrap_or(old.gid),

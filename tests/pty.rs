@@ -1,0 +1,41 @@
+//! Pseudo-terminals: devpts, the line discipline and job control,
+//! natively vs under veil.
+
+mod common;
+
+use common::{assert_program_passes, assert_same, Link};
+
+#[test]
+fn pty_static() {
+    assert_program_passes("pty/pty", Link::Static);
+}
+
+#[test]
+fn pty_dynamic() {
+    assert_program_passes("pty/pty", Link::Dynamic);
+}
+
+/// script(1) runs its command on a new pty: openpty, fork, setsid,
+/// TIOCSCTTY, poll and signalfd.
+#[test]
+fn script_runs_tty() {
+    let (native, _) = assert_same(&["/usr/bin/script", "-qc", "tty", "/dev/null"]);
+    assert!(native.stdout_str().starts_with("/dev/pts/"));
+}
+
+/// Python's pty.fork: the child's output comes through the line
+/// discipline (ONLCR), and tty names its slave.
+#[test]
+fn python_pty_fork() {
+    let (native, _) = assert_same(&[
+        "/usr/bin/python3",
+        "-c",
+        "import pty, os, re\n\
+         pid, fd = pty.fork()\n\
+         if pid == 0:\n    os.execlp('sh', 'sh', '-c', 'echo hi; tty')\n\
+         out = b''\n\
+         while True:\n    try:\n        d = os.read(fd, 1024)\n    except OSError:\n        break\n    if not d:\n        break\n    out += d\n\
+         print(re.sub(rb'[0-9]+', b'N', out)); print(os.waitpid(pid, 0)[1])\n",
+    ]);
+    assert!(native.stdout_str().contains(r"hi\r\n/dev/pts/N\r\n"));
+}
