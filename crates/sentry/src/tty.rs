@@ -23,6 +23,8 @@ use crate::task::Task;
 const TOSTOP: u32 = 0o400;
 const O_NOCTTY: i32 = 0o400;
 const O_CLOEXEC: i32 = 0o2000000;
+const O_ACCMODE: i32 = 3;
+const O_NONBLOCK: i32 = 0o4000;
 const TTYAUX_MAJOR: u64 = 5;
 
 /// The host terminal the sandbox was handed, if any.
@@ -94,8 +96,9 @@ pub fn ioctl(t: &Task, file: &OpenFile, cmd: u32, arg: u64) -> Result<u64, Errno
     match cmd {
         TIOCGPTPEER => {
             let link = file.tty().filter(|l| l.master).ok_or(Errno::ENOTTY)?;
-            let flags = i32::try_from(arg).map_err(|_| Errno::EINVAL)?;
-            let peer = open_pty_slave(t, link.index, flags)?;
+            // Only the flags an open of the slave could sensibly take.
+            let flags = (arg as i32) & (O_ACCMODE | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
+            let peer = on_open(t, open_pty_slave(t, link.index, flags)?, flags)?;
             let fd = t.fds.insert(peer, flags & O_CLOEXEC != 0, 0, t.nofile())?;
             Ok(fd as u64)
         }
