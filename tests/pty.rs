@@ -39,3 +39,18 @@ fn python_pty_fork() {
     ]);
     assert!(native.stdout_str().contains(r"hi\r\n/dev/pts/N\r\n"));
 }
+
+/// A new pty's slave belongs to whoever opened the master, and ttyname
+/// finds it under /dev/pts.
+#[test]
+fn slave_owner_is_the_opener() {
+    let (native, _) = assert_same(&[
+        "/usr/bin/python3",
+        "-c",
+        "import os\n\
+         os.setgid(1000); os.setuid(1000)\n\
+         m, s = os.openpty()\n\
+         st = os.fstat(s); print(oct(st.st_mode), st.st_uid, st.st_gid, os.ttyname(s)[:9])\n",
+    ]);
+    assert!(native.stdout_str().contains("1000 1000 /dev/pts/"));
+}

@@ -12,7 +12,7 @@ use linux_raw_sys::ioctl::{
 use veil_abi::Errno;
 use veil_vfs::fs::devfs::{CONSOLE_MINOR, TTY_MINOR};
 use veil_vfs::fs::makedev;
-use veil_vfs::pty::{TtyControl, TtySignals};
+use veil_vfs::pty::{SlaveAttr, TtyControl, TtySignals};
 use veil_vfs::{FsContext, OpenFile};
 
 use crate::kernel::Kernel;
@@ -199,7 +199,8 @@ fn open_pty_slave(t: &Task, index: u32, flags: i32) -> Result<Arc<OpenFile>, Err
 /// controlling terminal (ENXIO without one), /dev/console the host
 /// terminal (ENXIO without one). A pty slave opened without O_NOCTTY by a
 /// session leader without a controlling terminal becomes its controlling
-/// terminal, if no other session has it.
+/// terminal, if no other session has it. A new master gives its slave
+/// the opener's ownership.
 pub fn on_open(t: &Task, file: Arc<OpenFile>, flags: i32) -> Result<Arc<OpenFile>, Errno> {
     if !file.is_terminal() {
         let st = file.stat()?;
@@ -222,8 +223,20 @@ pub fn on_open(t: &Task, file: Arc<OpenFile>, flags: i32) -> Result<Arc<OpenFile
     let Some(link) = file.tty() else {
         return Ok(file);
     };
+    // A new pty's slave belongs to whoever opened the master, as devpts
+    // makes it.
+    if link.master {
+        if let Some(pty) = t.kernel.vfs.ptys().get(link.index) {
+            pty.set_attr(SlaveAttr {
+                mode: 0o600,
+                uid: t.creds.fsuid,
+                gid: t.creds.fsgid,
+            });
+        }
+        return Ok(file);
+    }
     let sid = t.tg.sid();
-    if link.master || flags & O_NOCTTY != 0 || sid != t.tg.pid || has_ctty(&t.kernel, sid) {
+    if flags & O_NOCTTY != 0 || sid != t.tg.pid || has_ctty(&t.kernel, sid) {
         return Ok(file);
     }
     let mut st = link.control.lock();
