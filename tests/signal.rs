@@ -88,3 +88,10 @@ fn fault_signals() {
     assert_program_passes("signal/faults", Link::Static);
     assert_program_passes("signal/faults", Link::Dynamic);
 }
+
+/// A blocked signal that is ignored by default reaches a sigwait that
+/// sleeps when it is sent.
+#[test]
+fn sigwait_for_default_ignored_signal() {
+    assert_program_passes("signal/sigwait_ignored", Link::Static);
+}

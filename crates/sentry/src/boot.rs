@@ -105,6 +105,8 @@ pub fn boot(cfg: BootConfig) -> Result<ExitStatus, BootError> {
                 }
             })?;
     }
+    vfs.ptys()
+        .set_signals(Arc::new(crate::tty::KernelSignals(Arc::downgrade(&kernel))));
 
     let fds = Arc::new(FdTable::new());
     for (fd, host) in cfg.stdio.into_iter().enumerate() {
@@ -115,10 +117,10 @@ pub fn boot(cfg: BootConfig) -> Result<ExitStatus, BootError> {
     }
     // A terminal handed over as stdin becomes init's controlling terminal,
     // as a container's console does.
-    if fds.get(0).is_ok_and(|f| f.is_terminal()) {
+    if let Some(stdin) = fds.get(0).ok().filter(|f| f.is_terminal()) {
         kernel
             .terminal
-            .attach(crate::kernel::INIT_PID, crate::kernel::INIT_PID);
+            .attach(stdin, crate::kernel::INIT_PID, crate::kernel::INIT_PID);
     }
     let root = vfs.root();
     let mut ctx = FsContext::new(root.clone());

@@ -241,6 +241,10 @@ pub struct TaskShared {
     pending: Mutex<Pending>,
     /// The task's signal mask, published for senders choosing a thread.
     blocked: AtomicU64,
+    /// The mask a task in rt_sigtimedwait had before it unblocked the
+    /// signals it waits for (Linux's real_blocked): those stay blocked as
+    /// far as dropping ignored signals goes.
+    real_blocked: AtomicU64,
     /// What the task waits on while blocked in the sentry.
     pub waiter: Arc<Waiter>,
     /// Stops the task's application thread while it runs.
@@ -259,6 +263,7 @@ impl TaskShared {
             tgid,
             pending: Mutex::default(),
             blocked: AtomicU64::new(0),
+            real_blocked: AtomicU64::new(0),
             waiter: Waiter::new(),
             interrupter: Mutex::new(None),
             creds: Mutex::new(creds),
@@ -321,6 +326,15 @@ impl TaskShared {
 
     fn publish_blocked(&self, mask: u64) -> u64 {
         self.blocked.swap(mask, Ordering::Relaxed)
+    }
+
+    /// The signals a sender must not drop as ignored for this task.
+    pub fn blocked_or_awaited(&self) -> u64 {
+        self.blocked() | self.real_blocked.load(Ordering::Relaxed)
+    }
+
+    pub fn set_real_blocked(&self, mask: u64) {
+        self.real_blocked.store(mask, Ordering::Relaxed);
     }
 }
 

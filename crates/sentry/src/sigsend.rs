@@ -73,7 +73,7 @@ impl Kernel {
     /// Sends `info` to one thread of `tg` (tkill, tgkill, faults, timers
     /// aimed at a thread).
     pub fn signal_thread(&self, tg: &ThreadGroup, task: &TaskShared, info: SigInfo) {
-        if !self.prepare_signal(tg, info.signo, task.blocked()) {
+        if !self.prepare_signal(tg, info.signo, task.blocked_or_awaited()) {
             return;
         }
         task.send(info);
@@ -86,7 +86,9 @@ impl Kernel {
     /// that does not block it may take it.
     pub fn signal_process(&self, tg: &ThreadGroup, info: SigInfo) {
         let threads = self.threads_of(tg);
-        let blocked_by_all = threads.iter().all(|t| t.blocked() & bit(info.signo) != 0);
+        let blocked_by_all = threads
+            .iter()
+            .all(|t| t.blocked_or_awaited() & bit(info.signo) != 0);
         let sig_blocked = if blocked_by_all { bit(info.signo) } else { 0 };
         if !self.prepare_signal(tg, info.signo, sig_blocked) {
             return;

@@ -123,6 +123,12 @@ pub trait FileOps: Send + Sync {
         Err(Errno::ENOTTY)
     }
 
+    /// A sandbox terminal's (a pty end's) job-control state; host
+    /// terminals have theirs in the sentry.
+    fn tty(&self) -> Option<crate::pty::TtyLink> {
+        None
+    }
+
     /// For files backed by host FDs: waits in the host, at most `timeout`,
     /// for any of the poll `events`, and returns the ready ones (0 on
     /// timeout). Others have waiters instead and return None.
@@ -586,6 +592,13 @@ impl OpenFile {
 
     pub fn terminal_lflag(&self) -> Result<u32, Errno> {
         self.ops.terminal_lflag()
+    }
+
+    pub fn tty(&self) -> Option<crate::pty::TtyLink> {
+        if self.is_path_only() {
+            return None;
+        }
+        self.ops.tty()
     }
 
     /// Whether epoll can watch the file (see `FileOps::pollable`).

@@ -8,7 +8,8 @@
 //!
 //! Filesystems so far ([`fs`]): the root overlay (a read-only lower layer
 //! served by the gofer under a writable in-memory upper layer), the
-//! in-memory filesystem itself, and a minimal devfs; plus open files outside
+//! in-memory filesystem itself, a minimal devfs and devpts
+//! (pseudo-terminals, [`pty`]); plus open files outside
 //! the tree: host FDs handed to the sentry (the caller's stdio), pipes,
 //! and the anonymous files of epoll and eventfd.
 
@@ -28,6 +29,7 @@ pub mod inotify;
 mod lock;
 pub mod mount;
 mod pipe;
+pub mod pty;
 mod vfs;
 pub mod wait;
 

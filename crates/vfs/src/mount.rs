@@ -55,6 +55,8 @@ pub enum MountKind {
     },
     Proc,
     Sysfs,
+    /// The pseudo-terminals' /dev/pts.
+    Devpts,
     /// Our devfs.
     Devtmpfs,
 }
@@ -73,6 +75,7 @@ impl MountConfig {
             root_overlay: true,
             mounts: vec![
                 entry(b"/dev", MountKind::Devtmpfs, MNT_NOSUID),
+                entry(b"/dev/pts", MountKind::Devpts, MNT_NOSUID | MNT_NOEXEC),
                 entry(
                     b"/dev/shm",
                     MountKind::Tmpfs {
@@ -110,6 +113,7 @@ pub enum FsKind {
     Proc,
     Sysfs,
     Devtmpfs,
+    Devpts,
     /// Files without a name in the tree (pipes), and filesystems built by
     /// tests.
     Other,
@@ -150,6 +154,7 @@ impl Superblock {
             FsKind::Proc => "proc",
             FsKind::Sysfs => "sysfs",
             FsKind::Devtmpfs => "devtmpfs",
+            FsKind::Devpts => "devpts",
             FsKind::Other => "none",
         }
     }
@@ -230,6 +235,7 @@ impl Superblock {
             FsKind::Proc => st.f_type = magic(g::PROC_SUPER_MAGIC),
             FsKind::Sysfs => st.f_type = magic(g::SYSFS_MAGIC),
             FsKind::Devtmpfs => st.f_type = magic(g::TMPFS_MAGIC),
+            FsKind::Devpts => st.f_type = magic(g::DEVPTS_SUPER_MAGIC),
             FsKind::Other => st.f_type = magic(g::TMPFS_MAGIC),
         }
         Ok(st)

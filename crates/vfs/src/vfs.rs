@@ -18,7 +18,7 @@ use crate::creds::{Creds, MAY_EXEC, MAY_READ, MAY_WRITE};
 use crate::dcache::DentryLru;
 use crate::file::{NoOps, OpenFile};
 use crate::flags::*;
-use crate::fs::{devfs, gofer, memfs, overlay};
+use crate::fs::{devfs, devpts, gofer, memfs, overlay};
 use crate::inode::Inode;
 use crate::inotify::{
     self, IN_ATTRIB, IN_CREATE, IN_DELETE, IN_ISDIR, IN_MOVED_FROM, IN_MOVED_TO, IN_MOVE_SELF,
@@ -375,6 +375,8 @@ pub struct Vfs {
     changes: Mutex<()>,
     /// Bounds the dentries cached by every mount of the tree.
     dcache: Arc<DentryLru>,
+    /// The pseudo-terminals, which /dev/ptmx and /dev/pts share.
+    devpts: devpts::DevPts,
 }
 
 /// The last component of a path, which operations that create or remove
@@ -413,6 +415,7 @@ impl Vfs {
             next_id: AtomicU32::new(FIRST_MOUNT_ID + 1),
             dcache,
             changes: Mutex::new(()),
+            devpts: devpts::DevPts::default(),
         }
     }
 
@@ -437,6 +440,7 @@ impl Vfs {
     /// The filesystem a configured mount of `kind` shows, except proc and
     /// sysfs, which the sentry makes: its root and superblock.
     pub fn new_fs(
+        &self,
         kind: &MountKind,
         clients: &[Arc<GoferClient>],
         memfile: &Arc<MemoryFile>,
@@ -461,8 +465,13 @@ impl Vfs {
                 Ok(Vfs::tmpfs(&opts, memfile))
             }
             MountKind::Devtmpfs => Ok((
-                devfs::root(),
+                devfs::root(&self.devpts),
                 Superblock::new(FsKind::Devtmpfs, b"none", b"mode=755"),
+            )),
+            // Every devpts mount shows the sandbox's one set of ptys.
+            MountKind::Devpts => Ok((
+                self.devpts.root(),
+                Superblock::new(FsKind::Devpts, b"devpts", b"gid=5,mode=620,ptmxmode=666"),
             )),
             MountKind::Proc | MountKind::Sysfs => Err(Errno::ENODEV),
         }
@@ -523,6 +532,11 @@ impl Vfs {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
+    }
+
+    /// The ptys of /dev/pts.
+    pub fn ptys(&self) -> &Arc<crate::pty::Registry> {
+        self.devpts.registry()
     }
 
     /// Mounts the filesystem whose root directory is `root` over the

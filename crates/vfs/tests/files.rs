@@ -306,12 +306,13 @@ fn devfs_devices() {
     let fs = memfs();
     fs.mkdir("/dev").unwrap();
     let at = fs.lookup("/dev").unwrap();
-    fs.vfs.mount(&at, devfs::root()).unwrap();
+    let devpts = veil_vfs::fs::devpts::DevPts::default();
+    fs.vfs.mount(&at, devfs::root(&devpts)).unwrap();
     assert_eq!(
         fs.list("/dev").unwrap(),
         [
-            ".", "..", "fd", "full", "null", "random", "shm", "stderr", "stdin", "stdout",
-            "urandom", "zero"
+            ".", "..", "console", "fd", "full", "null", "ptmx", "pts", "random", "shm", "stderr",
+            "stdin", "stdout", "tty", "urandom", "zero"
         ]
     );
     let shm = fs.lookup("/dev/shm").unwrap().stat().unwrap();
@@ -326,6 +327,8 @@ fn devfs_devices() {
     assert_eq!(rdev("/dev/full"), (1 << 8) | 7);
     assert_eq!(rdev("/dev/random"), (1 << 8) | 8);
     assert_eq!(rdev("/dev/urandom"), (1 << 8) | 9);
+    assert_eq!(rdev("/dev/ptmx"), (5 << 8) | 2);
+    assert_eq!(rdev("/dev/tty"), 5 << 8);
 
     let null = fs.open("/dev/null", O_RDWR | O_TRUNC).unwrap();
     assert_eq!(null.read(&mut [1u8; 8]).unwrap(), 0);

@@ -63,7 +63,7 @@ impl Sandbox {
                     MemFs::new(0, memfile()).root(),
                     Superblock::new(FsKind::Other, b"none", b""),
                 ),
-                ref kind => Vfs::new_fs(kind, &[], &memfile()).unwrap(),
+                ref kind => vfs.new_fs(kind, &[], &memfile()).unwrap(),
             };
             vfs.mount_entry(&m.destination, m.flags, fs).unwrap();
         }

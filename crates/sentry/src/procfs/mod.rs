@@ -435,7 +435,7 @@ fn stat_line(k: &Kernel, tg: &ThreadGroup, tid: i32) -> Result<String, Errno> {
     let threads = lock(&tg.threads).len().max(1);
     // The console is the host's, whose device number is not the sandbox's
     // business: tty_nr stays 0, tpgid is the foreground group.
-    let tpgid = k.terminal.foreground_of(tg.sid()).unwrap_or(-1);
+    let tpgid = crate::tty::foreground_of(k, tg.sid()).unwrap_or(-1);
     let rsslim = tg.rlimit(RLIMIT_RSS).rlim_cur;
     let comm = String::from_utf8_lossy(&comm(k, tg.pid, tid)).into_owned();
     let start = ticks(tg.start.duration_since(k.boot_time).as_nanos() as u64);

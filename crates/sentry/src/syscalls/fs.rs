@@ -95,7 +95,7 @@ pub(super) fn register(t: &mut Table) {
         Sysno::ioctl,
         ioctl,
         &[Fd, Hex, Hex],
-        "terminal modes and sizes on host terminals, job control (TIOCSCTTY, TIOCNOTTY, TIOC[GS]PGRP, TIOCGSID) in the sentry; FIONBIO, FIOCLEX, FIONCLEX",
+        "terminal modes and sizes on host terminals, job control (TIOCSCTTY, TIOCNOTTY, TIOC[GS]PGRP, TIOCGSID) in the sentry; on ptys TCGETS, TCSETS(W/F), TIOC[GS]WINSZ, FIONREAD, TIOCOUTQ, TCFLSH, TCSBRK, TCXONC, and on masters TIOCGPTN, TIOC[GS]PTLCK, TIOCGPTPEER (TCGETS2, TIOCPKT, TIOCSTI: ENOTTY); FIONBIO, FIOCLEX, FIONCLEX",
     );
     t.full(Sysno::dup, dup, &[Fd]);
     t.full(Sysno::dup2, dup2, &[Fd, Fd]);
@@ -640,6 +640,7 @@ fn openat2(t: &mut Task, a: &Args) -> SysResult {
     if flags & O_TRUNC != 0 {
         truncated(t, &file);
     }
+    let file = crate::tty::on_open(t, file, flags)?;
     let fd = t.fds.insert(file, flags & O_CLOEXEC != 0, 0, t.nofile())?;
     Ok(fd as u64)
 }
@@ -902,7 +903,7 @@ fn ioctl(t: &mut Task, a: &Args) -> SysResult {
             Ok(0)
         }
         cmd if file.is_terminal() && crate::tty::handles(cmd) => {
-            crate::tty::ioctl(t, cmd, a.u64(2))
+            crate::tty::ioctl(t, &file, cmd, a.u64(2))
         }
         cmd => {
             if crate::tty::is_change(cmd) {

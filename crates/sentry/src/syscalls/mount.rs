@@ -53,7 +53,7 @@ pub fn new_fs(
             crate::sysfs::root(k),
             Superblock::new(FsKind::Sysfs, b"sysfs", b""),
         )),
-        _ => Vfs::new_fs(kind, clients, &k.memfile),
+        _ => k.vfs.new_fs(kind, clients, &k.memfile),
     }
 }
 
@@ -133,9 +133,11 @@ fn mount(t: &mut Task, a: &Args) -> SysResult {
         b"proc" => new_fs(&t.kernel, &MountKind::Proc, &[])?,
         b"sysfs" => new_fs(&t.kernel, &MountKind::Sysfs, &[])?,
         b"devtmpfs" => new_fs(&t.kernel, &MountKind::Devtmpfs, &[])?,
+        b"devpts" => new_fs(&t.kernel, &MountKind::Devpts, &[])?,
         _ => {
-            t.kernel
-                .log_once("mount of a filesystem other than tmpfs, proc, sysfs or devtmpfs");
+            t.kernel.log_once(
+                "mount of a filesystem other than tmpfs, proc, sysfs, devtmpfs or devpts",
+            );
             return Err(Errno::ENODEV);
         }
     };

@@ -334,6 +334,18 @@ fn rt_sigtimedwait(t: &mut Task, a: &Args) -> SysResult {
         0 => None,
         addr => Some(std::time::Instant::now() + super::time::read_timespec(t, addr)?),
     };
+    t.shared.set_real_blocked(t.signal_mask);
+    let r = sigtimedwait(t, a, set, deadline);
+    t.shared.set_real_blocked(0);
+    r
+}
+
+fn sigtimedwait(
+    t: &mut Task,
+    a: &Args,
+    set: u64,
+    deadline: Option<std::time::Instant>,
+) -> SysResult {
     loop {
         if let Some(info) = t.dequeue_signal(set) {
             if a.u64(1) != 0 {

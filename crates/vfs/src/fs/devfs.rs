@@ -1,7 +1,9 @@
 //! A minimal devfs, mounted on /dev: the memory devices every program
 //! expects, with Linux's modes and device numbers, the fd, stdin, stdout
-//! and stderr links into /proc/self/fd, and an empty `shm` directory for
-//! the sandbox to mount its /dev/shm on.
+//! and stderr links into /proc/self/fd, empty `shm` and `pts` directories
+//! for the sandbox to mount its /dev/shm and devpts on, `ptmx`, and `tty`
+//! and `console`, whose opens the sentry redirects to the caller's
+//! controlling terminal and to the host terminal.
 
 use std::any::Any;
 use std::sync::Arc;
@@ -9,6 +11,7 @@ use std::sync::Arc;
 use veil_abi::mode::{dtype, S_IFCHR, S_IFDIR, S_IFLNK};
 use veil_abi::{Errno, Stat};
 
+use super::devpts::{DevPts, TTYAUX_MAJOR};
 use super::makedev;
 use crate::file::{FileOps, NoOps};
 use crate::inode::{DirEntry, Inode};
@@ -19,6 +22,17 @@ const ROOT_INO: u64 = 1;
 /// The memory devices' major number.
 const MEM_MAJOR: u64 = 1;
 const SHM_INO: u64 = 100;
+const PTS_INO: u64 = 101;
+const PTMX_INO: u64 = 102;
+/// /dev/tty's and /dev/console's minor numbers (major `TTYAUX_MAJOR`).
+pub const TTY_MINOR: u64 = 0;
+pub const CONSOLE_MINOR: u64 = 1;
+/// Name, minor number and permission bits of the redirected terminals.
+const TTYS: [(&[u8], u64, u32); 2] = [
+    (b"tty", TTY_MINOR, 0o666),
+    (b"console", CONSOLE_MINOR, 0o600),
+];
+const TTY_INO: u64 = 110;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Device {
@@ -48,8 +62,10 @@ const LINKS: [(&[u8], &[u8]); 4] = [
 const LINK_INO: u64 = 200;
 
 /// The root directory of a devfs instance.
-pub fn root() -> Arc<dyn Inode> {
-    Arc::new(DevDir)
+pub fn root(devpts: &DevPts) -> Arc<dyn Inode> {
+    Arc::new(DevDir {
+        ptmx: devpts.ptmx(0o666, PTMX_INO, DEV),
+    })
 }
 
 fn stat(ino: u64, mode: u32, rdev: u64, nlink: u64) -> Stat {
@@ -64,11 +80,13 @@ fn stat(ino: u64, mode: u32, rdev: u64, nlink: u64) -> Stat {
     }
 }
 
-struct DevDir;
+struct DevDir {
+    ptmx: Arc<dyn Inode>,
+}
 
 impl Inode for DevDir {
     fn stat(&self) -> Result<Stat, Errno> {
-        Ok(stat(ROOT_INO, S_IFDIR | 0o755, 0, 3))
+        Ok(stat(ROOT_INO, S_IFDIR | 0o755, 0, 4))
     }
 
     fn open(self: Arc<Self>, _flags: i32) -> Result<Box<dyn FileOps>, Errno> {
@@ -76,8 +94,14 @@ impl Inode for DevDir {
     }
 
     fn lookup(&self, name: &[u8]) -> Result<Arc<dyn Inode>, Errno> {
-        if name == b"shm" {
-            return Ok(Arc::new(ShmDir));
+        match name {
+            b"shm" => return Ok(Arc::new(EmptyDir(SHM_INO, 0o1777))),
+            b"pts" => return Ok(Arc::new(EmptyDir(PTS_INO, 0o755))),
+            b"ptmx" => return Ok(self.ptmx.clone()),
+            _ => {}
+        }
+        if let Some(&(_, minor, mode)) = TTYS.iter().find(|(n, _, _)| *n == name) {
+            return Ok(Arc::new(TtyNode { minor, mode }));
         }
         if let Some(i) = LINKS.iter().position(|(n, _)| *n == name) {
             return Ok(Arc::new(DevLink(i)));
@@ -90,11 +114,21 @@ impl Inode for DevDir {
     }
 
     fn readdir(&self) -> Result<Vec<DirEntry>, Errno> {
-        let shm = DirEntry {
-            name: b"shm".to_vec(),
-            ino: SHM_INO,
+        let dirs = [(&b"shm"[..], SHM_INO), (b"pts", PTS_INO)].map(|(name, ino)| DirEntry {
+            name: name.to_vec(),
+            ino,
             dtype: dtype(S_IFDIR),
+        });
+        let ptmx = DirEntry {
+            name: b"ptmx".to_vec(),
+            ino: PTMX_INO,
+            dtype: dtype(S_IFCHR),
         };
+        let ttys = TTYS.iter().map(|&(name, minor, _)| DirEntry {
+            name: name.to_vec(),
+            ino: TTY_INO + minor,
+            dtype: dtype(S_IFCHR),
+        });
         Ok(DEVICES
             .iter()
             .map(|&(name, _, minor)| DirEntry {
@@ -102,7 +136,9 @@ impl Inode for DevDir {
                 ino: ROOT_INO + minor,
                 dtype: dtype(S_IFCHR),
             })
-            .chain(std::iter::once(shm))
+            .chain(dirs)
+            .chain(std::iter::once(ptmx))
+            .chain(ttys)
             .chain(LINKS.iter().enumerate().map(|(i, (name, _))| DirEntry {
                 name: name.to_vec(),
                 ino: LINK_INO + i as u64,
@@ -116,12 +152,13 @@ impl Inode for DevDir {
     }
 }
 
-/// The empty directory /dev/shm is mounted on.
-struct ShmDir;
+/// An empty directory for a mount (/dev/shm, /dev/pts): inode number and
+/// permission bits.
+struct EmptyDir(u64, u32);
 
-impl Inode for ShmDir {
+impl Inode for EmptyDir {
     fn stat(&self) -> Result<Stat, Errno> {
-        Ok(stat(SHM_INO, S_IFDIR | 0o1777, 0, 2))
+        Ok(stat(self.0, S_IFDIR | self.1, 0, 2))
     }
 
     fn open(self: Arc<Self>, _flags: i32) -> Result<Box<dyn FileOps>, Errno> {
@@ -163,6 +200,41 @@ impl Inode for DevLink {
 
     fn as_any(&self) -> &dyn Any {
         self
+    }
+}
+
+/// /dev/tty or /dev/console. The sentry swaps an open of one for the
+/// terminal it stands for; what is left unswapped has no terminal behind it.
+struct TtyNode {
+    minor: u64,
+    mode: u32,
+}
+
+impl Inode for TtyNode {
+    fn stat(&self) -> Result<Stat, Errno> {
+        let rdev = makedev(TTYAUX_MAJOR, self.minor);
+        Ok(stat(TTY_INO + self.minor, S_IFCHR | self.mode, rdev, 1))
+    }
+
+    fn open(self: Arc<Self>, _flags: i32) -> Result<Box<dyn FileOps>, Errno> {
+        Ok(Box::new(NoTty))
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+/// The placeholder a /dev/tty open leaves before the sentry swaps it.
+struct NoTty;
+
+impl FileOps for NoTty {
+    fn read_at(&self, _buf: &mut [u8], _off: u64) -> Result<usize, Errno> {
+        Err(Errno::ENXIO)
+    }
+
+    fn write_at(&self, _buf: &[u8], _off: u64) -> Result<usize, Errno> {
+        Err(Errno::ENXIO)
     }
 }
 

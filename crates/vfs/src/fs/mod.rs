@@ -1,6 +1,7 @@
 //! Filesystems: each implements [`Inode`](crate::Inode) for its files.
 
 pub mod devfs;
+pub mod devpts;
 pub mod gofer;
 pub mod memfs;
 pub mod overlay;
