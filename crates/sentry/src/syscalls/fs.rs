@@ -492,6 +492,7 @@ fn do_open(t: &Task, dirfd: i32, path_addr: u64, flags: i32, mode: u32) -> SysRe
     if flags & O_TRUNC != 0 {
         truncated(t, &file);
     }
+    let file = crate::tty::on_open(t, file, flags)?;
     let fd = t.fds.insert(file, flags & O_CLOEXEC != 0, 0, t.nofile())?;
     Ok(fd as u64)
 }
