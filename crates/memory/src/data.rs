@@ -74,12 +74,15 @@ impl FileData {
             return Ok(0);
         }
         let n = (end - off) as usize;
-        buf[..n].fill(0);
+        // Holes read as zeros; only they are cleared.
+        let mut cur = 0;
         for (s, e, moff) in inner.pieces(off, end) {
             let at = (s - off) as usize;
-            self.memfile
-                .read(moff, &mut buf[at..at + (e - s) as usize])?;
+            buf[cur..at].fill(0);
+            cur = at + (e - s) as usize;
+            self.memfile.read(moff, &mut buf[at..cur])?;
         }
+        buf[cur..n].fill(0);
         Ok(n)
     }
 
