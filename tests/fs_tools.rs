@@ -46,19 +46,33 @@ fn find_whole_root() {
     );
 }
 
-/// stat(1) of host files, directories and devices prints what it does
-/// natively.
+/// stat(1) of host files and directories prints what it does natively,
+/// birth time included (the access time is left out: reads change it).
 #[test]
 fn stat_of_host_files() {
     Case::new(&[
         "/usr/bin/stat",
         "-c",
-        "%n %F %a %u %g %s %h %Y",
+        "%n %F %a %u %g %s %h %i %b %B %Y %Z %W %w",
         "/etc/passwd",
         "/usr/bin",
         "/etc/hostname",
     ])
     .assert_same();
+}
+
+/// A file made in the sandbox has a birth time, as on the host's
+/// filesystems.
+#[test]
+fn new_files_have_a_birth_time() {
+    let dir = TempDir::new("btime");
+    let script = format!(
+        "f={d}/born; echo x > $f; b=$(stat -c %W $f); m=$(stat -c %Y $f); \
+         [ \"$b\" -gt 0 ] && [ \"$b\" -le \"$m\" ] && echo born; rm $f",
+        d = path_str(dir.path())
+    );
+    let (_, veil) = Case::new(&["/bin/sh", "-c", &script]).assert_same();
+    assert_eq!(veil.stdout_str(), "born\n", "{}", veil.describe());
 }
 
 /// A 100 MiB file written and read back inside the sandbox hashes as the

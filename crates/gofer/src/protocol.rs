@@ -46,6 +46,8 @@ pub struct HostStat {
     pub atime: (i64, i64),
     pub mtime: (i64, i64),
     pub ctime: (i64, i64),
+    /// The birth time, if the host filesystem records one.
+    pub btime: Option<(i64, i64)>,
 }
 
 /// One directory entry; never "." or "..".

@@ -18,9 +18,10 @@ use std::path::{Path, PathBuf};
 
 use rustix::fs::{
     chmodat, chownat, fallocate, fdatasync, fgetxattr, flistxattr, fremovexattr, fsetxattr, fstat,
-    fstatfs, fsync, ftruncate, linkat, mkdirat, mknodat, openat, readlinkat_raw, renameat_with,
-    seek, symlinkat, unlinkat, utimensat, AtFlags, FallocateFlags, FileType, Gid, Mode, OFlags,
-    RawDir, RenameFlags, SeekFrom, Timespec, Timestamps, Uid, XattrFlags, CWD, UTIME_OMIT,
+    fstatfs, fsync, ftruncate, linkat, makedev, mkdirat, mknodat, openat, readlinkat_raw,
+    renameat_with, seek, statx, symlinkat, unlinkat, utimensat, AtFlags, FallocateFlags, FileType,
+    Gid, Mode, OFlags, RawDir, RenameFlags, SeekFrom, StatxFlags, Timespec, Timestamps, Uid,
+    XattrFlags, CWD, UTIME_OMIT,
 };
 use rustix::io::{fcntl_dupfd_cloexec, Errno};
 use rustix::net::{
@@ -632,22 +633,30 @@ fn component(name: Vec<u8>) -> Result<CString, Errno> {
     CString::new(name).map_err(|_| Errno::INVAL)
 }
 
+/// statx rather than fstat: it also gives the birth time.
 fn stat(fd: &OwnedFd) -> Result<HostStat, Errno> {
-    let st = fstat(fd)?;
+    let st = statx(
+        fd,
+        c"",
+        AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW,
+        StatxFlags::BASIC_STATS | StatxFlags::BTIME,
+    )?;
+    let ts = |t: rustix::fs::StatxTimestamp| (t.tv_sec, i64::from(t.tv_nsec));
     Ok(HostStat {
-        dev: st.st_dev,
-        ino: st.st_ino,
-        mode: st.st_mode,
-        nlink: st.st_nlink,
-        uid: st.st_uid,
-        gid: st.st_gid,
-        rdev: st.st_rdev,
-        size: st.st_size,
-        blksize: st.st_blksize,
-        blocks: st.st_blocks,
-        atime: (st.st_atime as i64, st.st_atime_nsec as i64),
-        mtime: (st.st_mtime as i64, st.st_mtime_nsec as i64),
-        ctime: (st.st_ctime as i64, st.st_ctime_nsec as i64),
+        dev: makedev(st.stx_dev_major, st.stx_dev_minor),
+        ino: st.stx_ino,
+        mode: u32::from(st.stx_mode),
+        nlink: u64::from(st.stx_nlink),
+        uid: st.stx_uid,
+        gid: st.stx_gid,
+        rdev: makedev(st.stx_rdev_major, st.stx_rdev_minor),
+        size: st.stx_size as i64,
+        blksize: i64::from(st.stx_blksize),
+        blocks: st.stx_blocks as i64,
+        atime: ts(st.stx_atime),
+        mtime: ts(st.stx_mtime),
+        ctime: ts(st.stx_ctime),
+        btime: (st.stx_mask & StatxFlags::BTIME.bits() != 0).then(|| ts(st.stx_btime)),
     })
 }
 

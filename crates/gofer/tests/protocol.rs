@@ -69,6 +69,12 @@ fn assert_stat_matches(st: &HostStat, path: &Path) {
         atime: (m.atime(), m.atime_nsec()),
         mtime: (m.mtime(), m.mtime_nsec()),
         ctime: (m.ctime(), m.ctime_nsec()),
+        btime: m.created().ok().map(|t| {
+            let d = t
+                .duration_since(std::time::UNIX_EPOCH)
+                .expect("a birth after 1970");
+            (d.as_secs() as i64, i64::from(d.subsec_nanos()))
+        }),
     };
     assert_eq!(*st, expected, "{}", path.display());
 }

@@ -40,6 +40,12 @@ pub struct SetAttr {
 pub trait Inode: Send + Sync {
     fn stat(&self) -> Result<Stat, Errno>;
 
+    /// The birth time statx reports (STATX_BTIME), for filesystems that
+    /// record one.
+    fn btime(&self) -> Option<Timespec> {
+        None
+    }
+
     /// Opens the file for I/O with open(2) `flags` once the VFS has checked
     /// access. The filesystem honours O_TRUNC, and fails write access it
     /// cannot give (EROFS).

@@ -731,8 +731,24 @@ fn statx(t: &mut Task, a: &Args) -> SysResult {
     if a.u32(3) & 0x8000_0000 != 0 {
         return Err(Errno::EINVAL);
     }
-    let st = stat_at(t, a.i32(0), a.u64(1), flags)?;
-    let sx = veil_vfs::statx_from_stat(&st);
+    let (dirfd, path_addr) = (a.i32(0), a.u64(1));
+    let (st, btime) =
+        if flags & AT_EMPTY_PATH != 0 && dirfd != AT_FDCWD && read_path(t, path_addr)?.is_empty() {
+            let file = t.fds.get(dirfd)?;
+            (file.stat()?, file.path().inode().btime())
+        } else {
+            let p = resolve(t, dirfd, path_addr, flags)?;
+            (t.kernel.vfs.stat(&p)?, p.inode().btime())
+        };
+    let mut sx = veil_vfs::statx_from_stat(&st);
+    if let Some(b) = btime {
+        sx.stx_mask |= linux_raw_sys::general::STATX_BTIME;
+        sx.stx_btime = veil_abi::StatxTimestamp {
+            tv_sec: b.tv_sec,
+            tv_nsec: b.tv_nsec as u32,
+            __reserved: 0,
+        };
+    }
     t.mm.write_obj(a.u64(4), &sx).map(|()| 0)
 }
 

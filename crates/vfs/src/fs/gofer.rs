@@ -33,6 +33,7 @@ struct GoferNode {
     /// the host changes, and the sandbox need not see that; a writable one
     /// is asked again on each stat.
     stat: Mutex<Stat>,
+    btime: Mutex<Option<Timespec>>,
     /// The donated host FDs of a regular file, by access mode, shared by its
     /// open files and closed with the last of them: the sentry's FDs stay
     /// bounded by the files the sandbox has open, not by those it has looked
@@ -40,8 +41,12 @@ struct GoferNode {
     fds: Mutex<[Weak<OwnedFd>; 3]>,
 }
 
+fn timespec((tv_sec, tv_nsec): (i64, i64)) -> Timespec {
+    Timespec { tv_sec, tv_nsec }
+}
+
 fn to_stat(h: &HostStat) -> Stat {
-    let ts = |(tv_sec, tv_nsec): (i64, i64)| Timespec { tv_sec, tv_nsec };
+    let ts = timespec;
     Stat {
         st_dev: h.dev,
         st_ino: h.ino,
@@ -67,6 +72,7 @@ impl GoferNode {
             writable,
             fid,
             stat: Mutex::new(to_stat(st)),
+            btime: Mutex::new(st.btime.map(timespec)),
             fds: Mutex::new([Weak::new(), Weak::new(), Weak::new()]),
         }
     }
@@ -97,6 +103,7 @@ impl GoferNode {
 
     fn set_stat(&self, st: &HostStat) {
         *self.stat.lock().unwrap_or_else(PoisonError::into_inner) = to_stat(st);
+        *self.btime.lock().unwrap_or_else(PoisonError::into_inner) = st.btime.map(timespec);
     }
 
     /// Refreshes the cached attributes after a change of this file.
@@ -126,6 +133,10 @@ impl Drop for GoferNode {
 }
 
 impl Inode for GoferNode {
+    fn btime(&self) -> Option<Timespec> {
+        *self.btime.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     fn stat(&self) -> Result<Stat, Errno> {
         if self.writable {
             self.refresh()?;

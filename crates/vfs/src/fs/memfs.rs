@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use veil_abi::mode::{
     dtype, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK,
 };
-use veil_abi::{Errno, Stat};
+use veil_abi::{Errno, Stat, Timespec};
 use veil_memory::{FileData, MemoryFile};
 
 use super::now;
@@ -192,6 +192,8 @@ pub struct MemNode {
     body: Body,
     /// An O_TMPFILE file that `link` may still name (Linux's I_LINKABLE).
     linkable: std::sync::atomic::AtomicBool,
+    /// When it was made, as tmpfs records it.
+    btime: Timespec,
 }
 
 impl Drop for MemNode {
@@ -207,6 +209,7 @@ impl MemNode {
         Arc::new_cyclic(|me| MemNode {
             me: me.clone(),
             fs,
+            btime: meta.st_ctime,
             meta: Mutex::new(meta),
             body,
             linkable: Default::default(),
@@ -400,6 +403,10 @@ impl MemNode {
 }
 
 impl Inode for MemNode {
+    fn btime(&self) -> Option<Timespec> {
+        Some(self.btime)
+    }
+
     fn stat(&self) -> Result<Stat, Errno> {
         let mut st = *lock(&self.meta);
         match &self.body {

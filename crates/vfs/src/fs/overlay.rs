@@ -245,6 +245,10 @@ fn read_all(lower: Arc<dyn Inode>, st: &Stat) -> Result<Vec<u8>, Errno> {
 }
 
 impl Inode for Node {
+    fn btime(&self) -> Option<veil_abi::Timespec> {
+        self.top().ok()?.btime()
+    }
+
     fn stat(&self) -> Result<Stat, Errno> {
         let mut st = self.top()?.stat()?;
         st.st_dev = self.fs.dev;
