@@ -904,14 +904,7 @@ impl Vfs {
     ) -> Result<(), Errno> {
         let _changing = self.lock_changes();
         let mut walker = Walker::new(self, ctx, creds);
-        let (dir, last) = walker.walk_parent(start, path)?;
-        let LastKind::Name(name) = last.kind else {
-            return Err(Errno::EEXIST);
-        };
-        walker.check_create(&dir, &name)?;
-        if last.trailing_slash {
-            return Err(Errno::ENOENT);
-        }
+        let (dir, name) = walker.new_name(start, path)?;
         let kind = mode & veil_abi::mode::S_IFMT;
         if (kind == veil_abi::mode::S_IFCHR || kind == veil_abi::mode::S_IFBLK)
             && !creds.capable(crate::cap::CAP_MKNOD)
@@ -941,15 +934,7 @@ impl Vfs {
         }
         let _changing = self.lock_changes();
         let mut walker = Walker::new(self, ctx, creds);
-        let (dir, last) = walker.walk_parent(start, path)?;
-        let LastKind::Name(name) = last.kind else {
-            return Err(Errno::EEXIST);
-        };
-        walker.check_create(&dir, &name)?;
-        // Only directories are made through a trailing slash.
-        if last.trailing_slash {
-            return Err(Errno::ENOENT);
-        }
+        let (dir, name) = walker.new_name(start, path)?;
         dir.inode().symlink(&name, target, creds)?;
         inotify::notify_entry(&dir.dentry, IN_CREATE, &name, 0);
         Ok(())
@@ -966,14 +951,7 @@ impl Vfs {
     ) -> Result<(), Errno> {
         let _changing = self.lock_changes();
         let mut walker = Walker::new(self, ctx, creds);
-        let (dir, last) = walker.walk_parent(new_start, new_path)?;
-        let LastKind::Name(name) = last.kind else {
-            return Err(Errno::EEXIST);
-        };
-        walker.check_create(&dir, &name)?;
-        if last.trailing_slash {
-            return Err(Errno::ENOENT);
-        }
+        let (dir, name) = walker.new_name(new_start, new_path)?;
         if !Arc::ptr_eq(&src.mount, &dir.mount) {
             return Err(Errno::EXDEV);
         }
@@ -1734,6 +1712,21 @@ impl<'a> Walker<'a> {
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// The directory and name at which `path` would make a new
+    /// non-directory, checked as for creation. Only directories are made
+    /// through a trailing slash (ENOENT).
+    fn new_name(&mut self, start: &PathRef, path: &[u8]) -> Result<(PathRef, Vec<u8>), Errno> {
+        let (dir, last) = self.walk_parent(start, path)?;
+        let LastKind::Name(name) = last.kind else {
+            return Err(Errno::EEXIST);
+        };
+        self.check_create(&dir, &name)?;
+        if last.trailing_slash {
+            return Err(Errno::ENOENT);
+        }
+        Ok((dir, name))
     }
 
     /// Checks that `name` may be created in `dir`: EEXIST if it exists.
