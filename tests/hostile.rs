@@ -141,6 +141,35 @@ fn hostile_links_fail_cleanly_without_an_overlay() {
     attack("none");
 }
 
+/// The same attack through a writable bind mount of the hostile tree on
+/// /mnt: its links resolve in the sandbox, whose root is the hostile tree
+/// too (under the memory overlay), never on the host.
+#[test]
+fn hostile_links_in_a_writable_bind_fail_cleanly() {
+    let h = Hostile::new("hostile-bind");
+    fs::set_permissions(h.outside.join("secret"), fs::Permissions::from_mode(0o644))
+        .expect("chmod");
+    let root = path_str(&h.root);
+    let bind = format!("{root}:/mnt");
+    // Every path of the attack is one word after a space.
+    let script = format!(
+        "echo bound > /mnt/written\n{}",
+        ATTACK.replace(" /", " /mnt/")
+    );
+    let out = run_veil_raw(&["do", "--root", root, "-v", &bind, "/bin/sh", "-c", &script]);
+    assert_eq!(out.status, Status::Exited(0), "{}", out.command);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(path_str(&h.outside.join("secret"))),
+        "{stdout}"
+    );
+    h.assert_outside_untouched(&out);
+    assert_eq!(
+        fs::read_to_string(h.root.join("written")).expect("the bind is writable"),
+        "bound\n"
+    );
+}
+
 #[test]
 fn the_memory_overlay_never_changes_the_host() {
     let h = Hostile::new("hostile-nochange");
