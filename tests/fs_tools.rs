@@ -5,7 +5,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::{path_str, repo_root, Case, TempDir};
+use common::{
+    assert_outputs_match, compile, path_str, repo_root, run_command, run_veil_raw, Case, Link,
+    TempDir,
+};
 
 /// tar archives a tree and extracts it elsewhere; the copy is identical.
 #[test]
@@ -106,4 +109,27 @@ fn python_file_system_modules() {
         "{}",
         veil.describe()
     );
+}
+
+/// A shared mapping of a file in a writable bind mount is coherent with
+/// read(2) and write(2), and its stores reach the host file, with msync and
+/// without; natively the program runs on the same directory.
+#[test]
+fn shared_mappings_of_bound_host_files() {
+    let bin = compile("fs/mmap_shared", Link::Static);
+    let bin = path_str(&bin);
+    let dir = TempDir::new("mmap-shared");
+    let d = path_str(dir.path());
+    let native = run_command(bin, &[d.to_string()], &[], None, common::run_timeout());
+    let bind = format!("{d}:{d}");
+    let veil = run_veil_raw(&["do", "-v", &bind, bin, d]);
+    assert_outputs_match(&native, &veil);
+    assert!(
+        veil.stdout_str().ends_with("all ok\n"),
+        "{}",
+        veil.describe()
+    );
+    let host = std::fs::read(dir.path().join("shared.dat")).expect("the host file");
+    assert_eq!(&host[..12], b"LASTMMAPWRIT", "{}", veil.describe());
+    assert_eq!(&host[4096..4107], b"second page");
 }

@@ -33,6 +33,14 @@ struct Inner {
 pub struct FileData {
     memfile: Arc<MemoryFile>,
     inner: Mutex<Inner>,
+    /// For a cache of a file kept elsewhere (a host file): where `sync`,
+    /// and the last reference going, write the data back.
+    writeback: Option<Box<dyn WriteBack>>,
+}
+
+/// The home of the data a `FileData` caches.
+pub trait WriteBack: Send + Sync {
+    fn write_back(&self, data: &FileData) -> Result<(), Errno>;
 }
 
 /// A file range `[start, end)` and the memory-file offset backing `start`.
@@ -51,6 +59,23 @@ impl FileData {
                 size: 0,
                 extents: BTreeMap::new(),
             }),
+            writeback: None,
+        }
+    }
+
+    /// A cache of a file kept elsewhere, written back by `writeback`.
+    pub fn with_writeback(memfile: Arc<MemoryFile>, writeback: Box<dyn WriteBack>) -> FileData {
+        let mut data = FileData::new(memfile);
+        data.writeback = Some(writeback);
+        data
+    }
+
+    /// Writes a cache back to its file (msync, fsync); nothing for data
+    /// that lives only here.
+    pub fn sync(&self) -> Result<(), Errno> {
+        match &self.writeback {
+            Some(wb) => wb.write_back(self),
+            None => Ok(()),
         }
     }
 
@@ -263,6 +288,10 @@ impl Inner {
 
 impl Drop for FileData {
     fn drop(&mut self) {
+        if let Some(wb) = self.writeback.take() {
+            // Nobody is left to see an error, as after a last munmap.
+            let _ = wb.write_back(self);
+        }
         let inner = self.inner.get_mut().unwrap_or_else(PoisonError::into_inner);
         for (s, x) in std::mem::take(&mut inner.extents) {
             self.memfile.dec_ref(x.off, x.end - s);

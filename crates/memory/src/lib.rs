@@ -8,5 +8,5 @@
 mod data;
 mod memfile;
 
-pub use data::{FileData, Piece};
+pub use data::{FileData, Piece, WriteBack};
 pub use memfile::{MemoryFile, MEMFILE_SIZE};

@@ -426,7 +426,7 @@ impl Vfs {
         overlay: bool,
         memfile: Arc<MemoryFile>,
     ) -> Result<Vfs, Errno> {
-        let lower = gofer::root(client.clone(), !overlay)?;
+        let lower = gofer::root(client.clone(), !overlay, memfile.clone())?;
         if !overlay {
             let sb = gofer_superblock(client, None, b"/")?;
             return Ok(Vfs::with_superblock(lower, sb));
@@ -452,7 +452,7 @@ impl Vfs {
                 readonly,
             } => {
                 let client = clients.get(*conn).ok_or(Errno::EINVAL)?.clone();
-                let root = gofer::root(client.clone(), !readonly)?;
+                let root = gofer::root(client.clone(), !readonly, memfile.clone())?;
                 Ok((root, gofer_superblock(client, None, source)?))
             }
             MountKind::Tmpfs { size, mode } => {

@@ -321,7 +321,8 @@ fn the_lower_layer_refuses_writes_of_its_own() {
     .unwrap();
     let root = veil_gofer::open_root(sb.dir.path()).unwrap();
     let gofer = std::thread::spawn(move || veil_gofer::serve(root, server, true).unwrap());
-    let lower = veil_vfs::fs::gofer::root(Arc::new(GoferClient::new(client)), false).unwrap();
+    let lower =
+        veil_vfs::fs::gofer::root(Arc::new(GoferClient::new(client)), false, memfile()).unwrap();
     let ro = Fs::new(Vfs::new(lower));
     assert_eq!(ro.read("/etc/passwd").unwrap(), b"root:x:0:0\n");
     assert_eq!(ro.open("/etc/passwd", O_WRONLY).err(), Some(Errno::EROFS));

@@ -129,8 +129,10 @@ fn mmap(t: &mut Task, a: &Args) -> SysResult {
         off.checked_add(len).ok_or(Errno::EOVERFLOW)?;
         let mapping = FileMapping::new(file.clone(), prot & 2 != 0 && shared)?;
         name = crate::vfsglue::map_name(t, &file);
-        match file.mappable() {
-            Some(data) if shared => Backing::Shared {
+        // Asked only for shared mappings: a host file makes its cache then.
+        let data = if shared { file.mappable() } else { None };
+        match data {
+            Some(data) => Backing::Shared {
                 data,
                 offset: off,
                 may_write: file.flags() & O_ACCMODE == O_RDWR,
@@ -142,7 +144,7 @@ fn mmap(t: &mut Task, a: &Args) -> SysResult {
             _ => {
                 if shared && prot & 2 != 0 {
                     t.kernel
-                        .log_once("writable MAP_SHARED mappings of host files do not write back");
+                        .log_once("writable MAP_SHARED mappings of host descriptors and devices are private copies");
                 }
                 Backing::File {
                     file: Arc::new(mapping),
@@ -256,7 +258,12 @@ fn msync(t: &mut Task, a: &Args) -> SysResult {
     if a.u64(1) == 0 {
         return Ok(0);
     }
-    t.mm.check_mapped(a.u64(0), a.u64(1)).map(|()| 0)
+    t.mm.check_mapped(a.u64(0), a.u64(1))?;
+    // Caches of host files go back to them; other memory has no home.
+    for data in t.mm.shared_data(a.u64(0), a.u64(1))? {
+        data.sync()?;
+    }
+    Ok(0)
 }
 
 fn ok0(_t: &mut Task, _a: &Args) -> SysResult {

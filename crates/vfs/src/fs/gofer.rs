@@ -4,6 +4,11 @@
 //! FD the gofer donates, one per inode and access mode while it is open.
 //! The sentry never opens a host path itself. Files are created owned by
 //! the gofer's uid, whatever the creating task's credentials.
+//!
+//! A shared mapping of a file of a writable tree maps a cache of its data
+//! in the memory file, which read(2) and write(2) then go through too (so
+//! all see the same bytes); write(2) also writes through to the host, and
+//! msync, fsync and the last unmap write the cache back.
 
 use std::any::Any;
 use std::os::fd::OwnedFd;
@@ -11,6 +16,7 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use veil_abi::{Errno, Stat, Timespec};
 use veil_gofer::{Fid, GoferClient, HostStat, SetStat};
+use veil_memory::{FileData, MemoryFile, WriteBack};
 
 use crate::file::{FileOps, NoOps};
 use crate::flags::{writes, O_ACCMODE, O_RDWR, O_TRUNC, O_WRONLY};
@@ -20,9 +26,15 @@ const AT_REMOVEDIR: u32 = linux_raw_sys::general::AT_REMOVEDIR;
 
 /// The root of the tree `client` serves; `writable` if the gofer serves it
 /// read-write (it refuses changes otherwise anyway).
-pub fn root(client: Arc<GoferClient>, writable: bool) -> Result<Arc<dyn Inode>, Errno> {
+pub fn root(
+    client: Arc<GoferClient>,
+    writable: bool,
+    memfile: Arc<MemoryFile>,
+) -> Result<Arc<dyn Inode>, Errno> {
     let (fid, st) = client.attach()?;
-    Ok(Arc::new(GoferNode::new(client, writable, fid, &st)))
+    Ok(Arc::new(GoferNode::new(
+        client, writable, memfile, fid, &st,
+    )))
 }
 
 struct GoferNode {
@@ -39,6 +51,33 @@ struct GoferNode {
     /// bounded by the files the sandbox has open, not by those it has looked
     /// at.
     fds: Mutex<[Weak<OwnedFd>; 3]>,
+    memfile: Arc<MemoryFile>,
+    /// The data cache while a shared mapping (or a file it serves) holds it.
+    cache: Mutex<Weak<FileData>>,
+}
+
+/// Writes a cache back to the host file through a read-write FD.
+struct HostFile(Arc<OwnedFd>);
+
+impl WriteBack for HostFile {
+    fn write_back(&self, data: &FileData) -> Result<(), Errno> {
+        let size = data.size();
+        let mut buf = vec![0u8; (1 << 20).min(size as usize)];
+        let mut off = 0;
+        while off < size {
+            let n = data.read_at(&mut buf, off)?;
+            if n == 0 {
+                break;
+            }
+            let mut done = 0;
+            while done < n {
+                let at = off + done as u64;
+                done += crate::host_call(|| rustix::io::pwrite(&*self.0, &buf[done..n], at))?;
+            }
+            off += n as u64;
+        }
+        crate::host_call(|| rustix::fs::ftruncate(&*self.0, size))
+    }
 }
 
 fn timespec((tv_sec, tv_nsec): (i64, i64)) -> Timespec {
@@ -66,7 +105,13 @@ fn to_stat(h: &HostStat) -> Stat {
 }
 
 impl GoferNode {
-    fn new(client: Arc<GoferClient>, writable: bool, fid: Fid, st: &HostStat) -> GoferNode {
+    fn new(
+        client: Arc<GoferClient>,
+        writable: bool,
+        memfile: Arc<MemoryFile>,
+        fid: Fid,
+        st: &HostStat,
+    ) -> GoferNode {
         GoferNode {
             client,
             writable,
@@ -74,11 +119,54 @@ impl GoferNode {
             stat: Mutex::new(to_stat(st)),
             btime: Mutex::new(st.btime.map(timespec)),
             fds: Mutex::new([Weak::new(), Weak::new(), Weak::new()]),
+            memfile,
+            cache: Mutex::new(Weak::new()),
         }
     }
 
     fn child(&self, (fid, st): (Fid, HostStat)) -> Arc<GoferNode> {
-        Arc::new(GoferNode::new(self.client.clone(), self.writable, fid, &st))
+        Arc::new(GoferNode::new(
+            self.client.clone(),
+            self.writable,
+            self.memfile.clone(),
+            fid,
+            &st,
+        ))
+    }
+
+    fn cached(&self) -> Option<Arc<FileData>> {
+        self.cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .upgrade()
+    }
+
+    /// The data cache for a shared mapping, read from the host file when
+    /// first made. Only a writable tree's files get one: the sandbox is the
+    /// only writer of the others, and never writes them.
+    fn cache(&self) -> Result<Arc<FileData>, Errno> {
+        self.writable()?;
+        let mut slot = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(data) = slot.upgrade() {
+            return Ok(data);
+        }
+        let fd = self.host_fd(O_RDWR)?;
+        let data = Arc::new(FileData::with_writeback(
+            self.memfile.clone(),
+            Box::new(HostFile(fd.clone())),
+        ));
+        let mut buf = vec![0u8; 1 << 20];
+        let mut off = 0u64;
+        loop {
+            let n = crate::host_call(|| rustix::io::pread(&*fd, &mut buf, off))?;
+            if n == 0 {
+                break;
+            }
+            data.write_at(&buf[..n], off, |_, _| Ok(()))?;
+            off += n as u64;
+        }
+        *slot = Arc::downgrade(&data);
+        Ok(data)
     }
 
     /// A host FD open with access mode `access` (O_RDONLY, O_WRONLY or
@@ -271,21 +359,37 @@ struct GoferFile {
 
 impl FileOps for GoferFile {
     fn read_at(&self, buf: &mut [u8], off: u64) -> Result<usize, Errno> {
+        if let Some(data) = self.node.cached() {
+            return data.read_at(buf, off);
+        }
         crate::host_call(|| rustix::io::pread(&*self.fd, &mut *buf, off))
     }
 
     fn write_at(&self, buf: &[u8], off: u64) -> Result<usize, Errno> {
         let n = crate::host_call(|| rustix::io::pwrite(&*self.fd, buf, off))?;
+        if let Some(data) = self.node.cached() {
+            data.write_at(&buf[..n], off, |_, _| Ok(()))?;
+        }
         self.node.refresh()?;
         Ok(n)
     }
 
     fn truncate(&self, len: u64) -> Result<(), Errno> {
         crate::host_call(|| rustix::fs::ftruncate(&*self.fd, len))?;
+        if let Some(data) = self.node.cached() {
+            data.set_len(len, |_, _| Ok(()))?;
+        }
         self.node.refresh()
     }
 
+    fn mappable(&self) -> Option<Arc<FileData>> {
+        self.node.cache().ok()
+    }
+
     fn sync(&self, data_only: bool) -> Result<(), Errno> {
+        if let Some(data) = self.node.cached() {
+            data.sync()?;
+        }
         if data_only {
             crate::host_call(|| rustix::fs::fdatasync(&*self.fd))
         } else {
