@@ -63,6 +63,14 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 #[derive(Default)]
 pub(crate) struct Watches(Mutex<Vec<Watch>>);
 
+impl Watches {
+    /// Whether some live instance watches the dentry: it must stay cached
+    /// (as Linux pins a watched inode).
+    pub(crate) fn watched(&self) -> bool {
+        lock(&self.0).iter().any(|w| w.inst.strong_count() > 0)
+    }
+}
+
 struct Watch {
     inst: Weak<Instance>,
     wd: i32,

@@ -144,7 +144,8 @@ impl Dentry {
         }
         let unused = Arc::strong_count(self) == 2
             && !self.mounted.load(Ordering::Acquire)
-            && lock(&self.children).is_empty();
+            && lock(&self.children).is_empty()
+            && !self.watches.watched();
         if unused {
             siblings.remove(&name);
         }

@@ -79,3 +79,26 @@ fn unused_dentries_are_evicted_and_used_ones_kept() {
     assert_eq!(Arc::as_ptr(again.inode()) as *const u8, held_stat_ino);
     assert_eq!(fs.path_of(&held), "/dkeep/dinner/file");
 }
+
+/// A watched directory stays cached however many other names are looked
+/// up, so its inotify watch keeps reporting.
+#[test]
+fn watched_dentries_stay_cached() {
+    use veil_vfs::fs::memfs::MemFs;
+    use veil_vfs::inotify::{new_instance, IN_CREATE};
+    let fs = Fs::new(Vfs::new(MemFs::new(1 << 30, common::memfile()).root()));
+    fs.mkdir("/watched").unwrap();
+    fs.mkdir("/many").unwrap();
+    let inotify = new_instance();
+    let watched = fs.lookup("/watched").unwrap();
+    inotify.0.add_watch(&watched.dentry, IN_CREATE).unwrap();
+    drop(watched);
+    for i in 0..6000 {
+        fs.write(&format!("/many/f{i}"), b"").unwrap();
+        fs.lookup(&format!("/many/f{i}")).unwrap();
+    }
+    fs.write("/watched/new", b"").unwrap();
+    let mut buf = [0u8; 64];
+    let n = inotify.read(&mut buf, 0).expect("an event");
+    assert_eq!(&buf[16..19], b"new", "{:?}", &buf[..n]);
+}
