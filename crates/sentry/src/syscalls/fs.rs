@@ -488,6 +488,13 @@ fn do_open(t: &Task, dirfd: i32, path_addr: u64, flags: i32, mode: u32) -> SysRe
         .kernel
         .vfs
         .open(&ctx, &start, &path, flags, mode & 0o7777, &t.creds)?;
+    install_opened(t, file, flags)
+}
+
+/// The last steps of open(2) and openat2(2): a FIFO waits for its other
+/// end, a truncation is noted, a terminal may become the controlling one;
+/// then the file gets a descriptor.
+fn install_opened(t: &Task, file: std::sync::Arc<OpenFile>, flags: i32) -> SysResult {
     wait_partner(t, &file)?;
     if flags & O_TRUNC != 0 {
         truncated(t, &file);
@@ -637,13 +644,7 @@ fn openat2(t: &mut Task, a: &Args) -> SysResult {
         &t.creds,
         resolve,
     )?;
-    wait_partner(t, &file)?;
-    if flags & O_TRUNC != 0 {
-        truncated(t, &file);
-    }
-    let file = crate::tty::on_open(t, file, flags)?;
-    let fd = t.fds.insert(file, flags & O_CLOEXEC != 0, 0, t.nofile())?;
-    Ok(fd as u64)
+    install_opened(t, file, flags)
 }
 
 fn open(t: &mut Task, a: &Args) -> SysResult {
