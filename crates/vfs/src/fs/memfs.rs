@@ -464,10 +464,11 @@ impl Inode for MemNode {
         xattr_namespace(name)?;
         let mut xattrs = lock(&self.xattrs);
         let old = xattrs.get(name);
-        match (old, flags) {
-            (Some(_), XATTR_CREATE) => return Err(Errno::EEXIST),
-            (None, XATTR_REPLACE) => return Err(Errno::ENODATA),
-            _ => {}
+        if old.is_some() && flags & XATTR_CREATE != 0 {
+            return Err(Errno::EEXIST);
+        }
+        if old.is_none() && flags & XATTR_REPLACE != 0 {
+            return Err(Errno::ENODATA);
         }
         let used: usize = xattrs.iter().map(|(k, v)| k.len() + v.len()).sum();
         let freed = old.map_or(0, |v| name.len() + v.len());
