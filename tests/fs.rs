@@ -240,6 +240,56 @@ fn python_flock() {
     assert_eq!(veil.stdout_str(), "busy\nshared\n", "{}", veil.describe());
 }
 
+/// Runs a Python snippet natively with `arg` as sys.argv[1].
+fn python_native(script: &str, arg: &str) -> String {
+    let out = std::process::Command::new("/usr/bin/python3")
+        .args(["-c", script, arg])
+        .output()
+        .expect("run python3 natively");
+    assert!(out.status.success(), "native python3: {out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Python's os.setxattr/getxattr/listxattr/removexattr round trip on a
+/// sandbox file; a host file's user.* attributes show through the overlay
+/// and survive its copy-up, while the host file keeps only its own.
+#[test]
+fn python_xattrs() {
+    let dir = TempDir::new("overlay-xattr");
+    let host = dir.write("host.txt", b"data\n", 0o644);
+    let host = path_str(&host);
+    python_native(
+        "import os, sys; os.setxattr(sys.argv[1], 'user.host', b'kept')",
+        host,
+    );
+    let script = "import os, sys, tempfile\n\
+                  t = tempfile.NamedTemporaryFile()\n\
+                  os.setxattr(t.name, 'user.x', b'1')\n\
+                  os.setxattr(t.name, 'user.y', b'22')\n\
+                  print(sorted(os.listxattr(t.name)), os.getxattr(t.name, 'user.y'))\n\
+                  os.removexattr(t.name, 'user.x')\n\
+                  print(os.listxattr(t.name))\n\
+                  h = sys.argv[1]\n\
+                  print(os.listxattr(h), os.getxattr(h, 'user.host'))\n\
+                  os.setxattr(h, 'user.new', b'n')\n\
+                  print(sorted(os.listxattr(h)), os.getxattr(h, 'user.host'))\n";
+    let veil = run_veil(&["/usr/bin/python3", "-c", script, host], &[]);
+    let on_host = python_native("import os, sys; print(os.listxattr(sys.argv[1]))", host);
+    assert_eq!(
+        on_host,
+        "['user.host']\n",
+        "the sandbox changed the host file's xattrs\n{}",
+        veil.describe()
+    );
+    veil.assert_success();
+    assert_eq!(
+        veil.stdout_str(),
+        "['user.x', 'user.y'] b'22'\n['user.y']\n['user.host'] b'kept'\n['user.host', 'user.new'] b'kept'\n",
+        "{}",
+        veil.describe()
+    );
+}
+
 fn reclock(link: Link) {
     assert_program_passes("fs/reclock", link);
 }
@@ -327,6 +377,20 @@ fn mknod_static() {
 #[test]
 fn mknod_dynamic() {
     mknod(Link::Dynamic);
+}
+
+fn xattr(link: Link) {
+    assert_program_passes("fs/xattr", link);
+}
+
+#[test]
+fn xattr_static() {
+    xattr(Link::Static);
+}
+
+#[test]
+fn xattr_dynamic() {
+    xattr(Link::Dynamic);
 }
 
 fn tmpfile(link: Link) {

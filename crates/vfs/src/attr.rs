@@ -21,7 +21,7 @@ pub enum TimeSpec {
 }
 
 impl Creds {
-    fn owner_or_fowner(&self, st: &Stat) -> bool {
+    pub(crate) fn owner_or_fowner(&self, st: &Stat) -> bool {
         self.fsuid == st.st_uid || self.capable(cap::CAP_FOWNER)
     }
 

@@ -8,7 +8,7 @@ pub mod cap {
     pub use linux_raw_sys::general::{
         CAP_CHOWN, CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER, CAP_FSETID, CAP_KILL,
         CAP_LAST_CAP, CAP_MAC_OVERRIDE, CAP_MKNOD, CAP_SETGID, CAP_SETPCAP, CAP_SETUID,
-        CAP_SYS_NICE, CAP_SYS_RESOURCE, CAP_WAKE_ALARM,
+        CAP_SYS_ADMIN, CAP_SYS_NICE, CAP_SYS_RESOURCE, CAP_WAKE_ALARM,
     };
 
     /// Every capability this kernel knows.

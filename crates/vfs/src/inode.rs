@@ -17,6 +17,10 @@ pub struct DirEntry {
     pub dtype: u8,
 }
 
+/// setxattr(2) flags: fail if the attribute exists, or if it does not.
+pub const XATTR_CREATE: u32 = linux_raw_sys::general::XATTR_CREATE;
+pub const XATTR_REPLACE: u32 = linux_raw_sys::general::XATTR_REPLACE;
+
 /// A change of metadata, checked by the VFS: what is `None` stays. The
 /// filesystem also sets the change time.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -62,6 +66,29 @@ pub trait Inode: Send + Sync {
     /// return EROFS; those without stored metadata EPERM.
     fn setattr(&self, _attr: &SetAttr) -> Result<(), Errno> {
         Err(Errno::EPERM)
+    }
+
+    /// The extended attribute `name` (a full name, "user.foo"), once the VFS
+    /// has checked the caller: ENODATA if absent, EOPNOTSUPP for
+    /// filesystems or namespaces without them.
+    fn getxattr(&self, _name: &[u8]) -> Result<Vec<u8>, Errno> {
+        Err(Errno::EOPNOTSUPP)
+    }
+
+    /// Sets `name` to `value`; `flags` are XATTR_CREATE (EEXIST if present)
+    /// or XATTR_REPLACE (ENODATA if absent).
+    fn setxattr(&self, _name: &[u8], _value: &[u8], _flags: u32) -> Result<(), Errno> {
+        Err(Errno::EOPNOTSUPP)
+    }
+
+    /// The names of the file's extended attributes, all namespaces; the VFS
+    /// hides those the caller may not see.
+    fn listxattr(&self) -> Result<Vec<Vec<u8>>, Errno> {
+        Ok(Vec::new())
+    }
+
+    fn removexattr(&self, _name: &[u8]) -> Result<(), Errno> {
+        Err(Errno::EOPNOTSUPP)
     }
 
     fn lookup(&self, _name: &[u8]) -> Result<Arc<dyn Inode>, Errno> {

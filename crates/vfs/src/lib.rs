@@ -32,13 +32,14 @@ mod pipe;
 pub mod pty;
 mod vfs;
 pub mod wait;
+mod xattr;
 
 pub use attr::TimeSpec;
 pub use creds::{cap, Creds};
 pub use eventfd::new_eventfd;
 pub use fdtable::{FdTable, DEFAULT_NOFILE, MAX_NOFILE};
 pub use file::{statx_from_stat, FileOps, NoOps, OpenFile, UserMem};
-pub use inode::{DirEntry, Inode, SetAttr};
+pub use inode::{DirEntry, Inode, SetAttr, XATTR_CREATE, XATTR_REPLACE};
 pub use lock::{FlockKind, LockOwner, RangeLock};
 pub use pipe::{new_pipe, Fifo};
 pub use vfs::{
@@ -46,6 +47,7 @@ pub use vfs::{
     RESOLVE_BENEATH, RESOLVE_CACHED, RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS, RESOLVE_NO_SYMLINKS,
     RESOLVE_NO_XDEV,
 };
+pub use xattr::{XATTR_LIST_MAX, XATTR_NAME_MAX, XATTR_SIZE_MAX};
 
 /// A host call's error, as the application sees it.
 fn host_errno(e: rustix::io::Errno) -> veil_abi::Errno {

@@ -397,3 +397,74 @@ fn rename_exchange_and_noreplace_of_host_files() {
     fs.rename_flags("/new", "/moved", RENAME_NOREPLACE).unwrap();
     assert!(fs.list("/").unwrap().contains(&"moved".to_string()));
 }
+
+#[test]
+fn xattrs_copy_up_and_never_reach_the_host() {
+    let sb = Sandbox::new();
+    let host = sb.dir.path().join("data/file.txt");
+    rustix::fs::setxattr(&host, "user.host", b"h", rustix::fs::XattrFlags::empty()).unwrap();
+    let fs = sb.fs();
+    let (vfs, creds) = (&fs.vfs, &fs.creds);
+    let p = fs.lookup("/data/file.txt").unwrap();
+    assert_eq!(vfs.getxattr(&p, b"user.host", creds).unwrap(), b"h");
+    assert_eq!(vfs.listxattr(&p, creds).unwrap(), [b"user.host".to_vec()]);
+    // The change copies the file up, its host attribute along.
+    vfs.setxattr(&p, b"user.new", b"n", 0, creds).unwrap();
+    assert_eq!(
+        vfs.listxattr(&p, creds).unwrap(),
+        [b"user.host".to_vec(), b"user.new".to_vec()]
+    );
+    vfs.removexattr(&p, b"user.host", creds).unwrap();
+    assert_eq!(
+        vfs.getxattr(&p, b"user.host", creds).err(),
+        Some(Errno::ENODATA)
+    );
+    assert_eq!(
+        vfs.getxattr(&p, b"security.x", creds).err(),
+        Some(Errno::EOPNOTSUPP)
+    );
+    // A file's attributes take bounded space.
+    let big = vec![7u8; 60 << 10];
+    vfs.setxattr(&p, b"user.a", &big, 0, creds).unwrap();
+    vfs.setxattr(&p, b"user.b", &big, 0, creds).unwrap();
+    assert_eq!(
+        vfs.setxattr(&p, b"user.c", &big, 0, creds).err(),
+        Some(Errno::ENOSPC)
+    );
+    vfs.setxattr(&p, b"user.b", b"small", 0, creds).unwrap();
+    let mut list = [0u8; 256];
+    let n = rustix::fs::listxattr(&host, &mut list).unwrap();
+    assert_eq!(&list[..n], b"user.host\0");
+}
+
+#[test]
+fn a_read_only_tree_serves_xattrs_but_refuses_changes() {
+    let sb = Sandbox::new();
+    let host = sb.dir.path().join("etc/hosts");
+    rustix::fs::setxattr(&host, "user.k", b"v", rustix::fs::XattrFlags::empty()).unwrap();
+    let (client, server) = socketpair(
+        AddressFamily::UNIX,
+        SocketType::SEQPACKET,
+        SocketFlags::CLOEXEC,
+        None,
+    )
+    .unwrap();
+    let root = veil_gofer::open_root(sb.dir.path()).unwrap();
+    let gofer = std::thread::spawn(move || veil_gofer::serve(root, server, true).unwrap());
+    let lower =
+        veil_vfs::fs::gofer::root(Arc::new(GoferClient::new(client)), false, memfile()).unwrap();
+    let ro = Fs::new(Vfs::new(lower));
+    let p = ro.lookup("/etc/hosts").unwrap();
+    assert_eq!(ro.vfs.getxattr(&p, b"user.k", &ro.creds).unwrap(), b"v");
+    assert_eq!(
+        ro.vfs.setxattr(&p, b"user.k", b"w", 0, &ro.creds).err(),
+        Some(Errno::EROFS)
+    );
+    assert_eq!(
+        ro.vfs.removexattr(&p, b"user.k", &ro.creds).err(),
+        Some(Errno::EROFS)
+    );
+    drop(p);
+    drop(ro);
+    gofer.join().unwrap();
+}

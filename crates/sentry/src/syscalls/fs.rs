@@ -145,33 +145,39 @@ pub(super) fn register(t: &mut Table) {
         &[Fd, Hex],
         "every filesystem reports itself as a tmpfs",
     );
-    const NO_XATTRS: &str = "extended attributes are not supported";
-    t.partial(
-        Sysno::getxattr,
-        xattr_path,
-        &[Path, Path, Hex, UInt],
-        NO_XATTRS,
-    );
+    const XATTRS: &str = "user.* on regular files and directories and trusted.* (CAP_SYS_ADMIN) of tmpfs and the root overlay's upper layer; host trees serve user.* and trusted.overlay.*; security.* and system.* (ACLs) are EOPNOTSUPP";
+    t.partial(Sysno::getxattr, getxattr, &[Path, Path, Hex, UInt], XATTRS);
     t.partial(
         Sysno::lgetxattr,
-        xattr_lpath,
+        lgetxattr,
         &[Path, Path, Hex, UInt],
-        NO_XATTRS,
+        XATTRS,
+    );
+    t.partial(Sysno::fgetxattr, fgetxattr, &[Fd, Path, Hex, UInt], XATTRS);
+    t.partial(Sysno::listxattr, listxattr, &[Path, Hex, UInt], XATTRS);
+    t.partial(Sysno::llistxattr, llistxattr, &[Path, Hex, UInt], XATTRS);
+    t.partial(Sysno::flistxattr, flistxattr, &[Fd, Hex, UInt], XATTRS);
+    t.partial(
+        Sysno::setxattr,
+        setxattr,
+        &[Path, Path, Hex, UInt, Hex],
+        XATTRS,
     );
     t.partial(
-        Sysno::fgetxattr,
-        xattr_fd,
-        &[Fd, Path, Hex, UInt],
-        NO_XATTRS,
+        Sysno::lsetxattr,
+        lsetxattr,
+        &[Path, Path, Hex, UInt, Hex],
+        XATTRS,
     );
-    t.partial(Sysno::listxattr, xattr_path, &[Path, Hex, UInt], NO_XATTRS);
     t.partial(
-        Sysno::llistxattr,
-        xattr_lpath,
-        &[Path, Hex, UInt],
-        NO_XATTRS,
+        Sysno::fsetxattr,
+        fsetxattr,
+        &[Fd, Path, Hex, UInt, Hex],
+        XATTRS,
     );
-    t.partial(Sysno::flistxattr, xattr_fd, &[Fd, Hex, UInt], NO_XATTRS);
+    t.partial(Sysno::removexattr, removexattr, &[Path, Path], XATTRS);
+    t.partial(Sysno::lremovexattr, lremovexattr, &[Path, Path], XATTRS);
+    t.partial(Sysno::fremovexattr, fremovexattr, &[Fd, Path], XATTRS);
 }
 
 fn read_path(t: &Task, addr: u64) -> Result<Vec<u8>, Errno> {
@@ -1149,21 +1155,146 @@ fn fstatfs(t: &mut Task, a: &Args) -> SysResult {
     fill_statfs(t, file.path(), a.u64(1))
 }
 
-/// The xattr calls check their target like Linux, then report that the
-/// filesystem has no extended attributes.
-fn xattr_path(t: &mut Task, a: &Args) -> SysResult {
-    resolve(t, AT_FDCWD, a.u64(0), 0)?;
-    Err(Errno::EOPNOTSUPP)
+/// The file an xattr call names: a path (following a final symlink or
+/// not), or a descriptor, which may not be O_PATH.
+enum XattrTarget {
+    Path(u64),
+    LPath(u64),
+    Fd(i32),
 }
 
-fn xattr_lpath(t: &mut Task, a: &Args) -> SysResult {
-    resolve(t, AT_FDCWD, a.u64(0), AT_SYMLINK_NOFOLLOW)?;
-    Err(Errno::EOPNOTSUPP)
+fn xattr_target(t: &Task, target: XattrTarget) -> Result<PathRef, Errno> {
+    const O_PATH: i32 = 0o10000000;
+    match target {
+        XattrTarget::Path(addr) => resolve(t, AT_FDCWD, addr, 0),
+        XattrTarget::LPath(addr) => resolve(t, AT_FDCWD, addr, AT_SYMLINK_NOFOLLOW),
+        XattrTarget::Fd(fd) => {
+            let file = t.fds.get(fd)?;
+            if file.flags() & O_PATH != 0 {
+                return Err(Errno::EBADF);
+            }
+            Ok(file.path().clone())
+        }
+    }
 }
 
-fn xattr_fd(t: &mut Task, a: &Args) -> SysResult {
-    t.fds.get(a.i32(0))?;
-    Err(Errno::EOPNOTSUPP)
+/// An attribute name from the caller: an empty or overlong one is ERANGE.
+fn xattr_name(t: &Task, addr: u64) -> Result<Vec<u8>, Errno> {
+    match t.mm.read_cstr(addr, veil_vfs::XATTR_NAME_MAX) {
+        Ok(name) if name.is_empty() => Err(Errno::ERANGE),
+        Ok(name) => Ok(name),
+        Err(Errno::ENAMETOOLONG) => Err(Errno::ERANGE),
+        Err(e) => Err(e),
+    }
+}
+
+/// Hands `data` to a caller's buffer of `size` bytes: size 0 asks for the
+/// length only; a short buffer is ERANGE, or E2BIG when even the largest
+/// buffer Linux accepts (`max`) could not hold it.
+fn xattr_out(t: &Task, data: &[u8], addr: u64, size: usize, max: usize) -> SysResult {
+    if size == 0 {
+        return Ok(data.len() as u64);
+    }
+    if data.len() > size.min(max) {
+        return Err(if size >= max {
+            Errno::E2BIG
+        } else {
+            Errno::ERANGE
+        });
+    }
+    t.mm.copy_out(addr, data)?;
+    Ok(data.len() as u64)
+}
+
+fn do_getxattr(t: &Task, target: XattrTarget, a: &Args) -> SysResult {
+    let p = xattr_target(t, target)?;
+    let name = xattr_name(t, a.u64(1))?;
+    let value = t.kernel.vfs.getxattr(&p, &name, &t.creds)?;
+    xattr_out(t, &value, a.u64(2), a.usize(3), veil_vfs::XATTR_SIZE_MAX)
+}
+
+fn getxattr(t: &mut Task, a: &Args) -> SysResult {
+    do_getxattr(t, XattrTarget::Path(a.u64(0)), a)
+}
+
+fn lgetxattr(t: &mut Task, a: &Args) -> SysResult {
+    do_getxattr(t, XattrTarget::LPath(a.u64(0)), a)
+}
+
+fn fgetxattr(t: &mut Task, a: &Args) -> SysResult {
+    do_getxattr(t, XattrTarget::Fd(a.i32(0)), a)
+}
+
+fn do_listxattr(t: &Task, target: XattrTarget, a: &Args) -> SysResult {
+    let p = xattr_target(t, target)?;
+    let mut list = Vec::new();
+    for name in t.kernel.vfs.listxattr(&p, &t.creds)? {
+        list.extend_from_slice(&name);
+        list.push(0);
+    }
+    xattr_out(t, &list, a.u64(1), a.usize(2), veil_vfs::XATTR_LIST_MAX)
+}
+
+fn listxattr(t: &mut Task, a: &Args) -> SysResult {
+    do_listxattr(t, XattrTarget::Path(a.u64(0)), a)
+}
+
+fn llistxattr(t: &mut Task, a: &Args) -> SysResult {
+    do_listxattr(t, XattrTarget::LPath(a.u64(0)), a)
+}
+
+fn flistxattr(t: &mut Task, a: &Args) -> SysResult {
+    do_listxattr(t, XattrTarget::Fd(a.i32(0)), a)
+}
+
+/// Like Linux, the flags, name and value are taken before the file.
+fn do_setxattr(t: &Task, target: XattrTarget, a: &Args) -> SysResult {
+    let flags = a.u32(4);
+    if flags & !(veil_vfs::XATTR_CREATE | veil_vfs::XATTR_REPLACE) != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let name = xattr_name(t, a.u64(1))?;
+    let size = a.usize(3);
+    if size > veil_vfs::XATTR_SIZE_MAX {
+        return Err(Errno::E2BIG);
+    }
+    let mut value = vec![0; size];
+    t.mm.copy_in(a.u64(2), &mut value)?;
+    let p = xattr_target(t, target)?;
+    t.kernel
+        .vfs
+        .setxattr(&p, &name, &value, flags, &t.creds)
+        .map(|()| 0)
+}
+
+fn setxattr(t: &mut Task, a: &Args) -> SysResult {
+    do_setxattr(t, XattrTarget::Path(a.u64(0)), a)
+}
+
+fn lsetxattr(t: &mut Task, a: &Args) -> SysResult {
+    do_setxattr(t, XattrTarget::LPath(a.u64(0)), a)
+}
+
+fn fsetxattr(t: &mut Task, a: &Args) -> SysResult {
+    do_setxattr(t, XattrTarget::Fd(a.i32(0)), a)
+}
+
+fn do_removexattr(t: &Task, target: XattrTarget, a: &Args) -> SysResult {
+    let name = xattr_name(t, a.u64(1))?;
+    let p = xattr_target(t, target)?;
+    t.kernel.vfs.removexattr(&p, &name, &t.creds).map(|()| 0)
+}
+
+fn removexattr(t: &mut Task, a: &Args) -> SysResult {
+    do_removexattr(t, XattrTarget::Path(a.u64(0)), a)
+}
+
+fn lremovexattr(t: &mut Task, a: &Args) -> SysResult {
+    do_removexattr(t, XattrTarget::LPath(a.u64(0)), a)
+}
+
+fn fremovexattr(t: &mut Task, a: &Args) -> SysResult {
+    do_removexattr(t, XattrTarget::Fd(a.i32(0)), a)
 }
 
 fn ftruncate(t: &mut Task, a: &Args) -> SysResult {

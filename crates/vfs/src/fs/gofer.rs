@@ -255,6 +255,30 @@ impl Inode for GoferNode {
         Ok(Box::new(GoferFile { node: self, fd }))
     }
 
+    /// The gofer serves the user.* and trusted.overlay.* namespaces only.
+    fn getxattr(&self, name: &[u8]) -> Result<Vec<u8>, Errno> {
+        self.client.getxattr(self.fid, name)
+    }
+
+    fn setxattr(&self, name: &[u8], value: &[u8], flags: u32) -> Result<(), Errno> {
+        self.writable()?;
+        self.client.setxattr(self.fid, name, value, flags)
+    }
+
+    fn listxattr(&self) -> Result<Vec<Vec<u8>>, Errno> {
+        let names = self.client.listxattr(self.fid)?;
+        Ok(names
+            .split(|&b| b == 0)
+            .filter(|n| !n.is_empty())
+            .map(<[u8]>::to_vec)
+            .collect())
+    }
+
+    fn removexattr(&self, name: &[u8]) -> Result<(), Errno> {
+        self.writable()?;
+        self.client.removexattr(self.fid, name)
+    }
+
     fn lookup(&self, name: &[u8]) -> Result<Arc<dyn Inode>, Errno> {
         Ok(self.child(self.client.walk(self.fid, name)?))
     }

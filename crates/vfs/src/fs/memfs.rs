@@ -23,7 +23,7 @@ use super::now;
 use crate::creds::Creds;
 use crate::file::{FileOps, NoOps};
 use crate::flags::O_TRUNC;
-use crate::inode::{DirEntry, Inode, SetAttr};
+use crate::inode::{DirEntry, Inode, SetAttr, XATTR_CREATE, XATTR_REPLACE};
 use crate::vfs::{RENAME_EXCHANGE, RENAME_NOREPLACE};
 
 /// The default bound on the file data one filesystem holds.
@@ -33,6 +33,9 @@ pub const DEFAULT_SIZE_LIMIT: u64 = 2 << 30;
 const FIRST_INO: u64 = 1 << 48;
 /// Linux tmpfs's directory size per entry.
 const BOGO_DIRENT_SIZE: i64 = 20;
+/// The most bytes of extended attribute names and values one file holds,
+/// as tmpfs bounds the space its xattrs take (ENOSPC past it).
+const XATTR_SPACE: usize = 128 << 10;
 
 /// Device numbers of in-memory filesystems: anonymous ones, major 0.
 static NEXT_DEV: AtomicU64 = AtomicU64::new(0x40);
@@ -194,6 +197,8 @@ pub struct MemNode {
     linkable: std::sync::atomic::AtomicBool,
     /// When it was made, as tmpfs records it.
     btime: Timespec,
+    /// Extended attributes of the user.* and trusted.* namespaces.
+    xattrs: Mutex<BTreeMap<Vec<u8>, Vec<u8>>>,
 }
 
 impl Drop for MemNode {
@@ -213,6 +218,7 @@ impl MemNode {
             meta: Mutex::new(meta),
             body,
             linkable: Default::default(),
+            xattrs: Default::default(),
         })
     }
 
@@ -402,6 +408,16 @@ impl MemNode {
     }
 }
 
+/// tmpfs keeps the user.* and trusted.* namespaces; the others (security.*
+/// with no security module, system.* without ACLs) are EOPNOTSUPP.
+fn xattr_namespace(name: &[u8]) -> Result<(), Errno> {
+    if name.starts_with(b"user.") || name.starts_with(b"trusted.") {
+        Ok(())
+    } else {
+        Err(Errno::EOPNOTSUPP)
+    }
+}
+
 impl Inode for MemNode {
     fn btime(&self) -> Option<Timespec> {
         Some(self.btime)
@@ -436,6 +452,43 @@ impl Inode for MemNode {
         meta.st_atime = attr.atime.unwrap_or(meta.st_atime);
         meta.st_mtime = attr.mtime.unwrap_or(meta.st_mtime);
         meta.st_ctime = now();
+        Ok(())
+    }
+
+    fn getxattr(&self, name: &[u8]) -> Result<Vec<u8>, Errno> {
+        xattr_namespace(name)?;
+        lock(&self.xattrs).get(name).cloned().ok_or(Errno::ENODATA)
+    }
+
+    fn setxattr(&self, name: &[u8], value: &[u8], flags: u32) -> Result<(), Errno> {
+        xattr_namespace(name)?;
+        let mut xattrs = lock(&self.xattrs);
+        let old = xattrs.get(name);
+        if old.is_some() && flags & XATTR_CREATE != 0 {
+            return Err(Errno::EEXIST);
+        }
+        if old.is_none() && flags & XATTR_REPLACE != 0 {
+            return Err(Errno::ENODATA);
+        }
+        let used: usize = xattrs.iter().map(|(k, v)| k.len() + v.len()).sum();
+        let freed = old.map_or(0, |v| name.len() + v.len());
+        if used - freed + name.len() + value.len() > XATTR_SPACE {
+            return Err(Errno::ENOSPC);
+        }
+        xattrs.insert(name.to_vec(), value.to_vec());
+        drop(xattrs);
+        lock(&self.meta).st_ctime = now();
+        Ok(())
+    }
+
+    fn listxattr(&self) -> Result<Vec<Vec<u8>>, Errno> {
+        Ok(lock(&self.xattrs).keys().cloned().collect())
+    }
+
+    fn removexattr(&self, name: &[u8]) -> Result<(), Errno> {
+        xattr_namespace(name)?;
+        lock(&self.xattrs).remove(name).ok_or(Errno::ENODATA)?;
+        lock(&self.meta).st_ctime = now();
         Ok(())
     }
 

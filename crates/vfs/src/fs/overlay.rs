@@ -172,6 +172,7 @@ impl Node {
             _ => Vec::new(),
         };
         let node = dir.copy_in(&self.name, &st, content)?;
+        copy_user_xattrs(lower.as_ref(), node.as_ref());
         Ok(self.upper.get_or_init(|| node).clone())
     }
 
@@ -226,6 +227,20 @@ impl Node {
             .downcast_ref::<Node>()
             .filter(|n| Arc::ptr_eq(&n.fs, &self.fs))
             .ok_or(Errno::EXDEV)
+    }
+}
+
+/// Copy-up brings the lower file's user.* extended attributes along, as
+/// far as the upper layer takes them: like overlayfs, a copy-up does not
+/// fail for an attribute it cannot keep.
+fn copy_user_xattrs(lower: &dyn Inode, upper: &dyn Inode) {
+    let Ok(names) = lower.listxattr() else {
+        return;
+    };
+    for name in names.iter().filter(|n| n.starts_with(b"user.")) {
+        if let Ok(value) = lower.getxattr(name) {
+            let _ = upper.setxattr(name, &value, 0);
+        }
     }
 }
 
@@ -290,6 +305,25 @@ impl Inode for Node {
     fn setattr(&self, attr: &SetAttr) -> Result<(), Errno> {
         let _changing = self.fs.lock();
         self.copy_up(true)?.setattr(attr)
+    }
+
+    fn getxattr(&self, name: &[u8]) -> Result<Vec<u8>, Errno> {
+        self.top()?.getxattr(name)
+    }
+
+    /// Like metadata changes, xattr changes copy the file up first.
+    fn setxattr(&self, name: &[u8], value: &[u8], flags: u32) -> Result<(), Errno> {
+        let _changing = self.fs.lock();
+        self.copy_up(true)?.setxattr(name, value, flags)
+    }
+
+    fn listxattr(&self) -> Result<Vec<Vec<u8>>, Errno> {
+        self.top()?.listxattr()
+    }
+
+    fn removexattr(&self, name: &[u8]) -> Result<(), Errno> {
+        let _changing = self.fs.lock();
+        self.copy_up(true)?.removexattr(name)
     }
 
     fn lookup(&self, name: &[u8]) -> Result<Arc<dyn Inode>, Errno> {
