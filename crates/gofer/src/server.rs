@@ -76,6 +76,8 @@ pub fn serve(root: OwnedFd, sock: OwnedFd, readonly: bool) -> Result<(), GoferEr
     loop {
         let (response, fd) = match wire::recv(sock.as_fd(), &mut buf) {
             Ok(None) => return Ok(()),
+            // The sentry exited with a reply of ours still unread.
+            Err(Errno::CONNRESET) => return Ok(()),
             // The sentry has no FDs to give: any attached are dropped unused.
             Ok(Some((len, _))) => server.handle(&buf[..len]),
             Err(Errno::MSGSIZE) => {
