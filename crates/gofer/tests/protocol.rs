@@ -524,3 +524,32 @@ fn a_lost_or_garbled_connection_is_eio_for_good() {
     assert_eq!(client.stat(Fid(1)), Err(Errno::EIO));
     liar.join().expect("liar");
 }
+
+/// A sentry that exits with a reply still unread ends the connection as
+/// cleanly as one that closes it between requests.
+#[test]
+fn a_reply_left_unread_ends_the_connection_cleanly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = open_root(dir.path()).expect("open_root");
+    let (ours, theirs) = seqpacket_pair();
+    let server = thread::spawn(move || serve(root, theirs, true));
+    let attach = postcard::to_stdvec(&Request::Attach).expect("encode");
+    sendmsg(
+        &ours,
+        &[IoSlice::new(&attach)],
+        &mut SendAncillaryBuffer::default(),
+        SendFlags::empty(),
+    )
+    .expect("send");
+    // Wait until the reply is queued on our end, then leave without it.
+    let mut pfd = [rustix::event::PollFd::new(
+        &ours,
+        rustix::event::PollFlags::IN,
+    )];
+    rustix::event::poll(&mut pfd, -1).expect("poll");
+    drop(ours);
+    server
+        .join()
+        .expect("server thread")
+        .expect("a clean end, not a socket error");
+}
