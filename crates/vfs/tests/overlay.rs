@@ -307,11 +307,9 @@ fn listings_report_the_inode_numbers_stat_does() {
     assert_eq!(names.iter().filter(|n| *n == "dev").count(), 1);
 }
 
-#[test]
-fn the_lower_layer_refuses_writes_of_its_own() {
-    let sb = Sandbox::new();
-    let fs = sb.fs();
-    // Only the gofer's files, without the overlay: read-only.
+/// Only the gofer's files under `dir`, without the overlay: a read-only
+/// tree, and the thread serving it (done once the tree is dropped).
+fn read_only_tree(dir: &std::path::Path) -> (Fs, std::thread::JoinHandle<()>) {
     let (client, server) = socketpair(
         AddressFamily::UNIX,
         SocketType::SEQPACKET,
@@ -319,11 +317,18 @@ fn the_lower_layer_refuses_writes_of_its_own() {
         None,
     )
     .unwrap();
-    let root = veil_gofer::open_root(sb.dir.path()).unwrap();
+    let root = veil_gofer::open_root(dir).unwrap();
     let gofer = std::thread::spawn(move || veil_gofer::serve(root, server, true).unwrap());
     let lower =
         veil_vfs::fs::gofer::root(Arc::new(GoferClient::new(client)), false, memfile()).unwrap();
-    let ro = Fs::new(Vfs::new(lower));
+    (Fs::new(Vfs::new(lower)), gofer)
+}
+
+#[test]
+fn the_lower_layer_refuses_writes_of_its_own() {
+    let sb = Sandbox::new();
+    let fs = sb.fs();
+    let (ro, gofer) = read_only_tree(sb.dir.path());
     assert_eq!(ro.read("/etc/passwd").unwrap(), b"root:x:0:0\n");
     assert_eq!(ro.open("/etc/passwd", O_WRONLY).err(), Some(Errno::EROFS));
     assert_eq!(
@@ -442,18 +447,7 @@ fn a_read_only_tree_serves_xattrs_but_refuses_changes() {
     let sb = Sandbox::new();
     let host = sb.dir.path().join("etc/hosts");
     rustix::fs::setxattr(&host, "user.k", b"v", rustix::fs::XattrFlags::empty()).unwrap();
-    let (client, server) = socketpair(
-        AddressFamily::UNIX,
-        SocketType::SEQPACKET,
-        SocketFlags::CLOEXEC,
-        None,
-    )
-    .unwrap();
-    let root = veil_gofer::open_root(sb.dir.path()).unwrap();
-    let gofer = std::thread::spawn(move || veil_gofer::serve(root, server, true).unwrap());
-    let lower =
-        veil_vfs::fs::gofer::root(Arc::new(GoferClient::new(client)), false, memfile()).unwrap();
-    let ro = Fs::new(Vfs::new(lower));
+    let (ro, gofer) = read_only_tree(sb.dir.path());
     let p = ro.lookup("/etc/hosts").unwrap();
     assert_eq!(ro.vfs.getxattr(&p, b"user.k", &ro.creds).unwrap(), b"v");
     assert_eq!(
