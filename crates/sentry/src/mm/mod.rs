@@ -387,14 +387,8 @@ impl MemoryManager {
     pub fn shared_data(&self, addr: u64, len: u64) -> Result<Vec<Arc<FileData>>, Errno> {
         let end = check_range(addr, len, self.layout.max)?;
         let st = self.lock();
-        let first = st
-            .vmas
-            .range(..=addr)
-            .next_back()
-            .filter(|(_, v)| v.end > addr)
-            .map_or(addr, |(&s, _)| s);
         let mut out: Vec<Arc<FileData>> = Vec::new();
-        for v in st.vmas.range(first..end).map(|(_, v)| v) {
+        for (_, v) in vmas_in(&st.vmas, addr, end) {
             if let Backing::Shared { data, .. } = &v.backing {
                 if !out.iter().any(|d| Arc::ptr_eq(d, data)) {
                     out.push(data.clone());
