@@ -713,18 +713,25 @@ fn newfstatat(t: &mut Task, a: &Args) -> SysResult {
     if flags & !(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH | AT_NO_AUTOMOUNT) != 0 {
         return Err(Errno::EINVAL);
     }
-    let st = stat_at(t, a.i32(0), a.u64(1), flags)?;
+    let (st, _) = stat_at(t, a.i32(0), a.u64(1), flags)?;
     write_stat(t, a.u64(2), &st)
 }
 
-/// Stats `(dirfd, path)`; an empty path with AT_EMPTY_PATH stats the open
-/// file itself (which works for pipes and terminals too).
-fn stat_at(t: &Task, dirfd: i32, path_addr: u64, flags: u32) -> Result<veil_abi::Stat, Errno> {
+/// Stats `(dirfd, path)`, with the birth time where the filesystem keeps
+/// one; an empty path with AT_EMPTY_PATH stats the open file itself (which
+/// works for pipes and terminals too).
+fn stat_at(
+    t: &Task,
+    dirfd: i32,
+    path_addr: u64,
+    flags: u32,
+) -> Result<(veil_abi::Stat, Option<veil_abi::Timespec>), Errno> {
     if flags & AT_EMPTY_PATH != 0 && dirfd != AT_FDCWD && read_path(t, path_addr)?.is_empty() {
-        return t.fds.get(dirfd)?.stat();
+        let file = t.fds.get(dirfd)?;
+        return Ok((file.stat()?, file.path().inode().btime()));
     }
     let p = resolve(t, dirfd, path_addr, flags)?;
-    t.kernel.vfs.stat(&p)
+    Ok((t.kernel.vfs.stat(&p)?, p.inode().btime()))
 }
 
 fn statx(t: &mut Task, a: &Args) -> SysResult {
@@ -738,15 +745,7 @@ fn statx(t: &mut Task, a: &Args) -> SysResult {
     if a.u32(3) & 0x8000_0000 != 0 {
         return Err(Errno::EINVAL);
     }
-    let (dirfd, path_addr) = (a.i32(0), a.u64(1));
-    let (st, btime) =
-        if flags & AT_EMPTY_PATH != 0 && dirfd != AT_FDCWD && read_path(t, path_addr)?.is_empty() {
-            let file = t.fds.get(dirfd)?;
-            (file.stat()?, file.path().inode().btime())
-        } else {
-            let p = resolve(t, dirfd, path_addr, flags)?;
-            (t.kernel.vfs.stat(&p)?, p.inode().btime())
-        };
+    let (st, btime) = stat_at(t, a.i32(0), a.u64(1), flags)?;
     let mut sx = veil_vfs::statx_from_stat(&st);
     if let Some(b) = btime {
         sx.stx_mask |= linux_raw_sys::general::STATX_BTIME;
