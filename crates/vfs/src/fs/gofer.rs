@@ -43,9 +43,9 @@ struct GoferNode {
     fid: Fid,
     /// As of the walk, or of this node's last change. A read-only tree only
     /// the host changes, and the sandbox need not see that; a writable one
-    /// is asked again on each stat.
-    stat: Mutex<Stat>,
-    btime: Mutex<Option<Timespec>>,
+    /// is asked again on each stat. With the birth time, if the host has
+    /// one.
+    stat: Mutex<(Stat, Option<Timespec>)>,
     /// The donated host FDs of a regular file, by access mode, shared by its
     /// open files and closed with the last of them: the sentry's FDs stay
     /// bounded by the files the sandbox has open, not by those it has looked
@@ -84,6 +84,10 @@ fn timespec((tv_sec, tv_nsec): (i64, i64)) -> Timespec {
     Timespec { tv_sec, tv_nsec }
 }
 
+fn attrs(h: &HostStat) -> (Stat, Option<Timespec>) {
+    (to_stat(h), h.btime.map(timespec))
+}
+
 fn to_stat(h: &HostStat) -> Stat {
     let ts = timespec;
     Stat {
@@ -116,8 +120,7 @@ impl GoferNode {
             client,
             writable,
             fid,
-            stat: Mutex::new(to_stat(st)),
-            btime: Mutex::new(st.btime.map(timespec)),
+            stat: Mutex::new(attrs(st)),
             fds: Mutex::new([Weak::new(), Weak::new(), Weak::new()]),
             memfile,
             cache: Mutex::new(Weak::new()),
@@ -190,8 +193,7 @@ impl GoferNode {
     }
 
     fn set_stat(&self, st: &HostStat) {
-        *self.stat.lock().unwrap_or_else(PoisonError::into_inner) = to_stat(st);
-        *self.btime.lock().unwrap_or_else(PoisonError::into_inner) = st.btime.map(timespec);
+        *self.stat.lock().unwrap_or_else(PoisonError::into_inner) = attrs(st);
     }
 
     /// Refreshes the cached attributes after a change of this file.
@@ -222,14 +224,14 @@ impl Drop for GoferNode {
 
 impl Inode for GoferNode {
     fn btime(&self) -> Option<Timespec> {
-        *self.btime.lock().unwrap_or_else(PoisonError::into_inner)
+        self.stat.lock().unwrap_or_else(PoisonError::into_inner).1
     }
 
     fn stat(&self) -> Result<Stat, Errno> {
         if self.writable {
             self.refresh()?;
         }
-        Ok(*self.stat.lock().unwrap_or_else(PoisonError::into_inner))
+        Ok(self.stat.lock().unwrap_or_else(PoisonError::into_inner).0)
     }
 
     fn open(self: Arc<Self>, flags: i32) -> Result<Box<dyn FileOps>, Errno> {
