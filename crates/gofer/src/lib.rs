@@ -9,4 +9,4 @@ mod server;
 mod wire;
 
 pub use client::{DirEntry, Fid, GoferClient, HostStat, HostStatfs, SetStat};
-pub use server::{open_root, serve, GoferError};
+pub use server::{open_root, serve, serve_with_fd_dir, GoferError};

@@ -70,8 +70,19 @@ pub fn open_root(path: &Path) -> Result<OwnedFd, GoferError> {
 /// refusing every change with EROFS if `readonly`. Opens `/proc/self/fd` up front (fids are reopened for I/O through it) and
 /// raises the process's soft RLIMIT_NOFILE, as every fid is an FD.
 pub fn serve(root: OwnedFd, sock: OwnedFd, readonly: bool) -> Result<(), GoferError> {
+    serve_with_fd_dir(root, sock, readonly, Path::new("/proc/self/fd"))
+}
+
+/// `serve`, with the process's own `/proc/PID/fd` at `fd_dir`: a confined
+/// gofer has it bound there in a root without /proc.
+pub fn serve_with_fd_dir(
+    root: OwnedFd,
+    sock: OwnedFd,
+    readonly: bool,
+    fd_dir: &Path,
+) -> Result<(), GoferError> {
     raise_fd_limit();
-    let mut server = Server::new(root, readonly)?;
+    let mut server = Server::new(root, readonly, fd_dir)?;
     let mut buf = vec![0u8; MAX_MESSAGE];
     loop {
         let (response, fd) = match wire::recv(sock.as_fd(), &mut buf) {
@@ -112,15 +123,17 @@ struct Server {
     readonly: bool,
     /// `/proc/self/fd`, through which fids are reopened for I/O.
     proc_fds: OwnedFd,
+    /// Its path, for connecting to a fid's socket.
+    fd_dir: PathBuf,
     fids: HashMap<Fid, OwnedFd>,
     next_fid: u64,
 }
 
 impl Server {
-    fn new(root: OwnedFd, readonly: bool) -> Result<Server, GoferError> {
+    fn new(root: OwnedFd, readonly: bool, fd_dir: &Path) -> Result<Server, GoferError> {
         let proc_fds = openat(
             CWD,
-            "/proc/self/fd",
+            fd_dir,
             OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
             Mode::empty(),
         )
@@ -129,6 +142,7 @@ impl Server {
             root,
             readonly,
             proc_fds,
+            fd_dir: fd_dir.to_owned(),
             fids: HashMap::new(),
             next_fid: 1,
         })
@@ -481,8 +495,8 @@ impl Server {
             _ => return Err(Errno::INVAL),
         };
         let sock = socket_with(AddressFamily::UNIX, kind, SocketFlags::CLOEXEC, None)?;
-        let path = format!("/proc/self/fd/{}", fd.as_raw_fd());
-        connect_unix(&sock, &SocketAddrUnix::new(path.as_str())?)?;
+        let path = self.fd_dir.join(fd.as_raw_fd().to_string());
+        connect_unix(&sock, &SocketAddrUnix::new(path.as_path())?)?;
         Ok(sock)
     }
 
@@ -723,7 +737,12 @@ mod tests {
     #[test]
     fn oversized_fields_get_errors() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut server = Server::new(open_root(dir.path()).expect("root"), false).expect("server");
+        let mut server = Server::new(
+            open_root(dir.path()).expect("root"),
+            false,
+            Path::new("/proc/self/fd"),
+        )
+        .expect("server");
         let Ok((Response::Fid { fid: root, .. }, _)) = server.dispatch(Request::Attach) else {
             panic!("attach");
         };

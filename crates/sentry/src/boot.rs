@@ -34,6 +34,10 @@ pub struct BootConfig {
     pub cwd: Vec<u8>,
     pub creds: Creds,
     pub strace: bool,
+    /// Run once the sentry holds everything it needs from the host and
+    /// before any application code runs: installs the host system call
+    /// filter, which also binds the platform's threads.
+    pub seal: Option<Box<dyn FnOnce() -> Result<(), String> + Send>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +51,8 @@ pub enum BootError {
     Exec { path: Vec<u8>, errno: Errno },
     #[error("the init task's thread panicked")]
     TaskPanicked,
+    #[error("confining the sentry: {0}")]
+    Seal(String),
 }
 
 fn setup(what: &'static str) -> impl FnOnce(Errno) -> BootError {
@@ -128,6 +134,9 @@ pub fn boot(cfg: BootConfig) -> Result<ExitStatus, BootError> {
         ctx.cwd = cwd;
     }
     let fs = Arc::new(Mutex::new(ctx));
+    if let Some(seal) = cfg.seal {
+        seal().map_err(BootError::Seal)?;
+    }
 
     // The init task runs on its own thread, which becomes the tracer of its
     // stub; later tasks each get one too.

@@ -21,4 +21,5 @@ pub mod tty;
 mod vfsglue;
 
 pub use boot::{boot, BootConfig, BootError};
+pub use procfs::read_host_facts;
 pub use task::ExitStatus;

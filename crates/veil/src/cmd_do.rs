@@ -3,14 +3,13 @@
 //! shell would.
 
 use std::ffi::OsString;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use anyhow::Context as _;
-use rustix::io::FdFlags;
 use rustix::net::{socketpair, AddressFamily, SocketFlags, SocketType};
+use veil_confine::spawn::{Spawn, GOFER_NAMESPACES, SENTRY_NAMESPACES};
 use veil_vfs::fs::memfs::DEFAULT_SIZE_LIMIT;
 use veil_vfs::mount::{MountConfig, MountEntry, MountKind, TmpfsOptions, MNT_NODEV, MNT_NOSUID};
 
@@ -50,7 +49,6 @@ pub struct DoOptions<'a> {
 
 /// Runs the command in a sandbox and returns the exit code to report.
 pub fn run(opts: &DoOptions, strace: bool, debug_log: Option<&Path>) -> anyhow::Result<u8> {
-    let exe = std::env::current_exe().context("locating the veil binary")?;
     let (mounts, trees) = mount_config(opts)?;
     let mut sentry_ends = Vec::new();
     let mut gofer_ends = Vec::new();
@@ -66,18 +64,20 @@ pub fn run(opts: &DoOptions, strace: bool, debug_log: Option<&Path>) -> anyhow::
         gofer_ends.push(gofer_end);
     }
 
-    let gofer_fds: Vec<&OwnedFd> = gofer_ends.iter().collect();
-    let mut gofer = spawn_with_fds(&exe, &gofer_fds, debug_log, |cmd, fds| {
-        cmd.arg("gofer");
-        for (tree, fd) in trees.iter().zip(fds) {
-            cmd.arg("--mount")
-                .arg(tree)
-                .arg("--sock-fd")
-                .arg(fd.to_string());
-        }
-        cmd.stdin(Stdio::null()).stdout(Stdio::null());
-    })
-    .context("starting the gofer")?;
+    let mut gofer = Spawn::current_exe(GOFER_NAMESPACES)?;
+    gofer.null_stdin_stdout()?;
+    let gofer_log = log_file(debug_log, "gofer")?;
+    pass_log(&mut gofer, gofer_log.as_ref());
+    gofer.arg("gofer");
+    for (tree, end) in trees.iter().zip(&gofer_ends) {
+        let fd = gofer.pass_fd(end);
+        gofer
+            .arg("--mount")
+            .arg(tree)
+            .arg("--sock-fd")
+            .arg(fd.to_string());
+    }
+    let gofer = gofer.spawn().context("starting the gofer")?;
     drop(gofer_ends);
 
     // The cwd is the host's only for the host's root.
@@ -93,38 +93,66 @@ pub fn run(opts: &DoOptions, strace: bool, debug_log: Option<&Path>) -> anyhow::
         )),
         _ => None,
     };
-    let mut fds: Vec<&OwnedFd> = sentry_ends.iter().collect();
-    fds.extend(upper.as_ref());
-    let gofer_count = sentry_ends.len();
-    let mut sentry = spawn_with_fds(&exe, &fds, debug_log, |cmd, fds| {
-        cmd.arg("boot");
-        for fd in &fds[..gofer_count] {
-            cmd.arg("--gofer-fd").arg(fd.to_string());
-        }
-        if let Some(fd) = fds.get(gofer_count) {
-            cmd.arg("--overlay-fd").arg(fd.to_string());
-        }
-        cmd.arg("--mounts")
-            .arg(encode_mounts(&mounts))
-            .arg("--cwd")
-            .arg(&cwd);
-        if strace {
-            cmd.arg("--strace");
-        }
-        cmd.arg("--").args(opts.command);
-    })
-    .context("starting the sentry")?;
+    let mut sentry = Spawn::current_exe(SENTRY_NAMESPACES)?;
+    let sentry_log = log_file(debug_log, "sentry")?;
+    pass_log(&mut sentry, sentry_log.as_ref());
+    sentry.arg("boot");
+    for end in &sentry_ends {
+        let fd = sentry.pass_fd(end);
+        sentry.arg("--gofer-fd").arg(fd.to_string());
+    }
+    if let Some(upper) = &upper {
+        let fd = sentry.pass_fd(upper);
+        sentry.arg("--overlay-fd").arg(fd.to_string());
+    }
+    sentry
+        .arg("--mounts")
+        .arg(encode_mounts(&mounts))
+        .arg("--cwd")
+        .arg(&cwd);
+    if strace {
+        sentry.arg("--strace");
+    }
+    sentry.arg("--").args(opts.command);
+    let sentry = sentry.spawn().context("starting the sentry")?;
     drop(sentry_ends);
     drop(upper);
 
     let status = sentry.wait().context("waiting for the sentry")?;
     // The gofer exits when the sentry's ends of the sockets close.
-    let _ = gofer.wait();
+    let gofer_status = gofer.wait().context("waiting for the gofer")?;
+    if let Some(sig) = gofer_status.signal() {
+        eprintln!("veil: the gofer crashed (killed by signal {sig})");
+    }
     if let Some(sig) = status.signal() {
-        eprintln!("veil: the sentry crashed (killed by signal {sig})");
+        if sig == rustix::process::Signal::Sys as i32 {
+            eprintln!(
+                "veil: the sentry was killed by its seccomp filter: it made a host system call \
+                 outside its allowlist (a bug, or a compromised sentry); see `veil debug host-syscalls`"
+            );
+        } else {
+            eprintln!("veil: the sentry crashed (killed by signal {sig})");
+        }
         return Ok(128u8.wrapping_add(sig as u8));
     }
     Ok(status.code().unwrap_or(1) as u8)
+}
+
+/// The log file of a child veil process, opened here: the sentry runs as
+/// another user in an empty root, where it could not create one.
+fn log_file(dir: Option<&Path>, role: &str) -> anyhow::Result<Option<std::fs::File>> {
+    dir.map(|dir| {
+        let path = dir.join(format!("{role}-{}.log", std::process::id()));
+        std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))
+    })
+    .transpose()
+}
+
+fn pass_log(child: &mut Spawn, log: Option<&std::fs::File>) {
+    if let Some(log) = log {
+        let fd = child.pass_fd(log);
+        child.arg("--log-fd").arg(fd.to_string());
+    }
 }
 
 /// The mount configuration for the command line's root, volumes and tmpfs
@@ -200,28 +228,4 @@ pub fn decode_mounts(hex: &str) -> anyhow::Result<MountConfig> {
         })
         .collect::<anyhow::Result<Vec<u8>>>()?;
     Ok(postcard::from_bytes(&bytes)?)
-}
-
-/// Spawns `exe` with `fds` inherited (their close-on-exec flags cleared for
-/// the duration of the spawn) and passed by number.
-fn spawn_with_fds(
-    exe: &Path,
-    fds: &[&OwnedFd],
-    debug_log: Option<&Path>,
-    configure: impl FnOnce(&mut Command, &[i32]),
-) -> anyhow::Result<std::process::Child> {
-    let mut cmd = Command::new(exe);
-    if let Some(dir) = debug_log {
-        cmd.arg("--debug-log").arg(dir);
-    }
-    let raw: Vec<i32> = fds.iter().map(|fd| fd.as_raw_fd()).collect();
-    configure(&mut cmd, &raw);
-    for fd in fds {
-        rustix::io::fcntl_setfd(fd.as_fd(), FdFlags::empty())?;
-    }
-    let child = cmd.spawn();
-    for fd in fds {
-        rustix::io::fcntl_setfd(fd.as_fd(), FdFlags::CLOEXEC)?;
-    }
-    Ok(child?)
 }

@@ -11,6 +11,10 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use rustix::thread::CapabilityFlags;
+use veil_confine::policy;
+use veil_confine::root::Tree;
+use veil_confine::seccomp::Mode;
 
 #[derive(Parser)]
 #[command(
@@ -28,6 +32,9 @@ struct Cli {
     /// Write debug logs of every veil process into this directory.
     #[arg(long, global = true, value_name = "DIR")]
     debug_log: Option<PathBuf>,
+    /// (internal) Log at debug level to this inherited descriptor.
+    #[arg(long, global = true, hide = true)]
+    log_fd: Option<RawFd>,
     #[command(subcommand)]
     command: Command,
 }
@@ -96,6 +103,9 @@ enum Command {
 enum DebugCommand {
     /// Print the system call compatibility table (Markdown).
     Syscalls,
+    /// Print the host system calls the sentry, the gofer and the stubs may
+    /// make (their seccomp allowlists), with their argument rules.
+    HostSyscalls,
 }
 
 fn main() -> ExitCode {
@@ -125,6 +135,12 @@ fn main() -> ExitCode {
             print!("{}", veil_sentry::syscalls::compatibility_markdown());
             Ok(0)
         }
+        Command::Debug {
+            what: DebugCommand::HostSyscalls,
+        } => {
+            print!("{}\n{}", policy::sentry(), policy::gofer());
+            Ok(0)
+        }
         Command::Boot {
             gofer_fd,
             mounts,
@@ -145,7 +161,7 @@ fn main() -> ExitCode {
 
 fn init_logging(cli: &Cli) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("VEIL_LOG").unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(if cli.debug_log.is_some() {
+        tracing_subscriber::EnvFilter::new(if cli.debug_log.is_some() || cli.log_fd.is_some() {
             "debug"
         } else {
             "warn"
@@ -159,6 +175,13 @@ fn init_logging(cli: &Cli) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false);
+    if let Some(file) = cli.log_fd.and_then(|fd| inherited_fd(fd).ok()) {
+        builder
+            .with_writer(std::sync::Mutex::new(std::fs::File::from(file)))
+            .with_ansi(false)
+            .init();
+        return;
+    }
     if let Some(dir) = &cli.debug_log {
         let path = dir.join(format!("{role}-{}.log", std::process::id()));
         if let Ok(file) = std::fs::File::create(&path) {
@@ -184,6 +207,44 @@ fn inherited_fd(fd: RawFd) -> anyhow::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// The sentry's filter: enforcing unless `VEIL_SECCOMP=log` asks the
+/// kernel to log violations instead (for finding what a new code path
+/// needs; never for production).
+fn seccomp_mode() -> Mode {
+    match std::env::var("VEIL_SECCOMP").as_deref() {
+        Ok("log") => Mode::Log,
+        _ => Mode::Enforce,
+    }
+}
+
+/// Test hook, in debug builds only: the sentry makes a forbidden host
+/// system call right after sealing, which its filter must kill it for.
+const FORBIDDEN_HOOK: &str = "VEIL_TEST_SENTRY_FORBIDDEN";
+
+#[cfg(debug_assertions)]
+fn forbidden_syscall_hook(what: Option<String>) {
+    let result = match what.as_deref() {
+        None => return,
+        Some("open") => rustix::fs::open(
+            "/etc/shadow",
+            rustix::fs::OFlags::RDONLY,
+            rustix::fs::Mode::empty(),
+        )
+        .map(drop),
+        Some("socket") => rustix::net::socket(
+            rustix::net::AddressFamily::INET,
+            rustix::net::SocketType::STREAM,
+            None,
+        )
+        .map(drop),
+        Some(other) => {
+            eprintln!("veil: {FORBIDDEN_HOOK}: unknown call {other}");
+            return;
+        }
+    };
+    eprintln!("veil: the forbidden call returned {result:?}");
+}
+
 fn boot(
     gofer_fds: &[RawFd],
     mounts: &str,
@@ -192,6 +253,24 @@ fn boot(
     command: Vec<OsString>,
     strace: bool,
 ) -> anyhow::Result<u8> {
+    // Confined before anything else runs and before any thread starts
+    // (capabilities are per thread); the filter follows once the platform
+    // is up, as it forks the stubs.
+    let _ = rustix::thread::set_name(c"veil-sentry");
+    veil_sentry::read_host_facts();
+    veil_confine::root::enter_empty_root().context("confining the sentry")?;
+    veil_confine::privs::drop_privileges(CapabilityFlags::empty())
+        .context("confining the sentry")?;
+    #[cfg(debug_assertions)]
+    let hook = std::env::var(FORBIDDEN_HOOK).ok();
+    let seal = move || -> Result<(), String> {
+        policy::sentry()
+            .install(seccomp_mode())
+            .map_err(|e| e.to_string())?;
+        #[cfg(debug_assertions)]
+        forbidden_syscall_hook(hook);
+        Ok(())
+    };
     let gofers = gofer_fds
         .iter()
         .map(|&fd| inherited_fd(fd))
@@ -217,6 +296,7 @@ fn boot(
         stdio: [dup(0)?, dup(1)?, dup(2)?],
         argv: command.into_iter().map(OsStringExt::into_vec).collect(),
         envp: std::env::vars_os()
+            .filter(|(k, _)| k != FORBIDDEN_HOOK)
             .map(|(k, v)| {
                 let mut kv = k.into_vec();
                 kv.push(b'=');
@@ -227,6 +307,7 @@ fn boot(
         cwd: cwd.into_vec(),
         creds: veil_vfs::Creds::new(uid, gid),
         strace,
+        seal: Some(Box::new(seal)),
     };
     match veil_sentry::boot(cfg) {
         Ok(status) => Ok(status.shell_code() as u8),
@@ -246,28 +327,56 @@ fn boot(
     }
 }
 
-/// Serves each `PATH[:ro]` on its socket, each on a thread of its own; every
-/// root is opened before any is served.
+/// Serves each `PATH[:ro]` on its socket, each on a thread of its own,
+/// confined to a root holding only those trees.
 fn gofer(mounts: &[String], sock_fds: &[RawFd]) -> anyhow::Result<u8> {
     anyhow::ensure!(
         mounts.len() == sock_fds.len(),
         "every --mount needs a --sock-fd"
     );
-    let mut trees = Vec::new();
-    for (spec, &fd) in mounts.iter().zip(sock_fds) {
-        let (path, readonly) = match spec.strip_suffix(":ro") {
-            Some(path) => (path, true),
-            None => (spec.as_str(), false),
-        };
-        let sock = inherited_fd(fd)?;
-        let root = veil_gofer::open_root(std::path::Path::new(path))
-            .with_context(|| format!("opening {path}"))?;
-        trees.push((root, sock, readonly));
+    let trees: Vec<Tree> = mounts
+        .iter()
+        .map(|spec| match spec.strip_suffix(":ro") {
+            Some(path) => Tree {
+                path: path.into(),
+                readonly: true,
+            },
+            None => Tree {
+                path: spec.into(),
+                readonly: false,
+            },
+        })
+        .collect();
+    let socks = sock_fds
+        .iter()
+        .map(|&fd| inherited_fd(fd))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let _ = rustix::thread::set_name(c"veil-gofer");
+    let confined = veil_confine::root::enter_tree_root(&trees).context("confining the gofer")?;
+    // Each fid is an FD: this bounds what a sentry can make the gofer hold.
+    // Unprivileged, it cannot raise its hard limit, only keep it.
+    if veil_confine::privs::limit_files(GOFER_MAX_FILES).is_err() {
+        let hard = rustix::process::getrlimit(rustix::process::Resource::Nofile).maximum;
+        veil_confine::privs::limit_files(hard.unwrap_or(GOFER_MAX_FILES).min(GOFER_MAX_FILES))
+            .context("confining the gofer")?;
     }
-    let threads: Vec<_> = trees
+    veil_confine::privs::drop_privileges(veil_confine::privs::GOFER_CAPS)
+        .context("confining the gofer")?;
+    let mut served = Vec::new();
+    for ((tree, path), sock) in trees.iter().zip(&confined.trees).zip(socks) {
+        let root = veil_gofer::open_root(path)
+            .with_context(|| format!("opening {}", tree.path.display()))?;
+        served.push((root, sock, tree.readonly));
+    }
+    policy::gofer()
+        .install(seccomp_mode())
+        .context("confining the gofer")?;
+    let fd_dir = confined.fd_dir;
+    let threads: Vec<_> = served
         .into_iter()
         .map(|(root, sock, readonly)| {
-            std::thread::spawn(move || veil_gofer::serve(root, sock, readonly))
+            let fd_dir = fd_dir.clone();
+            std::thread::spawn(move || veil_gofer::serve_with_fd_dir(root, sock, readonly, &fd_dir))
         })
         .collect();
     for t in threads {
@@ -277,3 +386,6 @@ fn gofer(mounts: &[String], sock_fds: &[RawFd]) -> anyhow::Result<u8> {
     }
     Ok(0)
 }
+
+/// The gofer's RLIMIT_NOFILE.
+const GOFER_MAX_FILES: u64 = 65536;
