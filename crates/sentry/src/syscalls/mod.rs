@@ -2,11 +2,13 @@
 //! each entry's handler, support level and argument formats (for strace).
 //! Handlers live one file per family.
 
+mod absent;
 mod clone;
 pub use clone::VforkDone;
 mod cred;
 mod epoll;
 mod eventfd;
+mod fhandle;
 mod fs;
 mod fsattr;
 mod futex;
@@ -148,6 +150,26 @@ impl Table {
         );
     }
 
+    /// An unimplemented call whose handler first makes the checks Linux
+    /// makes before reaching the missing feature (capabilities, arguments),
+    /// then fails with `errno` and logs once.
+    pub(crate) fn unimplemented_checked(
+        &mut self,
+        sysno: Sysno,
+        errno: Errno,
+        handler: Handler,
+        args: &'static [Arg],
+        note: &'static str,
+    ) {
+        self.set(
+            sysno,
+            Support::Unimplemented(errno, note),
+            Some(handler),
+            args,
+            Ret::Int,
+        );
+    }
+
     pub fn get(&self, nr: u64) -> Option<&Entry> {
         self.entries.get(usize::try_from(nr).ok()?)?.as_ref()
     }
@@ -165,10 +187,12 @@ pub static TABLE: LazyLock<Table> = LazyLock::new(|| {
     let mut t = Table {
         entries: vec![None; Sysno::last().id() as usize + 1],
     };
+    absent::register(&mut t);
     clone::register(&mut t);
     cred::register(&mut t);
     epoll::register(&mut t);
     eventfd::register(&mut t);
+    fhandle::register(&mut t);
     fs::register(&mut t);
     splice::register(&mut t);
     inotify::register(&mut t);
