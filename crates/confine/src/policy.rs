@@ -118,7 +118,8 @@ pub fn sentry() -> Policy {
     let mut allowed = common();
     allowed.extend(
         [
-            pread64, pwrite64, lseek, ftruncate, fallocate, fsync, poll, wait4, sysinfo,
+            pread64, pwrite64, lseek, ftruncate, fallocate, fsync, fdatasync, poll, wait4, sysinfo,
+            dup,
         ]
         .into_iter()
         .map(Allowed::any),

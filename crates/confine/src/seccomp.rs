@@ -227,6 +227,16 @@ impl fmt::Display for Policy {
     }
 }
 
+/// Keeps glibc from opening files behind our back once a filter forbids
+/// it; call before the process starts any thread. glibc's malloc reads
+/// /proc/sys/vm/overcommit_memory the first time it shrinks the heap of a
+/// thread's arena; with only the main arena (brk-based, with per-thread
+/// caches in front) it never does.
+pub fn prepare_libc() {
+    // SAFETY: mallopt only sets a malloc tunable; no thread is running.
+    unsafe { nix::libc::mallopt(nix::libc::M_ARENA_MAX, 1) };
+}
+
 fn arch() -> TargetArch {
     TargetArch::x86_64
 }

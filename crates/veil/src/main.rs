@@ -257,6 +257,7 @@ fn boot(
     // (capabilities are per thread); the filter follows once the platform
     // is up, as it forks the stubs.
     let _ = rustix::thread::set_name(c"veil-sentry");
+    veil_confine::seccomp::prepare_libc();
     veil_sentry::read_host_facts();
     veil_confine::root::enter_empty_root().context("confining the sentry")?;
     veil_confine::privs::drop_privileges(CapabilityFlags::empty())
@@ -352,6 +353,7 @@ fn gofer(mounts: &[String], sock_fds: &[RawFd]) -> anyhow::Result<u8> {
         .map(|&fd| inherited_fd(fd))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let _ = rustix::thread::set_name(c"veil-gofer");
+    veil_confine::seccomp::prepare_libc();
     let confined = veil_confine::root::enter_tree_root(&trees).context("confining the gofer")?;
     // Each fid is an FD: this bounds what a sentry can make the gofer hold.
     // Unprivileged, it cannot raise its hard limit, only keep it.
