@@ -87,7 +87,7 @@ fn many_address_spaces_come_and_go() {
 }
 
 #[test]
-fn stubs_hold_nothing_but_the_stub_page_and_the_memory_file() {
+fn stubs_hold_nothing_but_the_stub_pages_and_the_memory_file() {
     let (p, _file) = platform_with_code(&[0x0f, 0x05]);
     let space = p.new_address_space().expect("address space");
     space
@@ -105,10 +105,15 @@ fn stubs_hold_nothing_but_the_stub_page_and_the_memory_file() {
         .collect();
     assert_eq!(
         ranges.len(),
-        3,
-        "the mapped code, the stub page and vsyscall only:\n{maps}"
+        4,
+        "the mapped code, the stub's code and data pages and vsyscall only:\n{maps}"
     );
     assert!(maps.contains("00400000-00401000 r-xs"), "{maps}");
+    let layout = p.layout();
+    let stub_code = format!("{:x}-{:x} r-xp", layout.base, layout.data);
+    let stub_data = format!("{:x}-{:x} r--p", layout.data, layout.base + layout.len);
+    assert!(maps.contains(&stub_code), "{stub_code} in\n{maps}");
+    assert!(maps.contains(&stub_data), "{stub_data} in\n{maps}");
     assert!(maps.contains("[vsyscall]"), "{maps}");
     let fds: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
         .expect("fds")
@@ -125,4 +130,7 @@ fn stubs_hold_nothing_but_the_stub_page_and_the_memory_file() {
         Some("0"),
         "the stub is traced"
     );
+    for line in ["Name:\tveil-stub", "NoNewPrivs:\t1", "Seccomp:\t2"] {
+        assert!(status.lines().any(|l| l == line), "{line} in\n{status}");
+    }
 }

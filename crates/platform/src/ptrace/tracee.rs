@@ -4,6 +4,7 @@
 use nix::sys::ptrace::{self as ptrace_sys, Options};
 use nix::unistd::Pid;
 
+use super::filter::{CLONE_PROCESS_FLAGS, CLONE_THREAD_FLAGS};
 use super::stub::StubLayout;
 use crate::{host, Event, FaultInfo, PlatformError, Registers};
 
@@ -30,7 +31,15 @@ pub(super) struct Tracee {
 impl Tracee {
     /// Waits for the master stub's first stop (its `int3` after initialisation).
     pub fn wait_initial_stop(tid: Pid, layout: &StubLayout) -> Result<Tracee, PlatformError> {
-        match wait(tid)? {
+        let stop = wait(tid).map_err(|e| match e {
+            // The stub exits with the errno of a failed prctl or seccomp.
+            PlatformError::StubDied { pid, detail } => PlatformError::StubDied {
+                pid,
+                detail: format!("{detail}: could not name or confine the master stub"),
+            },
+            e => e,
+        })?;
+        match stop {
             Stop::Signal(SIGTRAP) => Tracee::new(tid, layout),
             _ => Err(died(tid, "unexpected first stop of the master stub")),
         }
@@ -77,11 +86,10 @@ impl Tracee {
 
     /// Clones a new stub process from this (master) stub; returns its PID.
     pub fn clone_process(&self) -> Result<i32, PlatformError> {
-        let flags = nix::libc::SIGCHLD as u64;
         let ret = self.call_at(
             self.layout.clone_site,
             nix::libc::SYS_clone as u64,
-            [flags, 0, 0, 0, 0, 0],
+            [CLONE_PROCESS_FLAGS, 0, 0, 0, 0, 0],
         )?;
         veil_abi::Errno::from_return(ret)
             .map(|pid| pid as i32)
@@ -90,16 +98,10 @@ impl Tracee {
 
     /// Clones a new thread in this stub's process; it parks in pause().
     pub fn clone_thread(&self) -> Result<i32, PlatformError> {
-        use nix::libc::{
-            CLONE_FILES, CLONE_FS, CLONE_SIGHAND, CLONE_SYSVSEM, CLONE_THREAD, CLONE_VM,
-        };
-        let flags =
-            (CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM)
-                as u64;
         let ret = self.call_at(
             self.layout.clone_site,
             nix::libc::SYS_clone as u64,
-            [flags, 0, 0, 0, 0, 0],
+            [CLONE_THREAD_FLAGS, 0, 0, 0, 0, 0],
         )?;
         veil_abi::Errno::from_return(ret)
             .map(|tid| tid as i32)
