@@ -100,6 +100,20 @@ fn int80_syscalls_are_refused() {
     );
 }
 
+/// The legacy vsyscall page works as natively: the host kernel emulates it
+/// without ptrace, so the stubs' seccomp filter traps it for the sentry.
+#[test]
+fn vsyscalls_are_served() {
+    for link in [Link::Static, Link::Dynamic] {
+        let (_, veil) = assert_same_program("isolation/vsyscall", link);
+        assert!(
+            veil.stdout_str().ends_with("all ok\n"),
+            "{}",
+            veil.describe()
+        );
+    }
+}
+
 /// Every syscall number with hostile arguments: the sentry answers them all
 /// and the program reaches its end. Runs under veil only (natively it would
 /// touch the host).

@@ -6,12 +6,17 @@
 //! (syscall_trace_enter in kernel/entry/common.c). The filter is the second
 //! line: should a stub ever run application code without SYSEMU, or lose its
 //! tracer, any system call it makes kills it.
+//!
+//! The one exception is the legacy vsyscall page, which SYSEMU does not
+//! see: the kernel emulates its three calls itself after asking seccomp
+//! only (emulate_vsyscall in arch/x86/entry/vsyscall/vsyscall_64.c). The
+//! filter traps them, and the tracer hands them to the sentry as system calls.
 
 use std::fmt;
 
 use linux_raw_sys::ptrace::{
     sock_filter, AUDIT_ARCH_X86_64, BPF_ABS, BPF_JA, BPF_JEQ, BPF_JMP, BPF_JSET, BPF_K, BPF_LD,
-    BPF_RET, BPF_W, SECCOMP_RET_ALLOW, SECCOMP_RET_KILL_PROCESS,
+    BPF_RET, BPF_W, SECCOMP_RET_ALLOW, SECCOMP_RET_KILL_PROCESS, SECCOMP_RET_TRAP,
 };
 use veil_abi::Sysno;
 
@@ -56,25 +61,42 @@ pub enum StubSite {
     Clone,
     /// The `pause()` loop a new stub parks in until its owner attaches.
     Pause,
+    /// An entry point of the vsyscall page.
+    Vsyscall(u64),
 }
 
 impl StubSite {
-    /// Address of the `syscall` instruction in `layout`.
-    pub fn addr(self, layout: &StubLayout) -> u64 {
+    /// The instruction pointer seccomp sees for a call from here in
+    /// `layout`: past the 2-byte `syscall`, or the vsyscall entry itself.
+    pub fn ip(self, layout: &StubLayout) -> u64 {
         match self {
-            StubSite::Syscall => layout.syscall_site,
-            StubSite::Clone => layout.clone_site,
-            StubSite::Pause => layout.pause_site,
+            StubSite::Syscall => layout.syscall_site + 2,
+            StubSite::Clone => layout.clone_site + 2,
+            StubSite::Pause => layout.pause_site + 2,
+            StubSite::Vsyscall(entry) => entry,
         }
     }
+}
 
-    fn name(self) -> &'static str {
+impl fmt::Display for StubSite {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            StubSite::Syscall => "syscall_site",
-            StubSite::Clone => "clone_site",
-            StubSite::Pause => "pause_site",
+            StubSite::Syscall => f.write_str("syscall_site"),
+            StubSite::Clone => f.write_str("clone_site"),
+            StubSite::Pause => f.write_str("pause_site"),
+            StubSite::Vsyscall(entry) => write!(f, "vsyscall {entry:#x}"),
         }
     }
+}
+
+/// What the filter does with a call that matches a rule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// The host kernel runs it.
+    Allow,
+    /// SIGSYS to the stub, which its tracer turns into a system call for
+    /// the sentry.
+    Trap,
 }
 
 /// A condition on one 64-bit system call argument.
@@ -94,11 +116,12 @@ pub struct StubRule {
     pub site: StubSite,
     /// (argument index, argument name, check).
     pub args: &'static [(usize, &'static str, ArgCheck)],
+    pub verdict: Verdict,
 }
 
 impl fmt::Display for StubRule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} from {}", self.sysno.name(), self.site.name())?;
+        write!(f, "{} from {}", self.sysno.name(), self.site)?;
         for (i, (_, name, check)) in self.args.iter().enumerate() {
             f.write_str(if i == 0 { ": " } else { ", " })?;
             match check {
@@ -109,6 +132,9 @@ impl fmt::Display for StubRule {
                 }
                 ArgCheck::NoneOf(m) => write!(f, "{name} & {m:#x} == 0")?,
             }
+        }
+        if self.verdict == Verdict::Trap {
+            f.write_str(" (trapped and served by the sentry)")?;
         }
         Ok(())
     }
@@ -127,6 +153,9 @@ fn number(v: u64) -> String {
 /// mapped executable, so PROT_EXEC stays).
 const NOT_RWX: u64 = !7;
 
+/// The vsyscall page's first entry; `time` and `getcpu` follow 1 KiB apart.
+pub(super) const VSYSCALL_GETTIMEOFDAY: u64 = 0xffff_ffff_ff60_0000;
+
 const RULES: &[StubRule] = &[
     StubRule {
         sysno: Sysno::mmap,
@@ -136,16 +165,19 @@ const RULES: &[StubRule] = &[
             (3, "flags", ArgCheck::Equals(MMAP_FLAGS)),
             (4, "fd", ArgCheck::Equals(super::STUB_MEMFD as u64)),
         ],
+        verdict: Verdict::Allow,
     },
     StubRule {
         sysno: Sysno::munmap,
         site: StubSite::Syscall,
         args: &[],
+        verdict: Verdict::Allow,
     },
     StubRule {
         sysno: Sysno::mprotect,
         site: StubSite::Syscall,
         args: &[(2, "prot", ArgCheck::NoneOf(NOT_RWX))],
+        verdict: Verdict::Allow,
     },
     StubRule {
         sysno: Sysno::prctl,
@@ -154,11 +186,13 @@ const RULES: &[StubRule] = &[
             (0, "option", ArgCheck::Equals(PDEATHSIG_ARGS[0])),
             (1, "signal", ArgCheck::Equals(PDEATHSIG_ARGS[1])),
         ],
+        verdict: Verdict::Allow,
     },
     StubRule {
         sysno: Sysno::exit,
         site: StubSite::Syscall,
         args: &[],
+        verdict: Verdict::Allow,
     },
     StubRule {
         sysno: Sysno::clone,
@@ -168,18 +202,46 @@ const RULES: &[StubRule] = &[
             "flags",
             ArgCheck::OneOf(&[CLONE_PROCESS_FLAGS, CLONE_THREAD_FLAGS]),
         )],
+        verdict: Verdict::Allow,
     },
     StubRule {
         sysno: Sysno::pause,
         site: StubSite::Pause,
         args: &[],
+        verdict: Verdict::Allow,
+    },
+    StubRule {
+        sysno: Sysno::gettimeofday,
+        site: StubSite::Vsyscall(VSYSCALL_GETTIMEOFDAY),
+        args: &[],
+        verdict: Verdict::Trap,
+    },
+    StubRule {
+        sysno: Sysno::time,
+        site: StubSite::Vsyscall(VSYSCALL_GETTIMEOFDAY + 0x400),
+        args: &[],
+        verdict: Verdict::Trap,
+    },
+    StubRule {
+        sysno: Sysno::getcpu,
+        site: StubSite::Vsyscall(VSYSCALL_GETTIMEOFDAY + 0x800),
+        args: &[],
+        verdict: Verdict::Trap,
     },
 ];
 
-/// The system calls a stub may make, as its seccomp filter enforces them
-/// (anything else, from anywhere, kills the stub process).
+/// The system calls a stub may make or that its seccomp filter traps for
+/// the sentry; anything else, from anywhere, kills the stub process.
 pub fn stub_filter_rules() -> &'static [StubRule] {
     RULES
+}
+
+/// The system call the filter trapped at `addr`, if it traps calls there.
+pub(super) fn trapped_call(addr: u64) -> Option<Sysno> {
+    RULES
+        .iter()
+        .find(|r| r.verdict == Verdict::Trap && r.site == StubSite::Vsyscall(addr))
+        .map(|r| r.sysno)
 }
 
 /// Why a BPF program could not be assembled.
@@ -342,19 +404,19 @@ fn compile(layout: &StubLayout, rules: &[StubRule]) -> Result<Vec<sock_filter>, 
     let mut b = Bpf::default();
     let kill = b.label();
     let allow = b.label();
+    let trap = b.label();
     b.load(ARCH);
     b.jeq(AUDIT_ARCH_X86_64, Target::Next, Target::To(kill));
     b.load(NR);
     b.jset(X32_SYSCALL_BIT, Target::To(kill), Target::Next);
 
-    // The instruction pointer is the address after the 2-byte `syscall`.
     let mut sites: Vec<(StubSite, Label)> = Vec::new();
     for r in rules {
         if !sites.iter().any(|(s, _)| *s == r.site) {
             sites.push((r.site, b.label()));
         }
     }
-    let ip = |s: StubSite| s.addr(layout) + 2;
+    let ip = |s: StubSite| s.ip(layout);
     b.load(IP);
     for &(site, l) in &sites {
         b.jeq(ip(site) as u32, Target::To(l), Target::Next);
@@ -395,13 +457,18 @@ fn compile(layout: &StubLayout, rules: &[StubRule]) -> Result<Vec<sock_filter>, 
                     }
                 }
             }
-            b.jump(allow);
+            b.jump(match r.verdict {
+                Verdict::Allow => allow,
+                Verdict::Trap => trap,
+            });
         }
     }
     b.bind(kill)?;
     b.ret(SECCOMP_RET_KILL_PROCESS);
     b.bind(allow)?;
     b.ret(SECCOMP_RET_ALLOW);
+    b.bind(trap)?;
+    b.ret(SECCOMP_RET_TRAP);
     b.finish()
 }
 

@@ -22,7 +22,7 @@ use nix::unistd::{gettid, Pid};
 use veil_abi::Errno;
 
 use crate::{host, AddressSpace, Context, Event, Platform, PlatformError, Prot, Registers};
-pub use filter::{stub_filter_rules, ArgCheck, BpfError, StubRule, StubSite};
+pub use filter::{stub_filter_rules, ArgCheck, BpfError, StubRule, StubSite, Verdict};
 pub use stub::{StubLayout, STUB_MEMFD, TASK_SIZE};
 use tracee::Tracee;
 

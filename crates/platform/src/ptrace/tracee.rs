@@ -157,6 +157,10 @@ impl Tracee {
                     *regs = get_regs(self.tid)?;
                     return Ok(Event::Syscall);
                 }
+                Stop::Signal(nix::libc::SIGSYS) => {
+                    *regs = get_regs(self.tid)?;
+                    return trapped_syscall(self.tid, regs);
+                }
                 Stop::Signal(signo) => {
                     *regs = get_regs(self.tid)?;
                     return classify_signal(self.tid, signo);
@@ -257,6 +261,27 @@ impl Tracee {
         let mut status = 0;
         // SAFETY: waitpid only writes the status integer we pass.
         unsafe { nix::libc::waitpid(self.tid.as_raw(), &mut status, nix::libc::__WALL) };
+    }
+}
+
+/// A SIGSYS from the stub's seccomp filter is a vsyscall, which the kernel
+/// has already returned from: the sentry serves it as a system call made
+/// at the caller.
+fn trapped_syscall(tid: Pid, regs: &mut Registers) -> Result<Event, PlatformError> {
+    const SYS_SECCOMP: i32 = 1;
+    let info = ptrace_sys::getsiginfo(tid).map_err(host("PTRACE_GETSIGINFO"))?;
+    if info.si_code != SYS_SECCOMP {
+        return Ok(Event::Signal(nix::libc::SIGSYS));
+    }
+    // SAFETY: for SYS_SECCOMP the kernel fills the _sigsys member, whose
+    // call address sits where si_addr does.
+    let call_addr = unsafe { info.si_addr() } as u64;
+    match super::filter::trapped_call(call_addr) {
+        Some(sysno) => {
+            regs.orig_rax = sysno.id() as u64;
+            Ok(Event::Syscall)
+        }
+        None => Ok(Event::Signal(nix::libc::SIGSYS)),
     }
 }
 

@@ -165,6 +165,22 @@ fn arguments_outside_the_rules_kill() {
 }
 
 #[test]
+fn vsyscalls_are_trapped_for_the_sentry() {
+    let prog = stub_filter(&LAYOUT).expect("filter");
+    let at = |nr: Sysno, ip: u64| run(&prog, &data(AUDIT_ARCH_X86_64, nr.id() as u32, ip, [0; 6]));
+    let page = VSYSCALL_GETTIMEOFDAY;
+    assert_eq!(at(Sysno::gettimeofday, page), SECCOMP_RET_TRAP);
+    assert_eq!(at(Sysno::time, page + 0x400), SECCOMP_RET_TRAP);
+    assert_eq!(at(Sysno::getcpu, page + 0x800), SECCOMP_RET_TRAP);
+    assert_eq!(trapped_call(page + 0x400), Some(Sysno::time));
+    // Nothing else of the page, nor those offsets elsewhere.
+    assert_eq!(at(Sysno::time, page), KILL);
+    assert_eq!(at(Sysno::time, page + 0x402), KILL);
+    assert_eq!(at(Sysno::time, page & 0xffff_ffff | 0x400), KILL);
+    assert_eq!(trapped_call(page + 0x402), None);
+}
+
+#[test]
 fn builder_resolves_labels_forwards() {
     let mut b = Bpf::default();
     let end = b.label();
@@ -238,7 +254,11 @@ fn rules_describe_themselves() {
         "mmap from syscall_site: prot & 0xfffffffffffffff8 == 0, flags == 0x11, fd == 0"
     );
     assert_eq!(lines[5], "clone from clone_site: flags in {0x11, 0x50f00}");
-    assert_eq!(lines.len(), 7);
+    assert_eq!(
+        lines[8],
+        "time from vsyscall 0xffffffffff600400 (trapped and served by the sentry)"
+    );
+    assert_eq!(lines.len(), 10);
 }
 
 std::arch::global_asm!(
