@@ -170,6 +170,11 @@ pub fn install() -> Result<StubLayout, PlatformError> {
     let len = end - start;
     let offset_of = |sym: *const u8| sym as u64 - start;
     let data_off = offset_of(&raw const veil_stub_data) as usize;
+    if data_off + DATA_LEN != len as usize {
+        return Err(PlatformError::BadState(
+            "the stub's data page is not its last",
+        ));
+    }
     let size = std::num::NonZeroUsize::new(len as usize).ok_or(PlatformError::Host {
         op: "stub size",
         errno: nix::errno::Errno::EINVAL,

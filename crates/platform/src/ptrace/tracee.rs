@@ -32,10 +32,12 @@ impl Tracee {
     /// Waits for the master stub's first stop (its `int3` after initialisation).
     pub fn wait_initial_stop(tid: Pid, layout: &StubLayout) -> Result<Tracee, PlatformError> {
         let stop = wait(tid).map_err(|e| match e {
-            // The stub exits with the errno of a failed prctl or seccomp.
             PlatformError::StubDied { pid, detail } => PlatformError::StubDied {
                 pid,
-                detail: format!("{detail}: could not name or confine the master stub"),
+                detail: format!(
+                    "master stub initialisation: {detail} (an exit status is the errno \
+                     of its failed prctl or seccomp)"
+                ),
             },
             e => e,
         })?;
