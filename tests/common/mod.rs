@@ -216,7 +216,7 @@ const SIGKILL: i32 = 9;
 const RLIMIT_CORE: i32 = 4;
 
 /// SIGKILLs every process in process group `pgid`.
-fn kill_group(pgid: u32) {
+pub fn kill_group(pgid: u32) {
     let Ok(pgid) = i32::try_from(pgid) else {
         return;
     };

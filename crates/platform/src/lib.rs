@@ -31,6 +31,9 @@ pub enum PlatformError {
     /// Register state handed to the platform does not fit the CPU.
     #[error("bad register state: {0}")]
     BadState(&'static str),
+    /// The stubs' seccomp filter could not be assembled.
+    #[error("stub seccomp filter: {0}")]
+    Filter(#[from] ptrace::BpfError),
     /// A syscall injected into a stub failed.
     #[error("stub {op} failed: {errno}")]
     Stub {

@@ -87,7 +87,7 @@ fn many_address_spaces_come_and_go() {
 }
 
 #[test]
-fn stubs_hold_nothing_but_the_stub_page_and_the_memory_file() {
+fn stubs_hold_nothing_but_the_stub_pages_and_the_memory_file() {
     let (p, _file) = platform_with_code(&[0x0f, 0x05]);
     let space = p.new_address_space().expect("address space");
     space
@@ -105,10 +105,15 @@ fn stubs_hold_nothing_but_the_stub_page_and_the_memory_file() {
         .collect();
     assert_eq!(
         ranges.len(),
-        3,
-        "the mapped code, the stub page and vsyscall only:\n{maps}"
+        4,
+        "the mapped code, the stub's code and data pages and vsyscall only:\n{maps}"
     );
     assert!(maps.contains("00400000-00401000 r-xs"), "{maps}");
+    let layout = p.layout();
+    let stub_code = format!("{:x}-{:x} r-xp", layout.base, layout.data);
+    let stub_data = format!("{:x}-{:x} r--p", layout.data, layout.base + layout.len);
+    assert!(maps.contains(&stub_code), "{stub_code} in\n{maps}");
+    assert!(maps.contains(&stub_data), "{stub_data} in\n{maps}");
     assert!(maps.contains("[vsyscall]"), "{maps}");
     let fds: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
         .expect("fds")
@@ -125,4 +130,36 @@ fn stubs_hold_nothing_but_the_stub_page_and_the_memory_file() {
         Some("0"),
         "the stub is traced"
     );
+    for line in ["Name:\tveil-stub", "NoNewPrivs:\t1", "Seccomp:\t2"] {
+        assert!(status.lines().any(|l| l == line), "{line} in\n{status}");
+    }
+}
+
+#[test]
+fn vsyscalls_reach_the_sentry_as_system_calls() {
+    // movabs rax, 0xffffffffff600400 (vsyscall time); call rax;
+    // mov rdi, rax; mov eax, 60; syscall
+    let mut code = vec![0x48, 0xb8];
+    code.extend_from_slice(&0xffff_ffff_ff60_0400u64.to_le_bytes());
+    code.extend_from_slice(&[0xff, 0xd0, 0x48, 0x89, 0xc7, 0xb8, 60, 0, 0, 0, 0x0f, 0x05]);
+    let (p, _file) = platform_with_code(&code);
+    let space = p.new_address_space().expect("address space");
+    space
+        .map(CODE_AT, 4096, Prot::READ | Prot::EXEC, 0)
+        .expect("map code");
+    let stack_top = CODE_AT + 0x2000;
+    space
+        .map(CODE_AT + 0x1000, 4096, Prot::READ | Prot::WRITE, 0x1000)
+        .expect("map stack");
+    let mut ctx = p.new_context();
+    let mut regs = Registers::new_user(CODE_AT, stack_top);
+    assert_eq!(ctx.switch(&*space, &mut regs).expect("run"), Event::Syscall);
+    assert_eq!(regs.orig_rax, 201, "time(2)");
+    // The kernel has already returned from the vsyscall to the caller.
+    assert_eq!(regs.rip, CODE_AT + 12);
+    assert_eq!(regs.rsp, stack_top);
+    regs.rax = 4242;
+    assert_eq!(ctx.switch(&*space, &mut regs).expect("run"), Event::Syscall);
+    assert_eq!(regs.orig_rax, 60);
+    assert_eq!(regs.rdi, 4242);
 }

@@ -8,6 +8,7 @@
 //! stub by a dedicated factory thread; the requesting sentry thread then
 //! seizes the new process and owns it.
 
+mod filter;
 mod stub;
 mod tracee;
 
@@ -21,11 +22,9 @@ use nix::unistd::{gettid, Pid};
 use veil_abi::Errno;
 
 use crate::{host, AddressSpace, Context, Event, Platform, PlatformError, Prot, Registers};
+pub use filter::{stub_filter_rules, ArgCheck, BpfError, StubRule, StubSite, Verdict};
 pub use stub::{StubLayout, STUB_MEMFD, TASK_SIZE};
 use tracee::Tracee;
-
-const MAP_SHARED: u64 = 0x01;
-const MAP_FIXED: u64 = 0x10;
 
 type NewStubReply = mpsc::Sender<Result<i32, PlatformError>>;
 
@@ -82,6 +81,11 @@ impl PtracePlatform {
         })
     }
 
+    /// Where the stub pages are (for tests and diagnostics).
+    pub fn layout(&self) -> StubLayout {
+        self.layout
+    }
+
     fn new_stub_process(&self) -> Result<i32, PlatformError> {
         let (tx, rx) = mpsc::channel();
         let died = || PlatformError::StubDied {
@@ -111,7 +115,8 @@ impl Platform for PtracePlatform {
         let t = Tracee::seize(Pid::from_raw(pid), &self.layout)?;
         // The child was cloned without a parent-death signal; give it one now
         // so that it dies with the master even if this thread is stuck.
-        t.inject(nix::libc::SYS_prctl as u64, [1, 9, 0, 0, 0, 0])?;
+        let [option, signal] = filter::PDEATHSIG_ARGS;
+        t.inject(nix::libc::SYS_prctl as u64, [option, signal, 0, 0, 0, 0])?;
         let mut threads = HashMap::new();
         threads.insert(gettid().as_raw(), Arc::new(t));
         Ok(Arc::new(PtraceAddressSpace {
@@ -176,7 +181,7 @@ impl AddressSpace for PtraceAddressSpace {
             addr,
             len,
             prot.0 as u64,
-            MAP_SHARED | MAP_FIXED,
+            filter::MMAP_FLAGS,
             STUB_MEMFD as u64,
             offset,
         ];

@@ -32,6 +32,10 @@ pub struct StubLayout {
     pub syscall_site: u64,
     /// `syscall` then, in the parent, `int3`; the child parks in `pause()`.
     pub clone_site: u64,
+    /// The `syscall` of the `pause()` loop of a new stub.
+    pub pause_site: u64,
+    /// The read-only data page at the end, which holds the seccomp filter.
+    pub data: u64,
 }
 
 global_asm!(
@@ -84,7 +88,38 @@ global_asm!(
     "mov rsi, 0x7ffffffff000",
     "sub rsi, rdi",
     "syscall",
+    // prctl(PR_SET_NAME, "veil-stub"): host tools and tests can tell stubs apart.
+    "mov eax, 157",
+    "mov edi, 15",
+    "lea rsi, [rip + veil_stub_name]",
+    "syscall",
+    "test rax, rax",
+    "jnz 3f",
+    // prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) then seccomp(SECCOMP_SET_MODE_FILTER, 0,
+    // &prog): the filter the sentry wrote into the data page, inherited by every clone.
+    "mov eax, 157",
+    "mov edi, 38",
+    "mov esi, 1",
+    "xor edx, edx",
+    "xor r10d, r10d",
+    "xor r8d, r8d",
+    "syscall",
+    "test rax, rax",
+    "jnz 3f",
+    "mov eax, 317",
+    "mov edi, 1",
+    "xor esi, esi",
+    "lea rdx, [rip + veil_stub_data]",
+    "syscall",
+    "test rax, rax",
+    "jnz 3f",
     "int3",
+    // A stub without its filter must not run: exit_group(errno) tells the sentry why.
+    "3:",
+    "mov edi, eax",
+    "neg edi",
+    "mov eax, 231",
+    "syscall",
     "veil_stub_syscall:",
     "syscall",
     "int3",
@@ -96,12 +131,18 @@ global_asm!(
     // The new stub waits in pause() until its owner attaches and takes over its registers.
     "2:",
     "mov eax, 34",
+    "veil_stub_pause:",
     "syscall",
     "jmp 2b",
     ".balign 8",
     "veil_stub_sigign:",
     ".quad 1, 0, 0, 0",
+    "veil_stub_name:",
+    ".asciz \"veil-stub\"",
+    // The data page: the sentry writes the seccomp filter here (see `install`).
     ".balign 4096",
+    "veil_stub_data:",
+    ".skip 4096",
     ".globl veil_stub_end",
     "veil_stub_end:",
     ".popsection",
@@ -113,23 +154,35 @@ extern "C" {
     static veil_stub_init: u8;
     static veil_stub_syscall: u8;
     static veil_stub_clone: u8;
+    static veil_stub_pause: u8;
+    static veil_stub_data: u8;
 }
 
+/// Size of the stub's data page, which holds the seccomp filter.
+const DATA_LEN: usize = 4096;
+
 /// Copies the stub code to a fixed, page-aligned place near the top of the
-/// address space, which stays free of application mappings.
+/// address space, which stays free of application mappings, and writes the
+/// seccomp filter for that place into its data page.
 pub fn install() -> Result<StubLayout, PlatformError> {
     let start = &raw const veil_stub_start as u64;
     let end = &raw const veil_stub_end as u64;
     let len = end - start;
     let offset_of = |sym: *const u8| sym as u64 - start;
+    let data_off = offset_of(&raw const veil_stub_data) as usize;
+    if data_off + DATA_LEN != len as usize {
+        return Err(PlatformError::BadState(
+            "the stub's data page is not its last",
+        ));
+    }
+    let size = std::num::NonZeroUsize::new(len as usize).ok_or(PlatformError::Host {
+        op: "stub size",
+        errno: nix::errno::Errno::EINVAL,
+    })?;
     // Try a few candidate bases below the top; the sentry's own mappings may occupy one.
     let mut base = TASK_SIZE - 0x10_0000;
-    loop {
+    let ptr = loop {
         let hint = std::num::NonZeroUsize::new(base as usize);
-        let size = std::num::NonZeroUsize::new(len as usize).ok_or(PlatformError::Host {
-            op: "stub size",
-            errno: nix::errno::Errno::EINVAL,
-        })?;
         // SAFETY: MAP_FIXED_NOREPLACE never replaces an existing mapping, so
         // this cannot clobber sentry memory; it either maps fresh pages at
         // `base` or fails.
@@ -142,39 +195,58 @@ pub fn install() -> Result<StubLayout, PlatformError> {
             )
         };
         match mapped {
-            Ok(ptr) => {
-                // SAFETY: the destination is the `len` bytes just mapped
-                // read-write; the source is the stub's code in our own text,
-                // `len` bytes between two symbols of the same section.
-                unsafe {
-                    std::ptr::copy_nonoverlapping(
-                        start as *const u8,
-                        ptr.as_ptr().cast(),
-                        len as usize,
-                    )
-                };
-                // SAFETY: changes only the protection of the pages mapped above.
-                unsafe {
-                    mprotect(
-                        ptr,
-                        len as usize,
-                        ProtFlags::PROT_READ | ProtFlags::PROT_EXEC,
-                    )
-                }
-                .map_err(host("mprotect stub"))?;
-                break;
-            }
+            Ok(ptr) => break ptr,
             Err(nix::errno::Errno::EEXIST) if base > TASK_SIZE - 0x1000_0000 => base -= 0x10_0000,
             Err(e) => return Err(host("mmap stub")(e)),
         }
-    }
-    Ok(StubLayout {
+    };
+    let layout = StubLayout {
         base,
         len,
         init: base + offset_of(&raw const veil_stub_init),
         syscall_site: base + offset_of(&raw const veil_stub_syscall),
         clone_site: base + offset_of(&raw const veil_stub_clone),
-    })
+        pause_site: base + offset_of(&raw const veil_stub_pause),
+        data: base + data_off as u64,
+    };
+    let data = filter_page(&layout)?;
+    // SAFETY: the destination is the `len` bytes just mapped read-write; the
+    // source is the stub's code in our own text, `len` bytes between two
+    // symbols of the same section.
+    unsafe { std::ptr::copy_nonoverlapping(start as *const u8, ptr.as_ptr().cast(), len as usize) };
+    // SAFETY: the data page is the last DATA_LEN bytes of that mapping.
+    let data_ptr = unsafe { ptr.as_ptr().cast::<u8>().add(data_off) };
+    // SAFETY: `data` is DATA_LEN bytes long, and so is the page at `data_ptr`.
+    unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), data_ptr, DATA_LEN) };
+    // SAFETY: changes only the protection of the code pages mapped above.
+    unsafe { mprotect(ptr, data_off, ProtFlags::PROT_READ | ProtFlags::PROT_EXEC) }
+        .map_err(host("mprotect stub"))?;
+    let data_nn =
+        std::ptr::NonNull::new(data_ptr.cast()).ok_or(PlatformError::BadState("stub data"))?;
+    // SAFETY: changes only the protection of the data page mapped above.
+    unsafe { mprotect(data_nn, DATA_LEN, ProtFlags::PROT_READ) }.map_err(host("mprotect stub"))?;
+    Ok(layout)
+}
+
+/// The contents of the stub's data page: a `sock_fprog` pointing just past
+/// itself at the filter's instructions.
+fn filter_page(layout: &StubLayout) -> Result<Vec<u8>, PlatformError> {
+    const HEADER: usize = 16;
+    let prog = super::filter::stub_filter(layout)?;
+    let mut page = vec![0u8; DATA_LEN];
+    if HEADER + prog.len() * 8 > DATA_LEN {
+        return Err(super::filter::BpfError::TooLong(prog.len()).into());
+    }
+    page[0..2].copy_from_slice(&(prog.len() as u16).to_le_bytes());
+    page[8..16].copy_from_slice(&(layout.data + HEADER as u64).to_le_bytes());
+    for (i, insn) in prog.iter().enumerate() {
+        let at = HEADER + i * 8;
+        page[at..at + 2].copy_from_slice(&insn.code.to_le_bytes());
+        page[at + 2] = insn.jt;
+        page[at + 3] = insn.jf;
+        page[at + 4..at + 8].copy_from_slice(&insn.k.to_le_bytes());
+    }
+    Ok(page)
 }
 
 extern "C" {

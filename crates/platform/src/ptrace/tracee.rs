@@ -4,6 +4,7 @@
 use nix::sys::ptrace::{self as ptrace_sys, Options};
 use nix::unistd::Pid;
 
+use super::filter::{CLONE_PROCESS_FLAGS, CLONE_THREAD_FLAGS};
 use super::stub::StubLayout;
 use crate::{host, Event, FaultInfo, PlatformError, Registers};
 
@@ -30,7 +31,17 @@ pub(super) struct Tracee {
 impl Tracee {
     /// Waits for the master stub's first stop (its `int3` after initialisation).
     pub fn wait_initial_stop(tid: Pid, layout: &StubLayout) -> Result<Tracee, PlatformError> {
-        match wait(tid)? {
+        let stop = wait(tid).map_err(|e| match e {
+            PlatformError::StubDied { pid, detail } => PlatformError::StubDied {
+                pid,
+                detail: format!(
+                    "master stub initialisation: {detail} (an exit status is the errno \
+                     of its failed prctl or seccomp)"
+                ),
+            },
+            e => e,
+        })?;
+        match stop {
             Stop::Signal(SIGTRAP) => Tracee::new(tid, layout),
             _ => Err(died(tid, "unexpected first stop of the master stub")),
         }
@@ -77,11 +88,10 @@ impl Tracee {
 
     /// Clones a new stub process from this (master) stub; returns its PID.
     pub fn clone_process(&self) -> Result<i32, PlatformError> {
-        let flags = nix::libc::SIGCHLD as u64;
         let ret = self.call_at(
             self.layout.clone_site,
             nix::libc::SYS_clone as u64,
-            [flags, 0, 0, 0, 0, 0],
+            [CLONE_PROCESS_FLAGS, 0, 0, 0, 0, 0],
         )?;
         veil_abi::Errno::from_return(ret)
             .map(|pid| pid as i32)
@@ -90,16 +100,10 @@ impl Tracee {
 
     /// Clones a new thread in this stub's process; it parks in pause().
     pub fn clone_thread(&self) -> Result<i32, PlatformError> {
-        use nix::libc::{
-            CLONE_FILES, CLONE_FS, CLONE_SIGHAND, CLONE_SYSVSEM, CLONE_THREAD, CLONE_VM,
-        };
-        let flags =
-            (CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM)
-                as u64;
         let ret = self.call_at(
             self.layout.clone_site,
             nix::libc::SYS_clone as u64,
-            [flags, 0, 0, 0, 0, 0],
+            [CLONE_THREAD_FLAGS, 0, 0, 0, 0, 0],
         )?;
         veil_abi::Errno::from_return(ret)
             .map(|tid| tid as i32)
@@ -154,6 +158,10 @@ impl Tracee {
                 Stop::Syscall => {
                     *regs = get_regs(self.tid)?;
                     return Ok(Event::Syscall);
+                }
+                Stop::Signal(nix::libc::SIGSYS) => {
+                    *regs = get_regs(self.tid)?;
+                    return trapped_syscall(self.tid, regs);
                 }
                 Stop::Signal(signo) => {
                     *regs = get_regs(self.tid)?;
@@ -255,6 +263,27 @@ impl Tracee {
         let mut status = 0;
         // SAFETY: waitpid only writes the status integer we pass.
         unsafe { nix::libc::waitpid(self.tid.as_raw(), &mut status, nix::libc::__WALL) };
+    }
+}
+
+/// A SIGSYS from the stub's seccomp filter is a vsyscall, which the kernel
+/// has already returned from: the sentry serves it as a system call made
+/// at the caller.
+fn trapped_syscall(tid: Pid, regs: &mut Registers) -> Result<Event, PlatformError> {
+    const SYS_SECCOMP: i32 = 1;
+    let info = ptrace_sys::getsiginfo(tid).map_err(host("PTRACE_GETSIGINFO"))?;
+    if info.si_code != SYS_SECCOMP {
+        return Ok(Event::Signal(nix::libc::SIGSYS));
+    }
+    // SAFETY: for SYS_SECCOMP the kernel fills the _sigsys member, whose
+    // call address sits where si_addr does.
+    let call_addr = unsafe { info.si_addr() } as u64;
+    match super::filter::trapped_call(call_addr) {
+        Some(sysno) => {
+            regs.orig_rax = sysno.id() as u64;
+            Ok(Event::Syscall)
+        }
+        None => Ok(Event::Signal(nix::libc::SIGSYS)),
     }
 }
 
