@@ -259,7 +259,7 @@ fn the_gofer_is_confined_to_its_trees() {
 }
 
 #[test]
-fn stubs_hold_only_application_memory() {
+fn stubs_share_the_sentrys_confinement() {
     let run = Running::start(&["do", "/bin/sh", "-c", "read line"]);
     let procs = run.processes();
     let sentry = procs.sentry.expect("sentry");
@@ -271,6 +271,8 @@ fn stubs_hold_only_application_memory() {
                 "stub {stub} {kind}"
             );
         }
+        assert_eq!(status(stub, "Name"), "veil-stub");
+        assert_eq!(status(stub, "Seccomp"), "2", "stub {stub}");
         assert_eq!(status(stub, "NoNewPrivs"), "1", "stub {stub}");
         assert_eq!(status(stub, "CapEff"), "0000000000000000");
         assert!(root_entries(stub).is_empty());

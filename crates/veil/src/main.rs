@@ -138,7 +138,15 @@ fn main() -> ExitCode {
         Command::Debug {
             what: DebugCommand::HostSyscalls,
         } => {
-            print!("{}\n{}", policy::sentry(), policy::gofer());
+            print!("{}\n{}\n", policy::sentry(), policy::gofer());
+            let rules = veil_platform::ptrace::stub_filter_rules();
+            println!(
+                "stubs: only from the stub's own code, {} rules, everything else kills the stub",
+                rules.len()
+            );
+            for rule in rules {
+                println!("  {rule}");
+            }
             Ok(0)
         }
         Command::Boot {
