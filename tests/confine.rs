@@ -348,6 +348,9 @@ fn host_syscalls_prints_both_allowlists() {
         let claim = format!("The {name} may make {} host system calls", count(s));
         assert!(doc.contains(&claim), "docs/security.md lacks {claim:?}");
     }
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).expect("README.md");
+    let claim = format!("allowlist of {} host system calls", count(&sentry));
+    assert!(readme.contains(&claim), "README.md lacks {claim:?}");
 }
 
 /// Killing the CLI takes the whole sandbox with it: nothing of it
