@@ -36,6 +36,9 @@ const FAULT_WINDOW: u64 = 2 << 20;
 /// next to a fault (holes are skipped), but a fork child that writes a few
 /// pages should not copy megabytes.
 const COW_WINDOW: u64 = 256 << 10;
+/// A fault window takes at most this share of the room left under the
+/// memory limit.
+const WINDOW_SHARE: u64 = 64;
 /// The default RLIMIT_STACK.
 pub const STACK_SIZE: u64 = 8 << 20;
 /// Bounds of the gap between the stack top and the mmap base, as Linux's
@@ -726,17 +729,13 @@ impl MemoryManager {
         } else {
             FAULT_WINDOW
         };
+        // Untouched pages of a window count against the memory limit too:
+        // near it, the window shrinks with the room left, down to the
+        // faulting page alone.
+        let half = page_down(window.min(self.memfile.headroom() / WINDOW_SHARE) / 2);
         let page = page_down(addr);
-        // Near the memory limit only the faulting page is taken, so that
-        // the sandbox's last pages go to what it touches.
-        let (wstart, mut wend) = if self.memfile.headroom() < window {
-            (page, page + PAGE_SIZE)
-        } else {
-            (
-                page.saturating_sub(window / 2).max(start),
-                (page + window / 2).min(vma.end),
-            )
-        };
+        let wstart = page.saturating_sub(half).max(start);
+        let mut wend = (page + half.max(PAGE_SIZE)).min(vma.end);
         // A private file mapping has no pages past the file's last one.
         if let Backing::File { file, offset } = &vma.backing {
             if let Some(eof) = file.size().and_then(page_up) {
