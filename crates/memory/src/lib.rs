@@ -9,4 +9,4 @@ mod data;
 mod memfile;
 
 pub use data::{FileData, Piece, WriteBack};
-pub use memfile::{MemoryFile, MEMFILE_SIZE};
+pub use memfile::{take_limit_hit, MemoryFile, MEMFILE_SIZE};

@@ -6,10 +6,18 @@
 //! first-fit allocator, carry a reference count per page, and go back with a
 //! hole punch when their count drops to zero, so freed memory returns to the
 //! host at once.
+//!
+//! An optional limit (`veil do --memory`) bounds the bytes allocated at
+//! once. An allocation past it fails with ENOMEM and marks the calling
+//! thread (`take_limit_hit`): the failure surfaces deep in page faults,
+//! copies and file writes as a plain errno, and the sentry's task loop then
+//! treats it as an out-of-memory kill of the process it runs.
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use rustix::fs::{fallocate, ftruncate, FallocateFlags};
@@ -43,6 +51,20 @@ pub struct MemoryFile {
     base: NonNull<u8>,
     size: u64,
     alloc: Mutex<Alloc>,
+    /// Bytes that may be allocated at once; `u64::MAX` for no limit.
+    limit: AtomicU64,
+}
+
+thread_local! {
+    /// Whether an allocation on this thread was refused for the limit
+    /// since the last `take_limit_hit`.
+    static LIMIT_HIT: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether an allocation made on this thread was refused for the memory
+/// limit since the last call; clears the mark.
+pub fn take_limit_hit() -> bool {
+    LIMIT_HIT.with(|hit| hit.replace(false))
 }
 
 // SAFETY: `base` points at a shared file mapping that lives as long as the
@@ -87,7 +109,28 @@ impl MemoryFile {
                 free: BTreeMap::from([(0, MEMFILE_SIZE)]),
                 ..Alloc::default()
             }),
+            limit: AtomicU64::new(u64::MAX),
         })
+    }
+
+    /// Bounds the bytes allocated at once (None: no bound). Memory already
+    /// allocated stays.
+    pub fn set_limit(&self, limit: Option<u64>) {
+        self.limit
+            .store(limit.unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    pub fn limit(&self) -> Option<u64> {
+        Some(self.limit.load(Ordering::Relaxed)).filter(|&l| l != u64::MAX)
+    }
+
+    /// Bytes that may still be allocated before the limit (u64::MAX
+    /// without one).
+    pub fn headroom(&self) -> u64 {
+        match self.limit.load(Ordering::Relaxed) {
+            u64::MAX => u64::MAX,
+            limit => limit.saturating_sub(self.allocated()),
+        }
     }
 
     pub fn fd(&self) -> BorrowedFd<'_> {
@@ -113,6 +156,10 @@ impl MemoryFile {
             return Err(Errno::EINVAL);
         }
         let mut a = self.lock();
+        if a.allocated.saturating_add(len) > self.limit.load(Ordering::Relaxed) {
+            LIMIT_HIT.with(|hit| hit.set(true));
+            return Err(Errno::ENOMEM);
+        }
         let at_hint = hint.and_then(|h| {
             let (&fs, &flen) = a.free.range(..=h).next_back()?;
             (h.is_multiple_of(PAGE_SIZE) && h.checked_add(len)? <= fs + flen)
@@ -440,6 +487,30 @@ mod tests {
         m.dec_ref(a + 5 * PAGE_SIZE, PAGE_SIZE);
         assert_eq!(m.refs(a, 8 * PAGE_SIZE), vec![(a, a + 8 * PAGE_SIZE, 2)]);
         assert_eq!(m.lock().used.len(), 1);
+    }
+
+    #[test]
+    fn the_limit_refuses_allocations_and_marks_the_thread() {
+        let m = MemoryFile::new().expect("memfile");
+        m.set_limit(Some(3 * PAGE_SIZE));
+        let a = m.alloc(2 * PAGE_SIZE).expect("a");
+        assert_eq!(m.headroom(), PAGE_SIZE);
+        assert!(!take_limit_hit());
+        assert_eq!(m.alloc(2 * PAGE_SIZE), Err(Errno::ENOMEM));
+        assert!(take_limit_hit());
+        assert!(!take_limit_hit(), "taking the mark clears it");
+        let b = m.alloc(PAGE_SIZE).expect("the last page fits");
+        m.dec_ref(a, 2 * PAGE_SIZE);
+        assert_eq!(
+            m.alloc(2 * PAGE_SIZE).map(|_| ()),
+            Ok(()),
+            "freed memory counts no more"
+        );
+        m.dec_ref(b, PAGE_SIZE);
+        assert!(!take_limit_hit());
+        m.set_limit(None);
+        assert_eq!(m.limit(), None);
+        assert_eq!(m.headroom(), u64::MAX, "no limit, no end");
     }
 
     #[test]

@@ -26,6 +26,9 @@ pub struct BootConfig {
     /// --overlay=file`): the overlay's file data, and with it application
     /// memory, then live on the host's disk.
     pub memory_file: Option<OwnedFd>,
+    /// Bytes of memory the sandbox may hold at once (application memory
+    /// and in-memory file data; `veil do --memory`); None for no limit.
+    pub memory_limit: Option<u64>,
     /// The application's stdin, stdout and stderr.
     pub stdio: [OwnedFd; 3],
     pub argv: Vec<Vec<u8>>,
@@ -74,6 +77,7 @@ pub fn boot(cfg: BootConfig) -> Result<ExitStatus, BootError> {
         None => MemoryFile::new(),
     };
     let memfile = Arc::new(memfile.map_err(setup("memory file"))?);
+    memfile.set_limit(cfg.memory_limit);
     let platform: Arc<dyn Platform> = Arc::new(PtracePlatform::new(memfile.fd())?);
     let clients: Vec<_> = cfg
         .gofers

@@ -88,7 +88,7 @@ pub fn root(kernel: &Arc<Kernel>) -> Arc<dyn Inode> {
         ("fs/cgroup/cgroup.procs", Content::Gen(cgroup_procs)),
         ("fs/cgroup/cpu.max", Content::Text("max 100000\n".into())),
         ("fs/cgroup/cpu.weight", Content::Text("100\n".into())),
-        ("fs/cgroup/memory.max", Content::Text("max\n".into())),
+        ("fs/cgroup/memory.max", Content::Gen(memory_max)),
         ("fs/cgroup/memory.high", Content::Text("max\n".into())),
         ("fs/cgroup/memory.current", Content::Gen(memory_current)),
         ("fs/cgroup/memory.swap.max", Content::Text("0\n".into())),
@@ -113,6 +113,13 @@ pub fn root(kernel: &Arc<Kernel>) -> Arc<dyn Inode> {
         }),
         idx: 0,
     })
+}
+
+/// The sandbox's memory limit (`veil do --memory`), or "max".
+fn memory_max(k: &Kernel) -> String {
+    k.memfile
+        .limit()
+        .map_or_else(|| "max\n".into(), |l| format!("{l}\n"))
 }
 
 fn node_meminfo(k: &Kernel) -> String {

@@ -574,6 +574,10 @@ impl Task {
                 return status;
             }
             self.deliver_pending();
+            // Writing a signal frame may have needed a page too.
+            if veil_memory::take_limit_hit() {
+                self.oom_kill();
+            }
             if self.exit.is_some() {
                 continue;
             }
@@ -600,6 +604,9 @@ impl Task {
                     });
                 }
             }
+            if veil_memory::take_limit_hit() {
+                self.oom_kill();
+            }
         }
     }
 
@@ -613,6 +620,7 @@ impl Task {
             // Stack growth follows the current RLIMIT_STACK.
             self.mm
                 .set_stack_limit(self.tg.rlimit(RLIMIT_STACK).rlim_cur);
+            self.sync_vm_limits();
             let access_error = f.code == 2; // SEGV_ACCERR
                                             // An instruction fetch faults at the instruction, or at the
                                             // start of the next page for one that crosses into it.
@@ -621,6 +629,7 @@ impl Task {
                 f.addr == rip || (f.addr.is_multiple_of(4096) && f.addr > rip && f.addr - rip < 16);
             match self.mm.handle_fault(f.addr, access_error, exec) {
                 Ok(()) => return,
+                Err(_) if veil_memory::take_limit_hit() => return self.oom_kill(),
                 Err(BadAccess::Segv(c)) => code = c,
                 Err(BadAccess::Bus) => (signo, code) = (SIGBUS, BUS_ADRERR),
             }
@@ -632,6 +641,49 @@ impl Task {
             );
         }
         self.force_signal(crate::signal::SigInfo::fault(signo, code, f.addr));
+    }
+
+    /// The sandbox's memory limit refused a page this task needed: its
+    /// process is killed, as a memory cgroup's OOM killer would. This is
+    /// the process that asked, not the largest: the victim's memory is
+    /// back once its threads end, which no fault needs to wait for.
+    fn oom_kill(&mut self) {
+        let exiting = self
+            .tg
+            .group_exit
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some();
+        if !exiting {
+            let comm = self
+                .tg
+                .leader_comm
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            tracing::warn!(
+                "out of memory: killed process {} ({})",
+                self.tg.pid,
+                String::from_utf8_lossy(&comm)
+            );
+        }
+        self.deliver_fatal(crate::signal::SIGKILL);
+    }
+
+    /// The process's RLIMIT_AS and RLIMIT_DATA, as its mappings obey them.
+    pub fn vm_limits(&self) -> crate::mm::VmLimits {
+        let (vm, data) = (self.tg.rlimit(RLIMIT_AS), self.tg.rlimit(RLIMIT_DATA));
+        crate::mm::VmLimits {
+            address_space: vm.rlim_cur,
+            data: data.rlim_cur,
+            data_max: data.rlim_max,
+        }
+    }
+
+    /// Brings the address space's limits up to date before it changes
+    /// (they are the process's, and setrlimit may have changed them).
+    pub fn sync_vm_limits(&self) {
+        self.mm.set_vm_limits(self.vm_limits());
     }
 
     pub fn fp_state(&mut self) -> Result<veil_platform::FpState, Errno> {

@@ -45,6 +45,27 @@ pub struct DoOptions<'a> {
     pub volumes: &'a [String],
     /// tmpfs mounts, `DST[:OPTIONS]`.
     pub tmpfs: &'a [String],
+    /// The sandbox's memory limit in bytes, if any.
+    pub memory: Option<u64>,
+}
+
+/// A `--memory` size: bytes, or a number with a k, m or g suffix (either
+/// case) for KiB, MiB or GiB.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let (digits, shift) = match s.as_bytes().last().map(u8::to_ascii_lowercase) {
+        Some(b'k') => (&s[..s.len() - 1], 10),
+        Some(b'm') => (&s[..s.len() - 1], 20),
+        Some(b'g') => (&s[..s.len() - 1], 30),
+        _ => (s, 0),
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| "expected a size such as 512m or 2g".to_string())?;
+    match n.checked_mul(1 << shift) {
+        Some(0) => Err("the size must not be 0".into()),
+        Some(bytes) => Ok(bytes),
+        None => Err("too large".into()),
+    }
 }
 
 /// Runs the command in a sandbox and returns the exit code to report.
@@ -112,6 +133,9 @@ pub fn run(opts: &DoOptions, strace: bool, debug_log: Option<&Path>) -> anyhow::
         .arg(&cwd);
     if strace {
         sentry.arg("--strace");
+    }
+    if let Some(bytes) = opts.memory {
+        sentry.arg("--memory").arg(bytes.to_string());
     }
     sentry.arg("--").args(opts.command);
     let sentry = sentry.spawn().context("starting the sentry")?;

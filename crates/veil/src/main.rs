@@ -61,6 +61,11 @@ enum Command {
         /// Mount a tmpfs: DST or DST:size=64m,mode=1777 (repeatable).
         #[arg(long = "tmpfs", value_name = "DST[:OPTIONS]")]
         tmpfs: Vec<String>,
+        /// The most memory the sandbox may hold (application memory and
+        /// in-memory files), e.g. 512m or 2g; past it the process asking
+        /// for more is killed (SIGKILL). Default: no limit.
+        #[arg(long, value_name = "SIZE", value_parser = cmd_do::parse_size)]
+        memory: Option<u64>,
         /// The command and its arguments.
         #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
         command: Vec<OsString>,
@@ -82,6 +87,9 @@ enum Command {
         /// An unlinked host file to hold the memory file (`--overlay=file`).
         #[arg(long)]
         overlay_fd: Option<RawFd>,
+        /// The memory limit in bytes.
+        #[arg(long)]
+        memory: Option<u64>,
         #[arg(long)]
         cwd: OsString,
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -117,6 +125,7 @@ fn main() -> ExitCode {
             overlay,
             volumes,
             tmpfs,
+            memory,
             command,
         } => cmd_do::run(
             &cmd_do::DoOptions {
@@ -125,6 +134,7 @@ fn main() -> ExitCode {
                 overlay: &overlay,
                 volumes: &volumes,
                 tmpfs: &tmpfs,
+                memory,
             },
             cli.strace,
             cli.debug_log.as_deref(),
@@ -153,9 +163,12 @@ fn main() -> ExitCode {
             gofer_fd,
             mounts,
             overlay_fd,
+            memory,
             cwd,
             command,
-        } => boot(&gofer_fd, &mounts, overlay_fd, cwd, command, cli.strace),
+        } => boot(
+            &gofer_fd, &mounts, overlay_fd, memory, cwd, command, cli.strace,
+        ),
         Command::Gofer { mounts, sock_fd } => gofer(&mounts, &sock_fd),
     };
     match result {
@@ -257,6 +270,7 @@ fn boot(
     gofer_fds: &[RawFd],
     mounts: &str,
     overlay_fd: Option<RawFd>,
+    memory_limit: Option<u64>,
     cwd: OsString,
     command: Vec<OsString>,
     strace: bool,
@@ -302,6 +316,7 @@ fn boot(
         gofers,
         mounts,
         memory_file,
+        memory_limit,
         stdio: [dup(0)?, dup(1)?, dup(2)?],
         argv: command.into_iter().map(OsStringExt::into_vec).collect(),
         envp: std::env::vars_os()

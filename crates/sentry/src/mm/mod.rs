@@ -36,6 +36,9 @@ const FAULT_WINDOW: u64 = 2 << 20;
 /// next to a fault (holes are skipped), but a fork child that writes a few
 /// pages should not copy megabytes.
 const COW_WINDOW: u64 = 256 << 10;
+/// A fault window takes at most this share of the room left under the
+/// memory limit.
+const WINDOW_SHARE: u64 = 64;
 /// The default RLIMIT_STACK.
 pub const STACK_SIZE: u64 = 8 << 20;
 /// Bounds of the gap between the stack top and the mmap base, as Linux's
@@ -227,6 +230,27 @@ impl Layout {
     }
 }
 
+/// RLIMIT_AS and RLIMIT_DATA in bytes, as mappings are checked against
+/// them (`u64::MAX`, RLIM_INFINITY, for none).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VmLimits {
+    pub address_space: u64,
+    pub data: u64,
+    /// RLIMIT_DATA's hard limit: a soft limit of 0 lets data grow up to
+    /// it, as Linux's workaround for Valgrind does.
+    pub data_max: u64,
+}
+
+impl Default for VmLimits {
+    fn default() -> VmLimits {
+        VmLimits {
+            address_space: u64::MAX,
+            data: u64::MAX,
+            data_max: u64::MAX,
+        }
+    }
+}
+
 #[derive(Default)]
 struct State {
     vmas: BTreeMap<u64, Vma>,
@@ -234,6 +258,30 @@ struct State {
     brk_start: u64,
     brk: u64,
     args: ArgRegions,
+    limits: VmLimits,
+}
+
+impl State {
+    /// Linux's may_expand_vm: whether `len` more bytes of mappings (data
+    /// ones if `data`) stay within RLIMIT_AS and RLIMIT_DATA.
+    fn may_expand(&self, data: bool, len: u64) -> bool {
+        let l = self.limits;
+        if l.address_space == u64::MAX && (!data || l.data == u64::MAX) {
+            return true;
+        }
+        let (mut total, mut data_vm) = (0u64, 0u64);
+        for (&s, v) in &self.vmas {
+            total += v.end - s;
+            if v.is_data() {
+                data_vm += v.end - s;
+            }
+        }
+        if total.saturating_add(len) > page_down(l.address_space) {
+            return false;
+        }
+        let data_vm = data_vm.saturating_add(len);
+        !data || data_vm <= page_down(l.data) || (l.data == 0 && data_vm <= page_down(l.data_max))
+    }
 }
 
 pub struct MemoryManager {
@@ -259,6 +307,12 @@ impl MemoryManager {
             layout,
             stack_limit: AtomicU64::new(layout.stack_limit),
         }
+    }
+
+    /// Sets RLIMIT_AS and RLIMIT_DATA as the tasks using this address
+    /// space have them, before each change to its mappings.
+    pub fn set_vm_limits(&self, limits: VmLimits) {
+        self.lock().limits = limits;
     }
 
     pub fn set_stack_limit(&self, limit: u64) {
@@ -304,13 +358,23 @@ impl MemoryManager {
                 if req.placement == Placement::FixedNoReplace && overlaps(&st.vmas, req.addr, end) {
                     return Err(Errno::EEXIST);
                 }
-                self.remove_range(&mut st, req.addr, end)?;
                 req.addr
             }
             Placement::Hint => self
                 .find_free(&st, page_down(req.addr), len)
                 .ok_or(Errno::ENOMEM)?,
         };
+        // As Linux's mmap_region: what a fixed mapping replaces is not
+        // growth.
+        let data = is_data(req.prot, req.growsdown, &req.backing);
+        if !st.may_expand(data, len)
+            && !st.may_expand(data, len - mapped_bytes(&st.vmas, addr, addr + len))
+        {
+            return Err(Errno::ENOMEM);
+        }
+        if req.placement != Placement::Hint {
+            self.remove_range(&mut st, addr, addr + len)?;
+        }
         st.vmas.insert(
             addr,
             Vma {
@@ -347,6 +411,15 @@ impl MemoryManager {
         };
         if prot.write() && vmas_in(&st.vmas, addr, end).any(|(_, v)| read_only_shared(v)) {
             return Err(Errno::EACCES);
+        }
+        // Pages turning into data count against RLIMIT_DATA (Linux's
+        // mprotect_fixup).
+        let new_data: u64 = vmas_in(&st.vmas, addr, end)
+            .filter(|(_, v)| !v.is_data() && is_data(prot, v.growsdown, &v.backing))
+            .map(|(s, v)| v.end.min(end) - s.max(addr))
+            .sum();
+        if new_data > 0 && !st.may_expand(true, new_data) && st.may_expand(false, new_data) {
+            return Err(Errno::ENOMEM);
         }
         split_vmas(&mut st.vmas, addr);
         split_vmas(&mut st.vmas, end);
@@ -423,6 +496,9 @@ impl MemoryManager {
         let vma = vma.clone();
         if old_len == 0 {
             return self.duplicate(&mut st, old - vstart, &vma, new_len, may_move, fixed);
+        }
+        if new_len > old_len && !st.may_expand(vma.is_data(), new_len - old_len) {
+            return Err(Errno::ENOMEM);
         }
         if fixed.is_none() {
             if new_len <= old_len {
@@ -509,6 +585,9 @@ impl MemoryManager {
         if !matches!(vma.backing, Backing::Shared { .. }) || !may_move {
             return Err(Errno::EINVAL);
         }
+        if !st.may_expand(vma.is_data(), len) {
+            return Err(Errno::ENOMEM);
+        }
         let at = match fixed {
             Some(at) => {
                 let end = check_range(at, len, self.layout.max)?;
@@ -562,6 +641,7 @@ impl MemoryManager {
             brk_start: st.brk_start,
             brk: st.brk,
             args: st.args,
+            limits: st.limits,
         };
         for (&s, p) in &st.pmas {
             self.memfile.inc_ref(p.off, p.end - s);
@@ -603,7 +683,10 @@ impl MemoryManager {
             return st.brk;
         };
         if new_end > old_end {
-            if new_end > self.layout.mmap_base || overlaps(&st.vmas, old_end, new_end) {
+            if new_end > self.layout.mmap_base
+                || overlaps(&st.vmas, old_end, new_end)
+                || !st.may_expand(true, new_end - old_end)
+            {
                 return st.brk;
             }
             st.vmas.insert(
@@ -628,7 +711,7 @@ impl MemoryManager {
     /// instruction pointer. `Ok` means the access can be retried.
     pub fn handle_fault(&self, addr: u64, access_error: bool, exec: bool) -> Result<(), BadAccess> {
         let mut st = self.lock();
-        let Some((start, vma)) = find_vma(&mut st.vmas, addr, self.stack_limit()) else {
+        let Some((start, vma)) = find_vma(&mut st, addr, self.stack_limit()) else {
             return Err(BadAccess::Segv(SEGV_MAPERR));
         };
         if vma.prot == Prot::NONE {
@@ -646,8 +729,13 @@ impl MemoryManager {
         } else {
             FAULT_WINDOW
         };
-        let wstart = page_down(addr).saturating_sub(window / 2).max(start);
-        let mut wend = (page_down(addr) + window / 2).min(vma.end);
+        // Untouched pages of a window count against the memory limit too:
+        // near it, the window shrinks with the room left, down to the
+        // faulting page alone.
+        let half = page_down(window.min(self.memfile.headroom() / WINDOW_SHARE) / 2);
+        let page = page_down(addr);
+        let wstart = page.saturating_sub(half).max(start);
+        let mut wend = (page + half.max(PAGE_SIZE)).min(vma.end);
         // A private file mapping has no pages past the file's last one.
         if let Backing::File { file, offset } = &vma.backing {
             if let Some(eof) = file.size().and_then(page_up) {
@@ -785,8 +873,7 @@ impl MemoryManager {
         let mut segments = Vec::new();
         let mut cur = addr;
         while cur < end {
-            let (start, vma) =
-                find_vma(&mut st.vmas, cur, self.stack_limit()).ok_or(Errno::EFAULT)?;
+            let (start, vma) = find_vma(st, cur, self.stack_limit()).ok_or(Errno::EFAULT)?;
             let ok = match access {
                 Access::Read => vma.prot.read(),
                 Access::Write => vma.prot.write(),
@@ -1181,24 +1268,28 @@ fn check_range(addr: u64, len: u64, max: u64) -> Result<u64, Errno> {
 }
 
 /// The VMA containing `addr`, growing a MAP_GROWSDOWN VMA down to it if
-/// `addr` lies below one and the grown stack stays within `stack_limit`.
-fn find_vma(vmas: &mut BTreeMap<u64, Vma>, addr: u64, stack_limit: u64) -> Option<(u64, Vma)> {
-    if let Some((&s, v)) = vmas.range(..=addr).next_back() {
+/// `addr` lies below one and the grown stack stays within `stack_limit`
+/// and RLIMIT_AS.
+fn find_vma(st: &mut State, addr: u64, stack_limit: u64) -> Option<(u64, Vma)> {
+    if let Some((&s, v)) = st.vmas.range(..=addr).next_back() {
         if addr < v.end {
             return Some((s, v.clone()));
         }
     }
-    let (&above, v) = vmas.range(addr..).next()?;
-    let prev_end = vmas
+    let (&above, v) = st.vmas.range(addr..).next()?;
+    let prev_end = st
+        .vmas
         .range(..addr)
         .next_back()
         .map_or(MIN_ADDR, |(_, p)| p.end);
     if !v.growsdown
         || v.end - page_down(addr) > stack_limit
         || page_down(addr) < prev_end + PAGE_SIZE
+        || !st.may_expand(false, above - page_down(addr))
     {
         return None;
     }
+    let vmas = &mut st.vmas;
     let mut grown = vmas.remove(&above)?;
     grown.backing = grown.backing.shifted(-((above - page_down(addr)) as i64));
     vmas.insert(page_down(addr), grown.clone());
@@ -1233,6 +1324,19 @@ fn vmas_in(vmas: &BTreeMap<u64, Vma>, start: u64, end: u64) -> impl Iterator<Ite
         .map(|(&s, v)| (s, v))
 }
 
+/// Bytes of `[start, end)` that VMAs cover.
+fn mapped_bytes(vmas: &BTreeMap<u64, Vma>, start: u64, end: u64) -> u64 {
+    vmas_in(vmas, start, end)
+        .map(|(s, v)| v.end.min(end) - s.max(start))
+        .sum()
+}
+
+/// Whether a mapping counts as data for RLIMIT_DATA: private, writable,
+/// not a stack (Linux's is_data_mapping).
+fn is_data(prot: Prot, growsdown: bool, backing: &Backing) -> bool {
+    prot.write() && !growsdown && !matches!(backing, Backing::Shared { .. })
+}
+
 fn fully_mapped(vmas: &BTreeMap<u64, Vma>, start: u64, end: u64) -> bool {
     let mut cur = match vmas.range(..=start).next_back() {
         Some((_, v)) if v.end > start => v.end,
@@ -1252,6 +1356,10 @@ trait HasEnd {
 }
 
 impl Vma {
+    fn is_data(&self) -> bool {
+        is_data(self.prot, self.growsdown, &self.backing)
+    }
+
     fn backing_is_anon(&self) -> bool {
         matches!(self.backing, Backing::Anon) && self.name.is_none()
     }

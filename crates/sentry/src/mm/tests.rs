@@ -579,3 +579,129 @@ fn mappings_merge_anonymous_neighbours_and_label_heap_and_stack() {
     assert_eq!(rss, m.populated_bytes());
     assert!(m.mappings()[1].rss > 0);
 }
+
+fn limits(address_space: u64, data: u64) -> VmLimits {
+    VmLimits {
+        address_space,
+        data,
+        data_max: data,
+    }
+}
+
+#[test]
+fn rlimit_as_bounds_growth_but_not_replacement() {
+    let (m, _) = mm();
+    let at = 0x4000_0000;
+    m.set_vm_limits(limits(8 * PAGE_SIZE, u64::MAX));
+    m.mmap(anon(at, 6 * PAGE_SIZE, Prot::NONE, Placement::Fixed))
+        .expect("within the limit");
+    assert_eq!(
+        m.mmap(anon(0, 4 * PAGE_SIZE, RW, Placement::Hint)),
+        Err(Errno::ENOMEM)
+    );
+    // Over 4 pages of its own, a fixed mapping adds 2.
+    m.mmap(anon(
+        at + 2 * PAGE_SIZE,
+        6 * PAGE_SIZE,
+        RW,
+        Placement::Fixed,
+    ))
+    .expect("replacement is not growth");
+    let rw = at + 2 * PAGE_SIZE;
+    assert_eq!(
+        m.mremap(rw, 6 * PAGE_SIZE, 7 * PAGE_SIZE, true, None),
+        Err(Errno::ENOMEM)
+    );
+    m.mremap(rw, 6 * PAGE_SIZE, 5 * PAGE_SIZE, false, None)
+        .expect("shrinking");
+    m.mremap(rw, 5 * PAGE_SIZE, 6 * PAGE_SIZE, false, None)
+        .expect("growing back");
+}
+
+#[test]
+fn stacks_stop_growing_at_rlimit_as() {
+    let (m, _) = mm();
+    let at = 0x8000_0000;
+    m.set_vm_limits(limits(4 * PAGE_SIZE, u64::MAX));
+    m.mmap(MmapRequest {
+        growsdown: true,
+        ..anon(at, PAGE_SIZE, RW, Placement::Fixed)
+    })
+    .expect("map");
+    m.handle_fault(at - 3 * PAGE_SIZE, false, false)
+        .expect("to 4 pages");
+    assert_eq!(
+        m.handle_fault(at - 4 * PAGE_SIZE, false, false),
+        Err(BadAccess::Segv(1)),
+        "a fifth page is past RLIMIT_AS"
+    );
+}
+
+#[test]
+fn rlimit_data_counts_private_writable_memory_only() {
+    let (m, _) = mm();
+    m.set_brk_start(0x1000_0000);
+    m.set_vm_limits(limits(u64::MAX, 4 * PAGE_SIZE));
+    assert_eq!(
+        m.mmap(anon(0, 5 * PAGE_SIZE, RW, Placement::Hint)),
+        Err(Errno::ENOMEM)
+    );
+    let ro = m
+        .mmap(anon(0, 5 * PAGE_SIZE, Prot::READ, Placement::Hint))
+        .expect("read-only is not data");
+    m.mmap(MmapRequest {
+        growsdown: true,
+        ..anon(0, 5 * PAGE_SIZE, RW, Placement::Hint)
+    })
+    .expect("a stack is not data");
+    assert_eq!(m.mprotect(ro, 5 * PAGE_SIZE, RW), Err(Errno::ENOMEM));
+    m.mprotect(ro, 3 * PAGE_SIZE, RW).expect("3 pages fit");
+    assert_eq!(
+        m.brk(0x1000_0000 + 2 * PAGE_SIZE),
+        0x1000_0000,
+        "brk is data"
+    );
+    assert_eq!(
+        m.brk(0x1000_0000 + PAGE_SIZE),
+        0x1000_0000 + PAGE_SIZE,
+        "the last page"
+    );
+    // A soft limit of 0 lets data grow to the hard limit.
+    m.set_vm_limits(VmLimits {
+        data: 0,
+        ..limits(u64::MAX, 8 * PAGE_SIZE)
+    });
+    m.brk(0x1000_0000 + 4 * PAGE_SIZE);
+    assert_eq!(m.brk(0), 0x1000_0000 + 4 * PAGE_SIZE);
+}
+
+#[test]
+fn fault_windows_shrink_near_the_memory_limit() {
+    let memfile = Arc::new(MemoryFile::new().expect("memfile"));
+    let (m, rec) = mm_with(&memfile);
+    let at = 0x4000_0000;
+    m.mmap(anon(at, 64 << 20, RW, Placement::Fixed))
+        .expect("map");
+    memfile.set_limit(Some(WINDOW_SHARE * FAULT_WINDOW));
+    m.handle_fault(at + (16 << 20), false, false)
+        .expect("fault");
+    assert_eq!(memfile.allocated(), FAULT_WINDOW, "a whole window");
+    memfile.set_limit(Some(FAULT_WINDOW + 3 * PAGE_SIZE));
+    ops(&rec);
+    m.handle_fault(at + (32 << 20), false, false)
+        .expect("fault");
+    assert_eq!(
+        ops(&rec),
+        vec![format!("map {:#x}+0x1000 3", at + (32 << 20))]
+    );
+    for page in 1..3 {
+        m.handle_fault(at + (32 << 20) + page * PAGE_SIZE, false, false)
+            .expect("fault");
+    }
+    assert!(!veil_memory::take_limit_hit());
+    assert_eq!(
+        m.handle_fault(at + (48 << 20), false, false),
+        Err(BadAccess::Segv(1))
+    );
+    assert!(veil_memory::take_limit_hit(), "the task loop learns why");
+}

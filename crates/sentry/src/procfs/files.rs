@@ -78,10 +78,10 @@ pub fn cpu_list(k: &Kernel) -> String {
     format!("{}\n", out.join(","))
 }
 
-/// (total, free) bytes of the sandbox's memory: the host's RAM, less what
-/// the memory file holds.
+/// (total, free) bytes of the sandbox's memory: its limit (`veil do
+/// --memory`) or else the host's RAM, less what the memory file holds.
 pub fn memory(k: &Kernel) -> (u64, u64) {
-    let total = host().mem_total;
+    let total = k.memfile.limit().unwrap_or_else(|| host().mem_total);
     (total, total.saturating_sub(k.memfile.allocated()))
 }
 

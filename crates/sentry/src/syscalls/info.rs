@@ -47,15 +47,16 @@ fn uname(t: &mut Task, a: &Args) -> SysResult {
 }
 
 fn sysinfo(t: &mut Task, a: &Args) -> SysResult {
-    let host = rustix::system::sysinfo();
+    // The same memory as /proc/meminfo shows, in bytes.
+    let (total, free) = crate::procfs::memory(&t.kernel);
     let info = Sysinfo {
         uptime: t.kernel.boot_time.elapsed().as_secs() as i64,
-        totalram: host.totalram,
-        freeram: host.freeram,
+        totalram: total,
+        freeram: free,
         sharedram: 0,
         bufferram: 0,
         procs: 1,
-        mem_unit: host.mem_unit,
+        mem_unit: 1,
         ..Sysinfo::default()
     };
     t.mm.write_obj(a.u64(0), &info).map(|()| 0)

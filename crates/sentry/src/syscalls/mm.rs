@@ -153,6 +153,7 @@ fn mmap(t: &mut Task, a: &Args) -> SysResult {
             }
         }
     };
+    t.sync_vm_limits();
     t.mm.mmap(MmapRequest {
         addr,
         len,
@@ -198,6 +199,7 @@ fn munmap(t: &mut Task, a: &Args) -> SysResult {
 }
 
 fn mprotect(t: &mut Task, a: &Args) -> SysResult {
+    t.sync_vm_limits();
     let prot = a.u32(2);
     // PROT_GROWSDOWN only extends the change to a stack's guard area.
     if prot & !(PROT_ALL | PROT_GROWSDOWN | 0x0200_0000) != 0 {
@@ -208,6 +210,7 @@ fn mprotect(t: &mut Task, a: &Args) -> SysResult {
 }
 
 fn mremap(t: &mut Task, a: &Args) -> SysResult {
+    t.sync_vm_limits();
     let flags = a.u32(3);
     if flags & !(MREMAP_MAYMOVE | MREMAP_FIXED) != 0
         || (flags & MREMAP_FIXED != 0 && flags & MREMAP_MAYMOVE == 0)
@@ -225,6 +228,7 @@ fn mremap(t: &mut Task, a: &Args) -> SysResult {
 }
 
 fn brk(t: &mut Task, a: &Args) -> SysResult {
+    t.sync_vm_limits();
     Ok(t.mm.brk(a.u64(0)))
 }
 

@@ -68,7 +68,7 @@ pub(super) fn register(t: &mut Table) {
         &[Int, Hex, Hex, Hex, Hex],
         "names, dumpable, pdeathsig (stored), no_new_privs, keepcaps, securebits, capability bounding and ambient sets; others EINVAL",
     );
-    const LIMITS: &str = "every limit is kept and inherited; RLIMIT_NOFILE, RLIMIT_STACK and RLIMIT_CORE take effect, the others (RLIMIT_FSIZE, RLIMIT_AS, RLIMIT_DATA, ...) are not enforced";
+    const LIMITS: &str = "every limit is kept and inherited; RLIMIT_NOFILE, RLIMIT_STACK, RLIMIT_CORE, RLIMIT_AS (mmap, mremap, brk, stack growth) and RLIMIT_DATA (brk and private writable mappings, as Linux's may_expand_vm; brk does not also count the executable's data segment) take effect, the others (RLIMIT_FSIZE, RLIMIT_NPROC, RLIMIT_MEMLOCK, ...) are not enforced";
     t.partial(Sysno::prlimit64, prlimit64, &[Int, Int, Hex, Hex], LIMITS);
     t.full(Sysno::getrlimit, getrlimit, &[Int, Hex]);
     t.partial(Sysno::setrlimit, setrlimit, &[Int, Hex], LIMITS);
@@ -511,6 +511,7 @@ pub fn exec(t: &mut Task, path: &[u8], argv: Vec<Vec<u8>>, envp: &[Vec<u8>]) -> 
             t.tg.rlimit(RLIMIT_STACK).rlim_cur,
         ),
     ));
+    mm.set_vm_limits(t.vm_limits());
     let opener = TaskExecOpener::new(t);
     let loaded = loader::load(&opener, &mm, path, argv, envp, &aux_info(t))?;
     de_thread(t)?;
