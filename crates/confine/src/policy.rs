@@ -157,8 +157,13 @@ pub fn sentry() -> Policy {
                 u64::from(FIONREAD),
             ],
         ),
-        // Interrupting stub threads, and killing a stub process.
-        Allowed::any(tgkill),
+        // Interrupting stub threads (SIGCHLD), and abort(3) of our own.
+        one_of(
+            tgkill,
+            2,
+            &[nix::libc::SIGCHLD as u64, nix::libc::SIGABRT as u64],
+        ),
+        // Killing a stub process.
         Allowed::when(kill, &[Cond::eq(1, nix::libc::SIGKILL as u64)]),
         // Reading limits only: they are raised before the filter.
         Allowed::when(prlimit64, &[Cond::eq(0, 0), Cond::eq64(2, 0)]),
