@@ -98,29 +98,29 @@ fn assert_oom_killed(out: &Output) {
     run_veil(&["true"], &[]).assert_success();
 }
 
-#[test]
-fn oom_page_faults_past_the_limit_kill() {
-    assert_oom_killed(&oom("touch", 1024));
-    let under = oom("touch", 64);
+/// `mode` past the limit is killed; the same well under it completes.
+#[track_caller]
+fn assert_oom_boundary(mode: &str, over_mib: u32) {
+    assert_oom_killed(&oom(mode, over_mib));
+    let under = oom(mode, 64);
     under.assert_success();
     assert_eq!(under.stdout_str(), "done\n");
 }
 
 #[test]
+fn oom_page_faults_past_the_limit_kill() {
+    assert_oom_boundary("touch", 1024);
+}
+
+#[test]
 fn oom_kernel_writes_past_the_limit_kill() {
-    assert_oom_killed(&oom("read", 1024));
-    let under = oom("read", 64);
-    under.assert_success();
-    assert_eq!(under.stdout_str(), "done\n");
+    assert_oom_boundary("read", 1024);
 }
 
 /// tmpfs data lives in the same memory and counts against the limit.
 #[test]
 fn oom_tmpfs_data_past_the_limit_kills() {
-    assert_oom_killed(&oom("tmpfs", 512));
-    let under = oom("tmpfs", 64);
-    under.assert_success();
-    assert_eq!(under.stdout_str(), "done\n");
+    assert_oom_boundary("tmpfs", 512);
 }
 
 /// The process that asked is killed; its parent gets the memory back and

@@ -112,6 +112,23 @@ __attribute__((unused)) static void report_status(const char *what, int status)
  * call's arguments are evaluated in no fixed order). */
 #define RES(expr) ({ errno = 0; long vt_r_ = (long)(expr); res(vt_r_, errno); })
 
+/* A check whose detail, on failure, is the errno name `err`. */
+__attribute__((unused)) static void check_errno(int ok, const char *name, int err)
+{
+	if (ok)
+		check(1, name, NULL);
+	else
+		check(0, name, "%s", errname(err));
+}
+
+/* check_errno() of `cond`, with errno read after it has run. */
+#define EXPECT(cond, name)                     \
+	do {                                   \
+		errno = 0;                     \
+		int ok_ = (cond);              \
+		check_errno(ok_, name, errno); \
+	} while (0)
+
 /* Exit status for the whole program: non-zero if any check failed. */
 __attribute__((unused)) static int finish(void)
 {

@@ -12,23 +12,6 @@
 
 #include "../veiltest.h"
 
-/* A check whose detail, on failure, is the errno name `err`. */
-static void expect(int ok, const char *name, int err)
-{
-	if (ok)
-		check(1, name, NULL);
-	else
-		check(0, name, "%s", errname(err));
-}
-
-/* expect() of `cond`, with errno read after it has run. */
-#define EXPECT(cond, name)                   \
-	do {                                 \
-		errno = 0;                   \
-		int ok_ = (cond);            \
-		expect(ok_, name, errno);    \
-	} while (0)
-
 #define MiB (1UL << 20)
 #define LIMIT (256 * MiB)
 #define CHUNK MiB
@@ -74,7 +57,7 @@ int main(void)
 		chunks[n++] = c;
 	}
 	int err = errno;
-	expect(n > 128 && n < LIMIT / CHUNK && err == ENOMEM,
+	check_errno(n > 128 && n < LIMIT / CHUNK && err == ENOMEM,
 	       "malloc failed after reaching the limit:", err);
 
 	EXPECT(map(2 * MiB, PROT_READ | PROT_WRITE) == MAP_FAILED && errno == ENOMEM,

@@ -13,23 +13,6 @@
 
 #include "../veiltest.h"
 
-/* A check whose detail, on failure, is the errno name `err`. */
-static void expect(int ok, const char *name, int err)
-{
-	if (ok)
-		check(1, name, NULL);
-	else
-		check(0, name, "%s", errname(err));
-}
-
-/* expect() of `cond`, with errno read after it has run. */
-#define EXPECT(cond, name)                   \
-	do {                                 \
-		errno = 0;                   \
-		int ok_ = (cond);            \
-		expect(ok_, name, errno);    \
-	} while (0)
-
 #define MiB (1UL << 20)
 #define LIMIT (32 * MiB)
 #define RW (PROT_READ | PROT_WRITE)
@@ -103,7 +86,7 @@ int main(void)
 		chunks[n++] = c;
 	}
 	int err = errno;
-	expect(n > 16 && n < LIMIT / MiB && err == ENOMEM,
+	check_errno(n > 16 && n < LIMIT / MiB && err == ENOMEM,
 	       "malloc failed after reaching the limit:", err);
 	while (n)
 		free(chunks[--n]);
