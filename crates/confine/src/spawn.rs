@@ -32,8 +32,17 @@ pub const SENTRY_NAMESPACES: CloneFlags = CloneFlags::CLONE_NEWUSER
     .union(CloneFlags::CLONE_NEWNET);
 
 /// The namespaces of the gofer: it stays in the caller's user namespace,
-/// whose files it serves with the caller's identity.
-pub const GOFER_NAMESPACES: CloneFlags = CloneFlags::CLONE_NEWPID
+/// whose files it serves with the caller's identity; an unprivileged
+/// caller's gofer gets one of its own, mapping the caller, to be allowed
+/// its mount namespace.
+pub fn gofer_namespaces() -> CloneFlags {
+    match rustix::process::geteuid().is_root() {
+        true => GOFER_NAMESPACES,
+        false => GOFER_NAMESPACES | CloneFlags::CLONE_NEWUSER,
+    }
+}
+
+const GOFER_NAMESPACES: CloneFlags = CloneFlags::CLONE_NEWPID
     .union(CloneFlags::CLONE_NEWNS)
     .union(CloneFlags::CLONE_NEWIPC)
     .union(CloneFlags::CLONE_NEWUTS)

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use rustix::net::{socketpair, AddressFamily, SocketFlags, SocketType};
-use veil_confine::spawn::{Spawn, GOFER_NAMESPACES, SENTRY_NAMESPACES};
+use veil_confine::spawn::{gofer_namespaces, Spawn, SENTRY_NAMESPACES};
 use veil_vfs::fs::memfs::DEFAULT_SIZE_LIMIT;
 use veil_vfs::mount::{MountConfig, MountEntry, MountKind, TmpfsOptions, MNT_NODEV, MNT_NOSUID};
 
@@ -85,7 +85,7 @@ pub fn run(opts: &DoOptions, strace: bool, debug_log: Option<&Path>) -> anyhow::
         gofer_ends.push(gofer_end);
     }
 
-    let mut gofer = Spawn::current_exe(GOFER_NAMESPACES)?;
+    let mut gofer = Spawn::current_exe(gofer_namespaces())?;
     gofer.null_stdin_stdout()?;
     let gofer_log = log_file(debug_log, "gofer")?;
     pass_log(&mut gofer, gofer_log.as_ref());
