@@ -396,3 +396,47 @@ fn a_crashing_program_is_reported_not_fatal() {
     assert!(!out.stderr_str().contains("sentry"), "{}", out.describe());
     run_veil_raw(&["do", "/bin/true"]).assert_success();
 }
+
+/// A directory removed when dropped.
+struct Scratch(std::path::PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// An unprivileged caller gets the same confinement, mapped to itself: the
+/// gofer then serves the host's files with the caller's access only.
+#[test]
+fn an_unprivileged_caller_runs_confined() {
+    const UID: &str = "4242";
+    // A copy the unprivileged user may execute wherever the checkout is
+    // (it may be under a directory only root may search).
+    let dir = Scratch(std::env::temp_dir().join(format!("veil-rootless-{}", std::process::id())));
+    std::fs::create_dir_all(&dir.0).expect("mkdir");
+    std::fs::set_permissions(&dir.0, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    let veil = dir.0.join("veil");
+    std::fs::copy(veil_bin(), &veil).expect("copying veil");
+    let secret = dir.0.join("secret");
+    std::fs::write(&secret, b"root only\n").expect("secret");
+    std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .expect("chmod");
+    let script = format!(
+        "id -u; cat /etc/hostname > /dev/null && echo host files; cat {} || echo denied",
+        path_str(&secret)
+    );
+    let out = Command::new("setpriv")
+        .args(["--reuid", UID, "--regid", UID, "--clear-groups"])
+        .arg(&veil)
+        .args(["do", "/bin/sh", "-c", &script])
+        .current_dir("/")
+        .stdin(Stdio::null())
+        .output()
+        .expect("running setpriv");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stdout, "0\nhost files\ndenied\n", "{stderr}");
+    assert!(out.status.success(), "{stderr}");
+}
