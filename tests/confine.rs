@@ -353,36 +353,83 @@ fn host_syscalls_prints_both_allowlists() {
     assert!(readme.contains(&claim), "README.md lacks {claim:?}");
 }
 
-/// Killing the CLI takes the whole sandbox with it: nothing of it
-/// outlives veil on the host, even while the program spins.
-#[test]
-fn a_spinning_sandbox_dies_with_the_cli() {
-    let run = Running::start(&["do", "/bin/sh", "-c", "while :; do :; done"]);
-    let procs = run.processes();
-    let mut all = vec![procs.sentry.expect("sentry"), procs.gofer.expect("gofer")];
-    all.extend(&procs.stubs);
-    // SIGTERM, as `timeout` or a service manager sends.
+fn signal(pid: i32, sig: &str) {
     let status = Command::new("kill")
-        .args(["-TERM", &run.pid().to_string()])
+        .args([&format!("-{sig}"), &pid.to_string()])
         .status()
         .expect("kill");
-    assert!(status.success());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let alive: Vec<_> = all
-            .iter()
-            .filter(|p| stat_ppid_comm(**p).is_some_and(|(_, c)| !c.is_empty()))
+    assert!(status.success(), "kill -{sig} {pid}");
+}
+
+/// SIGTERM to veil reaches the sandbox's init, which may handle it.
+#[test]
+fn signals_to_veil_reach_the_sandbox() {
+    let mut cli = Command::new(veil_bin())
+        .args([
+            "do",
+            "/bin/sh",
+            "-c",
+            "trap 'echo got TERM; exit 3' TERM; echo ready; while :; do sleep 0.1; done",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawning veil");
+    let mut out = std::io::BufReader::new(cli.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut out, &mut line).expect("ready");
+    assert_eq!(line, "ready\n");
+    signal(cli.id() as i32, "TERM");
+    line.clear();
+    std::io::BufRead::read_line(&mut out, &mut line).expect("reply");
+    assert_eq!(line, "got TERM\n");
+    assert_eq!(cli.wait().expect("wait").code(), Some(3));
+}
+
+/// A program that ignores SIGTERM keeps running; killing the CLI still
+/// takes the whole sandbox with it, even while its program spins.
+#[test]
+fn a_spinning_sandbox_dies_with_the_cli() {
+    let mut cli = Command::new(veil_bin())
+        .args([
+            "do",
+            "/bin/sh",
+            "-c",
+            "trap '' TERM; echo ready; while :; do :; done",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawning veil");
+    let mut out = std::io::BufReader::new(cli.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut out, &mut line).expect("ready");
+    assert_eq!(line, "ready\n");
+    let procs = Processes::of(cli.id() as i32);
+    let mut all = vec![procs.sentry.expect("sentry"), procs.gofer.expect("gofer")];
+    all.extend(&procs.stubs);
+    let alive = || -> Vec<i32> {
+        all.iter()
+            .copied()
             .filter(|p| {
                 std::fs::read_to_string(format!("/proc/{p}/stat"))
                     .is_ok_and(|s| !s.contains(") Z "))
             })
-            .collect();
-        if alive.is_empty() {
-            break;
-        }
+            .collect()
+    };
+    signal(cli.id() as i32, "TERM");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(alive(), all, "the program ignores SIGTERM");
+    signal(cli.id() as i32, "KILL");
+    let _ = cli.wait();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !alive().is_empty() {
         assert!(
             Instant::now() < deadline,
-            "still alive after the CLI died: {alive:?}"
+            "still alive after the CLI died: {:?}",
+            alive()
         );
         std::thread::sleep(Duration::from_millis(50));
     }

@@ -337,6 +337,9 @@ fn child_main(p: &Prepared) -> ! {
                 fail(p.err, Stage::Fds);
             }
         }
+        // A session of its own: a terminal's signals reach only the
+        // caller, which forwards what the sandbox should see.
+        libc::setsid();
         // Move every descriptor we still need above the target range, then
         // put the passed ones at 3, 4, ... in order.
         let n = p.fds.len() as RawFd;

@@ -37,6 +37,10 @@ pub struct BootConfig {
     pub cwd: Vec<u8>,
     pub creds: Creds,
     pub strace: bool,
+    /// A signalfd of the host signals veil forwards (SIGTERM, SIGINT, ...),
+    /// blocked in every sentry thread: each is delivered to the sandbox's
+    /// init as a kill(2) from outside the sandbox.
+    pub host_signals: Option<OwnedFd>,
     /// Run once the sentry holds everything it needs from the host and
     /// before any application code runs: installs the host system call
     /// filter, which also binds the platform's threads.
@@ -138,6 +142,16 @@ pub fn boot(cfg: BootConfig) -> Result<ExitStatus, BootError> {
         ctx.cwd = cwd;
     }
     let fs = Arc::new(Mutex::new(ctx));
+    if let Some(fd) = cfg.host_signals {
+        let kernel = kernel.clone();
+        std::thread::Builder::new()
+            .name("host-signals".into())
+            .spawn(move || forward_host_signals(&kernel, &fd))
+            .map_err(|_| BootError::Setup {
+                what: "host signal thread",
+                errno: Errno::EAGAIN,
+            })?;
+    }
     if let Some(seal) = cfg.seal {
         seal().map_err(BootError::Seal)?;
     }
@@ -182,6 +196,26 @@ pub fn boot(cfg: BootConfig) -> Result<ExitStatus, BootError> {
             errno: Errno::EAGAIN,
         })?;
     thread.join().map_err(|_| BootError::TaskPanicked)?
+}
+
+/// Delivers each host signal read from the signalfd `fd` to the sandbox's
+/// init, as Linux delivers a signal from an ancestor PID namespace: SI_USER
+/// from PID 0.
+fn forward_host_signals(kernel: &Kernel, fd: &OwnedFd) {
+    // struct signalfd_siginfo: 128 bytes, ssi_signo first.
+    let mut info = [0u8; 128];
+    loop {
+        match rustix::io::read(fd, &mut info) {
+            Ok(128) => {}
+            Err(rustix::io::Errno::INTR) => continue,
+            _ => return,
+        }
+        let signo = i32::from_ne_bytes([info[0], info[1], info[2], info[3]]);
+        let init = kernel.processes().get(&crate::kernel::INIT_PID).cloned();
+        if let Some(init) = init {
+            kernel.signal_process(&init, crate::signal::SigInfo::user(signo, 0, 0));
+        }
+    }
 }
 
 /// Resolves a command without a slash through $PATH inside the sandbox, as

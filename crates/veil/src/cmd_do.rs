@@ -139,6 +139,7 @@ pub fn run(opts: &DoOptions, strace: bool, debug_log: Option<&Path>) -> anyhow::
     }
     sentry.arg("--").args(opts.command);
     let sentry = sentry.spawn().context("starting the sentry")?;
+    crate::signals::forward_to(sentry.pid())?;
     drop(sentry_ends);
     drop(upper);
 

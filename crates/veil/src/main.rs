@@ -2,6 +2,7 @@
 //! host's root, read-only, on veil's user-space kernel.
 
 mod cmd_do;
+mod signals;
 
 use std::ffi::OsString;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
@@ -280,6 +281,7 @@ fn boot(
     // is up, as it forks the stubs.
     let _ = rustix::thread::set_name(c"veil-sentry");
     veil_confine::seccomp::prepare_libc();
+    let host_signals = signals::block_into_signalfd()?;
     veil_sentry::read_host_facts();
     veil_confine::root::enter_empty_root().context("confining the sentry")?;
     veil_confine::privs::drop_privileges(CapabilityFlags::empty())
@@ -331,6 +333,7 @@ fn boot(
         cwd: cwd.into_vec(),
         creds: veil_vfs::Creds::new(uid, gid),
         strace,
+        host_signals: Some(host_signals),
         seal: Some(Box::new(seal)),
     };
     match veil_sentry::boot(cfg) {
