@@ -361,16 +361,10 @@ fn signal(pid: i32, sig: &str) {
     assert!(status.success(), "kill -{sig} {pid}");
 }
 
-/// SIGTERM to veil reaches the sandbox's init, which may handle it.
-#[test]
-fn signals_to_veil_reach_the_sandbox() {
+/// `veil do sh -c script`, once the script has printed "ready".
+fn until_ready(script: &str) -> (Child, std::io::BufReader<std::process::ChildStdout>) {
     let mut cli = Command::new(veil_bin())
-        .args([
-            "do",
-            "/bin/sh",
-            "-c",
-            "trap 'echo got TERM; exit 3' TERM; echo ready; while :; do sleep 0.1; done",
-        ])
+        .args(["do", "/bin/sh", "-c", script])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -380,8 +374,16 @@ fn signals_to_veil_reach_the_sandbox() {
     let mut line = String::new();
     std::io::BufRead::read_line(&mut out, &mut line).expect("ready");
     assert_eq!(line, "ready\n");
+    (cli, out)
+}
+
+/// SIGTERM to veil reaches the sandbox's init, which may handle it.
+#[test]
+fn signals_to_veil_reach_the_sandbox() {
+    let (mut cli, mut out) =
+        until_ready("trap 'echo got TERM; exit 3' TERM; echo ready; while :; do sleep 0.1; done");
     signal(cli.id() as i32, "TERM");
-    line.clear();
+    let mut line = String::new();
     std::io::BufRead::read_line(&mut out, &mut line).expect("reply");
     assert_eq!(line, "got TERM\n");
     assert_eq!(cli.wait().expect("wait").code(), Some(3));
@@ -391,22 +393,7 @@ fn signals_to_veil_reach_the_sandbox() {
 /// takes the whole sandbox with it, even while its program spins.
 #[test]
 fn a_spinning_sandbox_dies_with_the_cli() {
-    let mut cli = Command::new(veil_bin())
-        .args([
-            "do",
-            "/bin/sh",
-            "-c",
-            "trap '' TERM; echo ready; while :; do :; done",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawning veil");
-    let mut out = std::io::BufReader::new(cli.stdout.take().expect("stdout"));
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut out, &mut line).expect("ready");
-    assert_eq!(line, "ready\n");
+    let (mut cli, _out) = until_ready("trap '' TERM; echo ready; while :; do :; done");
     let procs = Processes::of(cli.id() as i32);
     let mut all = vec![procs.sentry.expect("sentry"), procs.gofer.expect("gofer")];
     all.extend(&procs.stubs);
