@@ -39,3 +39,20 @@ pub enum Error {
 pub(crate) fn host(what: &'static str) -> impl FnOnce(rustix::io::Errno) -> Error {
     move |errno| Error::Host { what, errno }
 }
+
+/// `Error::Host` for the errno a raw libc call just left.
+pub(crate) fn last_errno(what: &'static str) -> Error {
+    Error::Host {
+        what,
+        errno: rustix::io::Errno::from_raw_os_error(nix::errno::Errno::last_raw()),
+    }
+}
+
+/// `Error::Path` for a failed std I/O call on `path`.
+pub(crate) fn path_error(what: &'static str, path: &str, e: &std::io::Error) -> Error {
+    Error::Path {
+        what,
+        path: path.into(),
+        errno: rustix::io::Errno::from_io_error(e).unwrap_or(rustix::io::Errno::IO),
+    }
+}

@@ -215,8 +215,6 @@ pub fn gofer() -> Policy {
         .into_iter()
         .map(Allowed::any),
     );
-    // serve() lifts its soft RLIMIT_NOFILE to the hard limit set for it.
-    allowed.push(Allowed::when(prlimit64, &[Cond::eq(0, 0)]));
     allowed.push(Allowed::when(
         socket,
         &[Cond::eq(0, nix::libc::AF_UNIX as u64)],

@@ -7,7 +7,7 @@ use nix::libc;
 use rustix::process::{setrlimit, Resource, Rlimit};
 use rustix::thread::{set_capabilities, CapabilityFlags, CapabilitySets};
 
-use crate::{host, Error};
+use crate::{host, last_errno, Error};
 
 /// The capabilities the gofer keeps: enough to serve the host's files with
 /// the caller's (root's) access and to set owners and modes of the files
@@ -35,7 +35,7 @@ pub fn drop_privileges(keep: CapabilityFlags) -> Result<(), Error> {
         )
     };
     if r != 0 {
-        return Err(last("clearing ambient capabilities"));
+        return Err(last_errno("clearing ambient capabilities"));
     }
     for cap in 0..64 {
         if keep.bits() & (1 << cap) != 0 {
@@ -47,7 +47,7 @@ pub fn drop_privileges(keep: CapabilityFlags) -> Result<(), Error> {
             match nix::errno::Errno::last() {
                 // Past the kernel's last capability.
                 nix::errno::Errno::EINVAL => break,
-                _ => return Err(last("dropping the bounding set")),
+                _ => return Err(last_errno("dropping the bounding set")),
             }
         }
     }
@@ -68,18 +68,18 @@ pub fn drop_privileges(keep: CapabilityFlags) -> Result<(), Error> {
     setrlimit(Resource::Core, none).map_err(host("RLIMIT_CORE"))
 }
 
-/// Caps the process's descriptors at `limit` (soft and hard).
-pub fn limit_files(limit: u64) -> Result<(), Error> {
-    let lim = Rlimit {
-        current: Some(limit),
-        maximum: Some(limit),
+/// Caps the process's descriptors at `limit` (soft and hard), or at its
+/// hard limit if that is lower and it may not raise it; returns the cap.
+pub fn limit_files(limit: u64) -> Result<u64, Error> {
+    let set = |n: u64| {
+        let lim = Rlimit {
+            current: Some(n),
+            maximum: Some(n),
+        };
+        setrlimit(Resource::Nofile, lim).map(|()| n)
     };
-    setrlimit(Resource::Nofile, lim).map_err(host("RLIMIT_NOFILE"))
-}
-
-fn last(what: &'static str) -> Error {
-    Error::Host {
-        what,
-        errno: rustix::io::Errno::from_raw_os_error(nix::errno::Errno::last_raw()),
-    }
+    set(limit).or_else(|_| {
+        let hard = rustix::process::getrlimit(Resource::Nofile).maximum;
+        set(hard.map_or(limit, |h| h.min(limit))).map_err(host("RLIMIT_NOFILE"))
+    })
 }

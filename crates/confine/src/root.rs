@@ -13,7 +13,7 @@ use rustix::mount::{
     MountPropagationFlags, MoveMountFlags, OpenTreeFlags, UnmountFlags,
 };
 
-use crate::{host, Error};
+use crate::{host, last_errno, path_error, Error};
 
 /// Where the new root is assembled. Every host has it, and hiding it in
 /// our own mount namespace costs nothing: /proc is read only before.
@@ -109,11 +109,8 @@ pub struct TreeRoot {
 /// `/proc/PID/fd`. Nothing else of the host is reachable.
 pub fn enter_tree_root(trees: &[Tree]) -> Result<TreeRoot, Error> {
     make_private()?;
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| Error::Path {
-        what: "reading",
-        path: "/proc/self/mountinfo".into(),
-        errno: rustix::io::Errno::from_io_error(&e).unwrap_or(rustix::io::Errno::IO),
-    })?;
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
+        .map_err(|e| path_error("reading", "/proc/self/mountinfo", &e))?;
     // Detached copies, taken while every source is still reachable. Our
     // PID here may be of a new PID namespace, unlike /proc's: "self" names
     // us in any.
@@ -221,10 +218,7 @@ fn set_attr_recursive(tree: &OwnedFd, set: u64) -> Result<(), Error> {
         )
     };
     if r != 0 {
-        return Err(Error::Host {
-            what: "mount_setattr",
-            errno: rustix::io::Errno::from_raw_os_error(nix::errno::Errno::last_raw()),
-        });
+        return Err(last_errno("mount_setattr"));
     }
     Ok(())
 }

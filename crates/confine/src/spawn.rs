@@ -17,7 +17,7 @@ use nix::sched::CloneFlags;
 use rustix::fs::{Mode, OFlags};
 use rustix::pipe::{pipe_with, PipeFlags};
 
-use crate::{host, Error};
+use crate::{host, last_errno, path_error, Error};
 
 /// The host identity of a process in a new user namespace when veil runs as
 /// root: `nobody`, as runsc's sandbox. Unprivileged users map themselves.
@@ -172,10 +172,7 @@ impl Spawn {
             )
         };
         if pid < 0 {
-            return Err(Error::Host {
-                what: "clone",
-                errno: rustix::io::Errno::from_raw_os_error(nix::errno::Errno::last_raw()),
-            });
+            return Err(last_errno("clone"));
         }
         if pid == 0 {
             child_main(&prepared);
@@ -188,7 +185,10 @@ impl Spawn {
                 return Err(e);
             }
         }
-        rustix::io::write(&sync_w, &[1]).map_err(host("releasing the child"))?;
+        if let Err(errno) = rustix::io::write(&sync_w, &[1]) {
+            child.kill_and_reap();
+            return Err(host("releasing the child")(errno));
+        }
         let mut report = [0u8; 5];
         let n = read_full(&err_r, &mut report);
         if n == 0 {
@@ -223,12 +223,8 @@ impl Child {
             if r == self.pid {
                 return Ok(ExitStatus::from_raw(status));
             }
-            let errno = nix::errno::Errno::last_raw();
-            if errno != libc::EINTR {
-                return Err(Error::Host {
-                    what: "waitpid",
-                    errno: rustix::io::Errno::from_raw_os_error(errno),
-                });
+            if nix::errno::Errno::last_raw() != libc::EINTR {
+                return Err(last_errno("waitpid"));
             }
         }
     }
@@ -270,11 +266,8 @@ fn write_id_maps(pid: i32) -> Result<(), Error> {
     };
     let write = |file: &str, text: String| {
         let path = format!("/proc/{pid}/{file}");
-        std::fs::write(&path, text).map_err(|e| Error::Path {
-            what: "writing the sandbox's ID map",
-            path,
-            errno: rustix::io::Errno::from_io_error(&e).unwrap_or(rustix::io::Errno::IO),
-        })
+        std::fs::write(&path, text)
+            .map_err(|e| path_error("writing the sandbox's ID map", &path, &e))
     };
     write("uid_map", format!("0 {uid} 1\n"))?;
     if euid != 0 {

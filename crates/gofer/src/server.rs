@@ -70,18 +70,19 @@ pub fn open_root(path: &Path) -> Result<OwnedFd, GoferError> {
 /// refusing every change with EROFS if `readonly`. Opens `/proc/self/fd` up front (fids are reopened for I/O through it) and
 /// raises the process's soft RLIMIT_NOFILE, as every fid is an FD.
 pub fn serve(root: OwnedFd, sock: OwnedFd, readonly: bool) -> Result<(), GoferError> {
+    raise_fd_limit();
     serve_with_fd_dir(root, sock, readonly, Path::new("/proc/self/fd"))
 }
 
 /// `serve`, with the process's own `/proc/PID/fd` at `fd_dir`: a confined
-/// gofer has it bound there in a root without /proc.
+/// gofer has it bound there in a root without /proc, and has set its own
+/// RLIMIT_NOFILE before its filter forbids changing it.
 pub fn serve_with_fd_dir(
     root: OwnedFd,
     sock: OwnedFd,
     readonly: bool,
     fd_dir: &Path,
 ) -> Result<(), GoferError> {
-    raise_fd_limit();
     let mut server = Server::new(root, readonly, fd_dir)?;
     let mut buf = vec![0u8; MAX_MESSAGE];
     loop {

@@ -382,12 +382,7 @@ fn gofer(mounts: &[String], sock_fds: &[RawFd]) -> anyhow::Result<u8> {
     veil_confine::seccomp::prepare_libc();
     let confined = veil_confine::root::enter_tree_root(&trees).context("confining the gofer")?;
     // Each fid is an FD: this bounds what a sentry can make the gofer hold.
-    // Unprivileged, it cannot raise its hard limit, only keep it.
-    if veil_confine::privs::limit_files(GOFER_MAX_FILES).is_err() {
-        let hard = rustix::process::getrlimit(rustix::process::Resource::Nofile).maximum;
-        veil_confine::privs::limit_files(hard.unwrap_or(GOFER_MAX_FILES).min(GOFER_MAX_FILES))
-            .context("confining the gofer")?;
-    }
+    veil_confine::privs::limit_files(GOFER_MAX_FILES).context("confining the gofer")?;
     veil_confine::privs::drop_privileges(veil_confine::privs::GOFER_CAPS)
         .context("confining the gofer")?;
     let mut served = Vec::new();
