@@ -145,22 +145,27 @@ pub fn run(opts: &DoOptions, strace: bool, debug_log: Option<&Path>) -> anyhow::
 
     let status = sentry.wait().context("waiting for the sentry")?;
     // The gofer exits when the sentry's ends of the sockets close.
-    let gofer_status = gofer.wait().context("waiting for the gofer")?;
-    if let Some(sig) = gofer_status.signal() {
-        eprintln!("veil: the gofer crashed (killed by signal {sig})");
+    if let Some(sig) = gofer.wait().context("waiting for the gofer")?.signal() {
+        report_death("gofer", sig);
     }
     if let Some(sig) = status.signal() {
-        if sig == rustix::process::Signal::Sys as i32 {
-            eprintln!(
-                "veil: the sentry was killed by its seccomp filter: it made a host system call \
-                 outside its allowlist (a bug, or a compromised sentry); see `veil debug host-syscalls`"
-            );
-        } else {
-            eprintln!("veil: the sentry crashed (killed by signal {sig})");
-        }
+        report_death("sentry", sig);
         return Ok(128u8.wrapping_add(sig as u8));
     }
     Ok(status.code().unwrap_or(1) as u8)
+}
+
+/// Says how one of veil's own processes died: by its seccomp filter
+/// (SIGSYS), or another signal.
+fn report_death(process: &str, sig: i32) {
+    if sig == rustix::process::Signal::Sys as i32 {
+        eprintln!(
+            "veil: the {process} was killed by its seccomp filter: it made a host system call \
+             outside its allowlist (a bug, or a compromised {process}); see `veil debug host-syscalls`"
+        );
+    } else {
+        eprintln!("veil: the {process} crashed (killed by signal {sig})");
+    }
 }
 
 /// The log file of a child veil process, opened here: the sentry runs as
