@@ -266,3 +266,51 @@ fn commands_not_built_yet_say_so() {
         );
     }
 }
+
+/// A recorded container whose sentry is gone shows as stopped, pid 0, in
+/// `state` and `list` (the record is written by hand: `create` comes later).
+#[test]
+fn a_container_without_its_sentry_is_stopped() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = tmp.path().join("root");
+    let dir = root.join("c1");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::write(
+        dir.join("state.json"),
+        r#"{"id":"c1","bundle":"/b","rootfs":"/b/rootfs","created":"2026-11-29T11:54:30.959934648Z","owner":0,"status":"running","annotations":{"k":"v"},"sentry":{"pid":1,"start_ticks":18446744073709551615},"gofer":null}"#,
+    )
+    .expect("write");
+    let root = root.to_str().expect("utf-8");
+    let state = veil(tmp.path(), &["--root", root, "state", "c1"]);
+    assert!(state.status.success(), "{state:?}");
+    assert_eq!(
+        stdout(&state),
+        r#"{
+  "ociVersion": "1.0.2-dev",
+  "id": "c1",
+  "pid": 0,
+  "status": "stopped",
+  "bundle": "/b",
+  "rootfs": "/b/rootfs",
+  "created": "2026-11-29T11:54:30.959934648Z",
+  "annotations": {
+    "k": "v"
+  },
+  "owner": ""
+}"#
+    );
+    let list = veil(tmp.path(), &["--root", root, "list"]);
+    assert!(list.status.success(), "{list:?}");
+    assert_eq!(
+        stdout(&list),
+        "ID          PID         STATUS      BUNDLE      CREATED                          OWNER\n\
+         c1          0           stopped     /b          2026-11-29T11:54:30.959934648Z   root\n"
+    );
+    let json = veil(tmp.path(), &["--root", root, "list", "-f", "json"]);
+    let all = parse(&stdout(&json));
+    assert_eq!(all[0]["id"], "c1");
+    assert_eq!(all[0]["owner"], "root");
+    assert_eq!(all[0]["status"], "stopped");
+    let quiet = veil(tmp.path(), &["--root", root, "list", "-q"]);
+    assert_eq!(stdout(&quiet), "c1\n");
+}

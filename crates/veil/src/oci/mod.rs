@@ -245,9 +245,11 @@ fn list(root: &Path, args: &cli::List) -> anyhow::Result<u8> {
     let store = Store::open(root)?;
     let mut states = Vec::new();
     for id in store.ids()? {
-        let container = store.get(&id)?;
-        let _lock = container.lock(false)?;
-        match container.read() {
+        let read = store.get(&id).and_then(|c| {
+            let _lock = c.lock(false)?;
+            c.read()
+        });
+        match read {
             Ok(s) => states.push(s),
             // Being created or deleted right now.
             Err(StateError::NotExist) => {}

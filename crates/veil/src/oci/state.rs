@@ -293,7 +293,11 @@ impl Container {
             .mode(0o600)
             .custom_flags(rustix::fs::OFlags::CLOEXEC.bits() as i32)
             .open(&path)
-            .map_err(io_err("opening", &path))?;
+            .map_err(|e| match e.kind() {
+                // Deleted meanwhile.
+                ErrorKind::NotFound => StateError::NotExist,
+                _ => io_err("opening", &path)(e),
+            })?;
         let op = if exclusive {
             FlockOperation::LockExclusive
         } else {
@@ -422,6 +426,8 @@ mod tests {
         assert!(matches!(store.get("nope"), Err(StateError::NotExist)));
         std::fs::write(root.join("stray-file"), b"").expect("write");
         assert_eq!(store.ids().expect("ids"), ["c1"]);
+        std::fs::remove_dir(c.path()).expect("rmdir");
+        assert!(matches!(c.lock(false), Err(StateError::NotExist)));
     }
 
     #[test]
