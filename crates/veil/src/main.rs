@@ -1,7 +1,9 @@
 //! veil: a sandboxed container runtime. `veil do CMD` runs a command over the
-//! host's root, read-only, on veil's user-space kernel.
+//! host's root, read-only, on veil's user-space kernel; the OCI commands
+//! (`create`, `start`, ...) take runc's command line.
 
 mod cmd_do;
+mod oci;
 mod signals;
 
 use std::ffi::OsString;
@@ -21,9 +23,17 @@ use veil_confine::seccomp::Mode;
 #[command(
     name = "veil",
     version,
-    about = "A sandboxed container runtime with a user-space kernel"
+    about = "A sandboxed container runtime with a user-space kernel",
+    mut_arg("log", |a| a.help("Append error messages to this file (runc's --log)")),
+    mut_arg("log_format", |a| a.help("The --log file's format: text (default) or json")),
+    mut_arg("debug", |a| a.help("Log at debug level")),
+    mut_arg("root", |a| a.help("The container state directory [default: /run/veil, or $XDG_RUNTIME_DIR/veil when not root]")),
+    mut_arg("systemd_cgroup", |a| a.help("Accepted for runc compatibility (veil uses cgroupfs)")),
 )]
 struct Cli {
+    /// runc's global flags.
+    #[command(flatten)]
+    oci: liboci_cli::GlobalOpts,
     /// Print every application system call with decoded arguments.
     #[arg(long, global = true)]
     strace: bool,
@@ -42,6 +52,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    #[command(flatten)]
+    Oci(oci::cli::OciCommand),
     /// Run a command in a sandbox over the host's root filesystem (read-only,
     /// with writes kept in memory).
     Do {
@@ -171,6 +183,7 @@ fn main() -> ExitCode {
             &gofer_fd, &mounts, overlay_fd, memory, cwd, command, cli.strace,
         ),
         Command::Gofer { mounts, sock_fd } => gofer(&mounts, &sock_fd),
+        Command::Oci(cmd) => Ok(oci::run(cmd, &cli.oci)),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -183,11 +196,13 @@ fn main() -> ExitCode {
 
 fn init_logging(cli: &Cli) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("VEIL_LOG").unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(if cli.debug_log.is_some() || cli.log_fd.is_some() {
-            "debug"
-        } else {
-            "warn"
-        })
+        tracing_subscriber::EnvFilter::new(
+            if cli.debug_log.is_some() || cli.log_fd.is_some() || cli.oci.debug {
+                "debug"
+            } else {
+                "warn"
+            },
+        )
     });
     let role = match cli.command {
         Command::Boot { .. } => "sentry",
@@ -412,3 +427,135 @@ fn gofer(mounts: &[String], sock_fds: &[RawFd]) -> anyhow::Result<u8> {
 
 /// The gofer's RLIMIT_NOFILE.
 const GOFER_MAX_FILES: u64 = 65536;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use oci::cli::OciCommand;
+    use std::path::Path;
+
+    fn parse(line: &str) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("veil").chain(line.split_whitespace()))
+    }
+
+    fn oci(line: &str) -> (liboci_cli::GlobalOpts, OciCommand) {
+        match parse(line) {
+            Ok(Cli {
+                oci,
+                command: Command::Oci(cmd),
+                ..
+            }) => (oci, cmd),
+            Ok(_) => panic!("{line}: not an OCI command"),
+            Err(e) => panic!("{line}: {e}"),
+        }
+    }
+
+    #[test]
+    fn parses_what_containerds_runc_shim_sends() {
+        let (g, cmd) = oci("--root /run/containerd/runc/default --log /x/log.json --log-format json create --bundle /b --pid-file /b/init.pid c3");
+        assert_eq!(
+            g.root.as_deref(),
+            Some(Path::new("/run/containerd/runc/default"))
+        );
+        assert_eq!(g.log.as_deref(), Some(Path::new("/x/log.json")));
+        assert_eq!(g.log_format.as_deref(), Some("json"));
+        let OciCommand::Create(c) = cmd else {
+            panic!("not create")
+        };
+        assert_eq!(
+            (
+                c.bundle.as_path(),
+                c.pid_file.as_deref(),
+                c.container_id.as_str()
+            ),
+            (Path::new("/b"), Some(Path::new("/b/init.pid")), "c3")
+        );
+        let (_, cmd) = oci("--root /r --log /l --log-format json exec --process /tmp/runc-process1 --detach --pid-file /p c3");
+        let OciCommand::Exec(e) = cmd else {
+            panic!("not exec")
+        };
+        assert!(e.detach);
+        assert_eq!(e.process.as_deref(), Some(Path::new("/tmp/runc-process1")));
+        assert_eq!(e.container_id, "c3");
+        let (_, cmd) = oci("--root /r kill c3 15");
+        let OciCommand::Kill(k) = cmd else {
+            panic!("not kill")
+        };
+        assert_eq!(
+            (k.container_id.as_str(), k.signal.as_str(), k.all),
+            ("c3", "15", false)
+        );
+        for line in [
+            "--root /r start c2",
+            "--root /r delete c2",
+            "--root /r delete --force c2",
+            "--root /r ps --format json c3",
+        ] {
+            oci(line);
+        }
+    }
+
+    #[test]
+    fn parses_what_podmans_conmon_sends() {
+        let (g, cmd) = oci("create --bundle /var/lib/containers/storage/overlay-containers/abc/userdata --pid-file /run/containers/storage/overlay-containers/abc/userdata/pidfile abc");
+        assert!(g.root.is_none() && g.log.is_none());
+        assert!(matches!(cmd, OciCommand::Create(c) if c.container_id == "abc"));
+        oci("create --console-socket /tmp/conmon-term.XYZ --bundle /b --pid-file /p abc");
+        oci("start abc");
+        oci("delete --force abc");
+    }
+
+    #[test]
+    fn parses_runcs_command_line() {
+        let (_, cmd) = oci("kill c3");
+        assert!(matches!(cmd, OciCommand::Kill(k) if k.signal == "SIGTERM" && !k.all));
+        let (_, cmd) = oci("kill --all c3 KILL");
+        assert!(matches!(cmd, OciCommand::Kill(k) if k.signal == "KILL" && k.all));
+        let (_, cmd) = oci("list -f json");
+        assert!(matches!(cmd, OciCommand::List(l) if l.format == "json"));
+        let (_, cmd) = oci("events --interval 5s c3");
+        assert!(matches!(cmd, OciCommand::Events(e) if e.interval == "5s"));
+        let (_, cmd) = oci("exec c3 -- ls -l");
+        assert!(matches!(cmd, OciCommand::Exec(e) if e.command == ["ls", "-l"]));
+        let (_, cmd) = oci("ps c3 -o pid,comm");
+        assert!(matches!(cmd, OciCommand::Ps(p) if p.ps_options == ["-o", "pid,comm"]));
+        let (g, _) = oci("--systemd-cgroup --debug create id");
+        assert!(g.systemd_cgroup && g.debug);
+        for line in [
+            "run -d --bundle . x",
+            "spec --rootless",
+            "spec -b /b",
+            "features",
+            "state c3",
+            "pause c3",
+            "resume c3",
+            "events --stats c3",
+            "list -q",
+            "create --console-socket /s --no-pivot --preserve-fds 2 id",
+            "exec -t -e A=1 -u 1000:1000 --cwd /tmp c3 ls -l",
+        ] {
+            oci(line);
+        }
+        assert!(parse("list -f yaml").is_err());
+        assert!(parse("state").is_err());
+    }
+
+    #[test]
+    fn veils_own_commands_keep_their_flags() {
+        let cli = parse("--root /state --strace do --root /srv ls -l").expect("parses");
+        assert_eq!(cli.oci.root.as_deref(), Some(Path::new("/state")));
+        assert!(cli.strace);
+        let Command::Do { root, command, .. } = cli.command else {
+            panic!("not do")
+        };
+        assert_eq!(root, Path::new("/srv"));
+        assert_eq!(command, ["ls", "-l"]);
+        let cli = parse("do --debug-log /d ls").expect("parses");
+        assert!(cli.oci.root.is_none());
+        assert_eq!(cli.debug_log.as_deref(), Some(Path::new("/d")));
+        assert!(matches!(cli.command, Command::Do { root, .. } if root == Path::new("/")));
+        assert!(parse("debug syscalls").is_ok());
+        assert!(parse("boot --gofer-fd 3 --mounts 00 --cwd / true").is_ok());
+        assert!(parse("gofer --mount /:ro --sock-fd 3").is_ok());
+    }
+}
