@@ -10,6 +10,7 @@ use std::ffi::{CString, OsStr};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 
 use nix::libc;
@@ -57,6 +58,12 @@ pub struct Spawn {
     namespaces: CloneFlags,
     /// /dev/null, to become stdin and stdout.
     null: Option<OwnedFd>,
+    /// Whether /dev/null also becomes stderr.
+    null_stderr: bool,
+    /// Whether the child outlives us (no parent-death signal).
+    detached: bool,
+    /// cgroup.procs files to put the child in before it runs.
+    cgroup_procs: Vec<PathBuf>,
 }
 
 /// A started process, which the caller must `wait` for.
@@ -85,9 +92,28 @@ impl Spawn {
             Mode::empty(),
         )
         .map_err(host("opening /proc/self/exe"))?;
-        Ok(Spawn {
+        Ok(Spawn::with_exe(exe, c"veil".to_owned(), namespaces))
+    }
+
+    /// Runs the executable at `path` (opened now), with `path` as its
+    /// argv[0].
+    pub fn new(path: &Path, namespaces: CloneFlags) -> Result<Spawn, Error> {
+        let exe = rustix::fs::open(path, OFlags::PATH | OFlags::CLOEXEC, Mode::empty()).map_err(
+            |errno| Error::Path {
+                what: "opening the executable",
+                path: path.display().to_string(),
+                errno,
+            },
+        )?;
+        let argv0 = CString::new(path.as_os_str().as_bytes())
+            .map_err(|_| Error::Invalid(format!("{}: a NUL in the path", path.display())))?;
+        Ok(Spawn::with_exe(exe, argv0, namespaces))
+    }
+
+    fn with_exe(exe: OwnedFd, argv0: CString, namespaces: CloneFlags) -> Spawn {
+        Spawn {
             exe,
-            argv: vec![c"veil".to_owned()],
+            argv: vec![argv0],
             envp: std::env::vars_os()
                 .filter_map(|(k, v)| {
                     let mut kv = k.as_bytes().to_vec();
@@ -99,7 +125,10 @@ impl Spawn {
             fds: Vec::new(),
             namespaces,
             null: None,
-        })
+            null_stderr: false,
+            detached: false,
+            cgroup_procs: Vec::new(),
+        }
     }
 
     pub fn arg(&mut self, arg: impl AsRef<OsStr>) -> &mut Spawn {
@@ -126,6 +155,31 @@ impl Spawn {
             .map_err(host("opening /dev/null"))?;
         self.null = Some(null);
         Ok(self)
+    }
+
+    /// Gives the child /dev/null as stdin, stdout and stderr, for a
+    /// process that outlives the caller and must hold none of its
+    /// terminal or pipes.
+    pub fn null_stdio(&mut self) -> Result<&mut Spawn, Error> {
+        self.null_stdin_stdout()?;
+        self.null_stderr = true;
+        Ok(self)
+    }
+
+    /// Lets the child outlive us: no parent-death signal, so that when we
+    /// exit it is re-parented (to our subreaper, or init). By default the
+    /// child is killed when the thread that spawned it exits.
+    pub fn detached(&mut self) -> &mut Spawn {
+        self.detached = true;
+        self
+    }
+
+    /// Puts the child into the cgroup of each `cgroup.procs` file given
+    /// (one per cgroup v1 hierarchy, or the unified one) before it is
+    /// released, so that it execs already inside them.
+    pub fn cgroup_procs(&mut self, files: impl IntoIterator<Item = PathBuf>) -> &mut Spawn {
+        self.cgroup_procs.extend(files);
+        self
     }
 
     /// Passes `fd` to the child, where it becomes the returned number: the
@@ -155,6 +209,8 @@ impl Spawn {
             sync: sync_r.as_raw_fd(),
             err: err_w.as_raw_fd(),
             null: self.null.as_ref().map(AsRawFd::as_raw_fd),
+            null_stderr: self.null_stderr,
+            pdeathsig: !self.detached,
             user_ns,
         };
         // SAFETY: a fork-like clone (no CLONE_VM, no new stack): the child
@@ -179,6 +235,10 @@ impl Spawn {
         }
         let child = Child { pid: pid as i32 };
         drop((sync_r, err_w));
+        if let Err(e) = self.join_cgroups(child.pid) {
+            child.kill_and_reap();
+            return Err(e);
+        }
         if user_ns {
             if let Err(e) = write_id_maps(child.pid) {
                 child.kill_and_reap();
@@ -206,6 +266,17 @@ impl Spawn {
             },
             errno,
         })
+    }
+
+    fn join_cgroups(&self, pid: i32) -> Result<(), Error> {
+        for file in &self.cgroup_procs {
+            std::fs::write(file, format!("{pid}\n")).map_err(|e| Error::Path {
+                what: "putting the process into its cgroup",
+                path: file.display().to_string(),
+                errno: rustix::io::Errno::from_io_error(&e).unwrap_or(rustix::io::Errno::IO),
+            })?;
+        }
+        Ok(())
     }
 }
 
@@ -286,6 +357,8 @@ struct Prepared<'a> {
     sync: RawFd,
     err: RawFd,
     null: Option<RawFd>,
+    null_stderr: bool,
+    pdeathsig: bool,
     user_ns: bool,
 }
 
@@ -304,8 +377,11 @@ fn child_main(p: &Prepared) -> ! {
             libc::write(err, report.as_ptr().cast(), report.len());
             libc::_exit(127)
         };
-        // Die with veil rather than outlive it unsupervised.
-        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+        // Die with veil rather than outlive it unsupervised, unless it is
+        // meant to outlive us.
+        if p.pdeathsig {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+        }
         let mut byte = 0u8;
         if libc::read(p.sync, (&raw mut byte).cast(), 1) != 1 {
             libc::_exit(127);
@@ -323,10 +399,15 @@ fn child_main(p: &Prepared) -> ! {
                 fail(p.err, Stage::Identity);
             }
             // A change of identity clears the parent-death signal.
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+            if p.pdeathsig {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+            }
         }
         if let Some(null) = p.null {
             if libc::dup2(null, 0) < 0 || libc::dup2(null, 1) < 0 {
+                fail(p.err, Stage::Fds);
+            }
+            if p.null_stderr && libc::dup2(null, 2) < 0 {
                 fail(p.err, Stage::Fds);
             }
         }

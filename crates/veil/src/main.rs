@@ -103,6 +103,10 @@ enum Command {
         /// The memory limit in bytes.
         #[arg(long)]
         memory: Option<u64>,
+        /// The sandbox's stdin, stdout and stderr, in that order, instead
+        /// of the sentry's own: three times, or not at all.
+        #[arg(long, value_name = "FD", value_parser = clap::value_parser!(RawFd).range(3..))]
+        stdio_fd: Vec<RawFd>,
         #[arg(long)]
         cwd: OsString,
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -177,10 +181,20 @@ fn main() -> ExitCode {
             mounts,
             overlay_fd,
             memory,
+            stdio_fd,
             cwd,
             command,
         } => boot(
-            &gofer_fd, &mounts, overlay_fd, memory, cwd, command, cli.strace,
+            &Passed {
+                gofers: &gofer_fd,
+                overlay: overlay_fd,
+                stdio: &stdio_fd,
+            },
+            &mounts,
+            memory,
+            cwd,
+            command,
+            cli.strace,
         ),
         Command::Gofer { mounts, sock_fd } => gofer(&mounts, &sock_fd),
         Command::Oci(cmd) => Ok(oci::run(cmd, &cli.oci)),
@@ -282,10 +296,16 @@ fn forbidden_syscall_hook(what: Option<String>) {
     eprintln!("veil: the forbidden call returned {result:?}");
 }
 
+/// The descriptors the spawning veil process passed to the sentry.
+struct Passed<'a> {
+    gofers: &'a [RawFd],
+    overlay: Option<RawFd>,
+    stdio: &'a [RawFd],
+}
+
 fn boot(
-    gofer_fds: &[RawFd],
+    fds: &Passed,
     mounts: &str,
-    overlay_fd: Option<RawFd>,
     memory_limit: Option<u64>,
     cwd: OsString,
     command: Vec<OsString>,
@@ -311,19 +331,13 @@ fn boot(
         forbidden_syscall_hook(hook);
         Ok(())
     };
-    let gofers = gofer_fds
+    let gofers = fds
+        .gofers
         .iter()
         .map(|&fd| inherited_fd(fd))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let mounts = cmd_do::decode_mounts(mounts).context("decoding --mounts")?;
-    let memory_file = overlay_fd.map(inherited_fd).transpose()?;
-    let dup = |fd: RawFd| -> anyhow::Result<OwnedFd> {
-        // SAFETY: stdio descriptors are open for the life of the process; we
-        // only borrow them to duplicate.
-        let borrowed = unsafe { rustix::fd::BorrowedFd::borrow_raw(fd) };
-        rustix::io::fcntl_dupfd_cloexec(borrowed, 3)
-            .with_context(|| format!("duplicating stdio {fd}"))
-    };
+    let memory_file = fds.overlay.map(inherited_fd).transpose()?;
     // SAFETY: getuid and friends cannot fail.
     let (uid, gid) = (
         rustix::process::getuid().as_raw(),
@@ -334,7 +348,7 @@ fn boot(
         mounts,
         memory_file,
         memory_limit,
-        stdio: [dup(0)?, dup(1)?, dup(2)?],
+        stdio: sandbox_stdio(fds.stdio)?,
         argv: command.into_iter().map(OsStringExt::into_vec).collect(),
         envp: std::env::vars_os()
             .filter(|(k, _)| k != FORBIDDEN_HOOK)
@@ -367,6 +381,37 @@ fn boot(
         }
         Err(e) => Err(e).context("sentry failed"),
     }
+}
+
+/// The sandbox's stdin, stdout and stderr: the descriptors passed with
+/// `--stdio-fd` (one may be passed for several), or copies of the sentry's
+/// own.
+fn sandbox_stdio(passed: &[RawFd]) -> anyhow::Result<[OwnedFd; 3]> {
+    if passed.is_empty() {
+        let dup = |fd: RawFd| -> anyhow::Result<OwnedFd> {
+            // SAFETY: stdio descriptors are open for the life of the
+            // process; we only borrow them to duplicate.
+            let borrowed = unsafe { rustix::fd::BorrowedFd::borrow_raw(fd) };
+            rustix::io::fcntl_dupfd_cloexec(borrowed, 3)
+                .with_context(|| format!("duplicating stdio {fd}"))
+        };
+        return Ok([dup(0)?, dup(1)?, dup(2)?]);
+    }
+    anyhow::ensure!(
+        passed.len() == 3,
+        "--stdio-fd must be given three times (stdin, stdout, stderr) or not at all"
+    );
+    let mut stdio: Vec<OwnedFd> = Vec::with_capacity(3);
+    for (i, &fd) in passed.iter().enumerate() {
+        let owned = match passed[..i].iter().position(|&earlier| earlier == fd) {
+            Some(j) => stdio[j]
+                .try_clone()
+                .with_context(|| format!("duplicating descriptor {fd}"))?,
+            None => inherited_fd(fd)?,
+        };
+        stdio.push(owned);
+    }
+    <[OwnedFd; 3]>::try_from(stdio).map_err(|_| anyhow::anyhow!("three stdio descriptors"))
 }
 
 /// Serves each `PATH[:ro]` on its socket, each on a thread of its own,
@@ -429,7 +474,11 @@ fn gofer(mounts: &[String], sock_fds: &[RawFd]) -> anyhow::Result<u8> {
 const GOFER_MAX_FILES: u64 = 65536;
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // A test's failure is a panic.
 mod tests {
+    use std::io::{Read, Write};
+    use std::os::fd::IntoRawFd;
+
     use super::*;
     use oci::cli::OciCommand;
     use std::path::Path;
@@ -557,5 +606,65 @@ mod tests {
         assert!(parse("debug syscalls").is_ok());
         assert!(parse("boot --gofer-fd 3 --mounts 00 --cwd / true").is_ok());
         assert!(parse("gofer --mount /:ro --sock-fd 3").is_ok());
+    }
+
+    #[test]
+    fn passed_stdio_becomes_the_sandboxs_and_nothing_else_holds_it() {
+        let (r, w) = rustix::pipe::pipe().unwrap();
+        let w = w.into_raw_fd();
+        let stdio = sandbox_stdio(&[w, w, w]).unwrap();
+        for (i, fd) in stdio.into_iter().enumerate() {
+            std::fs::File::from(fd)
+                .write_all(&[b'0' + i as u8])
+                .unwrap();
+        }
+        // Every write end is closed now, or the read would not end.
+        let mut got = String::new();
+        std::fs::File::from(r).read_to_string(&mut got).unwrap();
+        assert_eq!(got, "012");
+    }
+
+    #[test]
+    fn stdio_fds_come_in_threes() {
+        let (_r, w) = rustix::pipe::pipe().unwrap();
+        let w = w.into_raw_fd();
+        let err = sandbox_stdio(&[w, w]).unwrap_err().to_string();
+        assert!(err.contains("three times"), "{err}");
+        assert!(inherited_fd(w).is_ok(), "not taken on error");
+    }
+
+    #[test]
+    fn stdio_fds_must_be_open_and_above_stdio() {
+        let (_r, w) = rustix::pipe::pipe().unwrap();
+        let w = w.into_raw_fd();
+        let closed = w + 100;
+        let err = sandbox_stdio(&[w, closed, w]).unwrap_err().to_string();
+        assert!(
+            err.contains(&format!("descriptor {closed} was not inherited")),
+            "{err}"
+        );
+        let boot = |fd: &str| {
+            Cli::try_parse_from([
+                "veil",
+                "boot",
+                "--gofer-fd",
+                "3",
+                "--mounts",
+                "",
+                "--cwd",
+                "/",
+                "--stdio-fd",
+                fd,
+                "--stdio-fd",
+                "4",
+                "--stdio-fd",
+                "5",
+                "--",
+                "true",
+            ])
+            .is_ok()
+        };
+        assert!(boot("3"));
+        assert!(!boot("2"));
     }
 }
