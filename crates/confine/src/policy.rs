@@ -167,6 +167,9 @@ pub fn sentry() -> Policy {
         Allowed::when(kill, &[Cond::eq(1, nix::libc::SIGKILL as u64)]),
         // Reading limits only: they are raised before the filter.
         Allowed::when(prlimit64, &[Cond::eq(0, 0), Cond::eq64(2, 0)]),
+        // Connections to the control socket of `veil create`, the only
+        // listening socket the sentry holds.
+        Allowed::when(accept4, &[Cond::eq(3, nix::libc::SOCK_CLOEXEC as u64)]),
     ]);
     Policy {
         process: "sentry",

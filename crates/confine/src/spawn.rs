@@ -403,14 +403,6 @@ fn child_main(p: &Prepared) -> ! {
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
             }
         }
-        if let Some(null) = p.null {
-            if libc::dup2(null, 0) < 0 || libc::dup2(null, 1) < 0 {
-                fail(p.err, Stage::Fds);
-            }
-            if p.null_stderr && libc::dup2(null, 2) < 0 {
-                fail(p.err, Stage::Fds);
-            }
-        }
         // A session of its own: a terminal's signals reach only the
         // caller, which forwards what the sandbox should see.
         libc::setsid();
@@ -432,6 +424,15 @@ fn child_main(p: &Prepared) -> ! {
                 fail(err, Stage::Fds);
             }
             *p.scratch.add(i) = moved;
+        }
+        // Only now, as the caller may pass its own stdio on.
+        if let Some(null) = p.null {
+            if libc::dup2(null, 0) < 0 || libc::dup2(null, 1) < 0 {
+                fail(err, Stage::Fds);
+            }
+            if p.null_stderr && libc::dup2(null, 2) < 0 {
+                fail(err, Stage::Fds);
+            }
         }
         for i in 0..p.fds.len() {
             if libc::dup2(*p.scratch.add(i), 3 + i as RawFd) < 0 {

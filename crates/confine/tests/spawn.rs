@@ -181,3 +181,21 @@ fn a_cgroup_that_cannot_be_joined_fails_the_spawn() {
         "{err}"
     );
 }
+
+/// A child with /dev/null as its own stdio can still be passed ours: the
+/// passed descriptors are taken before stdio is replaced.
+#[test]
+fn passed_stdio_survives_null_stdio() {
+    let (r, w) = rustix::pipe::pipe().unwrap();
+    let mut sh = Spawn::new(Path::new("/bin/sh"), CloneFlags::empty()).unwrap();
+    sh.null_stdio().unwrap();
+    let fd = sh.pass_fd(&w);
+    sh.arg("-c")
+        .arg(format!("echo to-passed >&{fd}; echo to-stdout"));
+    let child = sh.spawn().unwrap();
+    drop(w);
+    let mut got = String::new();
+    std::fs::File::from(r).read_to_string(&mut got).unwrap();
+    assert!(child.wait().unwrap().success());
+    assert_eq!(got, "to-passed\n");
+}

@@ -4,6 +4,8 @@
 use std::os::fd::OwnedFd;
 use std::sync::{Arc, Mutex};
 
+use serde::{Deserialize, Serialize};
+
 use veil_abi::Errno;
 use veil_gofer::GoferClient;
 use veil_platform::ptrace::PtracePlatform;
@@ -11,6 +13,7 @@ use veil_platform::{Platform, Registers};
 use veil_vfs::mount::{MountConfig, MountKind, MNT_RDONLY};
 use veil_vfs::{Creds, FdTable, FsContext, OpenFile, Vfs};
 
+use crate::control::{Gate, StartGate};
 use crate::kernel::Kernel;
 use crate::mm::{Layout, MemoryFile, MemoryManager};
 use crate::syscalls;
@@ -31,11 +34,23 @@ pub struct BootConfig {
     pub memory_limit: Option<u64>,
     /// The application's stdin, stdout and stderr.
     pub stdio: [OwnedFd; 3],
-    pub argv: Vec<Vec<u8>>,
-    pub envp: Vec<Vec<u8>>,
-    /// The initial working directory inside the sandbox.
-    pub cwd: Vec<u8>,
-    pub creds: Creds,
+    /// The init process.
+    pub process: ProcessSpec,
+    /// The sandbox's hostname; "veil" if unset.
+    pub hostname: Option<Vec<u8>>,
+    /// Mount the root read-only (after the mounts, whose mount points an
+    /// overlaid root can still gain).
+    pub readonly_root: bool,
+    /// Init is a PID namespace's init, as in a container: signals it has no
+    /// handler for are dropped, except SIGKILL and SIGSTOP from outside.
+    /// `veil do` leaves it unset, so that its programs behave as when run
+    /// from a shell.
+    pub init_protected: bool,
+    /// A listening socket for `veil start` and `veil kill` (see
+    /// [`crate::control`]); with it, init waits for Start before it runs.
+    pub control: Option<OwnedFd>,
+    /// Told `ok` once init is loaded and waiting, or why it could not be.
+    pub ready: Option<OwnedFd>,
     pub strace: bool,
     /// A signalfd of the host signals veil forwards (SIGTERM, SIGINT, ...),
     /// blocked in every sentry thread: each is delivered to the sandbox's
@@ -45,6 +60,59 @@ pub struct BootConfig {
     /// before any application code runs: installs the host system call
     /// filter, which also binds the platform's threads.
     pub seal: Option<Box<dyn FnOnce() -> Result<(), String> + Send>>,
+}
+
+/// A process to start in the sandbox: what it runs and as whom.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessSpec {
+    pub argv: Vec<Vec<u8>>,
+    pub envp: Vec<Vec<u8>>,
+    /// The initial working directory inside the sandbox.
+    pub cwd: Vec<u8>,
+    pub uid: u32,
+    pub gid: u32,
+    pub groups: Vec<u32>,
+    /// The capability sets; None gives root all of them and others none.
+    pub caps: Option<CapSets>,
+    /// Resource limits to set, over the defaults.
+    pub rlimits: Vec<RlimitSpec>,
+    pub no_new_privs: bool,
+    pub umask: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CapSets {
+    pub bounding: u64,
+    pub effective: u64,
+    pub permitted: u64,
+    pub inheritable: u64,
+    pub ambient: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RlimitSpec {
+    /// RLIMIT_*.
+    pub resource: u32,
+    pub soft: u64,
+    pub hard: u64,
+}
+
+impl ProcessSpec {
+    pub fn creds(&self) -> Creds {
+        let mut creds = Creds::new(self.uid, self.gid);
+        let mut groups = self.groups.clone();
+        groups.sort_unstable();
+        groups.dedup();
+        creds.groups = groups;
+        if let Some(c) = self.caps {
+            creds.cap_bounding = c.bounding;
+            creds.cap_effective = c.effective;
+            creds.cap_permitted = c.permitted;
+            creds.cap_inheritable = c.inheritable;
+            creds.cap_ambient = c.ambient;
+        }
+        creds
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -95,12 +163,12 @@ pub fn boot(cfg: BootConfig) -> Result<ExitStatus, BootError> {
     let vfs = Vfs::with_gofer_root(root_client, cfg.mounts.root_overlay, memfile.clone())
         .map_err(setup("root filesystem"))?;
     let vfs = Arc::new(vfs);
-    let kernel = Arc::new(Kernel::new(
-        platform.clone(),
-        memfile.clone(),
-        vfs.clone(),
-        cfg.strace,
-    ));
+    let mut kernel = Kernel::new(platform.clone(), memfile.clone(), vfs.clone(), cfg.strace);
+    if let Some(hostname) = cfg.hostname {
+        kernel.hostname = hostname;
+    }
+    kernel.init_protected = cfg.init_protected;
+    let kernel = Arc::new(kernel);
     for entry in &cfg.mounts.mounts {
         let fs = syscalls::new_fs(&kernel, &entry.kind, &clients).map_err(setup("mounts"))?;
         let mut flags = entry.flags;
@@ -119,6 +187,10 @@ pub fn boot(cfg: BootConfig) -> Result<ExitStatus, BootError> {
                 }
             })?;
     }
+    if cfg.readonly_root {
+        vfs.remount(&vfs.root(), MNT_RDONLY, true)
+            .map_err(setup("read-only root"))?;
+    }
     vfs.ptys()
         .set_signals(Arc::new(crate::tty::KernelSignals(Arc::downgrade(&kernel))));
 
@@ -136,10 +208,14 @@ pub fn boot(cfg: BootConfig) -> Result<ExitStatus, BootError> {
             .terminal
             .attach(stdin, crate::kernel::INIT_PID, crate::kernel::INIT_PID);
     }
+    let process = cfg.process;
     let root = vfs.root();
     let mut ctx = FsContext::new(root.clone());
-    if let Ok(cwd) = vfs.lookup(&ctx, &root, &cfg.cwd, true) {
+    if let Ok(cwd) = vfs.lookup(&ctx, &root, &process.cwd, true) {
         ctx.cwd = cwd;
+    }
+    if let Some(umask) = process.umask {
+        ctx.umask = umask & 0o777;
     }
     let fs = Arc::new(Mutex::new(ctx));
     if let Some(fd) = cfg.host_signals {
@@ -155,6 +231,19 @@ pub fn boot(cfg: BootConfig) -> Result<ExitStatus, BootError> {
     if let Some(seal) = cfg.seal {
         seal().map_err(BootError::Seal)?;
     }
+    let gate = cfg.control.map(|listener| {
+        let gate = Arc::new(StartGate::default());
+        let (kernel, g) = (kernel.clone(), gate.clone());
+        std::thread::Builder::new()
+            .name("control".into())
+            .spawn(move || crate::control::serve(kernel, g, listener))
+            .map(|_| gate)
+    });
+    let gate = gate.transpose().map_err(|_| BootError::Setup {
+        what: "control thread",
+        errno: Errno::EAGAIN,
+    })?;
+    let ready = cfg.ready;
 
     // The init task runs on its own thread, which becomes the tracer of its
     // stub; later tasks each get one too.
@@ -166,6 +255,7 @@ pub fn boot(cfg: BootConfig) -> Result<ExitStatus, BootError> {
             let mm = Arc::new(MemoryManager::new(space, kernel.memfile.clone(), layout));
             let tid = kernel.alloc_tid();
             let tg = Arc::new(ThreadGroup::new(tid, 0));
+            set_rlimits(&tg, &process.rlimits);
             kernel.add_process(tg.clone());
             let mut task = Task::new(
                 kernel.clone(),
@@ -174,11 +264,29 @@ pub fn boot(cfg: BootConfig) -> Result<ExitStatus, BootError> {
                 mm,
                 fds,
                 fs,
-                Arc::new(cfg.creds),
+                Arc::new(process.creds()),
                 Registers::default(),
             );
-            let path = find_command(&task, &cfg.argv, &cfg.envp);
-            match syscalls::exec_init(&mut task, &path, cfg.argv, &cfg.envp) {
+            task.no_new_privs = process.no_new_privs;
+            let path = find_command(&task, &process.argv, &process.envp);
+            let loaded = syscalls::exec_init(&mut task, &path, process.argv, &process.envp);
+            if let Some(ready) = ready {
+                let msg = match loaded {
+                    Ok(()) => "ok".to_string(),
+                    Err(errno) => format!(
+                        "{}: {}",
+                        String::from_utf8_lossy(&path),
+                        std::io::Error::from_raw_os_error(errno.raw())
+                    ),
+                };
+                let _ = rustix::io::write(&ready, msg.as_bytes());
+            }
+            if let (Ok(()), Some(gate)) = (loaded, &gate) {
+                if let Gate::Killed(signo) = gate.wait() {
+                    return Ok(ExitStatus::Signaled { signo, core: false });
+                }
+            }
+            match loaded {
                 Ok(()) => {
                     let tg = task.tg.clone();
                     match task.run() {
@@ -196,6 +304,17 @@ pub fn boot(cfg: BootConfig) -> Result<ExitStatus, BootError> {
             errno: Errno::EAGAIN,
         })?;
     thread.join().map_err(|_| BootError::TaskPanicked)?
+}
+
+/// Sets the limits of a process not yet running.
+fn set_rlimits(tg: &ThreadGroup, limits: &[RlimitSpec]) {
+    let mut table = tg.rlimits.lock().unwrap_or_else(|p| p.into_inner());
+    for l in limits {
+        if let Some(slot) = table.get_mut(l.resource as usize) {
+            slot.rlim_cur = l.soft;
+            slot.rlim_max = l.hard;
+        }
+    }
 }
 
 /// Delivers each host signal read from the signalfd `fd` to the sandbox's

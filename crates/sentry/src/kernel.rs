@@ -29,6 +29,8 @@ pub struct Kernel {
     /// Where memfd_create's files live.
     pub memfd_fs: Arc<MemFs>,
     pub hostname: Vec<u8>,
+    /// Init is a PID namespace's init (see `BootConfig::init_protected`).
+    pub init_protected: bool,
     /// Print every application syscall (`veil --strace`).
     pub strace: bool,
     pub boot_time: Instant,
@@ -83,6 +85,7 @@ impl Kernel {
             memfile,
             vfs,
             hostname: b"veil".to_vec(),
+            init_protected: false,
             strace,
             boot_time: Instant::now(),
             next_tid: AtomicI32::new(1),

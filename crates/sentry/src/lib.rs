@@ -2,6 +2,7 @@
 //! sandboxed application itself; none of them reaches the host kernel.
 
 pub mod boot;
+pub mod control;
 mod cred;
 pub mod kernel;
 pub mod loader;
@@ -20,6 +21,6 @@ mod timerfd;
 pub mod tty;
 mod vfsglue;
 
-pub use boot::{boot, BootConfig, BootError};
+pub use boot::{boot, BootConfig, BootError, CapSets, ProcessSpec, RlimitSpec};
 pub use procfs::read_host_facts;
 pub use task::ExitStatus;

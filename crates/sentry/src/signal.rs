@@ -30,7 +30,7 @@ pub const SIGRTMIN: i32 = 32;
 pub const STOP_SIGNALS: u64 = bit(SIGSTOP) | bit(SIGTSTP) | bit(SIGTTIN) | bit(SIGTTOU);
 /// Signals raised by the faulting instruction itself, dequeued first.
 const SYNCHRONOUS: u64 = bit(4) | bit(5) | bit(7) | bit(8) | bit(SIGSEGV) | bit(31);
-const SIG_DFL: u64 = 0;
+pub const SIG_DFL: u64 = 0;
 const SIG_IGN: u64 = 1;
 const SA_SIGINFO: u64 = 0x4;
 const SA_ONSTACK: u64 = 0x0800_0000;
@@ -82,6 +82,12 @@ impl SigInfo {
     /// A signal sent by kill(2) from `pid` running as `uid` (SI_USER).
     pub fn user(signo: i32, pid: i32, uid: u32) -> SigInfo {
         SigInfo::new(signo, 0, u64::from(pid as u32) | (u64::from(uid) << 32), 0)
+    }
+
+    /// Whether the kernel sent it, or a process outside the sandbox's PID
+    /// namespace (which Linux reports as PID 0).
+    pub fn from_outside(&self) -> bool {
+        self.code > 0 || self.fields[0] as u32 == 0
     }
 
     /// SIGCHLD (or another exit signal) for a child's exit: CLD_EXITED with

@@ -73,7 +73,7 @@ impl Kernel {
     /// Sends `info` to one thread of `tg` (tkill, tgkill, faults, timers
     /// aimed at a thread).
     pub fn signal_thread(&self, tg: &ThreadGroup, task: &TaskShared, info: SigInfo) {
-        if !self.prepare_signal(tg, info.signo, task.blocked_or_awaited()) {
+        if !self.prepare_signal(tg, &info, task.blocked_or_awaited()) {
             return;
         }
         task.send(info);
@@ -90,7 +90,7 @@ impl Kernel {
             .iter()
             .all(|t| t.blocked_or_awaited() & bit(info.signo) != 0);
         let sig_blocked = if blocked_by_all { bit(info.signo) } else { 0 };
-        if !self.prepare_signal(tg, info.signo, sig_blocked) {
+        if !self.prepare_signal(tg, &info, sig_blocked) {
             return;
         }
         if !tg.signals.pending().push(info) {
@@ -157,7 +157,8 @@ impl Kernel {
     /// pending SIGCONT. Returns whether the signal is to be queued: not for
     /// a process that has exited, nor when it is ignored and `blocked`
     /// (the target's mask for it) does not keep it for later.
-    fn prepare_signal(&self, tg: &ThreadGroup, sig: i32, blocked: u64) -> bool {
+    fn prepare_signal(&self, tg: &ThreadGroup, info: &SigInfo, blocked: u64) -> bool {
+        let sig = info.signo;
         if tg
             .exit
             .lock()
@@ -173,6 +174,15 @@ impl Kernel {
             self.resume(tg);
         }
         let act = tg.sigactions.get(sig);
+        // Linux's SIGNAL_UNKILLABLE: a namespace's init only takes the
+        // signals it has handlers for, and SIGKILL and SIGSTOP from outside.
+        if self.init_protected
+            && tg.pid == crate::kernel::INIT_PID
+            && act.handler == crate::signal::SIG_DFL
+            && !(info.from_outside() && bit(sig) & crate::signal::UNBLOCKABLE != 0)
+        {
+            return false;
+        }
         !is_ignored(sig, &act) || blocked & bit(sig) != 0
     }
 

@@ -2,19 +2,18 @@
 //! host's root, read-only, on veil's user-space kernel; the OCI commands
 //! (`create`, `start`, ...) take runc's command line.
 
+mod boot;
 mod cmd_do;
 mod oci;
 mod signals;
 
 use std::ffi::OsString;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
-use std::os::unix::ffi::OsStringExt;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use rustix::thread::CapabilityFlags;
 use veil_confine::policy;
 use veil_confine::root::Tree;
 use veil_confine::seccomp::Mode;
@@ -90,28 +89,7 @@ enum Command {
     },
     /// (internal) The sentry process.
     #[command(hide = true)]
-    Boot {
-        /// Gofer connections: the root's first, then the binds'.
-        #[arg(long, required = true)]
-        gofer_fd: Vec<RawFd>,
-        /// The mount configuration, hex-encoded postcard.
-        #[arg(long)]
-        mounts: String,
-        /// An unlinked host file to hold the memory file (`--overlay=file`).
-        #[arg(long)]
-        overlay_fd: Option<RawFd>,
-        /// The memory limit in bytes.
-        #[arg(long)]
-        memory: Option<u64>,
-        /// The sandbox's stdin, stdout and stderr, in that order, instead
-        /// of the sentry's own: three times, or not at all.
-        #[arg(long, value_name = "FD", value_parser = clap::value_parser!(RawFd).range(3..))]
-        stdio_fd: Vec<RawFd>,
-        #[arg(long)]
-        cwd: OsString,
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        command: Vec<OsString>,
-    },
+    Boot(boot::BootArgs),
     /// (internal) The gofer process.
     #[command(hide = true)]
     Gofer {
@@ -176,28 +154,16 @@ fn main() -> ExitCode {
             }
             Ok(0)
         }
-        Command::Boot {
-            gofer_fd,
-            mounts,
-            overlay_fd,
-            memory,
-            stdio_fd,
-            cwd,
-            command,
-        } => boot(
-            &Passed {
-                gofers: &gofer_fd,
-                overlay: overlay_fd,
-                stdio: &stdio_fd,
-            },
-            &mounts,
-            memory,
-            cwd,
-            command,
-            cli.strace,
-        ),
+        Command::Boot(args) => boot::boot(args, cli.strace),
         Command::Gofer { mounts, sock_fd } => gofer(&mounts, &sock_fd),
-        Command::Oci(cmd) => Ok(oci::run(cmd, &cli.oci)),
+        Command::Oci(cmd) => Ok(oci::run(
+            cmd,
+            &cli.oci,
+            oci::lifecycle::Options {
+                strace: cli.strace,
+                debug_log: cli.debug_log.as_deref(),
+            },
+        )),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -219,7 +185,7 @@ fn init_logging(cli: &Cli) {
         )
     });
     let role = match cli.command {
-        Command::Boot { .. } => "sentry",
+        Command::Boot(_) => "sentry",
         Command::Gofer { .. } => "gofer",
         _ => "veil",
     };
@@ -266,152 +232,6 @@ fn seccomp_mode() -> Mode {
         Ok("log") => Mode::Log,
         _ => Mode::Enforce,
     }
-}
-
-/// Test hook, in debug builds only: the sentry makes a forbidden host
-/// system call right after sealing, which its filter must kill it for.
-const FORBIDDEN_HOOK: &str = "VEIL_TEST_SENTRY_FORBIDDEN";
-
-#[cfg(debug_assertions)]
-fn forbidden_syscall_hook(what: Option<String>) {
-    let result = match what.as_deref() {
-        None => return,
-        Some("open") => rustix::fs::open(
-            "/etc/shadow",
-            rustix::fs::OFlags::RDONLY,
-            rustix::fs::Mode::empty(),
-        )
-        .map(drop),
-        Some("socket") => rustix::net::socket(
-            rustix::net::AddressFamily::INET,
-            rustix::net::SocketType::STREAM,
-            None,
-        )
-        .map(drop),
-        Some(other) => {
-            eprintln!("veil: {FORBIDDEN_HOOK}: unknown call {other}");
-            return;
-        }
-    };
-    eprintln!("veil: the forbidden call returned {result:?}");
-}
-
-/// The descriptors the spawning veil process passed to the sentry.
-struct Passed<'a> {
-    gofers: &'a [RawFd],
-    overlay: Option<RawFd>,
-    stdio: &'a [RawFd],
-}
-
-fn boot(
-    fds: &Passed,
-    mounts: &str,
-    memory_limit: Option<u64>,
-    cwd: OsString,
-    command: Vec<OsString>,
-    strace: bool,
-) -> anyhow::Result<u8> {
-    // Confined before anything else runs and before any thread starts
-    // (capabilities are per thread); the filter follows once the platform
-    // is up, as it forks the stubs.
-    let _ = rustix::thread::set_name(c"veil-sentry");
-    veil_confine::seccomp::prepare_libc();
-    let host_signals = signals::block_into_signalfd()?;
-    veil_sentry::read_host_facts();
-    veil_confine::root::enter_empty_root().context("confining the sentry")?;
-    veil_confine::privs::drop_privileges(CapabilityFlags::empty())
-        .context("confining the sentry")?;
-    #[cfg(debug_assertions)]
-    let hook = std::env::var(FORBIDDEN_HOOK).ok();
-    let seal = move || -> Result<(), String> {
-        policy::sentry()
-            .install(seccomp_mode())
-            .map_err(|e| e.to_string())?;
-        #[cfg(debug_assertions)]
-        forbidden_syscall_hook(hook);
-        Ok(())
-    };
-    let gofers = fds
-        .gofers
-        .iter()
-        .map(|&fd| inherited_fd(fd))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let mounts = cmd_do::decode_mounts(mounts).context("decoding --mounts")?;
-    let memory_file = fds.overlay.map(inherited_fd).transpose()?;
-    // SAFETY: getuid and friends cannot fail.
-    let (uid, gid) = (
-        rustix::process::getuid().as_raw(),
-        rustix::process::getgid().as_raw(),
-    );
-    let cfg = veil_sentry::BootConfig {
-        gofers,
-        mounts,
-        memory_file,
-        memory_limit,
-        stdio: sandbox_stdio(fds.stdio)?,
-        argv: command.into_iter().map(OsStringExt::into_vec).collect(),
-        envp: std::env::vars_os()
-            .filter(|(k, _)| k != FORBIDDEN_HOOK)
-            .map(|(k, v)| {
-                let mut kv = k.into_vec();
-                kv.push(b'=');
-                kv.extend(v.into_vec());
-                kv
-            })
-            .collect(),
-        cwd: cwd.into_vec(),
-        creds: veil_vfs::Creds::new(uid, gid),
-        strace,
-        host_signals: Some(host_signals),
-        seal: Some(Box::new(seal)),
-    };
-    match veil_sentry::boot(cfg) {
-        Ok(status) => Ok(status.shell_code() as u8),
-        Err(veil_sentry::BootError::Exec { path, errno }) => {
-            eprintln!(
-                "veil: {}: {}",
-                String::from_utf8_lossy(&path),
-                std::io::Error::from_raw_os_error(errno.raw())
-            );
-            Ok(if errno == veil_abi::Errno::ENOENT {
-                127
-            } else {
-                126
-            })
-        }
-        Err(e) => Err(e).context("sentry failed"),
-    }
-}
-
-/// The sandbox's stdin, stdout and stderr: the descriptors passed with
-/// `--stdio-fd` (one may be passed for several), or copies of the sentry's
-/// own.
-fn sandbox_stdio(passed: &[RawFd]) -> anyhow::Result<[OwnedFd; 3]> {
-    if passed.is_empty() {
-        let dup = |fd: RawFd| -> anyhow::Result<OwnedFd> {
-            // SAFETY: stdio descriptors are open for the life of the
-            // process; we only borrow them to duplicate.
-            let borrowed = unsafe { rustix::fd::BorrowedFd::borrow_raw(fd) };
-            rustix::io::fcntl_dupfd_cloexec(borrowed, 3)
-                .with_context(|| format!("duplicating stdio {fd}"))
-        };
-        return Ok([dup(0)?, dup(1)?, dup(2)?]);
-    }
-    anyhow::ensure!(
-        passed.len() == 3,
-        "--stdio-fd must be given three times (stdin, stdout, stderr) or not at all"
-    );
-    let mut stdio: Vec<OwnedFd> = Vec::with_capacity(3);
-    for (i, &fd) in passed.iter().enumerate() {
-        let owned = match passed[..i].iter().position(|&earlier| earlier == fd) {
-            Some(j) => stdio[j]
-                .try_clone()
-                .with_context(|| format!("duplicating descriptor {fd}"))?,
-            None => inherited_fd(fd)?,
-        };
-        stdio.push(owned);
-    }
-    <[OwnedFd; 3]>::try_from(stdio).map_err(|_| anyhow::anyhow!("three stdio descriptors"))
 }
 
 /// Serves each `PATH[:ro]` on its socket, each on a thread of its own,
@@ -605,6 +425,7 @@ mod tests {
         assert!(matches!(cli.command, Command::Do { root, .. } if root == Path::new("/")));
         assert!(parse("debug syscalls").is_ok());
         assert!(parse("boot --gofer-fd 3 --mounts 00 --cwd / true").is_ok());
+        assert!(parse("boot --gofer-fd 3 --spec-fd 4 --control-fd 5 --ready-fd 6").is_ok());
         assert!(parse("gofer --mount /:ro --sock-fd 3").is_ok());
     }
 
@@ -612,7 +433,7 @@ mod tests {
     fn passed_stdio_becomes_the_sandboxs_and_nothing_else_holds_it() {
         let (r, w) = rustix::pipe::pipe().unwrap();
         let w = w.into_raw_fd();
-        let stdio = sandbox_stdio(&[w, w, w]).unwrap();
+        let stdio = boot::sandbox_stdio(&[w, w, w]).unwrap();
         for (i, fd) in stdio.into_iter().enumerate() {
             std::fs::File::from(fd)
                 .write_all(&[b'0' + i as u8])
@@ -628,7 +449,7 @@ mod tests {
     fn stdio_fds_come_in_threes() {
         let (_r, w) = rustix::pipe::pipe().unwrap();
         let w = w.into_raw_fd();
-        let err = sandbox_stdio(&[w, w]).unwrap_err().to_string();
+        let err = boot::sandbox_stdio(&[w, w]).unwrap_err().to_string();
         assert!(err.contains("three times"), "{err}");
         assert!(inherited_fd(w).is_ok(), "not taken on error");
     }
@@ -638,7 +459,9 @@ mod tests {
         let (_r, w) = rustix::pipe::pipe().unwrap();
         let w = w.into_raw_fd();
         let closed = w + 100;
-        let err = sandbox_stdio(&[w, closed, w]).unwrap_err().to_string();
+        let err = boot::sandbox_stdio(&[w, closed, w])
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains(&format!("descriptor {closed} was not inherited")),
             "{err}"

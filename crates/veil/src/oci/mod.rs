@@ -1,6 +1,8 @@
 //! veil as an OCI runtime: runc's command line over veil's sandbox.
 
+mod bundle;
 pub mod cli;
+pub mod lifecycle;
 pub mod state;
 
 use std::io::Write as _;
@@ -21,7 +23,7 @@ const SPEC_TEMPLATE: &str = include_str!("spec_template.json");
 
 /// Runs an OCI command; errors are reported as runc does (stderr, and the
 /// `--log` file in `--log-format`). Exit codes are runc's: 1 for errors.
-pub fn run(cmd: OciCommand, opts: &liboci_cli::GlobalOpts) -> u8 {
+pub fn run(cmd: OciCommand, opts: &liboci_cli::GlobalOpts, veil: lifecycle::Options) -> u8 {
     let name = cmd.name();
     let format = match opts.log_format.as_deref() {
         None | Some("text") => LogFormat::Text,
@@ -32,7 +34,7 @@ pub fn run(cmd: OciCommand, opts: &liboci_cli::GlobalOpts) -> u8 {
         }
     };
     let root = opts.root.clone().unwrap_or_else(state::default_root);
-    match dispatch(cmd, &root) {
+    match dispatch(cmd, &root, veil) {
         Ok(code) => code,
         Err(e) => {
             let msg = format!("{e:#}");
@@ -70,8 +72,25 @@ fn append_log(path: &Path, format: LogFormat, msg: &str) -> std::io::Result<()> 
     writeln!(file, "{line}")
 }
 
-fn dispatch(cmd: OciCommand, root: &Path) -> anyhow::Result<u8> {
+fn dispatch(cmd: OciCommand, root: &Path, veil: lifecycle::Options) -> anyhow::Result<u8> {
     match cmd {
+        OciCommand::Create(args) => lifecycle::create(
+            root,
+            &lifecycle::CreateArgs {
+                id: &args.container_id,
+                bundle: &args.bundle,
+                pid_file: args.pid_file.as_deref(),
+                console_socket: args.console_socket.as_deref(),
+                preserve_fds: args.preserve_fds,
+                attached: false,
+            },
+            veil,
+        )
+        .map(|_| 0),
+        OciCommand::Start(args) => lifecycle::start(root, &args.container_id),
+        OciCommand::Run(args) => lifecycle::run(root, &args, veil),
+        OciCommand::Kill(args) => lifecycle::kill(root, &args.container_id, &args.signal, args.all),
+        OciCommand::Delete(args) => lifecycle::delete(root, &args.container_id, args.force),
         OciCommand::Spec(args) => spec(args.bundle.as_deref(), args.rootless),
         OciCommand::Features(_) => features(),
         OciCommand::List(args) => list(root, &args),

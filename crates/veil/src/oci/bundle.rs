@@ -1,0 +1,244 @@
+//! An OCI bundle's config.json, as veil's sandbox: the gofer's trees, the
+//! sentry's mount table, and init.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context as _};
+use oci_spec::runtime::{Capabilities, Mount, Spec};
+use veil_sentry::{CapSets, ProcessSpec, RlimitSpec};
+use veil_vfs::fs::memfs::DEFAULT_SIZE_LIMIT;
+use veil_vfs::mount::{
+    MountConfig, MountEntry, MountKind, TmpfsOptions, MNT_NODEV, MNT_NOEXEC, MNT_NOSUID, MNT_RDONLY,
+};
+
+use crate::boot::SandboxSpec;
+
+/// A bundle read and checked.
+#[derive(Debug)]
+pub struct Bundle {
+    /// Absolute.
+    pub dir: PathBuf,
+    /// Absolute.
+    pub rootfs: PathBuf,
+    pub sandbox: SandboxSpec,
+    /// What the gofer serves, `PATH[:ro]`: the root first, then the binds.
+    pub trees: Vec<String>,
+    pub annotations: BTreeMap<String, String>,
+    pub terminal: bool,
+}
+
+impl Bundle {
+    pub fn load(dir: &Path) -> anyhow::Result<Bundle> {
+        let dir = std::path::absolute(dir).context("bundle path")?;
+        let config = dir.join("config.json");
+        if !config.exists() {
+            bail!("JSON specification file config.json not found");
+        }
+        let spec = Spec::load(&config).context("reading config.json")?;
+        let root = spec.root().as_ref().context("config.json has no root")?;
+        let rootfs = dir.join(root.path());
+        if !rootfs.is_dir() {
+            bail!("invalid rootfs: {}: not a directory", rootfs.display());
+        }
+        let rootfs_str = rootfs.to_str().context("the rootfs path is not UTF-8")?;
+        let readonly = root.readonly().unwrap_or(false);
+        let process = spec
+            .process()
+            .as_ref()
+            .context("config.json has no process")?;
+        let (process, terminal) = process_spec(process)?;
+        // Writes to the root stay in the sandbox's memory, never on the
+        // host (runsc's default): the gofer serves it read-only.
+        let mut mounts = MountConfig {
+            root_overlay: true,
+            mounts: Vec::new(),
+        };
+        let mut trees = vec![format!("{rootfs_str}:ro")];
+        for m in spec.mounts().iter().flatten() {
+            if let Some(entry) = mount_entry(m, &mut trees)? {
+                mounts.mounts.push(entry);
+            }
+        }
+        let linux = spec.linux().as_ref();
+        let memory_limit = linux
+            .and_then(|l| l.resources().as_ref())
+            .and_then(|r| r.memory().as_ref())
+            .and_then(|m| m.limit())
+            .filter(|&l| l > 0)
+            .map(|l| l as u64);
+        for ns in linux
+            .and_then(|l| l.namespaces().as_ref())
+            .into_iter()
+            .flatten()
+        {
+            if ns.path().is_some() {
+                tracing::warn!(
+                    "the {:?} namespace's path is ignored: the sandbox has namespaces of its own",
+                    ns.typ()
+                );
+            }
+        }
+        Ok(Bundle {
+            dir,
+            rootfs,
+            sandbox: SandboxSpec {
+                mounts,
+                process,
+                hostname: spec.hostname().as_ref().map(|h| h.as_bytes().to_vec()),
+                readonly_root: readonly,
+                memory_limit,
+            },
+            trees,
+            annotations: spec
+                .annotations()
+                .iter()
+                .flatten()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            terminal,
+        })
+    }
+}
+
+fn process_spec(p: &oci_spec::runtime::Process) -> anyhow::Result<(ProcessSpec, bool)> {
+    let args = p.args().as_ref().filter(|a| !a.is_empty());
+    let args = args.context("process.args must not be empty")?;
+    let cwd = p.cwd();
+    if !cwd.is_absolute() {
+        bail!("process.cwd must be an absolute path: {}", cwd.display());
+    }
+    let user = p.user();
+    let rlimits = p
+        .rlimits()
+        .iter()
+        .flatten()
+        .map(|r| RlimitSpec {
+            resource: r.typ() as u32,
+            soft: r.soft(),
+            hard: r.hard(),
+        })
+        .collect();
+    let spec = ProcessSpec {
+        argv: args.iter().map(|a| a.as_bytes().to_vec()).collect(),
+        envp: p
+            .env()
+            .iter()
+            .flatten()
+            .map(|e| e.as_bytes().to_vec())
+            .collect(),
+        cwd: cwd.to_str().context("process.cwd is not UTF-8")?.into(),
+        uid: user.uid(),
+        gid: user.gid(),
+        groups: user.additional_gids().clone().unwrap_or_default(),
+        caps: p.capabilities().as_ref().map(cap_sets).transpose()?,
+        rlimits,
+        no_new_privs: p.no_new_privileges().unwrap_or(false),
+        umask: user.umask(),
+    };
+    Ok((spec, p.terminal().unwrap_or(false)))
+}
+
+fn cap_sets(c: &oci_spec::runtime::LinuxCapabilities) -> anyhow::Result<CapSets> {
+    let bits = |set: &Option<Capabilities>| -> anyhow::Result<u64> {
+        let mut bits = 0;
+        for cap in set.iter().flatten() {
+            let name = serde_json::to_value(cap)?;
+            let name = name.as_str().unwrap_or_default();
+            let n = super::CAPABILITIES
+                .iter()
+                .position(|&c| c == name)
+                .with_context(|| format!("unknown capability {name}"))?;
+            bits |= 1 << n;
+        }
+        Ok(bits)
+    };
+    Ok(CapSets {
+        bounding: bits(c.bounding())?,
+        effective: bits(c.effective())?,
+        permitted: bits(c.permitted())?,
+        inheritable: bits(c.inheritable())?,
+        ambient: bits(c.ambient())?,
+    })
+}
+
+/// One spec mount as the sentry's, adding a gofer tree for a bind; None
+/// for those veil serves otherwise.
+fn mount_entry(m: &Mount, trees: &mut Vec<String>) -> anyhow::Result<Option<MountEntry>> {
+    let dst = m.destination();
+    let dst_str = dst.to_str().context("a mount destination is not UTF-8")?;
+    if !dst.is_absolute() {
+        bail!("mount destination {dst_str} is not absolute");
+    }
+    let options = m.options().clone().unwrap_or_default();
+    let has = |o: &str| options.iter().any(|x| x == o);
+    let mut flags = 0;
+    for (name, flag) in [
+        ("ro", MNT_RDONLY),
+        ("nosuid", MNT_NOSUID),
+        ("nodev", MNT_NODEV),
+        ("noexec", MNT_NOEXEC),
+    ] {
+        if has(name) {
+            flags |= flag;
+        }
+    }
+    let typ = m.typ().as_deref().unwrap_or("");
+    let bind = has("bind") || has("rbind") || typ == "bind";
+    let kind = match typ {
+        _ if bind => {
+            let src = m
+                .source()
+                .as_ref()
+                .with_context(|| format!("bind mount {dst_str} has no source"))?;
+            let src = std::path::absolute(src)?;
+            let src = src
+                .to_str()
+                .context("a bind source is not UTF-8")?
+                .to_string();
+            std::fs::metadata(&src).with_context(|| format!("bind mount source {src}"))?;
+            let readonly = has("ro");
+            let conn = trees.len();
+            trees.push(if readonly {
+                format!("{src}:ro")
+            } else {
+                src.clone()
+            });
+            MountKind::Bind {
+                conn,
+                source: src.into_bytes(),
+                readonly,
+            }
+        }
+        "proc" => MountKind::Proc,
+        "sysfs" => MountKind::Sysfs,
+        "devpts" => MountKind::Devpts,
+        // veil's own devices, as runsc does.
+        "tmpfs" if dst == Path::new("/dev") => MountKind::Devtmpfs,
+        "tmpfs" => {
+            let data: Vec<&str> = options
+                .iter()
+                .map(String::as_str)
+                .filter(|o| o.starts_with("size=") || o.starts_with("mode="))
+                .collect();
+            let opts = TmpfsOptions::parse(data.join(",").as_bytes(), DEFAULT_SIZE_LIMIT)
+                .map_err(|e| anyhow::anyhow!("tmpfs mount {dst_str}: bad options ({e})"))?;
+            MountKind::Tmpfs {
+                size: opts.size,
+                mode: opts.mode,
+            }
+        }
+        // sysfs serves /sys/fs/cgroup; there is no POSIX message queue
+        // file system: both are in every runtime's default mounts.
+        "cgroup" | "cgroup2" | "mqueue" => {
+            tracing::debug!("{typ} mount at {dst_str}: not mounted");
+            return Ok(None);
+        }
+        other => bail!("unsupported mount type {other:?} at {dst_str}"),
+    };
+    Ok(Some(MountEntry {
+        destination: dst_str.as_bytes().to_vec(),
+        kind,
+        flags,
+    }))
+}

@@ -1,0 +1,520 @@
+//! create, start, kill, delete and run: a container's life.
+//!
+//! No veil process supervises a container. `create` starts the gofer and
+//! the sentry detached (re-parented to the caller's subreaper, such as
+//! containerd's shim or conmon), waits until init is loaded, records the
+//! state and exits. The sentry's host pid is the container's pid, and its
+//! exit status is the container's. Later commands reach the sentry through
+//! the control socket in the container's directory.
+
+use std::fs::File;
+use std::io::{Read as _, Write as _};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt as _;
+use std::os::unix::process::ExitStatusExt as _;
+use std::path::Path;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{bail, Context as _};
+use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
+use veil_confine::spawn::{gofer_namespaces, Child, Spawn, SENTRY_NAMESPACES};
+use veil_sentry::control::{Reply, Request, MAX_MESSAGE};
+
+use super::bundle::Bundle;
+use super::state::{self, Container, HostProcess, State, StateError, Status, Store};
+
+/// How long a command waits for the sentry to answer.
+const CONTROL_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long `delete` waits for killed processes to go.
+const KILL_TIMEOUT: Duration = Duration::from_secs(5);
+const SOCKET_NAME: &str = "sandbox.sock";
+
+/// veil's own flags that shape a sandbox.
+#[derive(Clone, Copy, Debug)]
+pub struct Options<'a> {
+    pub strace: bool,
+    pub debug_log: Option<&'a Path>,
+}
+
+/// What `create` needs, from `create` or `run`.
+pub struct CreateArgs<'a> {
+    pub id: &'a str,
+    pub bundle: &'a Path,
+    pub pid_file: Option<&'a Path>,
+    pub console_socket: Option<&'a Path>,
+    pub preserve_fds: i32,
+    /// `run` without `--detach`: the sandbox dies with us, and we wait.
+    pub attached: bool,
+}
+
+/// A created sandbox's processes; children of ours only when attached.
+pub struct Created {
+    pub sentry: Child,
+    pub gofer: Child,
+}
+
+pub fn create(root: &Path, args: &CreateArgs, opts: Options) -> anyhow::Result<Created> {
+    let store = Store::open(root)?;
+    let container = store.create(args.id)?;
+    let _lock = container.lock(true)?;
+    match start_sandbox(&container, args, opts) {
+        Ok(created) => Ok(created),
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(container.path());
+            Err(e)
+        }
+    }
+}
+
+fn start_sandbox(
+    container: &Container,
+    args: &CreateArgs,
+    opts: Options,
+) -> anyhow::Result<Created> {
+    if args.preserve_fds != 0 {
+        bail!("--preserve-fds: not supported yet");
+    }
+    let bundle = Bundle::load(args.bundle)?;
+    if bundle.terminal {
+        match args.console_socket {
+            None if !args.attached => {
+                bail!("cannot allocate tty if veil will detach without setting console socket")
+            }
+            _ => bail!("process.terminal: not supported yet"),
+        }
+    }
+
+    let mut sentry_ends = Vec::new();
+    let mut gofer = Spawn::current_exe(gofer_namespaces())?;
+    gofer.null_stdio()?;
+    let gofer_log = log_file(opts.debug_log, "gofer")?;
+    pass_log(&mut gofer, gofer_log.as_ref());
+    gofer.arg("gofer");
+    let mut gofer_ends = Vec::new();
+    for tree in &bundle.trees {
+        let (sentry_end, gofer_end) = rustix::net::socketpair(
+            AddressFamily::UNIX,
+            SocketType::SEQPACKET,
+            SocketFlags::CLOEXEC,
+            None,
+        )
+        .context("creating a gofer socket")?;
+        let fd = gofer.pass_fd(&gofer_end);
+        gofer
+            .arg("--mount")
+            .arg(tree)
+            .arg("--sock-fd")
+            .arg(fd.to_string());
+        sentry_ends.push(sentry_end);
+        gofer_ends.push(gofer_end);
+    }
+    if !args.attached {
+        gofer.detached();
+    }
+    let gofer = gofer.spawn().context("starting the gofer")?;
+    drop(gofer_ends);
+
+    let dir = open_dir(container.path())?;
+    let control = rustix::net::socket_with(
+        AddressFamily::UNIX,
+        SocketType::SEQPACKET,
+        SocketFlags::CLOEXEC,
+        None,
+    )
+    .context("creating the control socket")?;
+    rustix::net::bind_unix(&control, &socket_addr(&dir)?).context("binding the control socket")?;
+    rustix::net::listen(&control, 16).context("listening on the control socket")?;
+    let (ready_r, ready_w) =
+        rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).context("creating a pipe")?;
+    let spec = spec_file(&bundle)?;
+
+    let mut sentry = Spawn::current_exe(SENTRY_NAMESPACES)?;
+    sentry.null_stdio()?;
+    if !args.attached {
+        sentry.detached();
+    }
+    let sentry_log = log_file(opts.debug_log, "sentry")?;
+    pass_log(&mut sentry, sentry_log.as_ref());
+    sentry.arg("boot");
+    for end in &sentry_ends {
+        let fd = sentry.pass_fd(end);
+        sentry.arg("--gofer-fd").arg(fd.to_string());
+    }
+    // The container's stdio is ours, as runc's init inherits it.
+    let stdio = [
+        sentry.pass_fd(&std::io::stdin()),
+        sentry.pass_fd(&std::io::stdout()),
+        sentry.pass_fd(&std::io::stderr()),
+    ];
+    for fd in stdio {
+        sentry.arg("--stdio-fd").arg(fd.to_string());
+    }
+    let spec_fd = sentry.pass_fd(&spec);
+    let control_fd = sentry.pass_fd(&control);
+    let ready_fd = sentry.pass_fd(&ready_w);
+    sentry
+        .arg("--spec-fd")
+        .arg(spec_fd.to_string())
+        .arg("--control-fd")
+        .arg(control_fd.to_string())
+        .arg("--ready-fd")
+        .arg(ready_fd.to_string());
+    if opts.strace {
+        sentry.arg("--strace");
+    }
+    let sentry = match sentry.spawn() {
+        Ok(s) => s,
+        Err(e) => {
+            gofer.signal(libc_sigkill());
+            return Err(e).context("starting the sentry");
+        }
+    };
+    drop((sentry_ends, ready_w, control, spec));
+    let created = Created { sentry, gofer };
+    if let Err(e) = await_ready(ready_r) {
+        kill_children(&created);
+        return Err(e);
+    }
+
+    let state = State {
+        id: args.id.to_string(),
+        bundle: bundle.dir.clone(),
+        rootfs: bundle.rootfs.clone(),
+        created: state::rfc3339_nanos(SystemTime::now()),
+        owner: rustix::process::geteuid().as_raw(),
+        status: Status::Created,
+        annotations: bundle.annotations.clone(),
+        sentry: HostProcess::current(created.sentry.pid()),
+        gofer: HostProcess::current(created.gofer.pid()),
+    };
+    let recorded = container
+        .write(&state)
+        .map_err(anyhow::Error::from)
+        .and_then(|()| {
+            // Last: containerd takes the file as the end of create.
+            match args.pid_file {
+                Some(path) => write_pid_file(path, created.sentry.pid()),
+                None => Ok(()),
+            }
+        });
+    if let Err(e) = recorded {
+        kill_children(&created);
+        return Err(e);
+    }
+    Ok(created)
+}
+
+fn libc_sigkill() -> i32 {
+    rustix::process::Signal::Kill as i32
+}
+
+fn kill_children(c: &Created) {
+    c.sentry.signal(libc_sigkill());
+    c.gofer.signal(libc_sigkill());
+}
+
+/// The sandbox spec in an unlinked file the sentry reads.
+fn spec_file(bundle: &Bundle) -> anyhow::Result<File> {
+    let bytes = postcard::to_allocvec(&bundle.sandbox).context("encoding the sandbox spec")?;
+    let mut file = tempfile::tempfile().context("creating the sandbox spec")?;
+    file.write_all(&bytes)
+        .and_then(|()| std::io::Seek::rewind(&mut file))
+        .context("writing the sandbox spec")?;
+    Ok(file)
+}
+
+/// Waits for the sentry's word on init: `ok`, or why it could not load.
+fn await_ready(ready: OwnedFd) -> anyhow::Result<()> {
+    let mut msg = Vec::new();
+    File::from(ready)
+        .take(4096)
+        .read_to_end(&mut msg)
+        .context("waiting for the sandbox")?;
+    match msg.as_slice() {
+        b"ok" => Ok(()),
+        b"" => bail!("the sandbox failed to start (see --debug-log)"),
+        text => bail!(
+            "starting the container process: {}",
+            String::from_utf8_lossy(text)
+        ),
+    }
+}
+
+/// The pid file: the number alone, without a newline, put in place at
+/// once, as runc writes it.
+fn write_pid_file(path: &Path, pid: i32) -> anyhow::Result<()> {
+    let path = std::path::absolute(path)?;
+    let tmp = path.with_file_name(format!(
+        ".{}.tmp",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("pid")
+    ));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o644)
+        .open(&tmp)
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    f.write_all(pid.to_string().as_bytes())
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))
+}
+
+fn log_file(dir: Option<&Path>, role: &str) -> anyhow::Result<Option<File>> {
+    dir.map(|dir| {
+        let path = dir.join(format!("{role}-{}.log", std::process::id()));
+        File::create(&path).with_context(|| format!("creating {}", path.display()))
+    })
+    .transpose()
+}
+
+fn pass_log(child: &mut Spawn, log: Option<&File>) {
+    if let Some(log) = log {
+        let fd = child.pass_fd(log);
+        child.arg("--log-fd").arg(fd.to_string());
+    }
+}
+
+fn open_dir(path: &Path) -> anyhow::Result<OwnedFd> {
+    rustix::fs::open(
+        path,
+        rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .with_context(|| format!("opening {}", path.display()))
+}
+
+/// The control socket's address through a descriptor of its directory,
+/// so that a state root of any length fits in `sun_path`.
+fn socket_addr(dir: &impl AsFd) -> anyhow::Result<SocketAddrUnix> {
+    let path = format!("/proc/self/fd/{}/{SOCKET_NAME}", dir.as_fd().as_raw_fd());
+    SocketAddrUnix::new(path.as_str()).context("the control socket's address")
+}
+
+/// Sends one request to a container's sentry and returns its reply.
+fn request(container: &Container, req: &Request) -> anyhow::Result<()> {
+    let dir = open_dir(container.path())?;
+    let sock = rustix::net::socket_with(
+        AddressFamily::UNIX,
+        SocketType::SEQPACKET,
+        SocketFlags::CLOEXEC,
+        None,
+    )
+    .context("creating a socket")?;
+    rustix::net::connect_unix(&sock, &socket_addr(&dir)?).context("connecting to the sandbox")?;
+    rustix::net::sockopt::set_socket_timeout(
+        &sock,
+        rustix::net::sockopt::Timeout::Recv,
+        Some(CONTROL_TIMEOUT),
+    )
+    .context("setting a timeout")?;
+    let bytes = postcard::to_allocvec(req).context("encoding a request")?;
+    rustix::io::write(&sock, &bytes).context("sending to the sandbox")?;
+    let mut buf = vec![0u8; MAX_MESSAGE];
+    let n = rustix::io::read(&sock, &mut buf).context("reading the sandbox's reply")?;
+    match postcard::from_bytes::<Reply>(&buf[..n]) {
+        Ok(Reply::Ok) => Ok(()),
+        Ok(Reply::Error(msg)) => bail!("{}", msg.chars().take(4096).collect::<String>()),
+        Err(_) if n == 0 => bail!("the sandbox closed the connection"),
+        Err(e) => bail!("a bad reply from the sandbox: {e}"),
+    }
+}
+
+pub fn start(root: &Path, id: &str) -> anyhow::Result<u8> {
+    let container = Store::open(root)?.get(id)?;
+    let _lock = container.lock(true)?;
+    let mut state = container.read()?;
+    match state.status() {
+        Status::Created => {}
+        Status::Stopped => bail!("cannot start a container that has stopped"),
+        Status::Paused => bail!("cannot start a paused container"),
+        Status::Running | Status::Creating => bail!("cannot start an already running container"),
+    }
+    request(&container, &Request::Start)?;
+    state.status = Status::Running;
+    container.write(&state)?;
+    Ok(0)
+}
+
+pub fn kill(root: &Path, id: &str, signal: &str, all: bool) -> anyhow::Result<u8> {
+    let signo = parse_signal(signal)?;
+    let container = Store::open(root)?.get(id)?;
+    let _lock = container.lock(true)?;
+    let state = container.read()?;
+    if state.status() == Status::Stopped {
+        // containerd takes this wording for "already finished".
+        if all {
+            return Ok(0);
+        }
+        bail!("container not running");
+    }
+    request(&container, &Request::Signal { signo, all })?;
+    Ok(0)
+}
+
+/// A signal by number, or by name with or without `SIG`.
+pub fn parse_signal(s: &str) -> anyhow::Result<i32> {
+    if let Ok(n) = s.parse::<i32>() {
+        if (1..=64).contains(&n) {
+            return Ok(n);
+        }
+        bail!("invalid signal number {n}");
+    }
+    let name = s.to_ascii_uppercase();
+    let name = name.strip_prefix("SIG").unwrap_or(&name);
+    let n = match name {
+        "HUP" => 1,
+        "INT" => 2,
+        "QUIT" => 3,
+        "ILL" => 4,
+        "TRAP" => 5,
+        "ABRT" | "IOT" => 6,
+        "BUS" => 7,
+        "FPE" => 8,
+        "KILL" => 9,
+        "USR1" => 10,
+        "SEGV" => 11,
+        "USR2" => 12,
+        "PIPE" => 13,
+        "ALRM" => 14,
+        "TERM" => 15,
+        "STKFLT" => 16,
+        "CHLD" => 17,
+        "CONT" => 18,
+        "STOP" => 19,
+        "TSTP" => 20,
+        "TTIN" => 21,
+        "TTOU" => 22,
+        "URG" => 23,
+        "XCPU" => 24,
+        "XFSZ" => 25,
+        "VTALRM" => 26,
+        "PROF" => 27,
+        "WINCH" => 28,
+        "IO" | "POLL" => 29,
+        "PWR" => 30,
+        "SYS" => 31,
+        _ => match name.strip_prefix("RTMIN") {
+            Some("") => 34,
+            Some(off) => off
+                .strip_prefix('+')
+                .and_then(|n| n.parse::<i32>().ok())
+                .map(|n| 34 + n)
+                .filter(|n| (34..=64).contains(n))
+                .with_context(|| format!("unknown signal {s:?}"))?,
+            None => bail!("unknown signal {s:?}"),
+        },
+    };
+    Ok(n)
+}
+
+pub fn delete(root: &Path, id: &str, force: bool) -> anyhow::Result<u8> {
+    let store = Store::open(root)?;
+    let container = match store.get(id) {
+        Err(StateError::NotExist) if force => return Ok(0),
+        other => other?,
+    };
+    let _lock = container.lock(true)?;
+    match container.read() {
+        Ok(state) => {
+            let status = state.status();
+            if status != Status::Stopped && !force {
+                let status = serde_json::to_value(status)?;
+                bail!(
+                    "cannot delete container {id} that is not stopped: {}",
+                    status.as_str().unwrap_or_default()
+                );
+            }
+            destroy(&state)?;
+        }
+        // Left half-made by a create that died.
+        Err(StateError::NotExist) if force => {}
+        Err(e) => return Err(e.into()),
+    }
+    std::fs::remove_dir_all(container.path())
+        .with_context(|| format!("removing {}", container.path().display()))?;
+    Ok(0)
+}
+
+/// Kills what is left of a sandbox and waits until it is gone.
+fn destroy(state: &State) -> anyhow::Result<()> {
+    let procs: Vec<_> = [state.sentry, state.gofer].into_iter().flatten().collect();
+    for p in &procs {
+        p.kill();
+    }
+    let deadline = Instant::now() + KILL_TIMEOUT;
+    while procs.iter().any(HostProcess::alive) {
+        if Instant::now() > deadline {
+            bail!("the sandbox's processes did not exit after SIGKILL");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Ok(())
+}
+
+/// `run`: create and start; unless detached, wait for the container's
+/// exit, delete it (unless `--keep`) and exit with its status.
+pub fn run(root: &Path, args: &liboci_cli::Run, opts: Options) -> anyhow::Result<u8> {
+    let created = create(
+        root,
+        &CreateArgs {
+            id: &args.container_id,
+            bundle: &args.bundle,
+            pid_file: args.pid_file.as_deref(),
+            console_socket: args.console_socket.as_deref(),
+            preserve_fds: args.preserve_fds,
+            attached: !args.detach,
+        },
+        opts,
+    )?;
+    if let Err(e) = start(root, &args.container_id) {
+        let _ = delete(root, &args.container_id, true);
+        return Err(e);
+    }
+    if args.detach {
+        return Ok(0);
+    }
+    crate::signals::forward_to(created.sentry.pid())?;
+    let status = created.sentry.wait().context("waiting for the sandbox")?;
+    let _ = created.gofer.wait();
+    if !args.keep {
+        delete(root, &args.container_id, true)?;
+    }
+    Ok(match status.signal() {
+        Some(sig) => 128u8.wrapping_add(sig as u8),
+        None => status.code().unwrap_or(1) as u8,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signals_by_number_and_name() {
+        for (s, n) in [
+            ("15", 15),
+            ("TERM", 15),
+            ("SIGTERM", 15),
+            ("sigkill", 9),
+            ("KILL", 9),
+            ("SIGRTMIN", 34),
+            ("RTMIN+3", 37),
+            ("64", 64),
+        ] {
+            assert_eq!(parse_signal(s).ok(), Some(n), "{s}");
+        }
+        for s in ["0", "65", "BOGUS", "RTMIN+31", "-1", ""] {
+            assert!(parse_signal(s).is_err(), "{s}");
+        }
+    }
+
+    #[test]
+    fn deleting_a_missing_container() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let err = delete(root.path(), "nope", false).expect_err("fails");
+        assert_eq!(err.to_string(), "container does not exist");
+        assert_eq!(delete(root.path(), "nope", true).ok(), Some(0));
+        assert!(!root.path().join("nope").exists());
+    }
+}

@@ -1,0 +1,547 @@
+//! Container lifecycles through the OCI commands, veil against runc on the
+//! same busybox bundle: create, state, start, kill, delete and run, their
+//! exit codes, statuses and the container's output, and the bundle's
+//! process settings as the container sees them.
+//!
+//! Each lifecycle runs in a helper process that is a child subreaper and
+//! reaps between steps, as containerd's shim does: a detached sandbox (or
+//! runc's init) is re-parented to it.
+
+#![allow(clippy::unwrap_used)] // A test's failure is a panic.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// Set for the helper: the runtime to drive.
+const RUNTIME: &str = "VEIL_TEST_LIFECYCLE_RUNTIME";
+/// Set for the helper: which lifecycle.
+const SCRIPT: &str = "VEIL_TEST_LIFECYCLE_SCRIPT";
+/// Set for the helper: where its transcript goes.
+const TRANSCRIPT: &str = "VEIL_TEST_LIFECYCLE_TRANSCRIPT";
+
+fn veil_exe() -> &'static str {
+    env!("CARGO_BIN_EXE_veil")
+}
+
+/// runc's path, or None (with a note) when it is not installed outside CI.
+fn runc_exe() -> Option<PathBuf> {
+    let found = ["/usr/sbin/runc", "/usr/bin/runc", "/usr/local/sbin/runc"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists());
+    if found.is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "runc is required under CI (.ci/run installs it)"
+        );
+        eprintln!("skipped: runc not installed");
+    }
+    found
+}
+
+/// A bundle of busybox-static's applets, with `config` merged over the
+/// default spec's process (and `extra` over the spec itself).
+fn bundle(dir: &Path, process: serde_json::Value, extra: serde_json::Value) -> PathBuf {
+    let bundle = dir.join("bundle");
+    let rootfs = bundle.join("rootfs");
+    for d in ["bin", "proc", "sys", "dev", "tmp", "etc", "home/user"] {
+        std::fs::create_dir_all(rootfs.join(d)).unwrap();
+    }
+    std::fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
+    let list = Command::new("/bin/busybox").arg("--list").output().unwrap();
+    for applet in String::from_utf8_lossy(&list.stdout).split_whitespace() {
+        if applet != "busybox" {
+            std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
+        }
+    }
+    let out = Command::new(veil_exe())
+        .args(["spec", "--bundle"])
+        .arg(&bundle)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "veil spec: {out:?}");
+    let path = bundle.join("config.json");
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    config["process"]["terminal"] = false.into();
+    merge(&mut config["process"], process);
+    merge(&mut config, extra);
+    std::fs::write(&path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
+    bundle
+}
+
+fn merge(into: &mut serde_json::Value, from: serde_json::Value) {
+    if let (Some(into), serde_json::Value::Object(from)) = (into.as_object_mut(), from) {
+        into.extend(from);
+    }
+}
+
+/// The helper's side: runs one script against one runtime as a subreaper
+/// and prints its transcript.
+#[test]
+#[ignore = "a helper process of the lifecycle tests, not a test"]
+fn helper_lifecycle() {
+    let runtime = std::env::var(RUNTIME).expect("run by the lifecycle tests");
+    let script = std::env::var(SCRIPT).expect("run by the lifecycle tests");
+    // SAFETY: prctl with integer arguments only.
+    let r = unsafe { nix::libc::prctl(nix::libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    assert_eq!(r, 0, "PR_SET_CHILD_SUBREAPER");
+    let tmp = tempfile::tempdir().unwrap();
+    let mut h = Helper {
+        runtime: runtime.into(),
+        root: tmp.path().join("state"),
+        dir: tmp.path().to_path_buf(),
+        log: String::new(),
+    };
+    match script.as_str() {
+        "lifecycle" => h.lifecycle(),
+        "init-signals" => h.init_signals(),
+        "run" => h.run_exit_codes(),
+        "config" => h.config(),
+        other => panic!("unknown script {other}"),
+    }
+    let path = std::env::var(TRANSCRIPT).expect("run by the lifecycle tests");
+    std::fs::write(path, &h.log).unwrap();
+}
+
+struct Helper {
+    runtime: PathBuf,
+    root: PathBuf,
+    dir: PathBuf,
+    log: String,
+}
+
+impl Helper {
+    /// Runs the runtime with `args` and reaps what was re-parented to us.
+    /// Its output goes to files, not pipes, as a container it starts
+    /// inherits them: to `out` for a container's output, else to scratch
+    /// files that are read back.
+    fn call_with(&mut self, args: &[&str], out: Option<&Path>) -> Output {
+        let (stdout_path, stderr_path) = match out {
+            Some(path) => (path.to_path_buf(), path.to_path_buf()),
+            None => (self.dir.join("call.out"), self.dir.join("call.err")),
+        };
+        let stdout = std::fs::File::create(&stdout_path).unwrap();
+        let stderr = match out {
+            Some(_) => stdout.try_clone().unwrap(),
+            None => std::fs::File::create(&stderr_path).unwrap(),
+        };
+        let status = Command::new("timeout")
+            .arg("60")
+            .arg(&self.runtime)
+            .arg("--root")
+            .arg(&self.root)
+            .args(args)
+            .current_dir(&self.dir)
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr)
+            .status()
+            .unwrap();
+        reap();
+        match out {
+            Some(_) => Output {
+                status,
+                stdout: Vec::new(),
+                stderr: Vec::new(),
+            },
+            None => Output {
+                status,
+                stdout: std::fs::read(&stdout_path).unwrap(),
+                stderr: std::fs::read(&stderr_path).unwrap(),
+            },
+        }
+    }
+
+    fn call(&mut self, args: &[&str]) -> Output {
+        self.call_with(args, None)
+    }
+
+    /// Records a step's exit code and, for failures, whether its message
+    /// names `expect`.
+    fn step(&mut self, name: &str, args: &[&str], expect: Option<&str>) -> Output {
+        let out = self.call(args);
+        let code = out.status.code().unwrap_or(-1);
+        let _ = write!(self.log, "{name}: rc={code}");
+        if let Some(expect) = expect {
+            let said = String::from_utf8_lossy(&out.stderr).contains(expect);
+            let _ = write!(self.log, " says {expect:?}: {said}");
+        }
+        self.log.push('\n');
+        out
+    }
+
+    fn state(&mut self, id: &str) -> Option<serde_json::Value> {
+        let out = self.call(&["state", id]);
+        out.status
+            .success()
+            .then(|| serde_json::from_slice(&out.stdout).unwrap())
+    }
+
+    fn status(&mut self, id: &str) -> String {
+        self.state(id)
+            .map(|s| s["status"].as_str().unwrap().to_string())
+            .unwrap_or_else(|| "missing".into())
+    }
+
+    fn record_status(&mut self, label: &str, id: &str) {
+        let status = self.status(id);
+        let _ = writeln!(self.log, "{label}: {status}");
+    }
+
+    /// Polls until the container is stopped; records how it ended.
+    fn await_stopped(&mut self, label: &str, id: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut status = self.status(id);
+        while status != "stopped" && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+            status = self.status(id);
+        }
+        let _ = writeln!(self.log, "{label}: {status}");
+    }
+
+    fn lifecycle(&mut self) {
+        let b = bundle(
+            &self.dir,
+            serde_json::json!({"args": ["sh", "-c",
+                "trap 'echo got-term; exit 143' TERM; echo hello; while true; do sleep 0.1; done"]}),
+            serde_json::json!({}),
+        );
+        let b = b.to_str().unwrap().to_string();
+        let pid_file = self.dir.join("init.pid");
+        let out = self.dir.join("container.out");
+        let create = self.call_with(
+            &[
+                "create",
+                "--bundle",
+                &b,
+                "--pid-file",
+                pid_file.to_str().unwrap(),
+                "lc1",
+            ],
+            Some(&out),
+        );
+        let _ = writeln!(self.log, "create: rc={:?}", create.status.code());
+        let pid = std::fs::read_to_string(&pid_file).unwrap_or_default();
+        let _ = writeln!(
+            self.log,
+            "pid file is a bare number: {}",
+            !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit())
+        );
+        let state = self.state("lc1").unwrap();
+        let keys: Vec<_> = state.as_object().unwrap().keys().cloned().collect();
+        let _ = writeln!(self.log, "state keys: {keys:?}");
+        let _ = writeln!(
+            self.log,
+            "created: {}, pid matches the pid file: {}, bundle: {}, rootfs: {}",
+            state["status"],
+            state["pid"].as_i64().map(|p| p.to_string()).as_deref() == Some(pid.as_str()),
+            state["bundle"] == b.as_str(),
+            state["rootfs"] == format!("{b}/rootfs").as_str()
+        );
+        self.step("start", &["start", "lc1"], None);
+        self.record_status("after start", "lc1");
+        self.step("start again", &["start", "lc1"], Some("already running"));
+        self.step("delete running", &["delete", "lc1"], Some("not stopped"));
+        // Until the shell has set its trap.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !std::fs::read_to_string(&out).unwrap().contains("hello") {
+            assert!(Instant::now() < deadline, "no output");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        self.step("kill TERM", &["kill", "lc1", "TERM"], None);
+        self.await_stopped("after kill", "lc1");
+        let state = self.state("lc1").unwrap();
+        let _ = writeln!(self.log, "stopped pid: {}", state["pid"]);
+        let _ = writeln!(
+            self.log,
+            "container output: {:?}",
+            std::fs::read_to_string(&out).unwrap()
+        );
+        self.step(
+            "kill stopped",
+            &["kill", "lc1", "15"],
+            Some("container not running"),
+        );
+        self.step(
+            "kill --all stopped",
+            &["kill", "--all", "lc1", "KILL"],
+            None,
+        );
+        self.step("start stopped", &["start", "lc1"], Some("has stopped"));
+        self.step("delete", &["delete", "lc1"], None);
+        self.step(
+            "state deleted",
+            &["state", "lc1"],
+            Some("container does not exist"),
+        );
+        self.step(
+            "delete missing",
+            &["delete", "lc1"],
+            Some("container does not exist"),
+        );
+        self.step(
+            "delete --force missing",
+            &["delete", "--force", "lc1"],
+            None,
+        );
+        let list = self.call(&["list", "-q"]);
+        let _ = writeln!(
+            self.log,
+            "list: {:?}",
+            String::from_utf8_lossy(&list.stdout)
+        );
+        self.step("kill unknown signal", &["kill", "lc1", "BOGUS"], None);
+        self.step(
+            "create bad id",
+            &["create", "--bundle", &b, "bad/id"],
+            Some("invalid container ID format"),
+        );
+        std::fs::remove_file(format!("{b}/config.json")).unwrap();
+        self.step(
+            "create without config",
+            &["create", "--bundle", &b, "x"],
+            Some("config.json not found"),
+        );
+    }
+
+    /// The container's init is a PID namespace's init: without a handler,
+    /// TERM is dropped and only KILL ends it; a signal in the created
+    /// state ends it before it runs.
+    fn init_signals(&mut self) {
+        let b = bundle(
+            &self.dir,
+            serde_json::json!({"args": ["sleep", "1000"]}),
+            serde_json::json!({}),
+        );
+        let b = b.to_str().unwrap().to_string();
+        self.step("create", &["create", "--bundle", &b, "s1"], None);
+        self.step("start", &["start", "s1"], None);
+        self.step("kill TERM", &["kill", "s1", "TERM"], None);
+        std::thread::sleep(Duration::from_millis(500));
+        self.record_status("after TERM", "s1");
+        let pid = self.state("s1").unwrap()["pid"].as_i64().unwrap();
+        self.step("kill KILL", &["kill", "s1", "KILL"], None);
+        self.await_stopped("after KILL", "s1");
+        self.step("delete", &["delete", "s1"], None);
+        let _ = writeln!(self.log, "the container's pid is gone: {}", gone(pid));
+
+        self.step("create s2", &["create", "--bundle", &b, "s2"], None);
+        self.step("kill created", &["kill", "s2", "SIGTERM"], None);
+        self.await_stopped("after kill in created", "s2");
+        self.step("delete s2", &["delete", "s2"], None);
+
+        self.step("create s3", &["create", "--bundle", &b, "s3"], None);
+        self.step("start s3", &["start", "s3"], None);
+        let pid = self.state("s3").unwrap()["pid"].as_i64().unwrap();
+        self.step("delete --force running", &["delete", "--force", "s3"], None);
+        let _ = writeln!(self.log, "the container's pid is gone: {}", gone(pid));
+        let list = self.call(&["list", "-q"]);
+        let _ = writeln!(
+            self.log,
+            "list: {:?}",
+            String::from_utf8_lossy(&list.stdout)
+        );
+        let left: Vec<_> = std::fs::read_dir(&self.root).unwrap().collect();
+        let _ = writeln!(self.log, "state root entries: {}", left.len());
+    }
+
+    fn run_exit_codes(&mut self) {
+        let b = bundle(
+            &self.dir,
+            serde_json::json!({"args": ["sh", "-c", "echo from-run; exit 42"]}),
+            serde_json::json!({}),
+        );
+        let b = b.to_str().unwrap().to_string();
+        let out = self.dir.join("run.out");
+        let run = self.call_with(&["run", "--bundle", &b, "r1"], Some(&out));
+        let _ = writeln!(
+            self.log,
+            "run: rc={:?} output={:?}",
+            run.status.code(),
+            std::fs::read_to_string(&out).unwrap()
+        );
+        let list = self.call(&["list", "-q"]);
+        let _ = writeln!(
+            self.log,
+            "list after run: {:?}",
+            String::from_utf8_lossy(&list.stdout)
+        );
+        let mut config: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(format!("{b}/config.json")).unwrap()).unwrap();
+        // Even SIGKILL from inside is dropped for a namespace's init.
+        config["process"]["args"] = serde_json::json!(["sh", "-c", "kill -KILL $$"]);
+        std::fs::write(format!("{b}/config.json"), config.to_string()).unwrap();
+        let run = self.call_with(&["run", "--bundle", &b, "r2"], Some(&out));
+        let _ = writeln!(self.log, "run killed: rc={:?}", run.status.code());
+        config["process"]["args"] = serde_json::json!(["/bin/no-such-program"]);
+        std::fs::write(format!("{b}/config.json"), config.to_string()).unwrap();
+        self.step(
+            "run missing program",
+            &["run", "--bundle", &b, "r3"],
+            Some("no-such-program"),
+        );
+        let list = self.call(&["list", "-q"]);
+        let _ = writeln!(
+            self.log,
+            "list after failed run: {:?}",
+            String::from_utf8_lossy(&list.stdout)
+        );
+    }
+
+    /// What the process sees of its bundle's settings.
+    fn config(&mut self) {
+        let b = bundle(
+            &self.dir,
+            serde_json::json!({
+                "args": ["sh", "-c", "hostname; id; echo \"FOO=$FOO\"; pwd; ulimit -n; umask; \
+                          touch /x 2>/dev/null; echo \"touch root: $?\"; \
+                          touch /dev/shm/y 2>/dev/null; echo \"touch shm: $?\""],
+                "env": ["PATH=/bin", "FOO=bar baz"],
+                "cwd": "/home/user",
+                "user": {"uid": 1000, "gid": 1000, "additionalGids": [10, 20], "umask": 23},
+                "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 512, "soft": 256}],
+            }),
+            serde_json::json!({"hostname": "parity-test"}),
+        );
+        let b = b.to_str().unwrap().to_string();
+        let out = self.dir.join("config.out");
+        let run = self.call_with(&["run", "--bundle", &b, "cfg"], Some(&out));
+        let _ = writeln!(
+            self.log,
+            "run: rc={:?}\n{}",
+            run.status.code(),
+            std::fs::read_to_string(&out).unwrap()
+        );
+    }
+}
+
+/// Whether a host pid has no live process (a zombie counts as gone).
+fn gone(pid: i64) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+    }
+}
+
+/// Reaps every exited child: all the helper's own commands have been
+/// waited for, so what is left was re-parented to it.
+fn reap() {
+    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+    while let Ok(status) = waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+        if status == WaitStatus::StillAlive {
+            break;
+        }
+    }
+}
+
+/// Runs `script` against `runtime` in a helper process.
+fn transcript(runtime: &Path, script: &str) -> String {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "helper_lifecycle", "--ignored", "--nocapture"])
+        .env(RUNTIME, runtime)
+        .env(SCRIPT, script)
+        .env(TRANSCRIPT, file.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{script} on {}: {}{}",
+        runtime.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::read_to_string(file.path()).unwrap()
+}
+
+/// veil's transcript, compared with runc's when runc is installed; `expect`
+/// lines must be in veil's either way, so that veil is checked without
+/// runc too.
+fn compare(script: &str, expect: &[&str]) {
+    let ours = transcript(Path::new(veil_exe()), script);
+    for line in expect {
+        assert!(
+            ours.lines().any(|l| l == *line),
+            "{script}: veil's transcript lacks {line:?}:\n{ours}"
+        );
+    }
+    if let Some(runc) = runc_exe() {
+        let theirs = transcript(&runc, script);
+        assert_eq!(
+            ours, theirs,
+            "{script}: veil (left) and runc (right) differ"
+        );
+    }
+}
+
+#[test]
+fn create_start_kill_delete_like_runc() {
+    compare(
+        "lifecycle",
+        &[
+            "create: rc=Some(0)",
+            "pid file is a bare number: true",
+            "state keys: [\"bundle\", \"created\", \"id\", \"ociVersion\", \"owner\", \"pid\", \"rootfs\", \"status\"]",
+            "created: \"created\", pid matches the pid file: true, bundle: true, rootfs: true",
+            "after start: running",
+            "after kill: stopped",
+            "stopped pid: 0",
+            "container output: \"hello\\ngot-term\\n\"",
+            "kill stopped: rc=1 says \"container not running\": true",
+            "kill --all stopped: rc=0",
+            "delete: rc=0",
+            "delete --force missing: rc=0",
+            "create without config: rc=1 says \"config.json not found\": true",
+        ],
+    );
+}
+
+#[test]
+fn init_ignores_signals_it_has_no_handler_for_like_runc() {
+    compare(
+        "init-signals",
+        &[
+            "after TERM: running",
+            "after KILL: stopped",
+            "after kill in created: stopped",
+            "the container's pid is gone: true",
+            "state root entries: 0",
+        ],
+    );
+}
+
+#[test]
+fn run_returns_the_exit_code_like_runc() {
+    compare(
+        "run",
+        &[
+            "run: rc=Some(42) output=\"from-run\\n\"",
+            "list after run: \"\"",
+            "run killed: rc=Some(0)",
+            "run missing program: rc=1 says \"no-such-program\": true",
+            "list after failed run: \"\"",
+        ],
+    );
+}
+
+#[test]
+fn the_process_gets_the_bundles_settings_like_runc() {
+    compare(
+        "config",
+        &[
+            "parity-test",
+            "uid=1000 gid=1000 groups=10,20",
+            "FOO=bar baz",
+            "/home/user",
+            "256",
+            "0027",
+            "touch root: 1",
+            "touch shm: 0",
+        ],
+    );
+}
