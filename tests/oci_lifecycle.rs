@@ -100,6 +100,7 @@ fn helper_lifecycle() {
         "init-signals" => h.init_signals(),
         "run" => h.run_exit_codes(),
         "config" => h.config(),
+        "hooks" => h.hooks(),
         other => panic!("unknown script {other}"),
     }
     let path = std::env::var(TRANSCRIPT).expect("run by the lifecycle tests");
@@ -397,6 +398,8 @@ impl Helper {
             &self.dir,
             serde_json::json!({
                 "args": ["sh", "-c", "hostname; id; echo \"FOO=$FOO\"; pwd; ulimit -n; umask; \
+                          echo \"masked file: [$(cat /etc/secret)] dir: $(ls /etc/secrets | wc -l)\"; \
+                          grep ' /proc/sys ' /proc/mounts | cut -d' ' -f1,3,4 | cut -d, -f1; \
                           touch /x 2>/dev/null; echo \"touch root: $?\"; \
                           touch /dev/shm/y 2>/dev/null; echo \"touch shm: $?\""],
                 "env": ["PATH=/bin", "FOO=bar baz"],
@@ -406,6 +409,15 @@ impl Helper {
             }),
             serde_json::json!({"hostname": "parity-test"}),
         );
+        let rootfs = b.join("rootfs");
+        std::fs::write(rootfs.join("etc/secret"), "s3cret").unwrap();
+        std::fs::create_dir_all(rootfs.join("etc/secrets")).unwrap();
+        std::fs::write(rootfs.join("etc/secrets/key"), "k").unwrap();
+        let mut config: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(b.join("config.json")).unwrap()).unwrap();
+        let masked = config["linux"]["maskedPaths"].as_array_mut().unwrap();
+        masked.extend(["/etc/secret".into(), "/etc/secrets".into(), "/no/such/path".into()]);
+        std::fs::write(b.join("config.json"), config.to_string()).unwrap();
         let b = b.to_str().unwrap().to_string();
         let out = self.dir.join("config.out");
         let run = self.call_with(&["run", "--bundle", &b, "cfg"], Some(&out));
@@ -415,6 +427,59 @@ impl Helper {
             run.status.code(),
             std::fs::read_to_string(&out).unwrap()
         );
+    }
+}
+
+impl Helper {
+    /// Every hook appends its name and the status it was given to a log.
+    /// (startContainer is left out: runc runs it in the container, where
+    /// the log's host path is not; veil runs it on the host.)
+    fn hooks(&mut self) {
+        let log = self.dir.join("hooks.log");
+        let hook = |name: &str| {
+            serde_json::json!({
+                "path": "/bin/sh",
+                "args": ["sh", "-c",
+                    "s=$(cat); echo \"$1 $(echo \"$s\" | sed -n 's/.*\"status\":\"\\([a-z]*\\)\".*/\\1/p') $FROM_HOOK\" >> \"$2\"",
+                    "hook", name, log.to_str().unwrap()],
+                "env": ["FROM_HOOK=env-ok", "PATH=/usr/bin:/bin"],
+            })
+        };
+        let hooks = serde_json::json!({
+            "createRuntime": [hook("createRuntime")],
+            "createContainer": [hook("createContainer")],
+            "poststart": [hook("poststart")],
+            "poststop": [hook("poststop")],
+        });
+        let b = bundle(
+            &self.dir,
+            serde_json::json!({"args": ["sleep", "1000"]}),
+            serde_json::json!({ "hooks": hooks }),
+        );
+        let b = b.to_str().unwrap().to_string();
+        self.step("create", &["create", "--bundle", &b, "h1"], None);
+        self.step("start", &["start", "h1"], None);
+        self.step("kill", &["kill", "h1", "KILL"], None);
+        self.await_stopped("after kill", "h1");
+        self.step("delete", &["delete", "h1"], None);
+        let _ = writeln!(
+            self.log,
+            "hooks ran:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        // A failing createRuntime hook fails create and leaves nothing.
+        let mut config: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(format!("{b}/config.json")).unwrap()).unwrap();
+        config["hooks"] = serde_json::json!({"createRuntime": [
+            {"path": "/bin/sh", "args": ["sh", "-c", "echo hook-failed >&2; exit 3"]}
+        ]});
+        std::fs::write(format!("{b}/config.json"), config.to_string()).unwrap();
+        self.step(
+            "create with failing hook",
+            &["create", "--bundle", &b, "h2"],
+            Some("hook-failed"),
+        );
+        self.record_status("after failed create", "h2");
     }
 }
 
@@ -530,6 +595,18 @@ fn run_returns_the_exit_code_like_runc() {
 }
 
 #[test]
+fn hooks_run_on_the_host_like_runcs() {
+    compare(
+        "hooks",
+        &[
+            "poststop stopped env-ok",
+            "create with failing hook: rc=1 says \"hook-failed\": true",
+            "after failed create: missing",
+        ],
+    );
+}
+
+#[test]
 fn the_process_gets_the_bundles_settings_like_runc() {
     compare(
         "config",
@@ -540,6 +617,8 @@ fn the_process_gets_the_bundles_settings_like_runc() {
             "/home/user",
             "256",
             "0027",
+            "masked file: [] dir: 0",
+            "proc proc ro",
             "touch root: 1",
             "touch shm: 0",
         ],

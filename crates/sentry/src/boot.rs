@@ -10,7 +10,7 @@ use veil_abi::Errno;
 use veil_gofer::GoferClient;
 use veil_platform::ptrace::PtracePlatform;
 use veil_platform::{Platform, Registers};
-use veil_vfs::mount::{MountConfig, MountKind, MNT_RDONLY};
+use veil_vfs::mount::{MountConfig, MountKind, TmpfsOptions, MNT_RDONLY};
 use veil_vfs::{Creds, FdTable, FsContext, OpenFile, Vfs};
 
 use crate::control::{Gate, StartGate};
@@ -41,6 +41,12 @@ pub struct BootConfig {
     /// Mount the root read-only (after the mounts, whose mount points an
     /// overlaid root can still gain).
     pub readonly_root: bool,
+    /// Paths hidden from the application (OCI `maskedPaths`): an empty
+    /// read-only directory over a directory, /dev/null over anything else.
+    pub masked_paths: Vec<Vec<u8>>,
+    /// Paths made read-only by a bind of each onto itself (OCI
+    /// `readonlyPaths`).
+    pub readonly_paths: Vec<Vec<u8>>,
     /// Init is a PID namespace's init, as in a container: signals it has no
     /// handler for are dropped, except SIGKILL and SIGSTOP from outside.
     /// `veil do` leaves it unset, so that its programs behave as when run
@@ -187,6 +193,7 @@ pub fn boot(cfg: BootConfig) -> Result<ExitStatus, BootError> {
                 }
             })?;
     }
+    protect_paths(&vfs, &memfile, &cfg.masked_paths, &cfg.readonly_paths)?;
     if cfg.readonly_root {
         vfs.remount(&vfs.root(), MNT_RDONLY, true)
             .map_err(setup("read-only root"))?;
@@ -304,6 +311,51 @@ pub fn boot(cfg: BootConfig) -> Result<ExitStatus, BootError> {
             errno: Errno::EAGAIN,
         })?;
     thread.join().map_err(|_| BootError::TaskPanicked)?
+}
+
+/// Masks and write-protects paths as runc does, skipping those that do not
+/// exist.
+fn protect_paths(
+    vfs: &Vfs,
+    memfile: &Arc<MemoryFile>,
+    masked: &[Vec<u8>],
+    readonly: &[Vec<u8>],
+) -> Result<(), BootError> {
+    let ctx = FsContext::new(vfs.root());
+    let lookup = |path: &[u8]| match vfs.lookup(&ctx, &ctx.root, path, true) {
+        Ok(p) => Ok(Some(p)),
+        Err(Errno::ENOENT | Errno::ENOTDIR) => Ok(None),
+        Err(errno) => Err(BootError::Setup {
+            what: "masked and read-only paths",
+            errno,
+        }),
+    };
+    for path in masked {
+        let Some(at) = lookup(path)? else { continue };
+        if vfs.stat(&at).map_err(setup("masked paths"))?.is_dir() {
+            let opts =
+                TmpfsOptions::parse(b"size=4k,mode=755", 4096).map_err(setup("masked paths"))?;
+            let (root, sb) = Vfs::tmpfs(&opts, memfile);
+            vfs.mount_new(&at, root, sb, MNT_RDONLY)
+                .map_err(setup("masked paths"))?;
+        } else {
+            let null = lookup(b"/dev/null")?.ok_or(BootError::Setup {
+                what: "masked paths: no /dev/null",
+                errno: Errno::ENOENT,
+            })?;
+            vfs.bind(&null, &at, false).map_err(setup("masked paths"))?;
+        }
+    }
+    for path in readonly {
+        let Some(at) = lookup(path)? else { continue };
+        vfs.bind(&at, &at, true).map_err(setup("read-only paths"))?;
+        if let Some(top) = lookup(path)? {
+            let flags = top.mount.flags() | MNT_RDONLY;
+            vfs.remount(&top, flags, true)
+                .map_err(setup("read-only paths"))?;
+        }
+    }
+    Ok(())
 }
 
 /// Sets the limits of a process not yet running.

@@ -85,6 +85,8 @@ pub struct SandboxSpec {
     pub process: ProcessSpec,
     pub hostname: Option<Vec<u8>>,
     pub readonly_root: bool,
+    pub masked_paths: Vec<Vec<u8>>,
+    pub readonly_paths: Vec<Vec<u8>>,
     pub memory_limit: Option<u64>,
 }
 
@@ -141,6 +143,8 @@ pub fn boot(args: BootArgs, strace: bool) -> anyhow::Result<u8> {
             process: do_process(args.command, args.cwd.unwrap_or_else(|| "/".into())),
             hostname: None,
             readonly_root: false,
+            masked_paths: Vec::new(),
+            readonly_paths: Vec::new(),
             memory_limit: args.memory,
         },
     };
@@ -173,6 +177,8 @@ pub fn boot(args: BootArgs, strace: bool) -> anyhow::Result<u8> {
         process: spec.process,
         hostname: spec.hostname,
         readonly_root: spec.readonly_root,
+        masked_paths: spec.masked_paths,
+        readonly_paths: spec.readonly_paths,
         init_protected: control.is_some(),
         control,
         ready,

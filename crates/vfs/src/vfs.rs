@@ -1181,6 +1181,14 @@ impl Vfs {
     /// `recursive`, the mounts beneath `src` are bound too.
     pub fn bind(&self, src: &PathRef, at: &PathRef, recursive: bool) -> Result<(), Errno> {
         let _changing = self.lock_changes();
+        // Taken first: a bind onto a path beneath itself must not copy the
+        // new mount too.
+        let list = self
+            .mounts
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .list
+            .clone();
         let top = self.attach(at, src.dentry.clone(), src.mount.sb.clone())?;
         top.set_flags(src.mount.flags.load(Ordering::Acquire));
         if !recursive {
@@ -1189,12 +1197,6 @@ impl Vfs {
         // Copies each mount beneath, parents before children, onto the
         // copy of its parent.
         let mut copies = vec![(src.mount.clone(), top)];
-        let list = self
-            .mounts
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .list
-            .clone();
         for m in list {
             let Some(mp) = m.mountpoint() else { continue };
             let Some(parent_copy) = copies

@@ -66,6 +66,21 @@ static int listed(const char *path, const char *type)
 	return found;
 }
 
+/* How many mounts /proc/self/mounts lists on `path`. */
+static int count_listed(const char *path)
+{
+	FILE *f = fopen("/proc/self/mounts", "r");
+	char line[1024], want[512];
+	int n = 0;
+	if (!f)
+		return -1;
+	snprintf(want, sizeof want, " %s ", path);
+	while (fgets(line, sizeof line, f))
+		n += strstr(line, want) != NULL;
+	fclose(f);
+	return n;
+}
+
 static void tmpfs_lifecycle(void)
 {
 	char *a = at("a");
@@ -191,6 +206,16 @@ static void binds(void)
 	report("null on nodev: %s", RES(open(at("dev/null"), O_RDWR)));
 	report("/dev/null still: %s", RES(close(open("/dev/null", O_RDWR))));
 	umount(at("dev"));
+	/* A recursive bind onto itself copies what is beneath once. */
+	mkdir(at("self"), 0755);
+	mkdir(at("self/sub"), 0755);
+	report("tmpfs beneath: %s", RES(mount("tmpfs", at("self/sub"), "tmpfs", 0, NULL)));
+	report("rbind onto itself: %s",
+	       RES(mount(at("self"), at("self"), NULL, MS_BIND | MS_REC, NULL)));
+	report("mounts on it: %d, beneath: %d", count_listed(at("self")),
+	       count_listed(at("self/sub")));
+	umount2(at("self"), MNT_DETACH);
+	umount(at("self/sub"));
 }
 
 static void move(void)

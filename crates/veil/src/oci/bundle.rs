@@ -5,13 +5,14 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _};
-use oci_spec::runtime::{Capabilities, Mount, Spec};
+use oci_spec::runtime::{Capabilities, Hook, Mount, Spec};
 use veil_sentry::{CapSets, ProcessSpec, RlimitSpec};
 use veil_vfs::fs::memfs::DEFAULT_SIZE_LIMIT;
 use veil_vfs::mount::{
     MountConfig, MountEntry, MountKind, TmpfsOptions, MNT_NODEV, MNT_NOEXEC, MNT_NOSUID, MNT_RDONLY,
 };
 
+use super::state::LaterHooks;
 use crate::boot::SandboxSpec;
 
 /// A bundle read and checked.
@@ -26,6 +27,16 @@ pub struct Bundle {
     pub trees: Vec<String>,
     pub annotations: BTreeMap<String, String>,
     pub terminal: bool,
+    pub hooks: Hooks,
+}
+
+/// The bundle's hooks by when they run.
+#[derive(Debug, Default)]
+pub struct Hooks {
+    /// prestart (deprecated), createRuntime and createContainer: at the
+    /// end of `create`.
+    pub create: Vec<Hook>,
+    pub later: LaterHooks,
 }
 
 impl Bundle {
@@ -87,6 +98,8 @@ impl Bundle {
                 process,
                 hostname: spec.hostname().as_ref().map(|h| h.as_bytes().to_vec()),
                 readonly_root: readonly,
+                masked_paths: paths(linux.and_then(|l| l.masked_paths().as_ref()))?,
+                readonly_paths: paths(linux.and_then(|l| l.readonly_paths().as_ref()))?,
                 memory_limit,
             },
             trees,
@@ -97,8 +110,34 @@ impl Bundle {
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
             terminal,
+            hooks: spec.hooks().as_ref().map(hooks).unwrap_or_default(),
         })
     }
+}
+
+fn hooks(h: &oci_spec::runtime::Hooks) -> Hooks {
+    let list = |l: &Option<Vec<Hook>>| l.clone().unwrap_or_default();
+    Hooks {
+        create: [h.prestart(), h.create_runtime(), h.create_container()]
+            .into_iter()
+            .flat_map(list)
+            .collect(),
+        later: LaterHooks {
+            start_container: list(h.start_container()),
+            poststart: list(h.poststart()),
+            poststop: list(h.poststop()),
+        },
+    }
+}
+
+fn paths(list: Option<&Vec<String>>) -> anyhow::Result<Vec<Vec<u8>>> {
+    list.into_iter()
+        .flatten()
+        .map(|p| match p.starts_with('/') {
+            true => Ok(p.as_bytes().to_vec()),
+            false => bail!("masked and read-only paths must be absolute: {p}"),
+        })
+        .collect()
 }
 
 fn process_spec(p: &oci_spec::runtime::Process) -> anyhow::Result<(ProcessSpec, bool)> {

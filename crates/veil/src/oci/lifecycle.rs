@@ -21,6 +21,7 @@ use veil_confine::spawn::{gofer_namespaces, Child, Spawn, SENTRY_NAMESPACES};
 use veil_sentry::control::{Reply, Request, MAX_MESSAGE};
 
 use super::bundle::Bundle;
+use super::hooks;
 use super::state::{self, Container, HostProcess, State, StateError, Status, Store};
 
 /// How long a command waits for the sentry to answer.
@@ -186,10 +187,17 @@ fn start_sandbox(
         annotations: bundle.annotations.clone(),
         sentry: HostProcess::current(created.sentry.pid()),
         gofer: HostProcess::current(created.gofer.pid()),
+        hooks: bundle.hooks.later.clone(),
     };
     let recorded = container
         .write(&state)
         .map_err(anyhow::Error::from)
+        .and_then(|()| {
+            // As the spec says: the container is still being created.
+            let mut oci = state.oci(String::new());
+            oci.status = Status::Creating;
+            hooks::run("create", &bundle.hooks.create, &oci)
+        })
         .and_then(|()| {
             // Last: containerd takes the file as the end of create.
             match args.pid_file {
@@ -330,9 +338,22 @@ pub fn start(root: &Path, id: &str) -> anyhow::Result<u8> {
         Status::Paused => bail!("cannot start a paused container"),
         Status::Running | Status::Creating => bail!("cannot start an already running container"),
     }
+    if let Err(e) = hooks::run(
+        "startContainer",
+        &state.hooks.start_container,
+        &state.oci(String::new()),
+    ) {
+        let _ = destroy(&state);
+        return Err(e);
+    }
     request(&container, &Request::Start)?;
+    // With the state as it was before, as runc gives it.
+    let before = state.oci(String::new());
     state.status = Status::Running;
     container.write(&state)?;
+    if let Err(e) = hooks::run("poststart", &state.hooks.poststart, &before) {
+        eprintln!("veil: warning: {e:#}");
+    }
     Ok(0)
 }
 
@@ -415,7 +436,7 @@ pub fn delete(root: &Path, id: &str, force: bool) -> anyhow::Result<u8> {
         other => other?,
     };
     let _lock = container.lock(true)?;
-    match container.read() {
+    let state = match container.read() {
         Ok(state) => {
             let status = state.status();
             if status != Status::Stopped && !force {
@@ -426,13 +447,21 @@ pub fn delete(root: &Path, id: &str, force: bool) -> anyhow::Result<u8> {
                 );
             }
             destroy(&state)?;
+            Some(state)
         }
         // Left half-made by a create that died.
-        Err(StateError::NotExist) if force => {}
+        Err(StateError::NotExist) if force => None,
         Err(e) => return Err(e.into()),
-    }
+    };
     std::fs::remove_dir_all(container.path())
         .with_context(|| format!("removing {}", container.path().display()))?;
+    if let Some(state) = state {
+        let mut oci = state.oci(String::new());
+        oci.status = Status::Stopped;
+        if let Err(e) = hooks::run("poststop", &state.hooks.poststop, &oci) {
+            eprintln!("veil: warning: {e:#}");
+        }
+    }
     Ok(0)
 }
 

@@ -2,6 +2,7 @@
 
 mod bundle;
 pub mod cli;
+mod hooks;
 pub mod lifecycle;
 pub mod state;
 
@@ -127,8 +128,7 @@ fn spec(bundle: Option<&Path>, rootless: bool) -> anyhow::Result<u8> {
     Ok(0)
 }
 
-/// What veil recognises in a spec. Honest for today's veil: no hooks run
-/// yet, and the OCI seccomp profile, AppArmor and SELinux are not applied
+/// What veil recognises in a spec. Hooks run on the host; and the OCI seccomp profile, AppArmor and SELinux are not applied
 /// (the sentry is the boundary: no application call reaches the host).
 fn features() -> anyhow::Result<u8> {
     let linux = LinuxFeatureBuilder::default()
@@ -160,7 +160,18 @@ fn features() -> anyhow::Result<u8> {
     let features = FeaturesBuilder::default()
         .oci_version_min("1.0.0")
         .oci_version_max(state::OCI_VERSION)
-        .hooks(Vec::<String>::new())
+        .hooks(
+            [
+                "prestart",
+                "createRuntime",
+                "createContainer",
+                "startContainer",
+                "poststart",
+                "poststop",
+            ]
+            .map(String::from)
+            .to_vec(),
+        )
         .mount_options(
             MOUNT_OPTIONS
                 .iter()

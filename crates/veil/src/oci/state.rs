@@ -155,6 +155,17 @@ pub struct State {
     pub annotations: BTreeMap<String, String>,
     pub sentry: Option<HostProcess>,
     pub gofer: Option<HostProcess>,
+    /// The hooks still to run, from the bundle's config.json.
+    #[serde(default)]
+    pub hooks: LaterHooks,
+}
+
+/// The hooks that run after `create`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LaterHooks {
+    pub start_container: Vec<oci_spec::runtime::Hook>,
+    pub poststart: Vec<oci_spec::runtime::Hook>,
+    pub poststop: Vec<oci_spec::runtime::Hook>,
 }
 
 impl State {
@@ -398,6 +409,7 @@ mod tests {
             annotations: BTreeMap::new(),
             sentry: None,
             gofer: None,
+            hooks: LaterHooks::default(),
         }
     }
 
