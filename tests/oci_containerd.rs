@@ -293,3 +293,32 @@ fn detached_task_exec_ps_kill_delete() {
     c.ctr(&["container", "delete", &id]).assert_success();
     assert!(!c.container_listed(&id));
 }
+
+/// The image archive is cached under one name by every test process, which
+/// is only sound if it is the same bytes every time.
+#[test]
+fn image_archive_is_reproducible() {
+    if !std::path::Path::new("/bin/busybox").exists() {
+        assert!(std::env::var_os("CI").is_none(), "CI needs busybox-static");
+        eprintln!("skipped: /bin/busybox not installed");
+        return;
+    }
+    let a = common::oci::image_archive(IMAGE).expect("build");
+    let b = common::oci::image_archive(IMAGE).expect("build");
+    assert!(a == b, "two builds of the image archive differ");
+    let mut names = Vec::new();
+    for entry in tar::Archive::new(a.as_slice()).entries().expect("tar") {
+        let entry = entry.expect("entry");
+        names.push(entry.path().expect("path").display().to_string());
+    }
+    for name in ["oci-layout", "index.json", "manifest.json"] {
+        assert!(names.iter().any(|n| n == name), "{name} missing: {names:?}");
+    }
+    assert_eq!(
+        names
+            .iter()
+            .filter(|n| n.starts_with("blobs/sha256/") && n.len() > 20)
+            .count(),
+        3
+    );
+}
