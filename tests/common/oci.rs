@@ -70,7 +70,7 @@ pub fn prerequisites(tools: &[&str]) -> bool {
         missing.push(format!("{} not installed", runtime.display()));
     }
     if !rustix::process::geteuid().is_root() {
-        missing.push("not root".to_string());
+        missing.push("not running as root".to_string());
     }
     if !Path::new(BUSYBOX).exists() {
         missing.push(format!("{BUSYBOX} not installed (busybox-static)"));
@@ -81,7 +81,7 @@ pub fn prerequisites(tools: &[&str]) -> bool {
     let why = missing.join(", ");
     assert!(
         std::env::var_os("CI").is_none(),
-        "under CI these tests need: {why} (.ci/run installs them)"
+        "these tests cannot run under CI: {why} (.ci/run installs the tools and runs as root)"
     );
     eprintln!("skipped: {why}");
     false
