@@ -18,6 +18,8 @@
 //! Each test file does `mod common;` and uses a subset of this module.
 #![allow(dead_code)]
 
+pub mod oci;
+
 use std::fmt::Write as _;
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
