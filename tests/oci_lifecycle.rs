@@ -399,6 +399,7 @@ impl Helper {
             serde_json::json!({
                 "args": ["sh", "-c", "hostname; id; echo \"FOO=$FOO\"; pwd; ulimit -n; umask; \
                           echo \"masked file: [$(cat /etc/secret)] dir: $(ls /etc/secrets | wc -l)\"; \
+                          echo \"bound: $(cat /deep/er/file)\"; \
                           grep ' /proc/sys ' /proc/mounts | cut -d' ' -f1,3,4 | cut -d, -f1; \
                           touch /x 2>/dev/null; echo \"touch root: $?\"; \
                           touch /dev/shm/y 2>/dev/null; echo \"touch shm: $?\""],
@@ -416,7 +417,17 @@ impl Helper {
         let mut config: serde_json::Value =
             serde_json::from_slice(&std::fs::read(b.join("config.json")).unwrap()).unwrap();
         let masked = config["linux"]["maskedPaths"].as_array_mut().unwrap();
-        masked.extend(["/etc/secret".into(), "/etc/secrets".into(), "/no/such/path".into()]);
+        masked.extend([
+            "/etc/secret".into(),
+            "/etc/secrets".into(),
+            "/no/such/path".into(),
+        ]);
+        // A file bound where the rootfs has no parent directories yet.
+        let shared = self.dir.join("shared.txt");
+        std::fs::write(&shared, "shared-content").unwrap();
+        config["mounts"].as_array_mut().unwrap().push(serde_json::json!(
+            {"destination": "/deep/er/file", "type": "bind", "source": shared, "options": ["rbind", "ro"]}
+        ));
         std::fs::write(b.join("config.json"), config.to_string()).unwrap();
         let b = b.to_str().unwrap().to_string();
         let out = self.dir.join("config.out");
@@ -619,6 +630,7 @@ fn the_process_gets_the_bundles_settings_like_runc() {
             "0027",
             "masked file: [] dir: 0",
             "proc proc ro",
+            "bound: shared-content",
             "touch root: 1",
             "touch shm: 0",
         ],

@@ -499,7 +499,8 @@ impl Vfs {
     }
 
     /// Mounts a configured filesystem on `destination`, made (by root,
-    /// mode 0755, or as an empty file for a file) if missing.
+    /// mode 0755, or as an empty file for a file) if missing, with its
+    /// missing parent directories.
     pub fn mount_entry(
         &self,
         destination: &[u8],
@@ -508,6 +509,13 @@ impl Vfs {
     ) -> Result<(), Errno> {
         let ctx = FsContext::new(self.root());
         let root_creds = Creds::new(0, 0);
+        let slashes = destination.iter().enumerate().filter(|&(_, &b)| b == b'/');
+        for (i, _) in slashes.filter(|&(i, _)| i > 0) {
+            let parent = &destination[..i];
+            if let Err(Errno::ENOENT) = self.lookup(&ctx, &ctx.root, parent, true) {
+                self.mkdir(&ctx, &ctx.root, parent, 0o755, &root_creds)?;
+            }
+        }
         let at = match self.lookup(&ctx, &ctx.root, destination, true) {
             Err(Errno::ENOENT) => {
                 if fs.0.stat()?.is_dir() {
