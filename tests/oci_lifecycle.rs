@@ -101,6 +101,7 @@ fn helper_lifecycle() {
         "run" => h.run_exit_codes(),
         "config" => h.config(),
         "hooks" => h.hooks(),
+        "memory" => h.memory(),
         other => panic!("unknown script {other}"),
     }
     let path = std::env::var(TRANSCRIPT).expect("run by the lifecycle tests");
@@ -442,6 +443,30 @@ impl Helper {
 }
 
 impl Helper {
+    /// The spec's memory limit holds: a process allocating past it is
+    /// killed (SIGKILL, as by the OOM killer) and the container goes on.
+    fn memory(&mut self) {
+        let b = bundle(
+            &self.dir,
+            serde_json::json!({"args": ["sh", "-c",
+                "head -c 200000000 /dev/zero | tail -c 100000000 >/dev/null; echo \"rc=$?\"; echo alive"]}),
+            serde_json::json!({}),
+        );
+        let mut config: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(b.join("config.json")).unwrap()).unwrap();
+        config["linux"]["resources"] = serde_json::json!({"memory": {"limit": 64 << 20}});
+        std::fs::write(b.join("config.json"), config.to_string()).unwrap();
+        let out = self.dir.join("memory.out");
+        let b = b.to_str().unwrap().to_string();
+        let run = self.call_with(&["run", "--bundle", &b, "m1"], Some(&out));
+        let _ = writeln!(
+            self.log,
+            "run: rc={:?}\n{}",
+            run.status.code(),
+            std::fs::read_to_string(&out).unwrap()
+        );
+    }
+
     /// Every hook appends its name and the status it was given to a log.
     /// (startContainer is left out: runc runs it in the container, where
     /// the log's host path is not; veil runs it on the host.)
@@ -603,6 +628,11 @@ fn run_returns_the_exit_code_like_runc() {
             "list after failed run: \"\"",
         ],
     );
+}
+
+#[test]
+fn the_memory_limit_holds_like_runcs() {
+    compare("memory", &["run: rc=Some(0)", "rc=137", "alive"]);
 }
 
 #[test]
