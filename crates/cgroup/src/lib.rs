@@ -160,29 +160,41 @@ impl Cgroup {
             tracing::debug!(?ignored, "resources not applied to the host cgroup");
         }
         let v1 = settings(r, memory_headroom, Version::V1)?;
-        let mut v2 = None;
+        let mut targets = Vec::new();
         for controller in CONTROLLERS {
             if !v1.iter().any(|s| s.controller == controller) {
                 continue;
             }
-            let (leaf, list) = if let Some(leaf) = self.v1(controller) {
-                (leaf, &v1)
+            if let Some(leaf) = self.v1(controller) {
+                targets.push((controller, leaf));
             } else if let Some(leaf) = self.unified().filter(|u| offers(u, controller)) {
-                enable(leaf, controller)?;
-                if v2.is_none() {
-                    v2 = Some(settings(r, memory_headroom, Version::V2)?);
-                }
-                (leaf, v2.as_ref().unwrap_or(&v1))
+                targets.push((controller, leaf));
             } else {
                 tracing::warn!(
                     controller,
                     "no such cgroup controller: its limits are not applied"
                 );
-                continue;
+            }
+        }
+        let in_v2: Vec<&str> = targets
+            .iter()
+            .filter(|(_, leaf)| leaf.version == Version::V2)
+            .map(|&(c, _)| c)
+            .collect();
+        let v2 = match self.unified() {
+            Some(unified) if !in_v2.is_empty() => {
+                enable(unified, &in_v2)?;
+                settings(r, memory_headroom, Version::V2)?
+            }
+            _ => Vec::new(),
+        };
+        for (controller, leaf) in targets {
+            let list = match leaf.version {
+                Version::V1 => &v1,
+                Version::V2 => &v2,
             };
             for s in list.iter().filter(|s| s.controller == controller) {
-                let path = leaf.dir.join(s.file);
-                match write(&path, &s.value) {
+                match write(&leaf.dir.join(s.file), &s.value) {
                     Err(e) if s.optional && e.is_not_found() => {
                         tracing::warn!(file = s.file, "not supported by the kernel: not applied");
                     }
@@ -342,9 +354,9 @@ fn offers(leaf: &Leaf, controller: &str) -> bool {
         .is_ok_and(|text| text.split_whitespace().any(|c| c == controller))
 }
 
-/// Enables `controller` for the children of each cgroup from the root down
-/// to the leaf's parent.
-fn enable(leaf: &Leaf, controller: &str) -> Result<(), Error> {
+/// Enables `controllers` for the children of each cgroup from the root
+/// down to the leaf's parent, in one write per level.
+fn enable(leaf: &Leaf, controllers: &[&str]) -> Result<(), Error> {
     let Some(parent) = leaf.dir.parent() else {
         return Ok(());
     };
@@ -357,8 +369,14 @@ fn enable(leaf: &Leaf, controller: &str) -> Result<(), Error> {
             dir.push(part);
         }
         let control = dir.join("cgroup.subtree_control");
-        if !read(&control)?.split_whitespace().any(|c| c == controller) {
-            write(&control, &format!("+{controller}"))?;
+        let enabled = read(&control)?;
+        let missing: Vec<String> = controllers
+            .iter()
+            .filter(|&&c| !enabled.split_whitespace().any(|e| e == c))
+            .map(|c| format!("+{c}"))
+            .collect();
+        if !missing.is_empty() {
+            write(&control, &missing.join(" "))?;
         }
     }
     Ok(())
@@ -390,6 +408,7 @@ fn write(path: &Path, value: &str) -> Result<(), Error> {
     // Never created: a missing control file is an error, not a new file.
     std::fs::OpenOptions::new()
         .write(true)
+        .truncate(true)
         .open(path)
         .and_then(|mut f| f.write_all(value.as_bytes()))
         .map_err(|source| Error::Write {
@@ -469,6 +488,149 @@ mod tests {
         assert_eq!(parse_number(p, "max\n").unwrap(), u64::MAX);
         assert_eq!(parse_number(p, "67108864\n").unwrap(), 67_108_864);
         assert!(matches!(parse_number(p, "-1"), Err(Error::Parse { .. })));
+    }
+
+    /// A directory tree standing in for cgroupfs: `files` are made with
+    /// their contents (the kernel makes a cgroup's files with it).
+    fn fake(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let root = tempfile::tempdir().unwrap();
+        for (path, text) in files {
+            let path = root.path().join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        }
+        root
+    }
+
+    fn leaf(root: &Path, version: Version, controllers: &[&str], dir: &str) -> Leaf {
+        Leaf {
+            version,
+            controllers: controllers.iter().map(|c| c.to_string()).collect(),
+            mountpoint: root.to_path_buf(),
+            dir: root.join(dir),
+        }
+    }
+
+    fn text(root: &Path, path: &str) -> String {
+        std::fs::read_to_string(root.join(path)).unwrap()
+    }
+
+    #[test]
+    fn v2_enables_controllers_from_the_root_down() {
+        let root = fake(&[
+            ("cgroup.controllers", "cpuset cpu memory\n"),
+            ("cgroup.subtree_control", "cpu memory\n"),
+            ("a/cgroup.subtree_control", ""),
+            ("a/b/cgroup.subtree_control", "memory\n"),
+            ("a/b/c/memory.max", "max\n"),
+            ("a/b/c/memory.swap.max", "max\n"),
+            ("a/b/c/memory.low", "0\n"),
+            ("a/b/c/cpu.weight", "100\n"),
+            ("a/b/c/cpu.max", "max 100000\n"),
+            ("a/b/c/pids.max", "max\n"),
+        ]);
+        let r = root.path();
+        let cgroup = Cgroup {
+            leaves: vec![leaf(r, Version::V2, &[], "a/b/c")],
+        };
+        let memory = oci_spec::runtime::LinuxMemoryBuilder::default()
+            .limit(64 << 20)
+            .swap(96 << 20)
+            .reservation(1 << 20)
+            .build()
+            .unwrap();
+        let resources = oci_spec::runtime::LinuxResourcesBuilder::default()
+            .memory(memory)
+            .cpu(
+                oci_spec::runtime::LinuxCpuBuilder::default()
+                    .shares(1024u64)
+                    .quota(20_000)
+                    .build()
+                    .unwrap(),
+            )
+            .pids(
+                oci_spec::runtime::LinuxPidsBuilder::default()
+                    .limit(10)
+                    .build()
+                    .unwrap(),
+            )
+            .build()
+            .unwrap();
+        cgroup.create(Some(&resources), 4 << 20).unwrap();
+        // memory and cpu are enabled where missing, never in the leaf.
+        assert_eq!(text(r, "cgroup.subtree_control"), "cpu memory\n");
+        assert_eq!(text(r, "a/cgroup.subtree_control"), "+memory +cpu");
+        assert_eq!(text(r, "a/b/cgroup.subtree_control"), "+cpu");
+        assert!(!r.join("a/b/c/cgroup.subtree_control").exists());
+        assert_eq!(text(r, "a/b/c/memory.max"), "71303168");
+        assert_eq!(text(r, "a/b/c/memory.swap.max"), "33554432");
+        assert_eq!(text(r, "a/b/c/memory.low"), "1048576");
+        assert_eq!(text(r, "a/b/c/cpu.weight"), "39");
+        assert_eq!(text(r, "a/b/c/cpu.max"), "20000 100000");
+        // The host offers no pids controller: not applied.
+        assert_eq!(text(r, "a/b/c/pids.max"), "max\n");
+    }
+
+    #[test]
+    fn v1_cpuset_is_filled_from_the_parents() {
+        let root = fake(&[
+            ("cpuset.cpus", "0-3\n"),
+            ("cpuset.mems", "0\n"),
+            ("a/cpuset.cpus", "\n"),
+            ("a/cpuset.mems", "0\n"),
+            ("a/b/cpuset.cpus", ""),
+            ("a/b/cpuset.mems", ""),
+        ]);
+        let r = root.path();
+        let cgroup = Cgroup {
+            leaves: vec![leaf(r, Version::V1, &["cpuset"], "a/b")],
+        };
+        cgroup.create(None, 0).unwrap();
+        assert_eq!(text(r, "a/cpuset.cpus"), "0-3");
+        assert_eq!(text(r, "a/cpuset.mems"), "0\n");
+        assert_eq!(text(r, "a/b/cpuset.cpus"), "0-3");
+        assert_eq!(text(r, "a/b/cpuset.mems"), "0");
+    }
+
+    #[test]
+    fn v2_stats_pids_and_freeze() {
+        let root = fake(&[
+            ("c/memory.current", "4096\n"),
+            ("c/memory.max", "max\n"),
+            (
+                "c/memory.events",
+                "low 0\nhigh 0\nmax 5\noom 2\noom_kill 1\n",
+            ),
+            ("c/cgroup.procs", "12\n5\n12\n"),
+            ("c/cgroup.freeze", "0\n"),
+            ("c/cgroup.events", "populated 1\nfrozen 1\n"),
+        ]);
+        let r = root.path();
+        let cgroup = Cgroup {
+            leaves: vec![leaf(r, Version::V2, &[], "c")],
+        };
+        assert_eq!(
+            cgroup.memory_stats().unwrap(),
+            MemoryStats {
+                usage: Some(4096),
+                max_usage: None,
+                limit: Some(u64::MAX),
+                failcnt: Some(5),
+                oom: Some(2),
+                oom_kill: Some(1),
+            }
+        );
+        assert_eq!(cgroup.pids().unwrap(), [5, 12]);
+        cgroup.freeze(true).unwrap();
+        assert_eq!(text(r, "c/cgroup.freeze"), "1");
+        std::fs::write(r.join("c/cgroup.procs"), "12\nx\n").unwrap();
+        assert!(matches!(cgroup.pids(), Err(Error::Parse { .. })));
+        // No memory controller in the cgroup.
+        std::fs::remove_file(r.join("c/memory.current")).unwrap();
+        assert!(matches!(
+            cgroup.memory_stats(),
+            Err(Error::NoController("memory"))
+        ));
     }
 
     #[test]
