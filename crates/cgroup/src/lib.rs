@@ -110,9 +110,10 @@ impl Cgroup {
     /// (linux.cgroupsPath): absolute is under each hierarchy's root,
     /// relative is under our own cgroup in that hierarchy (from
     /// /proc/self/cgroup), None is "<id>" relative to our own, as runc does.
-    /// `systemd` (--systemd-cgroup) reads it as "slice:prefix:name" and
-    /// makes the cgroupfs path systemd would,
-    /// "/<slice path>/<prefix>-<name>.scope", without asking systemd.
+    /// `systemd` (--systemd-cgroup) reads it as "slice:prefix:name"
+    /// (default "system.slice:runc:<id>") and makes the cgroupfs path
+    /// systemd would, "/<slice path>/<prefix>-<name>.scope", without asking
+    /// systemd: best effort, no unit is registered.
     pub fn plan(cgroups_path: Option<&Path>, id: &str, systemd: bool) -> Result<Cgroup, Error> {
         Hierarchies::detect()?.plan(cgroups_path, id, systemd)
     }
@@ -135,7 +136,8 @@ impl Cgroup {
     /// Makes every leaf (and missing parents), then applies `resources`,
     /// each controller in its v1 hierarchy, or else in the unified one if
     /// it offers it. `memory_headroom` bytes are added to the memory limit
-    /// (see [`settings`]). Controllers the host lacks are skipped with a
+    /// (see [`settings`]), and pids.max leaves room for the sandbox's own
+    /// threads (see [`pids_max`]). Controllers the host lacks are skipped with a
     /// warning, as runc does; unsupported fields are logged at debug level.
     pub fn create(
         &self,
