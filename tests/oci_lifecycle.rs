@@ -102,6 +102,7 @@ fn helper_lifecycle() {
         "config" => h.config(),
         "hooks" => h.hooks(),
         "memory" => h.memory(),
+        "cgroups" => h.cgroups(),
         other => panic!("unknown script {other}"),
     }
     let path = std::env::var(TRANSCRIPT).expect("run by the lifecycle tests");
@@ -467,6 +468,64 @@ impl Helper {
         );
     }
 
+    /// The container's processes run in the spec's cgroup, with its
+    /// limits (at least: veil leaves room for its own processes), and
+    /// delete removes it.
+    fn cgroups(&mut self) {
+        let path = format!("/veil-test-{}", std::process::id());
+        let b = bundle(
+            &self.dir,
+            serde_json::json!({"args": ["sleep", "1000"]}),
+            serde_json::json!({}),
+        );
+        let mut config: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(b.join("config.json")).unwrap()).unwrap();
+        config["linux"]["cgroupsPath"] = path.clone().into();
+        config["linux"]["resources"] = serde_json::json!({
+            "memory": {"limit": 64 << 20}, "pids": {"limit": 100}, "cpu": {"shares": 512}
+        });
+        std::fs::write(b.join("config.json"), config.to_string()).unwrap();
+        let b = b.to_str().unwrap().to_string();
+        self.step("create", &["create", "--bundle", &b, "cg1"], None);
+        let pid = self.state("cg1").unwrap()["pid"].as_i64().unwrap();
+        let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+        let _ = writeln!(
+            self.log,
+            "the container's process is in the memory cgroup: {}",
+            cgroup
+                .lines()
+                .any(|l| l.ends_with(&format!(":memory:{path}")))
+        );
+        let read = |f: &str| -> i64 {
+            std::fs::read_to_string(format!("/sys/fs/cgroup/{f}"))
+                .unwrap()
+                .trim()
+                .parse()
+                .unwrap()
+        };
+        let _ = writeln!(
+            self.log,
+            "cpu.shares: {}",
+            read(&format!("cpu{path}/cpu.shares"))
+        );
+        let _ = writeln!(
+            self.log,
+            "memory limit at least the spec's: {}",
+            read(&format!("memory{path}/memory.limit_in_bytes")) >= 64 << 20
+        );
+        let _ = writeln!(
+            self.log,
+            "pids.max at least the spec's: {}",
+            read(&format!("pids{path}/pids.max")) >= 100
+        );
+        self.step("delete --force", &["delete", "--force", "cg1"], None);
+        let left = ["memory", "cpu", "pids", "freezer"]
+            .iter()
+            .filter(|h| Path::new(&format!("/sys/fs/cgroup/{h}{path}")).exists())
+            .count();
+        let _ = writeln!(self.log, "cgroup directories left: {left}");
+    }
+
     /// Every hook appends its name and the status it was given to a log.
     /// (startContainer is left out: runc runs it in the container, where
     /// the log's host path is not; veil runs it on the host.)
@@ -633,6 +692,29 @@ fn run_returns_the_exit_code_like_runc() {
 #[test]
 fn the_memory_limit_holds_like_runcs() {
     compare("memory", &["run: rc=Some(0)", "rc=137", "alive"]);
+}
+
+/// Needs the v1 hierarchies this machine has (as CI's does).
+#[test]
+fn the_container_runs_in_its_cgroup_like_runcs() {
+    if !Path::new("/sys/fs/cgroup/memory").exists() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI machines have cgroup v1"
+        );
+        eprintln!("skipped: no cgroup v1 memory hierarchy");
+        return;
+    }
+    compare(
+        "cgroups",
+        &[
+            "the container's process is in the memory cgroup: true",
+            "cpu.shares: 512",
+            "memory limit at least the spec's: true",
+            "pids.max at least the spec's: true",
+            "cgroup directories left: 0",
+        ],
+    );
 }
 
 #[test]

@@ -389,13 +389,16 @@ fn child_main(p: &Prepared) -> ! {
         if p.user_ns {
             // The namespace's root, which the parent mapped to the host's
             // nobody (or to the unprivileged caller).
-            if libc::setresgid(0, 0, 0) != 0 {
+            // Raw calls, not glibc's wrappers: those would wait for the
+            // parent's other threads (to change their ids too), which do
+            // not exist in this child, and hang.
+            if libc::syscall(libc::SYS_setresgid, 0, 0, 0) != 0 {
                 fail(p.err, Stage::Identity);
             }
             // Drop the caller's supplementary groups; refused (and
             // meaningless) when setgroups is denied in rootless mode.
-            libc::setgroups(0, std::ptr::null());
-            if libc::setresuid(0, 0, 0) != 0 {
+            libc::syscall(libc::SYS_setgroups, 0, std::ptr::null::<libc::gid_t>());
+            if libc::syscall(libc::SYS_setresuid, 0, 0, 0) != 0 {
                 fail(p.err, Stage::Identity);
             }
             // A change of identity clears the parent-death signal.

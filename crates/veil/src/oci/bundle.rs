@@ -28,6 +28,9 @@ pub struct Bundle {
     pub annotations: BTreeMap<String, String>,
     pub terminal: bool,
     pub hooks: Hooks,
+    /// linux.cgroupsPath.
+    pub cgroups_path: Option<PathBuf>,
+    pub resources: Option<oci_spec::runtime::LinuxResources>,
 }
 
 /// The bundle's hooks by when they run.
@@ -111,6 +114,8 @@ impl Bundle {
                 .collect(),
             terminal,
             hooks: spec.hooks().as_ref().map(hooks).unwrap_or_default(),
+            cgroups_path: linux.and_then(|l| l.cgroups_path().clone()),
+            resources: linux.and_then(|l| l.resources().clone()),
         })
     }
 }

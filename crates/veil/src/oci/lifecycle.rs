@@ -17,6 +17,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{bail, Context as _};
 use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
+use veil_cgroup::Cgroup;
 use veil_confine::spawn::{gofer_namespaces, Child, Spawn, SENTRY_NAMESPACES};
 use veil_sentry::control::{Reply, Request, MAX_MESSAGE};
 
@@ -44,6 +45,8 @@ pub struct CreateArgs<'a> {
     pub pid_file: Option<&'a Path>,
     pub console_socket: Option<&'a Path>,
     pub preserve_fds: i32,
+    /// `--systemd-cgroup`: cgroupsPath is `slice:prefix:name`.
+    pub systemd_cgroup: bool,
     /// `run` without `--detach`: the sandbox dies with us, and we wait.
     pub attached: bool,
 }
@@ -85,9 +88,17 @@ fn start_sandbox(
         }
     }
 
+    let cgroup = CgroupGuard(host_cgroup(&bundle, args)?);
+    let procs_files = cgroup
+        .0
+        .as_ref()
+        .map(Cgroup::procs_files)
+        .unwrap_or_default();
+
     let mut sentry_ends = Vec::new();
     let mut gofer = Spawn::current_exe(gofer_namespaces())?;
     gofer.null_stdio()?;
+    gofer.cgroup_procs(procs_files.clone());
     let gofer_log = log_file(opts.debug_log, "gofer")?;
     pass_log(&mut gofer, gofer_log.as_ref());
     gofer.arg("gofer");
@@ -131,6 +142,7 @@ fn start_sandbox(
 
     let mut sentry = Spawn::current_exe(SENTRY_NAMESPACES)?;
     sentry.null_stdio()?;
+    sentry.cgroup_procs(procs_files);
     if !args.attached {
         sentry.detached();
     }
@@ -188,6 +200,7 @@ fn start_sandbox(
         sentry: HostProcess::current(created.sentry.pid()),
         gofer: HostProcess::current(created.gofer.pid()),
         hooks: bundle.hooks.later.clone(),
+        cgroup: cgroup.0.clone(),
     };
     let recorded = container
         .write(&state)
@@ -209,7 +222,53 @@ fn start_sandbox(
         kill_children(&created);
         return Err(e);
     }
+    cgroup.keep();
     Ok(created)
+}
+
+/// Extra room in the host cgroup's memory limit over the spec's, which
+/// the sentry enforces itself: the sandbox's own kill comes first, the
+/// cgroup's is a backstop (measured: the sentry, gofer and stubs of a
+/// shell take about 5 MiB).
+const MEMORY_HEADROOM: u64 = 64 << 20;
+
+/// Removes a cgroup made for a container that failed to start.
+struct CgroupGuard(Option<Cgroup>);
+
+impl CgroupGuard {
+    /// The container started: its cgroup stays until `delete`.
+    fn keep(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for CgroupGuard {
+    fn drop(&mut self) {
+        if let Some(cg) = &self.0 {
+            if let Err(e) = cg.remove() {
+                tracing::warn!("removing the cgroup: {e}");
+            }
+        }
+    }
+}
+
+/// The container's host cgroup, made and configured. Without root there
+/// may be no cgroup to write to: the sandbox then runs without one, as
+/// rootless runc does, and the sentry still enforces the memory limit.
+fn host_cgroup(bundle: &Bundle, args: &CreateArgs) -> anyhow::Result<Option<Cgroup>> {
+    let made =
+        Cgroup::plan(bundle.cgroups_path.as_deref(), args.id, args.systemd_cgroup).and_then(|cg| {
+            cg.create(bundle.resources.as_ref(), MEMORY_HEADROOM)
+                .map(|()| cg)
+        });
+    match made {
+        Ok(cg) => Ok(Some(cg)),
+        Err(e) if !rustix::process::geteuid().is_root() => {
+            tracing::warn!("running without a host cgroup: {e}");
+            Ok(None)
+        }
+        Err(e) => Err(e).context("setting up the container's cgroup"),
+    }
 }
 
 fn libc_sigkill() -> i32 {
@@ -447,6 +506,9 @@ pub fn delete(root: &Path, id: &str, force: bool) -> anyhow::Result<u8> {
                 );
             }
             destroy(&state)?;
+            if let Some(cg) = &state.cgroup {
+                cg.remove().context("removing the container's cgroup")?;
+            }
             Some(state)
         }
         // Left half-made by a create that died.
@@ -483,7 +545,12 @@ fn destroy(state: &State) -> anyhow::Result<()> {
 
 /// `run`: create and start; unless detached, wait for the container's
 /// exit, delete it (unless `--keep`) and exit with its status.
-pub fn run(root: &Path, args: &liboci_cli::Run, opts: Options) -> anyhow::Result<u8> {
+pub fn run(
+    root: &Path,
+    args: &liboci_cli::Run,
+    systemd_cgroup: bool,
+    opts: Options,
+) -> anyhow::Result<u8> {
     let created = create(
         root,
         &CreateArgs {
@@ -492,6 +559,7 @@ pub fn run(root: &Path, args: &liboci_cli::Run, opts: Options) -> anyhow::Result
             pid_file: args.pid_file.as_deref(),
             console_socket: args.console_socket.as_deref(),
             preserve_fds: args.preserve_fds,
+            systemd_cgroup,
             attached: !args.detach,
         },
         opts,

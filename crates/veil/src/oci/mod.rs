@@ -35,7 +35,7 @@ pub fn run(cmd: OciCommand, opts: &liboci_cli::GlobalOpts, veil: lifecycle::Opti
         }
     };
     let root = opts.root.clone().unwrap_or_else(state::default_root);
-    match dispatch(cmd, &root, veil) {
+    match dispatch(cmd, &root, opts.systemd_cgroup, veil) {
         Ok(code) => code,
         Err(e) => {
             let msg = format!("{e:#}");
@@ -73,7 +73,12 @@ fn append_log(path: &Path, format: LogFormat, msg: &str) -> std::io::Result<()> 
     writeln!(file, "{line}")
 }
 
-fn dispatch(cmd: OciCommand, root: &Path, veil: lifecycle::Options) -> anyhow::Result<u8> {
+fn dispatch(
+    cmd: OciCommand,
+    root: &Path,
+    systemd_cgroup: bool,
+    veil: lifecycle::Options,
+) -> anyhow::Result<u8> {
     match cmd {
         OciCommand::Create(args) => lifecycle::create(
             root,
@@ -83,13 +88,14 @@ fn dispatch(cmd: OciCommand, root: &Path, veil: lifecycle::Options) -> anyhow::R
                 pid_file: args.pid_file.as_deref(),
                 console_socket: args.console_socket.as_deref(),
                 preserve_fds: args.preserve_fds,
+                systemd_cgroup,
                 attached: false,
             },
             veil,
         )
         .map(|_| 0),
         OciCommand::Start(args) => lifecycle::start(root, &args.container_id),
-        OciCommand::Run(args) => lifecycle::run(root, &args, veil),
+        OciCommand::Run(args) => lifecycle::run(root, &args, systemd_cgroup, veil),
         OciCommand::Kill(args) => lifecycle::kill(root, &args.container_id, &args.signal, args.all),
         OciCommand::Delete(args) => lifecycle::delete(root, &args.container_id, args.force),
         OciCommand::Spec(args) => spec(args.bundle.as_deref(), args.rootless),

@@ -158,6 +158,8 @@ pub struct State {
     /// The hooks still to run, from the bundle's config.json.
     #[serde(default)]
     pub hooks: LaterHooks,
+    /// The host cgroup of the sandbox's processes.
+    pub cgroup: Option<veil_cgroup::Cgroup>,
 }
 
 /// The hooks that run after `create`.
@@ -410,6 +412,7 @@ mod tests {
             sentry: None,
             gofer: None,
             hooks: LaterHooks::default(),
+            cgroup: None,
         }
     }
 
