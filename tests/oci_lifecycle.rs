@@ -103,6 +103,8 @@ fn helper_lifecycle() {
         "hooks" => h.hooks(),
         "memory" => h.memory(),
         "cgroups" => h.cgroups(),
+        "pause" => h.pause(),
+        "events" => h.events(),
         other => panic!("unknown script {other}"),
     }
     let path = std::env::var(TRANSCRIPT).expect("run by the lifecycle tests");
@@ -526,6 +528,64 @@ impl Helper {
         let _ = writeln!(self.log, "cgroup directories left: {left}");
     }
 
+    /// pause freezes the container's processes, resume thaws them, and a
+    /// paused container can still be killed and deleted.
+    fn pause(&mut self) {
+        let b = bundle(
+            &self.dir,
+            serde_json::json!({"args": ["sh", "-c", "while true; do sleep 0.05; done"]}),
+            serde_json::json!({}),
+        );
+        let b = b.to_str().unwrap().to_string();
+        self.step("create", &["create", "--bundle", &b, "p1"], None);
+        self.step("resume created", &["resume", "p1"], Some("not paused"));
+        self.step("start", &["start", "p1"], None);
+        self.step("pause", &["pause", "p1"], None);
+        self.record_status("after pause", "p1");
+        let pid = self.state("p1").unwrap()["pid"].as_i64().unwrap();
+        let frozen = std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .unwrap()
+            .lines()
+            .any(|l| l.starts_with("State:") && l.contains("D (disk sleep)"));
+        let _ = writeln!(self.log, "the container's process is frozen: {frozen}");
+        self.step("pause again", &["pause", "p1"], Some("not running"));
+        let list = self.call(&["list", "-f", "json"]);
+        let listed: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+        let _ = writeln!(self.log, "listed as {}", listed[0]["status"]);
+        self.step("resume", &["resume", "p1"], None);
+        self.record_status("after resume", "p1");
+        self.step("pause before delete", &["pause", "p1"], None);
+        self.step("delete --force paused", &["delete", "--force", "p1"], None);
+        let _ = writeln!(self.log, "the container's pid is gone: {}", gone(pid));
+    }
+
+    /// `events --stats`: one line of the cgroup's figures.
+    fn events(&mut self) {
+        let b = bundle(
+            &self.dir,
+            serde_json::json!({"args": ["sleep", "1000"]}),
+            serde_json::json!({}),
+        );
+        let b = b.to_str().unwrap().to_string();
+        self.step("create", &["create", "--bundle", &b, "e1"], None);
+        self.step("start", &["start", "e1"], None);
+        let out = self.step("events --stats", &["events", "--stats", "e1"], None);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let _ = writeln!(self.log, "lines: {}", text.lines().count());
+        let ev: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+        let _ = writeln!(self.log, "type: {}, id: {}", ev["type"], ev["id"]);
+        let usage = ev["data"]["memory"]["usage"]["usage"].as_u64().unwrap_or(0);
+        let _ = writeln!(self.log, "memory in use: {}", usage > 0);
+        let pids = ev["data"]["pids"]["current"].as_u64().unwrap_or(0);
+        let _ = writeln!(self.log, "host processes: {}", pids >= 2);
+        self.step("delete --force", &["delete", "--force", "e1"], None);
+        self.step(
+            "events of a deleted container",
+            &["events", "--stats", "e1"],
+            Some("does not exist"),
+        );
+    }
+
     /// Every hook appends its name and the status it was given to a log.
     /// (startContainer is left out: runc runs it in the container, where
     /// the log's host path is not; veil runs it on the host.)
@@ -715,6 +775,39 @@ fn the_container_runs_in_its_cgroup_like_runcs() {
             "cgroup directories left: 0",
         ],
     );
+}
+
+#[test]
+fn pause_and_resume_like_runc() {
+    compare(
+        "pause",
+        &[
+            "resume created: rc=1 says \"not paused\": true",
+            "after pause: paused",
+            "the container's process is frozen: true",
+            "pause again: rc=1 says \"not running\": true",
+            "listed as \"paused\"",
+            "after resume: running",
+            "delete --force paused: rc=0",
+            "the container's pid is gone: true",
+        ],
+    );
+}
+
+/// runc's statistics have other fields: veil's alone are checked.
+#[test]
+fn events_report_the_cgroups_figures() {
+    let ours = transcript(Path::new(veil_exe()), "events");
+    for line in [
+        "events --stats: rc=0",
+        "lines: 1",
+        "type: \"stats\", id: \"e1\"",
+        "memory in use: true",
+        "host processes: true",
+        "events of a deleted container: rc=1 says \"does not exist\": true",
+    ] {
+        assert!(ours.lines().any(|l| l == line), "lacks {line:?}:\n{ours}");
+    }
 }
 
 #[test]

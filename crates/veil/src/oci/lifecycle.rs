@@ -421,14 +421,45 @@ pub fn kill(root: &Path, id: &str, signal: &str, all: bool) -> anyhow::Result<u8
     let container = Store::open(root)?.get(id)?;
     let _lock = container.lock(true)?;
     let state = container.read()?;
-    if state.status() == Status::Stopped {
+    match state.status() {
         // containerd takes this wording for "already finished".
-        if all {
+        Status::Stopped if all => return Ok(0),
+        Status::Stopped => bail!("container not running"),
+        // The sentry is frozen too: SIGKILL ends the whole sandbox from
+        // outside; anything else waits for resume.
+        Status::Paused if signo == rustix::process::Signal::Kill as i32 => {
+            destroy(&state)?;
             return Ok(0);
         }
-        bail!("container not running");
+        Status::Paused => bail!("container is paused: resume it to deliver signal {signal}"),
+        _ => {}
     }
     request(&container, &Request::Signal { signo, all })?;
+    Ok(0)
+}
+
+/// `pause` (`freeze`) and `resume`: the cgroup freezer holds every process
+/// of the sandbox, the sentry and gofer included.
+pub fn pause(root: &Path, id: &str, freeze: bool) -> anyhow::Result<u8> {
+    let container = Store::open(root)?.get(id)?;
+    let _lock = container.lock(true)?;
+    let mut state = container.read()?;
+    match (state.status(), freeze) {
+        (Status::Running, true) | (Status::Paused, false) => {}
+        (_, true) => bail!("container not running"),
+        (_, false) => bail!("container not paused"),
+    }
+    let cg = state
+        .cgroup
+        .as_ref()
+        .context("the container has no cgroup to freeze")?;
+    cg.freeze(freeze)?;
+    state.status = if freeze {
+        Status::Paused
+    } else {
+        Status::Running
+    };
+    container.write(&state)?;
     Ok(0)
 }
 
@@ -532,6 +563,10 @@ fn destroy(state: &State) -> anyhow::Result<()> {
     let procs: Vec<_> = [state.sentry, state.gofer].into_iter().flatten().collect();
     for p in &procs {
         p.kill();
+    }
+    // A frozen process dies of SIGKILL only once thawed.
+    if let Some(cg) = &state.cgroup {
+        let _ = cg.freeze(false);
     }
     let deadline = Instant::now() + KILL_TIMEOUT;
     while procs.iter().any(HostProcess::alive) {

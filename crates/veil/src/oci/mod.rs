@@ -2,6 +2,7 @@
 
 mod bundle;
 pub mod cli;
+mod events;
 mod hooks;
 pub mod lifecycle;
 pub mod state;
@@ -98,6 +99,9 @@ fn dispatch(
         OciCommand::Run(args) => lifecycle::run(root, &args, systemd_cgroup, veil),
         OciCommand::Kill(args) => lifecycle::kill(root, &args.container_id, &args.signal, args.all),
         OciCommand::Delete(args) => lifecycle::delete(root, &args.container_id, args.force),
+        OciCommand::Pause(args) => lifecycle::pause(root, &args.container_id, true),
+        OciCommand::Resume(args) => lifecycle::pause(root, &args.container_id, false),
+        OciCommand::Events(args) => events::run(root, &args),
         OciCommand::Spec(args) => spec(args.bundle.as_deref(), args.rootless),
         OciCommand::Features(_) => features(),
         OciCommand::List(args) => list(root, &args),
