@@ -841,3 +841,34 @@ fn the_process_gets_the_bundles_settings_like_runc() {
         ],
     );
 }
+
+/// Writes to the root stay in the sandbox by default (runsc's way), and go
+/// through to the bundle's rootfs with `--overlay none` (runc's).
+#[test]
+fn writes_to_the_root_stay_in_the_sandbox_unless_overlay_is_none() {
+    let tmp = tempfile::tempdir().unwrap();
+    let b = bundle(
+        tmp.path(),
+        serde_json::json!({"args": ["sh", "-c", "echo data > /written && cat /written"]}),
+        serde_json::json!({"root": {"path": "rootfs", "readonly": false}}),
+    );
+    let root = tmp.path().join("state");
+    for (overlay, kept_on_host) in [("memory", false), ("none", true)] {
+        let out = Command::new(veil_exe())
+            .arg("--root")
+            .arg(&root)
+            .args(["--overlay", overlay, "run", "--bundle"])
+            .arg(&b)
+            .arg(format!("w-{overlay}"))
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{overlay}: {out:?}");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "data\n", "{overlay}");
+        assert_eq!(
+            b.join("rootfs/written").exists(),
+            kept_on_host,
+            "--overlay {overlay}"
+        );
+    }
+}

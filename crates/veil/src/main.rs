@@ -39,6 +39,17 @@ struct Cli {
     /// The platform that runs application code.
     #[arg(long, global = true, default_value = "ptrace", value_parser = ["ptrace"])]
     platform: String,
+    /// Where the sandbox's changes to its root go: `memory` (an in-memory
+    /// overlay, the default), `file[:DIR]` (an overlay whose memory lives
+    /// in an unlinked file in DIR, default $TMPDIR or /tmp) or `none` (no
+    /// overlay: writes go through to the host's files, as with runc;
+    /// dangerous for untrusted code).
+    #[arg(long, global = true, value_name = "MEDIUM", default_value = "memory", value_parser = cmd_do::Overlay::parse)]
+    overlay: cmd_do::Overlay,
+    /// The sandbox's network: `none` (a loopback-less empty namespace, the
+    /// only kind so far; a bundle's network namespace is not joined).
+    #[arg(long, global = true, default_value = "none", value_parser = ["none"])]
+    network: String,
     /// Write debug logs of every veil process into this directory.
     #[arg(long, global = true, value_name = "DIR")]
     debug_log: Option<PathBuf>,
@@ -59,13 +70,6 @@ enum Command {
         /// The directory to serve as the sandbox's root.
         #[arg(long, value_name = "DIR", default_value = "/")]
         root: PathBuf,
-        /// Where the sandbox's changes to its root go: `memory` (an
-        /// in-memory overlay, the default), `file[:DIR]` (an overlay whose
-        /// memory lives in an unlinked file in DIR, default $TMPDIR or /tmp)
-        /// or `none` (no overlay: writes go through to the host's files;
-        /// dangerous, for trusted use only).
-        #[arg(long, value_name = "MEDIUM", default_value = "memory", value_parser = cmd_do::Overlay::parse)]
-        overlay: cmd_do::Overlay,
         /// Bind-mount a host file or directory: SRC:DST or SRC:DST:ro
         /// (repeatable).
         #[arg(short = 'v', long = "volume", value_name = "SRC:DST[:ro]")]
@@ -117,7 +121,6 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Do {
             root,
-            overlay,
             volumes,
             tmpfs,
             memory,
@@ -126,7 +129,7 @@ fn main() -> ExitCode {
             &cmd_do::DoOptions {
                 command: &command,
                 root: &root,
-                overlay: &overlay,
+                overlay: &cli.overlay,
                 volumes: &volumes,
                 tmpfs: &tmpfs,
                 memory,
@@ -160,6 +163,7 @@ fn main() -> ExitCode {
             cmd,
             &cli.oci,
             oci::lifecycle::Options {
+                overlay: &cli.overlay,
                 strace: cli.strace,
                 debug_log: cli.debug_log.as_deref(),
             },

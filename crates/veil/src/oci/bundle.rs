@@ -43,7 +43,9 @@ pub struct Hooks {
 }
 
 impl Bundle {
-    pub fn load(dir: &Path) -> anyhow::Result<Bundle> {
+    /// With `overlay`, writes to the root stay in the sandbox (runsc's
+    /// default); without, they go through to the host's rootfs (runc's).
+    pub fn load(dir: &Path, overlay: bool) -> anyhow::Result<Bundle> {
         let dir = std::path::absolute(dir).context("bundle path")?;
         let config = dir.join("config.json");
         if !config.exists() {
@@ -62,13 +64,16 @@ impl Bundle {
             .as_ref()
             .context("config.json has no process")?;
         let (process, terminal) = process_spec(process)?;
-        // Writes to the root stay in the sandbox's memory, never on the
-        // host (runsc's default): the gofer serves it read-only.
         let mut mounts = MountConfig {
-            root_overlay: true,
+            root_overlay: overlay,
             mounts: Vec::new(),
         };
-        let mut trees = vec![format!("{rootfs_str}:ro")];
+        // An overlaid root, or a read-only one, is never written: its gofer
+        // refuses to.
+        let mut trees = vec![match overlay || readonly {
+            true => format!("{rootfs_str}:ro"),
+            false => rootfs_str.to_string(),
+        }];
         for m in spec.mounts().iter().flatten() {
             if let Some(entry) = mount_entry(m, &mut trees)? {
                 mounts.mounts.push(entry);
@@ -93,6 +98,13 @@ impl Bundle {
                 );
             }
         }
+        let annotations: BTreeMap<String, String> = spec
+            .annotations()
+            .iter()
+            .flatten()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        warn_about_pods(&annotations);
         Ok(Bundle {
             dir,
             rootfs,
@@ -106,17 +118,27 @@ impl Bundle {
                 memory_limit,
             },
             trees,
-            annotations: spec
-                .annotations()
-                .iter()
-                .flatten()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
+            annotations,
             terminal,
             hooks: spec.hooks().as_ref().map(hooks).unwrap_or_default(),
             cgroups_path: linux.and_then(|l| l.cgroups_path().clone()),
             resources: linux.and_then(|l| l.resources().clone()),
         })
+    }
+}
+
+/// A CRI pod's containers (containerd's and CRI-O's annotations) each get
+/// a sandbox of their own: they share the pod's volumes, which are host
+/// binds, but not its IPC namespace or loopback network.
+fn warn_about_pods(annotations: &BTreeMap<String, String>) {
+    let kind = ["io.kubernetes.cri.container-type", "io.kubernetes.cri-o.ContainerType"]
+        .iter()
+        .find_map(|k| annotations.get(*k));
+    if kind.is_some_and(|k| k == "container") {
+        tracing::warn!(
+            "a pod's container runs in a sandbox of its own: it shares the pod's volumes, \
+             not its IPC namespace or network"
+        );
     }
 }
 

@@ -24,6 +24,7 @@ use veil_sentry::control::{Reply, Request, MAX_MESSAGE};
 use super::bundle::Bundle;
 use super::hooks;
 use super::state::{self, Container, HostProcess, State, StateError, Status, Store};
+use crate::cmd_do::Overlay;
 
 /// How long a command waits for the sentry to answer.
 const CONTROL_TIMEOUT: Duration = Duration::from_secs(30);
@@ -34,6 +35,8 @@ const SOCKET_NAME: &str = "sandbox.sock";
 /// veil's own flags that shape a sandbox.
 #[derive(Clone, Copy, Debug)]
 pub struct Options<'a> {
+    /// Where writes to the root go.
+    pub overlay: &'a Overlay,
     pub strace: bool,
     pub debug_log: Option<&'a Path>,
 }
@@ -78,7 +81,7 @@ fn start_sandbox(
     if args.preserve_fds != 0 {
         bail!("--preserve-fds: not supported yet");
     }
-    let bundle = Bundle::load(args.bundle)?;
+    let bundle = Bundle::load(args.bundle, opts.overlay != &Overlay::None)?;
     if bundle.terminal {
         match args.console_socket {
             None if !args.attached => {
@@ -162,6 +165,17 @@ fn start_sandbox(
     for fd in stdio {
         sentry.arg("--stdio-fd").arg(fd.to_string());
     }
+    let upper = match opts.overlay {
+        Overlay::File(dir) => Some(
+            tempfile::tempfile_in(dir)
+                .with_context(|| format!("creating the overlay file in {}", dir.display()))?,
+        ),
+        _ => None,
+    };
+    if let Some(upper) = &upper {
+        let fd = sentry.pass_fd(upper);
+        sentry.arg("--overlay-fd").arg(fd.to_string());
+    }
     let spec_fd = sentry.pass_fd(&spec);
     let control_fd = sentry.pass_fd(&control);
     let ready_fd = sentry.pass_fd(&ready_w);
@@ -182,7 +196,7 @@ fn start_sandbox(
             return Err(e).context("starting the sentry");
         }
     };
-    drop((sentry_ends, ready_w, control, spec));
+    drop((sentry_ends, ready_w, control, spec, upper));
     let created = Created { sentry, gofer };
     if let Err(e) = await_ready(ready_r) {
         kill_children(&created);
