@@ -105,6 +105,15 @@ impl Bundle {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         warn_about_pods(&annotations);
+        let mapped = linux.is_some_and(|l| {
+            l.uid_mappings().as_ref().is_some_and(|m| !m.is_empty())
+                || l.gid_mappings().as_ref().is_some_and(|m| !m.is_empty())
+        });
+        if mapped {
+            tracing::warn!(
+                "uidMappings and gidMappings are not applied: the sandbox's user namespace is its own"
+            );
+        }
         Ok(Bundle {
             dir,
             rootfs,
