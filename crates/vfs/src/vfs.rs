@@ -1191,12 +1191,7 @@ impl Vfs {
         let _changing = self.lock_changes();
         // Taken first: a bind onto a path beneath itself must not copy the
         // new mount too.
-        let list = self
-            .mounts
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .list
-            .clone();
+        let list = self.mount_list();
         let top = self.attach(at, src.dentry.clone(), src.mount.sb.clone())?;
         top.set_flags(src.mount.flags.load(Ordering::Acquire));
         if !recursive {
@@ -1393,16 +1388,20 @@ impl Vfs {
         Ok(st)
     }
 
+    /// Every mount, in the order they were made.
+    fn mount_list(&self) -> Vec<Arc<Mount>> {
+        self.mounts
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .list
+            .clone()
+    }
+
     /// /proc/PID/mounts (or with `info`, mountinfo) as the task with view
     /// `ctx` sees them: mounts outside its root are left out, and paths are
     /// relative to it.
     pub fn mounts_text(&self, ctx: &FsContext, info: bool) -> Vec<u8> {
-        let list = self
-            .mounts
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .list
-            .clone();
+        let list = self.mount_list();
         let mut out = Vec::new();
         for m in list {
             let here = PathRef {

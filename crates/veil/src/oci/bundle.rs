@@ -140,9 +140,12 @@ impl Bundle {
 /// a sandbox of their own: they share the pod's volumes, which are host
 /// binds, but not its IPC namespace or loopback network.
 fn warn_about_pods(annotations: &BTreeMap<String, String>) {
-    let kind = ["io.kubernetes.cri.container-type", "io.kubernetes.cri-o.ContainerType"]
-        .iter()
-        .find_map(|k| annotations.get(*k));
+    let kind = [
+        "io.kubernetes.cri.container-type",
+        "io.kubernetes.cri-o.ContainerType",
+    ]
+    .iter()
+    .find_map(|k| annotations.get(*k));
     if kind.is_some_and(|k| k == "container") {
         tracing::warn!(
             "a pod's container runs in a sandbox of its own: it shares the pod's volumes, \

@@ -594,37 +594,20 @@ fn destroy(state: &State) -> anyhow::Result<()> {
 
 /// `run`: create and start; unless detached, wait for the container's
 /// exit, delete it (unless `--keep`) and exit with its status.
-pub fn run(
-    root: &Path,
-    args: &liboci_cli::Run,
-    systemd_cgroup: bool,
-    opts: Options,
-) -> anyhow::Result<u8> {
-    let created = create(
-        root,
-        &CreateArgs {
-            id: &args.container_id,
-            bundle: &args.bundle,
-            pid_file: args.pid_file.as_deref(),
-            console_socket: args.console_socket.as_deref(),
-            preserve_fds: args.preserve_fds,
-            systemd_cgroup,
-            attached: !args.detach,
-        },
-        opts,
-    )?;
-    if let Err(e) = start(root, &args.container_id) {
-        let _ = delete(root, &args.container_id, true);
+pub fn run(root: &Path, args: &CreateArgs, keep: bool, opts: Options) -> anyhow::Result<u8> {
+    let created = create(root, args, opts)?;
+    if let Err(e) = start(root, args.id) {
+        let _ = delete(root, args.id, true);
         return Err(e);
     }
-    if args.detach {
+    if !args.attached {
         return Ok(0);
     }
     crate::signals::forward_to(created.sentry.pid())?;
     let status = created.sentry.wait().context("waiting for the sandbox")?;
     let _ = created.gofer.wait();
-    if !args.keep {
-        delete(root, &args.container_id, true)?;
+    if !keep {
+        delete(root, args.id, true)?;
     }
     Ok(match status.signal() {
         Some(sig) => 128u8.wrapping_add(sig as u8),

@@ -74,6 +74,22 @@ fn append_log(path: &Path, format: LogFormat, msg: &str) -> std::io::Result<()> 
     writeln!(file, "{line}")
 }
 
+/// `create`'s arguments from `create`'s or `run`'s flags, which share
+/// their names.
+macro_rules! create_args {
+    ($args:expr, $systemd_cgroup:expr, $attached:expr) => {
+        lifecycle::CreateArgs {
+            id: &$args.container_id,
+            bundle: &$args.bundle,
+            pid_file: $args.pid_file.as_deref(),
+            console_socket: $args.console_socket.as_deref(),
+            preserve_fds: $args.preserve_fds,
+            systemd_cgroup: $systemd_cgroup,
+            attached: $attached,
+        }
+    };
+}
+
 fn dispatch(
     cmd: OciCommand,
     root: &Path,
@@ -81,22 +97,16 @@ fn dispatch(
     veil: lifecycle::Options,
 ) -> anyhow::Result<u8> {
     match cmd {
-        OciCommand::Create(args) => lifecycle::create(
-            root,
-            &lifecycle::CreateArgs {
-                id: &args.container_id,
-                bundle: &args.bundle,
-                pid_file: args.pid_file.as_deref(),
-                console_socket: args.console_socket.as_deref(),
-                preserve_fds: args.preserve_fds,
-                systemd_cgroup,
-                attached: false,
-            },
-            veil,
-        )
-        .map(|_| 0),
+        OciCommand::Create(args) => {
+            lifecycle::create(root, &create_args!(args, systemd_cgroup, false), veil).map(|_| 0)
+        }
         OciCommand::Start(args) => lifecycle::start(root, &args.container_id),
-        OciCommand::Run(args) => lifecycle::run(root, &args, systemd_cgroup, veil),
+        OciCommand::Run(args) => lifecycle::run(
+            root,
+            &create_args!(args, systemd_cgroup, !args.detach),
+            args.keep,
+            veil,
+        ),
         OciCommand::Kill(args) => lifecycle::kill(root, &args.container_id, &args.signal, args.all),
         OciCommand::Delete(args) => lifecycle::delete(root, &args.container_id, args.force),
         OciCommand::Pause(args) => lifecycle::pause(root, &args.container_id, true),
