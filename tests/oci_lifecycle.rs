@@ -100,6 +100,7 @@ fn helper_lifecycle() {
         "init-signals" => h.init_signals(),
         "run" => h.run_exit_codes(),
         "config" => h.config(),
+        "exec" => h.exec(),
         other => panic!("unknown script {other}"),
     }
     let path = std::env::var(TRANSCRIPT).expect("run by the lifecycle tests");
@@ -391,6 +392,153 @@ impl Helper {
         );
     }
 
+    /// How many processes `ps --format json` lists (pids differ: veil's
+    /// are the sandbox's); None for `null`.
+    fn ps_count(&mut self, id: &str) -> Option<usize> {
+        let out = self.call(&["ps", "--format", "json", id]);
+        let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        list.as_array().map(Vec::len)
+    }
+
+    /// A step whose output is recorded too.
+    fn step_out(&mut self, name: &str, args: &[&str]) {
+        let out = self.call(args);
+        let _ = writeln!(
+            self.log,
+            "{name}: rc={:?} out={:?}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+
+    fn exec(&mut self) {
+        let b = bundle(
+            &self.dir,
+            serde_json::json!({"args": ["sh", "-c", "echo hello; sleep 1000 & wait"],
+                               "env": ["PATH=/bin", "FOO=from-spec"]}),
+            serde_json::json!({}),
+        );
+        let b = b.to_str().unwrap().to_string();
+        let out = self.dir.join("container.out");
+        self.call_with(&["create", "--bundle", &b, "x1"], Some(&out));
+        self.step_out("exec in created", &["exec", "x1", "echo", "hi"]);
+        self.record_status("after exec in created", "x1");
+        let n = self.ps_count("x1");
+        let _ = writeln!(self.log, "ps in created: {n:?}");
+        self.step("start", &["start", "x1"], None);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.ps_count("x1") != Some(2) {
+            assert!(Instant::now() < deadline, "init's sleep did not start");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        self.step_out(
+            "exec exit code",
+            &["exec", "x1", "sh", "-c", "echo from-exec; exit 3"],
+        );
+        self.step_out(
+            "exec spec env",
+            &["exec", "x1", "sh", "-c", "echo $FOO; pwd; id"],
+        );
+        self.step_out(
+            "exec overrides",
+            &[
+                "exec",
+                "--env",
+                "FOO=over",
+                "--env",
+                "BAR=new",
+                "--cwd",
+                "/tmp",
+                "--user",
+                "1000:1000",
+                "x1",
+                "sh",
+                "-c",
+                "echo $FOO $BAR; pwd; id",
+            ],
+        );
+        let process = self.dir.join("process.json");
+        std::fs::write(
+            &process,
+            serde_json::json!({
+                "args": ["sh", "-c", "echo from-process-json $FOO; pwd; id -u"],
+                "env": ["PATH=/bin", "FOO=json"],
+                "cwd": "/tmp",
+                "user": {"uid": 1234, "gid": 1234},
+            })
+            .to_string(),
+        )
+        .unwrap();
+        self.step_out("exec -p", &["exec", "-p", process.to_str().unwrap(), "x1"]);
+        self.step(
+            "exec missing program",
+            &["exec", "x1", "/no-such-program"],
+            Some("no-such-program"),
+        );
+        let pid_file = self.dir.join("exec.pid");
+        self.step(
+            "exec -d",
+            &[
+                "exec",
+                "-d",
+                "--pid-file",
+                pid_file.to_str().unwrap(),
+                "x1",
+                "sleep",
+                "1000",
+            ],
+            None,
+        );
+        let pid = std::fs::read_to_string(&pid_file).unwrap_or_default();
+        let _ = writeln!(
+            self.log,
+            "exec pid file is a bare number: {}",
+            !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit())
+        );
+        let n = self.ps_count("x1");
+        let _ = writeln!(self.log, "ps with exec'd sleep: {n:?}");
+        // What containerd's shim does to an exec'd process: kill(2) and
+        // wait(2) on the pid in the file.
+        let pid = nix::unistd::Pid::from_raw(pid.parse().unwrap());
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+        let status = nix::sys::wait::waitpid(pid, None).unwrap();
+        let ended = match status {
+            nix::sys::wait::WaitStatus::Signaled(_, sig, core) => {
+                format!("signal {sig}, core {core}")
+            }
+            other => format!("{other:?}"),
+        };
+        let _ = writeln!(self.log, "exec -d pid after TERM: {ended}");
+        let n = self.ps_count("x1");
+        let _ = writeln!(self.log, "ps after: {n:?}");
+        // A signal to the runtime's exec goes to the exec'd process.
+        let status = Command::new("timeout")
+            .args(["--preserve-status", "-s", "TERM", "1"])
+            .arg(&self.runtime)
+            .arg("--root")
+            .arg(&self.root)
+            .args(["exec", "x1", "sleep", "1000"])
+            .stdin(Stdio::null())
+            .status()
+            .unwrap();
+        reap();
+        let _ = writeln!(self.log, "exec killed by TERM: rc={:?}", status.code());
+        self.step("kill", &["kill", "x1", "KILL"], None);
+        self.await_stopped("after kill", "x1");
+        self.step(
+            "exec stopped",
+            &["exec", "x1", "true"],
+            Some("cannot exec in a stopped container"),
+        );
+        self.step_out("ps stopped", &["ps", "--format", "json", "x1"]);
+        self.step("delete", &["delete", "x1"], None);
+        self.step(
+            "exec missing",
+            &["exec", "x1", "true"],
+            Some("container does not exist"),
+        );
+    }
+
     /// What the process sees of its bundle's settings.
     fn config(&mut self) {
         let b = bundle(
@@ -542,6 +690,30 @@ fn the_process_gets_the_bundles_settings_like_runc() {
             "0027",
             "touch root: 1",
             "touch shm: 0",
+        ],
+    );
+}
+
+#[test]
+fn exec_and_ps_like_runc() {
+    compare(
+        "exec",
+        &[
+            "exec in created: rc=Some(0) out=\"hi\\n\"",
+            "after exec in created: created",
+            "ps in created: Some(1)",
+            "exec exit code: rc=Some(3) out=\"from-exec\\n\"",
+            "exec -p: rc=Some(0) out=\"from-process-json json\\n/tmp\\n1234\\n\"",
+            "exec missing program: rc=255 says \"no-such-program\": true",
+            "exec -d: rc=0",
+            "exec pid file is a bare number: true",
+            "ps with exec'd sleep: Some(3)",
+            "exec -d pid after TERM: signal SIGTERM, core false",
+            "ps after: Some(2)",
+            "exec killed by TERM: rc=Some(143)",
+            "exec stopped: rc=255 says \"cannot exec in a stopped container\": true",
+            "ps stopped: rc=Some(0) out=\"null\\n\"",
+            "exec missing: rc=255 says \"container does not exist\": true",
         ],
     );
 }
