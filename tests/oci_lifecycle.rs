@@ -717,3 +717,129 @@ fn exec_and_ps_like_runc() {
         ],
     );
 }
+
+/// The sentry answers malformed control requests with errors and goes on.
+#[test]
+fn malformed_control_requests_get_error_replies() {
+    use nix::sys::socket::{
+        connect, recv, sendmsg, socket, AddressFamily, ControlMessage, MsgFlags, SockFlag,
+        SockType, UnixAddr,
+    };
+    use std::os::fd::AsRawFd;
+    use veil_sentry::control::{Reply, Request};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let b = bundle(
+        tmp.path(),
+        serde_json::json!({"args": ["sleep", "1000"]}),
+        serde_json::json!({}),
+    );
+    let root = tmp.path().join("state");
+    let veil = |args: &[&str]| {
+        Command::new(veil_exe())
+            .arg("--root")
+            .arg(&root)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap()
+    };
+    assert!(veil(&["create", "--bundle", b.to_str().unwrap(), "m1"]).success());
+    let sock = socket(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .unwrap();
+    connect(
+        sock.as_raw_fd(),
+        &UnixAddr::new(&root.join("m1/sandbox.sock")).unwrap(),
+    )
+    .unwrap();
+    let call = |bytes: &[u8], fds: &[i32]| -> Reply {
+        let cmsg = [ControlMessage::ScmRights(fds)];
+        let cmsgs: &[ControlMessage] = if fds.is_empty() { &[] } else { &cmsg };
+        sendmsg::<()>(
+            sock.as_raw_fd(),
+            &[std::io::IoSlice::new(bytes)],
+            cmsgs,
+            MsgFlags::empty(),
+            None,
+        )
+        .unwrap();
+        let mut buf = vec![0u8; 65536];
+        let n = recv(sock.as_raw_fd(), &mut buf, MsgFlags::empty()).unwrap();
+        postcard::from_bytes(&buf[..n]).unwrap()
+    };
+    let enc = |r: &Request| postcard::to_allocvec(r).unwrap();
+    let exec = Request::Exec {
+        process: veil_sentry::ProcessSpec {
+            argv: vec![b"/bin/true".to_vec()],
+            cwd: b"/".to_vec(),
+            ..Default::default()
+        },
+    };
+    let null = std::fs::File::open("/dev/null").unwrap();
+    let null = null.as_raw_fd();
+    for (what, bytes, fds) in [
+        ("garbage", vec![0xff, 0xff, 0xff], vec![]),
+        ("exec without stdio", enc(&exec), vec![]),
+        ("exec with too few", enc(&exec), vec![null]),
+        (
+            "descriptors on a wait",
+            enc(&Request::Wait { pid: 1 }),
+            vec![null],
+        ),
+        ("wait for init", enc(&Request::Wait { pid: 1 }), vec![]),
+        (
+            "a bad signal",
+            enc(&Request::Signal {
+                signo: 99,
+                all: false,
+                pid: None,
+            }),
+            vec![],
+        ),
+        (
+            "a signal to no process",
+            enc(&Request::Signal {
+                signo: 9,
+                all: false,
+                pid: Some(4242),
+            }),
+            vec![],
+        ),
+        (
+            "exec with no args",
+            enc(&Request::Exec {
+                process: veil_sentry::ProcessSpec::default(),
+            }),
+            vec![null, null, null],
+        ),
+    ] {
+        let reply = call(&bytes, &fds);
+        assert!(matches!(reply, Reply::Error(_)), "{what}: {reply:?}");
+    }
+    // Still serving, and init still waiting for start.
+    let reply = call(&enc(&exec), &[null, null, null]);
+    let Reply::Pid(pid) = reply else {
+        panic!("exec after bad requests: {reply:?}")
+    };
+    assert_eq!(
+        call(&enc(&Request::Wait { pid }), &[]),
+        Reply::Exit(0),
+        "/bin/true's status"
+    );
+    let out = Command::new(veil_exe())
+        .arg("--root")
+        .arg(&root)
+        .args(["state", "m1"])
+        .output()
+        .unwrap();
+    let state: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(state["status"], "created");
+    assert!(veil(&["delete", "--force", "m1"]).success());
+}

@@ -433,3 +433,77 @@ fn exec(control: &Control, process: ProcessSpec, fds: Vec<OwnedFd>) -> Result<i3
         Err(_) => Err("the process could not start (see --debug-log)".into()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_and_replies_survive_encoding() {
+        let exec = Request::Exec {
+            process: ProcessSpec {
+                argv: vec![b"sh".to_vec(), b"-c".to_vec(), b"exit 3".to_vec()],
+                envp: vec![b"PATH=/bin".to_vec()],
+                cwd: b"/tmp".to_vec(),
+                uid: 1000,
+                gid: 1000,
+                groups: vec![10],
+                ..ProcessSpec::default()
+            },
+        };
+        for req in [
+            exec,
+            Request::Wait { pid: 7 },
+            Request::Ps,
+            Request::Signal {
+                signo: 15,
+                all: false,
+                pid: Some(7),
+            },
+        ] {
+            let bytes = postcard::to_allocvec(&req).expect("encodes");
+            assert_eq!(postcard::from_bytes::<Request>(&bytes).ok(), Some(req));
+        }
+        let reply = Reply::Processes(vec![ProcessInfo {
+            pid: 1,
+            ppid: 0,
+            uid: 0,
+            comm: "sh".into(),
+            cmdline: vec!["sh".into()],
+            state: 'S',
+            start_ns: 1,
+            utime_ns: 2,
+            stime_ns: 3,
+        }]);
+        let bytes = postcard::to_allocvec(&reply).expect("encodes");
+        assert_eq!(postcard::from_bytes::<Reply>(&bytes).ok(), Some(reply));
+    }
+
+    #[test]
+    fn malformed_requests_do_not_decode() {
+        let bytes = postcard::to_allocvec(&Request::Wait { pid: 7 }).expect("encodes");
+        assert!(postcard::from_bytes::<Request>(&bytes[..1]).is_err());
+        assert!(postcard::from_bytes::<Request>(&[0xff, 0xff]).is_err());
+        assert!(postcard::from_bytes::<Request>(&[]).is_err());
+    }
+
+    #[test]
+    fn wait_statuses_as_linux_encodes_them() {
+        assert_eq!(wait_status(ExitStatus::Exited(3)), 3 << 8);
+        assert_eq!(wait_status(ExitStatus::Exited(256 + 4)), 4 << 8);
+        assert_eq!(
+            wait_status(ExitStatus::Signaled {
+                signo: 9,
+                core: false
+            }),
+            9
+        );
+        assert_eq!(
+            wait_status(ExitStatus::Signaled {
+                signo: 11,
+                core: true
+            }),
+            11 | 0x80
+        );
+    }
+}
