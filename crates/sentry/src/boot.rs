@@ -268,6 +268,10 @@ pub fn boot(cfg: BootConfig) -> Result<ExitStatus, BootError> {
     thread.join().map_err(|_| BootError::TaskPanicked)?
 }
 
+/// The thread of a process [`spawn_process`] started; it returns the
+/// process's exit status.
+pub(crate) type ProcessThread = JoinHandle<Result<ExitStatus, BootError>>;
+
 /// The root, working directory and umask of a new process.
 pub(crate) fn fs_context(vfs: &Vfs, process: &ProcessSpec) -> Result<FsContext, Errno> {
     let root = vfs.root();
@@ -292,7 +296,7 @@ pub(crate) fn spawn_process(
     fds: Arc<FdTable>,
     fs: FsContext,
     on_loaded: impl FnOnce(Result<(), (&[u8], Errno)>) -> Result<(), ExitStatus> + Send + 'static,
-) -> Result<(Arc<ThreadGroup>, JoinHandle<Result<ExitStatus, BootError>>), BootError> {
+) -> Result<(Arc<ThreadGroup>, ProcessThread), BootError> {
     let tid = kernel.alloc_tid();
     let tg = Arc::new(ThreadGroup::new(tid, 0));
     set_rlimits(&tg, &process.rlimits);

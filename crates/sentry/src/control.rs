@@ -45,8 +45,8 @@ pub enum Request {
     /// Start another process in the sandbox, with the [`EXEC_FDS`]
     /// descriptors sent along as its stdio. Replies with its pid.
     Exec { process: ProcessSpec },
-    /// Wait for an exec'd process to exit; replies with its status. One
-    /// waiter gets it.
+    /// Wait for an exec'd process to exit; replies with its status, which
+    /// is kept until a Wait has returned it.
     Wait { pid: i32 },
     /// List the processes.
     Ps,
