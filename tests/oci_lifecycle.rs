@@ -523,6 +523,29 @@ impl Helper {
             .unwrap();
         reap();
         let _ = writeln!(self.log, "exec killed by TERM: rc={:?}", status.code());
+        // An exec'd process's orphan goes to init, as in a PID namespace.
+        self.step_out(
+            "exec leaving a child",
+            &[
+                "exec",
+                "x1",
+                "sh",
+                "-c",
+                "sleep 1000 </dev/null >/dev/null 2>&1 & echo started",
+            ],
+        );
+        self.step_out(
+            "parents of the sleeps",
+            &[
+                "exec",
+                "x1",
+                "sh",
+                "-c",
+                "ps -o ppid,comm | grep sleep | sort",
+            ],
+        );
+        let n = self.ps_count("x1");
+        let _ = writeln!(self.log, "ps with the orphan: {n:?}");
         self.step("kill", &["kill", "x1", "KILL"], None);
         self.await_stopped("after kill", "x1");
         self.step(
@@ -711,6 +734,7 @@ fn exec_and_ps_like_runc() {
             "exec -d pid after TERM: signal SIGTERM, core false",
             "ps after: Some(2)",
             "exec killed by TERM: rc=Some(143)",
+            "ps with the orphan: Some(3)",
             "exec stopped: rc=255 says \"cannot exec in a stopped container\": true",
             "ps stopped: rc=Some(0) out=\"null\\n\"",
             "exec missing: rc=255 says \"container does not exist\": true",

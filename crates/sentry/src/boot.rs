@@ -300,6 +300,9 @@ pub(crate) fn spawn_process(
     let tid = kernel.alloc_tid();
     let tg = Arc::new(ThreadGroup::new(tid, 0));
     set_rlimits(&tg, &process.rlimits);
+    // What `ps` shows of a process not yet running (init before start).
+    tg.exit_uid
+        .store(process.uid, std::sync::atomic::Ordering::Relaxed);
     kernel.add_process(tg.clone());
     let process_tg = tg.clone();
     let task_kernel = kernel.clone();
