@@ -241,21 +241,6 @@ fn state_of_a_missing_container_fails_as_in_runc() {
     assert!(stderr(&theirs).contains("container does not exist"));
 }
 
-#[test]
-fn commands_not_built_yet_say_so() {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let root = tmp.path().join("root");
-    let root = root.to_str().expect("utf-8");
-    for (cmd, args) in [("exec", &["exec", "c1", "true"][..]), ("ps", &["ps", "c1"])] {
-        let out = veil(tmp.path(), &[&["--root", root][..], args].concat());
-        assert_eq!(out.status.code(), Some(1), "{cmd}: {out:?}");
-        assert!(
-            stderr(&out).contains(&format!("veil: {cmd}: not supported yet")),
-            "{cmd}: {out:?}"
-        );
-    }
-}
-
 /// A recorded container whose sentry is gone shows as stopped, pid 0, in
 /// `state` and `list` (the record is written by hand).
 #[test]

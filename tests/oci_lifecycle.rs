@@ -105,6 +105,7 @@ fn helper_lifecycle() {
         "cgroups" => h.cgroups(),
         "pause" => h.pause(),
         "events" => h.events(),
+        "exec" => h.exec(),
         other => panic!("unknown script {other}"),
     }
     let path = std::env::var(TRANSCRIPT).expect("run by the lifecycle tests");
@@ -396,6 +397,176 @@ impl Helper {
         );
     }
 
+    /// How many processes `ps --format json` lists (pids differ: veil's
+    /// are the sandbox's); None for `null`.
+    fn ps_count(&mut self, id: &str) -> Option<usize> {
+        let out = self.call(&["ps", "--format", "json", id]);
+        let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        list.as_array().map(Vec::len)
+    }
+
+    /// A step whose output is recorded too.
+    fn step_out(&mut self, name: &str, args: &[&str]) {
+        let out = self.call(args);
+        let _ = writeln!(
+            self.log,
+            "{name}: rc={:?} out={:?}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+
+    fn exec(&mut self) {
+        let b = bundle(
+            &self.dir,
+            serde_json::json!({"args": ["sh", "-c", "echo hello; sleep 1000 & wait"],
+                               "env": ["PATH=/bin", "FOO=from-spec"]}),
+            serde_json::json!({}),
+        );
+        let b = b.to_str().unwrap().to_string();
+        let out = self.dir.join("container.out");
+        self.call_with(&["create", "--bundle", &b, "x1"], Some(&out));
+        self.step_out("exec in created", &["exec", "x1", "echo", "hi"]);
+        self.record_status("after exec in created", "x1");
+        let n = self.ps_count("x1");
+        let _ = writeln!(self.log, "ps in created: {n:?}");
+        self.step("start", &["start", "x1"], None);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.ps_count("x1") != Some(2) {
+            assert!(Instant::now() < deadline, "init's sleep did not start");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        self.step_out(
+            "exec exit code",
+            &["exec", "x1", "sh", "-c", "echo from-exec; exit 3"],
+        );
+        self.step_out(
+            "exec spec env",
+            &["exec", "x1", "sh", "-c", "echo $FOO; pwd; id"],
+        );
+        self.step_out(
+            "exec overrides",
+            &[
+                "exec",
+                "--env",
+                "FOO=over",
+                "--env",
+                "BAR=new",
+                "--cwd",
+                "/tmp",
+                "--user",
+                "1000:1000",
+                "x1",
+                "sh",
+                "-c",
+                "echo $FOO $BAR; pwd; id",
+            ],
+        );
+        let process = self.dir.join("process.json");
+        std::fs::write(
+            &process,
+            serde_json::json!({
+                "args": ["sh", "-c", "echo from-process-json $FOO; pwd; id -u"],
+                "env": ["PATH=/bin", "FOO=json"],
+                "cwd": "/tmp",
+                "user": {"uid": 1234, "gid": 1234},
+            })
+            .to_string(),
+        )
+        .unwrap();
+        self.step_out("exec -p", &["exec", "-p", process.to_str().unwrap(), "x1"]);
+        self.step(
+            "exec missing program",
+            &["exec", "x1", "/no-such-program"],
+            Some("no-such-program"),
+        );
+        let pid_file = self.dir.join("exec.pid");
+        self.step(
+            "exec -d",
+            &[
+                "exec",
+                "-d",
+                "--pid-file",
+                pid_file.to_str().unwrap(),
+                "x1",
+                "sleep",
+                "1000",
+            ],
+            None,
+        );
+        let pid = std::fs::read_to_string(&pid_file).unwrap_or_default();
+        let _ = writeln!(
+            self.log,
+            "exec pid file is a bare number: {}",
+            !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit())
+        );
+        let n = self.ps_count("x1");
+        let _ = writeln!(self.log, "ps with exec'd sleep: {n:?}");
+        // What containerd's shim does to an exec'd process: kill(2) and
+        // wait(2) on the pid in the file.
+        let pid = nix::unistd::Pid::from_raw(pid.parse().unwrap());
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+        let status = nix::sys::wait::waitpid(pid, None).unwrap();
+        let ended = match status {
+            nix::sys::wait::WaitStatus::Signaled(_, sig, core) => {
+                format!("signal {sig}, core {core}")
+            }
+            other => format!("{other:?}"),
+        };
+        let _ = writeln!(self.log, "exec -d pid after TERM: {ended}");
+        let n = self.ps_count("x1");
+        let _ = writeln!(self.log, "ps after: {n:?}");
+        // A signal to the runtime's exec goes to the exec'd process.
+        let status = Command::new("timeout")
+            .args(["--preserve-status", "-s", "TERM", "1"])
+            .arg(&self.runtime)
+            .arg("--root")
+            .arg(&self.root)
+            .args(["exec", "x1", "sleep", "1000"])
+            .stdin(Stdio::null())
+            .status()
+            .unwrap();
+        reap();
+        let _ = writeln!(self.log, "exec killed by TERM: rc={:?}", status.code());
+        // An exec'd process's orphan goes to init, as in a PID namespace.
+        self.step_out(
+            "exec leaving a child",
+            &[
+                "exec",
+                "x1",
+                "sh",
+                "-c",
+                "sleep 1000 </dev/null >/dev/null 2>&1 & echo started",
+            ],
+        );
+        self.step_out(
+            "parents of the sleeps",
+            &[
+                "exec",
+                "x1",
+                "sh",
+                "-c",
+                "ps -o ppid,comm | grep sleep | sort",
+            ],
+        );
+        let n = self.ps_count("x1");
+        let _ = writeln!(self.log, "ps with the orphan: {n:?}");
+        self.step("kill", &["kill", "x1", "KILL"], None);
+        self.await_stopped("after kill", "x1");
+        self.step(
+            "exec stopped",
+            &["exec", "x1", "true"],
+            Some("cannot exec in a stopped container"),
+        );
+        self.step_out("ps stopped", &["ps", "--format", "json", "x1"]);
+        self.step("delete", &["delete", "x1"], None);
+        self.step(
+            "exec missing",
+            &["exec", "x1", "true"],
+            Some("container does not exist"),
+        );
+    }
+
     /// What the process sees of its bundle's settings.
     fn config(&mut self) {
         let b = bundle(
@@ -452,7 +623,8 @@ impl Helper {
         let b = bundle(
             &self.dir,
             serde_json::json!({"args": ["sh", "-c",
-                "head -c 200000000 /dev/zero | tail -c 100000000 >/dev/null; echo \"rc=$?\"; echo alive"]}),
+                "(head -c 200000000 /dev/zero | tail -c 100000000 >/dev/null) 2>/dev/null; \
+                 echo \"rc=$?\"; echo alive"]}),
             serde_json::json!({}),
         );
         let mut config: serde_json::Value =
@@ -871,4 +1043,155 @@ fn writes_to_the_root_stay_in_the_sandbox_unless_overlay_is_none() {
             "--overlay {overlay}"
         );
     }
+}
+
+#[test]
+fn exec_and_ps_like_runc() {
+    compare(
+        "exec",
+        &[
+            "exec in created: rc=Some(0) out=\"hi\\n\"",
+            "after exec in created: created",
+            "ps in created: Some(1)",
+            "exec exit code: rc=Some(3) out=\"from-exec\\n\"",
+            "exec -p: rc=Some(0) out=\"from-process-json json\\n/tmp\\n1234\\n\"",
+            "exec missing program: rc=255 says \"no-such-program\": true",
+            "exec -d: rc=0",
+            "exec pid file is a bare number: true",
+            "ps with exec'd sleep: Some(3)",
+            "exec -d pid after TERM: signal SIGTERM, core false",
+            "ps after: Some(2)",
+            "exec killed by TERM: rc=Some(143)",
+            "ps with the orphan: Some(3)",
+            "exec stopped: rc=255 says \"cannot exec in a stopped container\": true",
+            "ps stopped: rc=Some(0) out=\"null\\n\"",
+            "exec missing: rc=255 says \"container does not exist\": true",
+        ],
+    );
+}
+
+/// The sentry answers malformed control requests with errors and goes on.
+#[test]
+fn malformed_control_requests_get_error_replies() {
+    use nix::sys::socket::{
+        connect, recv, sendmsg, socket, AddressFamily, ControlMessage, MsgFlags, SockFlag,
+        SockType, UnixAddr,
+    };
+    use std::os::fd::AsRawFd;
+    use veil_sentry::control::{Reply, Request};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let b = bundle(
+        tmp.path(),
+        serde_json::json!({"args": ["sleep", "1000"]}),
+        serde_json::json!({}),
+    );
+    let root = tmp.path().join("state");
+    let veil = |args: &[&str]| {
+        Command::new(veil_exe())
+            .arg("--root")
+            .arg(&root)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap()
+    };
+    assert!(veil(&["create", "--bundle", b.to_str().unwrap(), "m1"]).success());
+    let sock = socket(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .unwrap();
+    connect(
+        sock.as_raw_fd(),
+        &UnixAddr::new(&root.join("m1/sandbox.sock")).unwrap(),
+    )
+    .unwrap();
+    let call = |bytes: &[u8], fds: &[i32]| -> Reply {
+        let cmsg = [ControlMessage::ScmRights(fds)];
+        let cmsgs: &[ControlMessage] = if fds.is_empty() { &[] } else { &cmsg };
+        sendmsg::<()>(
+            sock.as_raw_fd(),
+            &[std::io::IoSlice::new(bytes)],
+            cmsgs,
+            MsgFlags::empty(),
+            None,
+        )
+        .unwrap();
+        let mut buf = vec![0u8; 65536];
+        let n = recv(sock.as_raw_fd(), &mut buf, MsgFlags::empty()).unwrap();
+        postcard::from_bytes(&buf[..n]).unwrap()
+    };
+    let enc = |r: &Request| postcard::to_allocvec(r).unwrap();
+    let exec = Request::Exec {
+        process: veil_sentry::ProcessSpec {
+            argv: vec![b"/bin/true".to_vec()],
+            cwd: b"/".to_vec(),
+            ..Default::default()
+        },
+    };
+    let null = std::fs::File::open("/dev/null").unwrap();
+    let null = null.as_raw_fd();
+    for (what, bytes, fds) in [
+        ("garbage", vec![0xff, 0xff, 0xff], vec![]),
+        ("exec without stdio", enc(&exec), vec![]),
+        ("exec with too few", enc(&exec), vec![null]),
+        (
+            "descriptors on a wait",
+            enc(&Request::Wait { pid: 1 }),
+            vec![null],
+        ),
+        ("wait for init", enc(&Request::Wait { pid: 1 }), vec![]),
+        (
+            "a bad signal",
+            enc(&Request::Signal {
+                signo: 99,
+                all: false,
+                pid: None,
+            }),
+            vec![],
+        ),
+        (
+            "a signal to no process",
+            enc(&Request::Signal {
+                signo: 9,
+                all: false,
+                pid: Some(4242),
+            }),
+            vec![],
+        ),
+        (
+            "exec with no args",
+            enc(&Request::Exec {
+                process: veil_sentry::ProcessSpec::default(),
+            }),
+            vec![null, null, null],
+        ),
+    ] {
+        let reply = call(&bytes, &fds);
+        assert!(matches!(reply, Reply::Error(_)), "{what}: {reply:?}");
+    }
+    // Still serving, and init still waiting for start.
+    let reply = call(&enc(&exec), &[null, null, null]);
+    let Reply::Pid(pid) = reply else {
+        panic!("exec after bad requests: {reply:?}")
+    };
+    assert_eq!(
+        call(&enc(&Request::Wait { pid }), &[]),
+        Reply::Exit(0),
+        "/bin/true's status"
+    );
+    let out = Command::new(veil_exe())
+        .arg("--root")
+        .arg(&root)
+        .args(["state", "m1"])
+        .output()
+        .unwrap();
+    let state: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(state["status"], "created");
+    assert!(veil(&["delete", "--force", "m1"]).success());
 }

@@ -3,6 +3,7 @@
 
 use std::os::fd::OwnedFd;
 use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 
 use serde::{Deserialize, Serialize};
 
@@ -201,13 +202,7 @@ pub fn boot(cfg: BootConfig) -> Result<ExitStatus, BootError> {
     vfs.ptys()
         .set_signals(Arc::new(crate::tty::KernelSignals(Arc::downgrade(&kernel))));
 
-    let fds = Arc::new(FdTable::new());
-    for (fd, host) in cfg.stdio.into_iter().enumerate() {
-        let flags = rustix::fs::fcntl_getfl(&host).map_or(2, |f| f.bits() as i32);
-        let limit = veil_vfs::DEFAULT_NOFILE as usize;
-        fds.insert_at(fd as i32, OpenFile::from_host_fd(host, flags), false, limit)
-            .map_err(setup("stdio"))?;
-    }
+    let fds = stdio_table(cfg.stdio).map_err(setup("stdio"))?;
     // A terminal handed over as stdin becomes init's controlling terminal,
     // as a container's console does.
     if let Some(stdin) = fds.get(0).ok().filter(|f| f.is_terminal()) {
@@ -216,15 +211,17 @@ pub fn boot(cfg: BootConfig) -> Result<ExitStatus, BootError> {
             .attach(stdin, crate::kernel::INIT_PID, crate::kernel::INIT_PID);
     }
     let process = cfg.process;
-    let root = vfs.root();
-    let mut ctx = FsContext::new(root.clone());
-    if let Ok(cwd) = vfs.lookup(&ctx, &root, &process.cwd, true) {
-        ctx.cwd = cwd;
-    }
-    if let Some(umask) = process.umask {
-        ctx.umask = umask & 0o777;
-    }
-    let fs = Arc::new(Mutex::new(ctx));
+    // A cwd missing inside the sandbox leaves init at the root (`veil do`
+    // names the host's).
+    let fs = fs_context(&vfs, &process).or_else(|_| {
+        let at_root = ProcessSpec {
+            cwd: b"/".to_vec(),
+            umask: process.umask,
+            ..ProcessSpec::default()
+        };
+        fs_context(&vfs, &at_root)
+    });
+    let fs = fs.map_err(setup("root directory"))?;
     if let Some(fd) = cfg.host_signals {
         let kernel = kernel.clone();
         std::thread::Builder::new()
@@ -252,65 +249,147 @@ pub fn boot(cfg: BootConfig) -> Result<ExitStatus, BootError> {
     })?;
     let ready = cfg.ready;
 
-    // The init task runs on its own thread, which becomes the tracer of its
-    // stub; later tasks each get one too.
+    // Init waits, once loaded, for `veil start` if there is a control
+    // socket; its exit ends the sandbox.
+    let on_loaded = move |loaded: Result<(), (&[u8], Errno)>| {
+        if let Some(ready) = ready {
+            let msg = match loaded {
+                Ok(()) => "ok".to_string(),
+                Err((path, errno)) => format!(
+                    "{}: {}",
+                    String::from_utf8_lossy(path),
+                    std::io::Error::from_raw_os_error(errno.raw())
+                ),
+            };
+            let _ = rustix::io::write(&ready, msg.as_bytes());
+        }
+        match (loaded, &gate) {
+            (Ok(()), Some(gate)) => match gate.wait() {
+                Gate::Killed(signo) => Err(ExitStatus::Signaled { signo, core: false }),
+                _ => Ok(()),
+            },
+            _ => Ok(()),
+        }
+    };
+    let (_, thread) = spawn_process(&kernel, process, fds, fs, on_loaded)?;
+    thread.join().map_err(|_| BootError::TaskPanicked)?
+}
+
+/// The thread of a process [`spawn_process`] started; it returns the
+/// process's exit status.
+pub(crate) type ProcessThread = JoinHandle<Result<ExitStatus, BootError>>;
+
+/// The root, working directory and umask of a new process.
+pub(crate) fn fs_context(vfs: &Vfs, process: &ProcessSpec) -> Result<FsContext, Errno> {
+    let root = vfs.root();
+    let mut ctx = FsContext::new(root.clone());
+    ctx.cwd = vfs.lookup(&ctx, &root, &process.cwd, true)?;
+    if let Some(umask) = process.umask {
+        ctx.umask = umask & 0o777;
+    }
+    Ok(ctx)
+}
+
+/// Starts `process` as a new process whose parent is outside the sandbox
+/// (ppid 0): init, or one `veil exec` adds. It runs on a thread of its
+/// own, which becomes the tracer of its stub. Once the program is loaded,
+/// or failed to load, `on_loaded` decides on that thread whether it runs
+/// (Ok) or ends unrun with the given status. The thread returns the
+/// process's exit status; a process other than init is then reaped at
+/// once, as no parent in the sandbox waits for it.
+pub(crate) fn spawn_process(
+    kernel: &Arc<Kernel>,
+    process: ProcessSpec,
+    fds: Arc<FdTable>,
+    fs: FsContext,
+    on_loaded: impl FnOnce(Result<(), (&[u8], Errno)>) -> Result<(), ExitStatus> + Send + 'static,
+) -> Result<(Arc<ThreadGroup>, ProcessThread), BootError> {
+    let tid = kernel.alloc_tid();
+    let tg = Arc::new(ThreadGroup::new(tid, 0));
+    set_rlimits(&tg, &process.rlimits);
+    // What `ps` shows of a process not yet running (init before start).
+    tg.exit_uid
+        .store(process.uid, std::sync::atomic::Ordering::Relaxed);
+    kernel.add_process(tg.clone());
+    let process_tg = tg.clone();
+    let task_kernel = kernel.clone();
     let thread = std::thread::Builder::new()
-        .name("task-1".into())
+        .name(format!("task-{tid}"))
         .spawn(move || -> Result<ExitStatus, BootError> {
-            let space = kernel.platform.new_address_space()?;
+            let kernel = task_kernel;
+            let init = tid == crate::kernel::INIT_PID;
+            let space = match kernel.platform.new_address_space() {
+                Ok(space) => space,
+                Err(e) => {
+                    if !init {
+                        kernel.exit_process(&tg, ExitStatus::Exited(127));
+                    }
+                    return Err(e.into());
+                }
+            };
             let layout = Layout::new(kernel.platform.max_user_address(), crate::mm::STACK_SIZE);
             let mm = Arc::new(MemoryManager::new(space, kernel.memfile.clone(), layout));
-            let tid = kernel.alloc_tid();
-            let tg = Arc::new(ThreadGroup::new(tid, 0));
-            set_rlimits(&tg, &process.rlimits);
-            kernel.add_process(tg.clone());
             let mut task = Task::new(
                 kernel.clone(),
-                tg,
+                tg.clone(),
                 tid,
                 mm,
                 fds,
-                fs,
+                Arc::new(Mutex::new(fs)),
                 Arc::new(process.creds()),
                 Registers::default(),
             );
             task.no_new_privs = process.no_new_privs;
             let path = find_command(&task, &process.argv, &process.envp);
             let loaded = syscalls::exec_init(&mut task, &path, process.argv, &process.envp);
-            if let Some(ready) = ready {
-                let msg = match loaded {
-                    Ok(()) => "ok".to_string(),
-                    Err(errno) => format!(
-                        "{}: {}",
-                        String::from_utf8_lossy(&path),
-                        std::io::Error::from_raw_os_error(errno.raw())
-                    ),
-                };
-                let _ = rustix::io::write(&ready, msg.as_bytes());
-            }
-            if let (Ok(()), Some(gate)) = (loaded, &gate) {
-                if let Gate::Killed(signo) = gate.wait() {
-                    return Ok(ExitStatus::Signaled { signo, core: false });
-                }
-            }
-            match loaded {
-                Ok(()) => {
-                    let tg = task.tg.clone();
-                    match task.run() {
-                        Some(status) => Ok(status),
-                        // Init's main thread left while others run on:
-                        // the last of them reports the process's exit.
-                        None => Ok(wait_for_exit(&kernel, &tg)),
+            let go = on_loaded(loaded.map_err(|errno| (path.as_slice(), errno)));
+            let outcome = match (loaded, go) {
+                (Err(errno), _) => Err(BootError::Exec { path, errno }),
+                (Ok(()), Err(status)) => Ok(Some(status)),
+                (Ok(()), Ok(())) => Ok(task.run()),
+            };
+            // Files close before the exit is reported, as on Linux.
+            drop(task);
+            match outcome {
+                Ok(Some(status)) => {
+                    if !init {
+                        kernel.exit_process(&tg, status);
                     }
+                    Ok(status)
                 }
-                Err(errno) => Err(BootError::Exec { path, errno }),
+                // The main thread left while others run on: the last of
+                // them reports the process's exit.
+                Ok(None) => Ok(wait_for_exit(&kernel, &tg)),
+                Err(e) => {
+                    if !init {
+                        kernel.exit_process(&tg, ExitStatus::Exited(127));
+                    }
+                    Err(e)
+                }
             }
         })
         .map_err(|_| BootError::Setup {
             what: "task thread",
             errno: Errno::EAGAIN,
-        })?;
-    thread.join().map_err(|_| BootError::TaskPanicked)?
+        });
+    match thread {
+        Ok(thread) => Ok((process_tg, thread)),
+        Err(e) => {
+            kernel.exit_process(&process_tg, ExitStatus::Exited(127));
+            Err(e)
+        }
+    }
+}
+
+/// A new process's descriptor table: `stdio` as 0, 1 and 2.
+pub(crate) fn stdio_table(stdio: [OwnedFd; 3]) -> Result<Arc<FdTable>, Errno> {
+    let fds = Arc::new(FdTable::new());
+    for (fd, host) in stdio.into_iter().enumerate() {
+        let flags = rustix::fs::fcntl_getfl(&host).map_or(2, |f| f.bits() as i32);
+        let limit = veil_vfs::DEFAULT_NOFILE as usize;
+        fds.insert_at(fd as i32, OpenFile::from_host_fd(host, flags), false, limit)?;
+    }
+    Ok(fds)
 }
 
 /// Masks and write-protects paths as runc does, skipping those that do not
@@ -427,7 +506,7 @@ fn find_command(t: &Task, argv: &[Vec<u8>], envp: &[Vec<u8>]) -> Vec<u8> {
     cmd.clone()
 }
 
-fn wait_for_exit(kernel: &Kernel, tg: &ThreadGroup) -> ExitStatus {
+pub(crate) fn wait_for_exit(kernel: &Kernel, tg: &ThreadGroup) -> ExitStatus {
     let waiter = veil_vfs::wait::Waiter::new();
     loop {
         kernel.child_events.register(&waiter);

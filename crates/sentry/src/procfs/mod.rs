@@ -427,6 +427,20 @@ fn state(k: &Kernel, tg: &ThreadGroup, tid: i32) -> (char, &'static str) {
     }
 }
 
+/// What `veil ps` shows of a process.
+pub(crate) fn process_info(k: &Kernel, tg: &ThreadGroup) -> crate::control::ProcessInfo {
+    let (state, _) = state(k, tg, tg.pid);
+    let uid = ProcInode::any_thread(k, tg.pid).map_or_else(|_| tg.uid(), |t| t.creds().uid);
+    crate::control::ProcessInfo::new(
+        k,
+        tg,
+        comm(k, tg.pid, tg.pid),
+        &mem_view(k, tg.pid, files::cmdline),
+        uid,
+        state,
+    )
+}
+
 fn ticks(ns: u64) -> u64 {
     ns / (1_000_000_000 / USER_HZ)
 }

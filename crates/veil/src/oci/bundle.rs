@@ -179,7 +179,7 @@ fn paths(list: Option<&Vec<String>>) -> anyhow::Result<Vec<Vec<u8>>> {
         .collect()
 }
 
-fn process_spec(p: &oci_spec::runtime::Process) -> anyhow::Result<(ProcessSpec, bool)> {
+pub(crate) fn process_spec(p: &oci_spec::runtime::Process) -> anyhow::Result<(ProcessSpec, bool)> {
     let args = p.args().as_ref().filter(|a| !a.is_empty());
     let args = args.context("process.args must not be empty")?;
     let cwd = p.cwd();

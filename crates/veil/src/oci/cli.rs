@@ -33,6 +33,9 @@ pub enum OciCommand {
     Pause(liboci_cli::Pause),
     /// Resume the processes of a paused container.
     Resume(liboci_cli::Resume),
+    /// (internal) Stand for a detached exec'd process until it exits.
+    #[command(hide = true)]
+    ExecWait(ExecWait),
 }
 
 impl OciCommand {
@@ -53,6 +56,7 @@ impl OciCommand {
             Self::Events(_) => "events",
             Self::Pause(_) => "pause",
             Self::Resume(_) => "resume",
+            Self::ExecWait(_) => "exec-wait",
         }
     }
 }
@@ -94,4 +98,12 @@ pub struct Events {
     /// The container.
     #[arg(value_parser = clap::builder::NonEmptyStringValueParser::new())]
     pub container_id: String,
+}
+
+/// The waiter `exec --detach` leaves behind.
+#[derive(Args, Debug)]
+pub struct ExecWait {
+    pub container_id: String,
+    /// The exec'd process's pid in the sandbox.
+    pub pid: i32,
 }

@@ -8,18 +8,22 @@
 //! the control socket in the container's directory.
 
 use std::fs::File;
+use std::io::IoSlice;
 use std::io::{Read as _, Write as _};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::os::unix::process::ExitStatusExt as _;
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{bail, Context as _};
-use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
+use rustix::net::{
+    AddressFamily, SendAncillaryBuffer, SendAncillaryMessage, SendFlags, SocketAddrUnix,
+    SocketFlags, SocketType,
+};
 use veil_cgroup::Cgroup;
 use veil_confine::spawn::{gofer_namespaces, Child, Spawn, SENTRY_NAMESPACES};
-use veil_sentry::control::{Reply, Request, MAX_MESSAGE};
+use veil_sentry::control::{Reply, Request, EXEC_FDS, MAX_MESSAGE};
 
 use super::bundle::Bundle;
 use super::hooks;
@@ -27,7 +31,7 @@ use super::state::{self, Container, HostProcess, State, StateError, Status, Stor
 use crate::cmd_do::Overlay;
 
 /// How long a command waits for the sentry to answer.
-const CONTROL_TIMEOUT: Duration = Duration::from_secs(30);
+pub(super) const CONTROL_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long `delete` waits for killed processes to go.
 const KILL_TIMEOUT: Duration = Duration::from_secs(5);
 const SOCKET_NAME: &str = "sandbox.sock";
@@ -323,7 +327,7 @@ fn await_ready(ready: OwnedFd) -> anyhow::Result<()> {
 
 /// The pid file: the number alone, without a newline, put in place at
 /// once, as runc writes it.
-fn write_pid_file(path: &Path, pid: i32) -> anyhow::Result<()> {
+pub(super) fn write_pid_file(path: &Path, pid: i32) -> anyhow::Result<()> {
     let path = std::path::absolute(path)?;
     let tmp = path.with_file_name(format!(
         ".{}.tmp",
@@ -372,32 +376,84 @@ fn socket_addr(dir: &impl AsFd) -> anyhow::Result<SocketAddrUnix> {
     SocketAddrUnix::new(path.as_str()).context("the control socket's address")
 }
 
-/// Sends one request to a container's sentry and returns its reply.
+/// A connection to a container's sentry.
+pub(super) struct Conn(OwnedFd);
+
+impl Conn {
+    /// Connects; with a `timeout`, a reply that takes longer is an error.
+    pub(super) fn open(container: &Container, timeout: Option<Duration>) -> anyhow::Result<Conn> {
+        let dir = open_dir(container.path())?;
+        let sock = rustix::net::socket_with(
+            AddressFamily::UNIX,
+            SocketType::SEQPACKET,
+            SocketFlags::CLOEXEC,
+            None,
+        )
+        .context("creating a socket")?;
+        rustix::net::connect_unix(&sock, &socket_addr(&dir)?)
+            .context("connecting to the sandbox")?;
+        rustix::net::sockopt::set_socket_timeout(
+            &sock,
+            rustix::net::sockopt::Timeout::Recv,
+            timeout,
+        )
+        .context("setting a timeout")?;
+        Ok(Conn(sock))
+    }
+
+    /// Sends `req` with `fds` attached and returns the reply; an error
+    /// reply becomes an error, and None means the sandbox has gone.
+    pub(super) fn call(
+        &self,
+        req: &Request,
+        fds: &[BorrowedFd<'_>],
+    ) -> anyhow::Result<Option<Reply>> {
+        let bytes = postcard::to_allocvec(req).context("encoding a request")?;
+        let mut space = [0u8; rustix::cmsg_space!(ScmRights(EXEC_FDS))];
+        let mut ancillary = SendAncillaryBuffer::new(&mut space);
+        if !fds.is_empty() && !ancillary.push(SendAncillaryMessage::ScmRights(fds)) {
+            bail!("too many descriptors for one request");
+        }
+        loop {
+            match rustix::net::sendmsg(
+                &self.0,
+                &[IoSlice::new(&bytes)],
+                &mut ancillary,
+                SendFlags::NOSIGNAL,
+            ) {
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(rustix::io::Errno::PIPE) => return Ok(None),
+                r => {
+                    r.context("sending to the sandbox")?;
+                    break;
+                }
+            }
+        }
+        let mut buf = vec![0u8; MAX_MESSAGE];
+        let n = loop {
+            match rustix::io::read(&self.0, &mut buf) {
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(rustix::io::Errno::CONNRESET) => return Ok(None),
+                r => break r.context("reading the sandbox's reply")?,
+            }
+        };
+        if n == 0 {
+            return Ok(None);
+        }
+        match postcard::from_bytes::<Reply>(&buf[..n]) {
+            Ok(Reply::Error(msg)) => bail!("{}", msg.chars().take(4096).collect::<String>()),
+            Ok(reply) => Ok(Some(reply)),
+            Err(e) => bail!("a bad reply from the sandbox: {e}"),
+        }
+    }
+}
+
+/// Sends one request to a container's sentry and expects `Ok`.
 fn request(container: &Container, req: &Request) -> anyhow::Result<()> {
-    let dir = open_dir(container.path())?;
-    let sock = rustix::net::socket_with(
-        AddressFamily::UNIX,
-        SocketType::SEQPACKET,
-        SocketFlags::CLOEXEC,
-        None,
-    )
-    .context("creating a socket")?;
-    rustix::net::connect_unix(&sock, &socket_addr(&dir)?).context("connecting to the sandbox")?;
-    rustix::net::sockopt::set_socket_timeout(
-        &sock,
-        rustix::net::sockopt::Timeout::Recv,
-        Some(CONTROL_TIMEOUT),
-    )
-    .context("setting a timeout")?;
-    let bytes = postcard::to_allocvec(req).context("encoding a request")?;
-    rustix::io::write(&sock, &bytes).context("sending to the sandbox")?;
-    let mut buf = vec![0u8; MAX_MESSAGE];
-    let n = rustix::io::read(&sock, &mut buf).context("reading the sandbox's reply")?;
-    match postcard::from_bytes::<Reply>(&buf[..n]) {
-        Ok(Reply::Ok) => Ok(()),
-        Ok(Reply::Error(msg)) => bail!("{}", msg.chars().take(4096).collect::<String>()),
-        Err(_) if n == 0 => bail!("the sandbox closed the connection"),
-        Err(e) => bail!("a bad reply from the sandbox: {e}"),
+    match Conn::open(container, Some(CONTROL_TIMEOUT))?.call(req, &[])? {
+        Some(Reply::Ok) => Ok(()),
+        None => bail!("the sandbox closed the connection"),
+        Some(other) => bail!("an unexpected reply from the sandbox: {other:?}"),
     }
 }
 
@@ -448,7 +504,14 @@ pub fn kill(root: &Path, id: &str, signal: &str, all: bool) -> anyhow::Result<u8
         Status::Paused => bail!("container is paused: resume it to deliver signal {signal}"),
         _ => {}
     }
-    request(&container, &Request::Signal { signo, all })?;
+    request(
+        &container,
+        &Request::Signal {
+            signo,
+            all,
+            pid: None,
+        },
+    )?;
     Ok(0)
 }
 

@@ -3,6 +3,7 @@
 mod bundle;
 pub mod cli;
 mod events;
+mod exec;
 mod hooks;
 pub mod lifecycle;
 pub mod state;
@@ -36,17 +37,22 @@ pub fn run(cmd: OciCommand, opts: &liboci_cli::GlobalOpts, veil: lifecycle::Opti
         }
     };
     let root = opts.root.clone().unwrap_or_else(state::default_root);
+    // runc's exec fails with 255, its code as a process cannot be.
+    let (prefix, failed) = match cmd {
+        OciCommand::Exec(_) => ("exec failed: ", exec::EXEC_FAILED),
+        _ => ("", 1),
+    };
     match dispatch(cmd, &root, opts.systemd_cgroup, veil) {
         Ok(code) => code,
         Err(e) => {
-            let msg = format!("{e:#}");
+            let msg = format!("{prefix}{e:#}");
             eprintln!("veil: {msg}");
             if let Some(log) = &opts.log {
                 if let Err(le) = append_log(log, format, &msg) {
                     eprintln!("veil: {name}: writing the log {}: {le}", log.display());
                 }
             }
-            1
+            failed
         }
     }
 }
@@ -116,7 +122,9 @@ fn dispatch(
         OciCommand::Features(_) => features(),
         OciCommand::List(args) => list(root, &args),
         OciCommand::State(args) => container_state(root, &args.container_id),
-        other => bail!("{}: not supported yet", other.name()),
+        OciCommand::Exec(args) => exec::exec(root, &args),
+        OciCommand::ExecWait(args) => exec::exec_wait(root, &args.container_id, args.pid),
+        OciCommand::Ps(args) => exec::ps(root, &args),
     }
 }
 

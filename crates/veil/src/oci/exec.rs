@@ -1,0 +1,405 @@
+//! `exec` and `ps`: more processes in a running (or created) container,
+//! and the list of them.
+//!
+//! An exec'd process is the sentry's: it has no host process of its own.
+//! `veil exec` stands for it: it waits for it over the control socket,
+//! passes on the signals it receives, and exits with its status. With
+//! `--detach`, a waiter forked for the purpose does that (its pid goes to
+//! `--pid-file`), as runsc does, because containerd waits for and signals
+//! the pid in that file.
+
+use std::io::Write as _;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context as _};
+use oci_spec::runtime::{Capabilities, Capability, LinuxCapabilities, Process, Spec};
+use veil_sentry::control::{ProcessInfo, Reply, Request};
+
+use super::lifecycle::{write_pid_file, Conn, CONTROL_TIMEOUT};
+use super::state::{Container, Status, Store};
+
+/// `veil exec`'s exit code for its own failures (runc's).
+pub const EXEC_FAILED: u8 = 255;
+
+/// `exec`: starts the process and, unless detached, waits for it and
+/// returns its exit code.
+pub fn exec(root: &Path, args: &liboci_cli::Exec) -> anyhow::Result<u8> {
+    if args.tty || args.console_socket.is_some() {
+        bail!("--tty: not supported yet");
+    }
+    if args.preserve_fds != 0 {
+        bail!("--preserve-fds: not supported yet");
+    }
+    if args.cgroup.is_some() {
+        bail!("--cgroup: not supported yet");
+    }
+    let container = Store::open(root)?.get(&args.container_id)?;
+    let state = {
+        let _lock = container.lock(false)?;
+        container.read()?
+    };
+    match state.status() {
+        Status::Created | Status::Running => {}
+        Status::Stopped => bail!("cannot exec in a stopped container"),
+        Status::Paused => bail!("cannot exec in a paused container"),
+        Status::Creating => bail!("cannot exec in a container being created"),
+    }
+    let process = match &args.process {
+        Some(path) => {
+            let file =
+                std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+            serde_json::from_reader::<_, Process>(file)
+                .with_context(|| format!("parsing {}", path.display()))?
+        }
+        None => {
+            let spec = Spec::load(state.bundle.join("config.json"))
+                .context("reading the container's config.json")?;
+            let base = spec
+                .process()
+                .clone()
+                .context("config.json has no process")?;
+            with_overrides(base, args)?
+        }
+    };
+    let (mut spec, terminal) = super::bundle::process_spec(&process)?;
+    if terminal {
+        bail!("process.terminal: not supported yet");
+    }
+    spec.envp = dedup_env(spec.envp);
+
+    // Blocked before any thread starts, so that every thread inherits the
+    // mask and the signals wait in the signalfd for the pid to send to.
+    let signals = (!args.detach)
+        .then(crate::signals::block_into_signalfd)
+        .transpose()?;
+    let conn = Conn::open(&container, Some(CONTROL_TIMEOUT))?;
+    let (stdin, stdout, stderr) = (std::io::stdin(), std::io::stdout(), std::io::stderr());
+    let stdio = [stdin.as_fd(), stdout.as_fd(), stderr.as_fd()];
+    let pid = match conn.call(&Request::Exec { process: spec }, &stdio)? {
+        Some(Reply::Pid(pid)) => pid,
+        None => bail!("the sandbox closed the connection"),
+        Some(other) => bail!("an unexpected reply from the sandbox: {other:?}"),
+    };
+    match signals {
+        Some(signals) => wait(&container, &conn, pid, signals).map(exit_code),
+        None => {
+            let waiter = spawn_waiter(root, &args.container_id, pid)?;
+            if let Some(path) = &args.pid_file {
+                write_pid_file(path, waiter)?;
+            }
+            Ok(0)
+        }
+    }
+}
+
+/// runc's overrides of the container's process for an inline command.
+fn with_overrides(mut p: Process, args: &liboci_cli::Exec) -> anyhow::Result<Process> {
+    if args.command.is_empty() {
+        bail!("exec: no command given (and no --process)");
+    }
+    p.set_args(Some(args.command.clone()));
+    if let Some(cwd) = &args.cwd {
+        p.set_cwd(cwd.clone());
+    }
+    let mut env = p.env().clone().unwrap_or_default();
+    env.extend(args.env.iter().map(|(k, v)| format!("{k}={v}")));
+    p.set_env(Some(env));
+    if let Some((uid, gid)) = args.user {
+        p.user_mut().set_uid(uid);
+        if let Some(gid) = gid {
+            p.user_mut().set_gid(gid);
+        }
+    }
+    if !args.additional_gids.is_empty() {
+        let user = p.user_mut();
+        let mut gids = user.additional_gids().clone().unwrap_or_default();
+        gids.extend(&args.additional_gids);
+        user.set_additional_gids(Some(gids));
+    }
+    if args.no_new_privs {
+        p.set_no_new_privileges(Some(true));
+    }
+    if !args.cap.is_empty() {
+        let mut caps = p.capabilities().clone().unwrap_or_default();
+        let mut added = Capabilities::new();
+        for name in &args.cap {
+            let cap: Capability = serde_json::from_value(serde_json::Value::from(name.as_str()))
+                .map_err(|_| anyhow::anyhow!("unknown capability {name}"))?;
+            added.insert(cap);
+        }
+        let add = |set: &Option<Capabilities>| {
+            let mut set = set.clone().unwrap_or_default();
+            set.extend(added.iter().copied());
+            Some(set)
+        };
+        caps = LinuxCapabilities::default()
+            .set_bounding(add(caps.bounding()))
+            .set_effective(add(caps.effective()))
+            .set_permitted(add(caps.permitted()))
+            .set_inheritable(add(caps.inheritable()))
+            .set_ambient(add(caps.ambient()))
+            .clone();
+        p.set_capabilities(Some(caps));
+    }
+    p.set_terminal(Some(false));
+    Ok(p)
+}
+
+/// One entry per variable, a later one replacing an earlier one in place,
+/// as runc's init sets them one after the other.
+fn dedup_env(envp: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
+    let mut out: Vec<Vec<u8>> = Vec::with_capacity(envp.len());
+    for e in envp {
+        let key = |v: &[u8]| v.split(|&b| b == b'=').next().map(<[u8]>::to_vec);
+        let k = key(&e);
+        match out.iter_mut().find(|o| key(o) == k) {
+            Some(slot) => *slot = e,
+            None => out.push(e),
+        }
+    }
+    out
+}
+
+/// Starts `veil exec-wait` for an exec'd process, with no stdio of ours
+/// (a pipe it held would keep the caller from seeing the end of output).
+fn spawn_waiter(root: &Path, id: &str, pid: i32) -> anyhow::Result<i32> {
+    let child = Command::new(std::env::current_exe().context("finding veil")?)
+        .arg("--root")
+        .arg(root)
+        .arg("exec-wait")
+        .arg(id)
+        .arg(pid.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting the exec waiter")?;
+    // Not waited for: it outlives us, re-parented to the caller's
+    // subreaper, which reaps it.
+    Ok(child.id() as i32)
+}
+
+/// `exec-wait`: the host process that stands for a detached exec'd
+/// process until it exits.
+pub fn exec_wait(root: &Path, id: &str, pid: i32) -> anyhow::Result<u8> {
+    let signals = crate::signals::block_into_signalfd()?;
+    let container = Store::open(root)?.get(id)?;
+    let conn = Conn::open(&container, None)?;
+    let status = wait(&container, &conn, pid, signals)?;
+    if let Some(signo) = signaled(status) {
+        die_of(signo);
+    }
+    Ok(exit_code(status))
+}
+
+/// The signal a wait(2) status says killed the process.
+fn signaled(status: i32) -> Option<i32> {
+    Some(status & 0x7f).filter(|&s| s != 0)
+}
+
+/// Ends this process by `signo`, without a core dump; returns if the
+/// signal does not end it.
+fn die_of(signo: i32) {
+    let Ok(sig) = nix::sys::signal::Signal::try_from(signo) else {
+        return;
+    };
+    let no_core = rustix::process::Rlimit {
+        current: Some(0),
+        maximum: Some(0),
+    };
+    let _ = rustix::process::setrlimit(rustix::process::Resource::Core, no_core);
+    // SAFETY: restores the default disposition; no handler is installed.
+    let _ = unsafe { nix::sys::signal::signal(sig, nix::sys::signal::SigHandler::SigDfl) };
+    let mut set = nix::sys::signal::SigSet::empty();
+    set.add(sig);
+    let _ = set.thread_unblock();
+    let _ = nix::sys::signal::raise(sig);
+}
+
+/// Waits for exec'd `pid` on `conn`, passing on the signals read from
+/// `signals`; returns its wait(2) status.
+fn wait(container: &Container, conn: &Conn, pid: i32, signals: OwnedFd) -> anyhow::Result<i32> {
+    let forward = Conn::open(container, Some(CONTROL_TIMEOUT))?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || forward_signals(&forward, signals.as_fd(), pid))
+        .context("starting the signal thread")?;
+    let status = match conn.call(&Request::Wait { pid }, &[])? {
+        Some(Reply::Exit(status)) => status,
+        // The sandbox is gone, and with it every process in it, killed as
+        // a PID namespace's processes are when its init exits.
+        None => nix::libc::SIGKILL,
+        Some(other) => bail!("an unexpected reply from the sandbox: {other:?}"),
+    };
+    Ok(status)
+}
+
+/// The shell's exit code of a wait(2) status: the code, or 128 + signal.
+fn exit_code(status: i32) -> u8 {
+    match signaled(status) {
+        None => ((status >> 8) & 0xff) as u8,
+        Some(signo) => 128u8.wrapping_add(signo as u8),
+    }
+}
+
+/// Sends each signal read from the signalfd `fd` to the exec'd process.
+fn forward_signals(conn: &Conn, fd: BorrowedFd<'_>, pid: i32) {
+    // struct signalfd_siginfo: 128 bytes, ssi_signo first.
+    let mut info = [0u8; 128];
+    loop {
+        match rustix::io::read(fd, &mut info) {
+            Ok(128) => {}
+            Err(rustix::io::Errno::INTR) => continue,
+            _ => return,
+        }
+        let signo = i32::from_ne_bytes([info[0], info[1], info[2], info[3]]);
+        let req = Request::Signal {
+            signo,
+            all: false,
+            pid: Some(pid),
+        };
+        if let Err(e) = conn.call(&req, &[]) {
+            tracing::debug!("forwarding signal {signo}: {e:#}");
+        }
+    }
+}
+
+/// `ps`: the container's processes, by their pids in the sandbox (runc
+/// shows host pids; an exec'd process has none).
+pub fn ps(root: &Path, args: &liboci_cli::Ps) -> anyhow::Result<u8> {
+    if !args.ps_options.is_empty() {
+        bail!("ps options are not supported: veil prints its own table");
+    }
+    let json = match args.format.as_str() {
+        "json" => true,
+        "table" => false,
+        other => bail!("invalid format option {other:?}"),
+    };
+    let container = Store::open(root)?.get(&args.container_id)?;
+    let state = {
+        let _lock = container.lock(false)?;
+        container.read()?
+    };
+    let procs = match state.status() {
+        Status::Stopped => Vec::new(),
+        _ => match Conn::open(&container, Some(CONTROL_TIMEOUT))?.call(&Request::Ps, &[])? {
+            Some(Reply::Processes(list)) => list,
+            // Gone since: stopped.
+            None => Vec::new(),
+            Some(other) => bail!("an unexpected reply from the sandbox: {other:?}"),
+        },
+    };
+    let out = if json {
+        ps_json(&procs)
+    } else {
+        ps_table(&procs, SystemTime::now())
+    };
+    std::io::stdout().write_all(out.as_bytes())?;
+    Ok(0)
+}
+
+/// runc's `ps --format json`: the pids as a JSON array, `null` for none.
+fn ps_json(procs: &[ProcessInfo]) -> String {
+    if procs.is_empty() {
+        return "null\n".into();
+    }
+    let pids: Vec<String> = procs.iter().map(|p| p.pid.to_string()).collect();
+    format!("[{}]\n", pids.join(","))
+}
+
+/// A table in `ps -ef`'s columns: numeric UID, start time (HH:MM, UTC) and
+/// no terminal (the sandbox names none yet).
+fn ps_table(procs: &[ProcessInfo], now: SystemTime) -> String {
+    let now_ns = now
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_nanos() as u64;
+    let mut out = format!(
+        "{:<8} {:>7} {:>7} {:>2} {:<5} {:<8} {:>8} CMD\n",
+        "UID", "PID", "PPID", "C", "STIME", "TTY", "TIME"
+    );
+    for p in procs {
+        let cpu_ns = p.utime_ns.saturating_add(p.stime_ns);
+        let elapsed = now_ns.saturating_sub(p.start_ns).max(1);
+        let c = (u128::from(cpu_ns) * 100 / u128::from(elapsed)).min(99);
+        let start_secs = p.start_ns / 1_000_000_000;
+        let stime = format!("{:02}:{:02}", start_secs / 3600 % 24, start_secs / 60 % 60);
+        let cpu_secs = cpu_ns / 1_000_000_000;
+        let time = format!(
+            "{:02}:{:02}:{:02}",
+            cpu_secs / 3600,
+            cpu_secs / 60 % 60,
+            cpu_secs % 60
+        );
+        let cmd = if p.cmdline.is_empty() {
+            format!("[{}]", p.comm)
+        } else {
+            p.cmdline.join(" ")
+        };
+        out.push_str(&format!(
+            "{:<8} {:>7} {:>7} {:>2} {:<5} {:<8} {:>8} {}\n",
+            p.uid, p.pid, p.ppid, c, stime, "?", time, cmd
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(pid: i32, ppid: i32, cmdline: &[&str]) -> ProcessInfo {
+        ProcessInfo {
+            pid,
+            ppid,
+            uid: 0,
+            comm: "sh".into(),
+            cmdline: cmdline.iter().map(|s| s.to_string()).collect(),
+            state: 'S',
+            // 1970-01-01 10:20:00 UTC.
+            start_ns: 37_200 * 1_000_000_000,
+            utime_ns: 3_000_000_000,
+            stime_ns: 1_000_000_000,
+        }
+    }
+
+    #[test]
+    fn ps_json_lists_pids_or_null() {
+        assert_eq!(ps_json(&[]), "null\n");
+        assert_eq!(
+            ps_json(&[info(1, 0, &["sh"]), info(7, 0, &["sleep", "5"])]),
+            "[1,7]\n"
+        );
+    }
+
+    #[test]
+    fn ps_table_has_ps_ef_columns() {
+        let now = UNIX_EPOCH + Duration::from_secs(37_200 + 8);
+        let table = ps_table(&[info(1, 0, &["sh", "-c", "x"]), info(9, 1, &[])], now);
+        assert_eq!(
+            table,
+            "UID          PID    PPID  C STIME TTY          TIME CMD\n\
+             0              1       0 50 10:20 ?        00:00:04 sh -c x\n\
+             0              9       1 50 10:20 ?        00:00:04 [sh]\n"
+        );
+    }
+
+    #[test]
+    fn exit_codes_from_wait_statuses() {
+        assert_eq!(exit_code(3 << 8), 3);
+        assert_eq!(exit_code(15), 143);
+        assert_eq!(exit_code(9 | 0x80), 137);
+    }
+
+    #[test]
+    fn later_variables_replace_earlier_ones_in_place() {
+        let env = |v: &[&str]| v.iter().map(|s| s.as_bytes().to_vec()).collect::<Vec<_>>();
+        assert_eq!(
+            dedup_env(env(&["PATH=/bin", "A=1", "B=2", "A=3", "C"])),
+            env(&["PATH=/bin", "A=3", "B=2", "C"])
+        );
+    }
+}
