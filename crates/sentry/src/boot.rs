@@ -11,8 +11,10 @@ use veil_gofer::GoferClient;
 use veil_platform::ptrace::PtracePlatform;
 use veil_platform::{Platform, Registers};
 use veil_vfs::mount::{MountConfig, MountKind, MNT_RDONLY};
+use veil_vfs::pty::JobState;
 use veil_vfs::{Creds, FdTable, FsContext, OpenFile, Vfs};
 
+use crate::console::Console;
 use crate::control::{Gate, StartGate};
 use crate::kernel::Kernel;
 use crate::mm::{Layout, MemoryFile, MemoryManager};
@@ -33,7 +35,7 @@ pub struct BootConfig {
     /// and in-memory file data; `veil do --memory`); None for no limit.
     pub memory_limit: Option<u64>,
     /// The application's stdin, stdout and stderr.
-    pub stdio: [OwnedFd; 3],
+    pub stdio: Stdio,
     /// The init process.
     pub process: ProcessSpec,
     /// The sandbox's hostname; "veil" if unset.
@@ -60,6 +62,16 @@ pub struct BootConfig {
     /// before any application code runs: installs the host system call
     /// filter, which also binds the platform's threads.
     pub seal: Option<Box<dyn FnOnce() -> Result<(), String> + Send>>,
+}
+
+/// Where init's stdin, stdout and stderr go.
+pub enum Stdio {
+    /// Host descriptors, passed through as they are; a terminal among
+    /// them (stdin) becomes init's controlling terminal.
+    Host([OwnedFd; 3]),
+    /// A host terminal to join to a pty of the sandbox (a container's
+    /// console), whose slave is init's stdio and controlling terminal.
+    Console(OwnedFd),
 }
 
 /// A process to start in the sandbox: what it runs and as whom.
@@ -194,21 +206,39 @@ pub fn boot(cfg: BootConfig) -> Result<ExitStatus, BootError> {
     vfs.ptys()
         .set_signals(Arc::new(crate::tty::KernelSignals(Arc::downgrade(&kernel))));
 
-    let fds = Arc::new(FdTable::new());
-    for (fd, host) in cfg.stdio.into_iter().enumerate() {
-        let flags = rustix::fs::fcntl_getfl(&host).map_or(2, |f| f.bits() as i32);
-        let limit = veil_vfs::DEFAULT_NOFILE as usize;
-        fds.insert_at(fd as i32, OpenFile::from_host_fd(host, flags), false, limit)
-            .map_err(setup("stdio"))?;
-    }
-    // A terminal handed over as stdin becomes init's controlling terminal,
-    // as a container's console does.
-    if let Some(stdin) = fds.get(0).ok().filter(|f| f.is_terminal()) {
-        kernel
-            .terminal
-            .attach(stdin, crate::kernel::INIT_PID, crate::kernel::INIT_PID);
-    }
     let process = cfg.process;
+    let fds = Arc::new(FdTable::new());
+    let limit = veil_vfs::DEFAULT_NOFILE as usize;
+    let mut console = None;
+    match cfg.stdio {
+        Stdio::Host(stdio) => {
+            for (fd, host) in stdio.into_iter().enumerate() {
+                let flags = rustix::fs::fcntl_getfl(&host).map_or(2, |f| f.bits() as i32);
+                fds.insert_at(fd as i32, OpenFile::from_host_fd(host, flags), false, limit)
+                    .map_err(setup("stdio"))?;
+            }
+            // A terminal handed over as stdin becomes init's controlling
+            // terminal, as a container's console does.
+            if let Some(stdin) = fds.get(0).ok().filter(|f| f.is_terminal()) {
+                kernel
+                    .terminal
+                    .attach(stdin, crate::kernel::INIT_PID, crate::kernel::INIT_PID);
+            }
+        }
+        Stdio::Console(host) => {
+            let (c, slave) =
+                Console::open(&vfs, host, (process.uid, process.gid)).map_err(setup("console"))?;
+            for fd in 0..3 {
+                fds.insert_at(fd, slave.clone(), false, limit)
+                    .map_err(setup("console"))?;
+            }
+            *c.pty().control().lock() = JobState {
+                session: Some(crate::kernel::INIT_PID),
+                foreground: crate::kernel::INIT_PID,
+            };
+            console = Some(c);
+        }
+    }
     let root = vfs.root();
     let mut ctx = FsContext::new(root.clone());
     if let Ok(cwd) = vfs.lookup(&ctx, &root, &process.cwd, true) {
@@ -230,6 +260,12 @@ pub fn boot(cfg: BootConfig) -> Result<ExitStatus, BootError> {
     }
     if let Some(seal) = cfg.seal {
         seal().map_err(BootError::Seal)?;
+    }
+    if let Some(c) = &console {
+        c.start().map_err(|_| BootError::Setup {
+            what: "console threads",
+            errno: Errno::EAGAIN,
+        })?;
     }
     let gate = cfg.control.map(|listener| {
         let gate = Arc::new(StartGate::default());
@@ -303,7 +339,11 @@ pub fn boot(cfg: BootConfig) -> Result<ExitStatus, BootError> {
             what: "task thread",
             errno: Errno::EAGAIN,
         })?;
-    thread.join().map_err(|_| BootError::TaskPanicked)?
+    let status = thread.join().map_err(|_| BootError::TaskPanicked)?;
+    if let Some(c) = console {
+        c.finish();
+    }
+    status
 }
 
 /// Sets the limits of a process not yet running.
