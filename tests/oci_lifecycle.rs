@@ -100,6 +100,7 @@ fn helper_lifecycle() {
         "init-signals" => h.init_signals(),
         "run" => h.run_exit_codes(),
         "config" => h.config(),
+        "tty" => h.tty(),
         other => panic!("unknown script {other}"),
     }
     let path = std::env::var(TRANSCRIPT).expect("run by the lifecycle tests");
@@ -418,6 +419,168 @@ impl Helper {
     }
 }
 
+impl Helper {
+    /// A bundle asking for a terminal of 30 rows and 100 columns.
+    fn tty_bundle(&self, name: &str, args: &[&str]) -> String {
+        let b = bundle(
+            &self.dir.join(name),
+            serde_json::json!({"args": args, "terminal": true,
+                               "consoleSize": {"height": 30, "width": 100}}),
+            serde_json::json!({}),
+        );
+        b.to_str().unwrap().to_string()
+    }
+
+    /// create and start with a console socket that types `input`; records
+    /// the container's exit status and what the console received.
+    fn on_console(&mut self, id: &str, b: &str, input: &'static [u8]) {
+        let sock = self.dir.join(format!("{id}.sock"));
+        let console = console_receiver(&sock, input);
+        let out = self.dir.join(format!("{id}.out"));
+        let create = self.call_with(
+            &[
+                "create",
+                "--console-socket",
+                sock.to_str().unwrap(),
+                "--bundle",
+                b,
+                id,
+            ],
+            Some(&out),
+        );
+        let pid = self.state(id).map_or(0, |s| s["pid"].as_i64().unwrap()) as i32;
+        let start = self.call(&["start", id]);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            reap();
+            if let Some(status) = reaped(pid) {
+                break Some(status);
+            }
+            if Instant::now() > deadline {
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let _ = writeln!(
+            self.log,
+            "{id}: create rc={:?} start rc={:?} exit={status:?} stdio={:?}\n{id} console: {}",
+            create.status.code(),
+            start.status.code(),
+            std::fs::read_to_string(&out).unwrap(),
+            console.join().unwrap()
+        );
+        self.call(&["delete", "--force", id]);
+    }
+
+    /// A container on a terminal, through `--console-socket`.
+    fn tty(&mut self) {
+        let b = self.tty_bundle("tty", &["sh", "-c", "tty; stty size; echo $TERM; exit 7"]);
+        self.on_console("t1", &b, b"");
+        self.step(
+            "create without a console socket",
+            &["create", "--bundle", &b, "t2"],
+            Some("cannot allocate tty if"),
+        );
+        let sock = self.dir.join("unused.sock");
+        let sock = sock.to_str().unwrap();
+        self.step(
+            "run attached with a console socket",
+            &["run", "--console-socket", sock, "--bundle", &b, "t3"],
+            Some("cannot use console socket if"),
+        );
+        let plain = bundle(
+            &self.dir.join("plain"),
+            serde_json::json!({"args": ["true"]}),
+            serde_json::json!({}),
+        );
+        self.step(
+            "create without a terminal with a console socket",
+            &[
+                "create",
+                "--console-socket",
+                sock,
+                "--bundle",
+                plain.to_str().unwrap(),
+                "t4",
+            ],
+            Some("cannot use console socket if"),
+        );
+        let list = self.call(&["list", "-q"]);
+        let _ = writeln!(
+            self.log,
+            "list: {:?}",
+            String::from_utf8_lossy(&list.stdout)
+        );
+        // Typed input goes through the container's line discipline: echoed,
+        // CR made NL.
+        let b = self.tty_bundle("read", &["sh", "-c", "read x; echo got:$x"]);
+        self.on_console("t5", &b, b"hello\r");
+    }
+}
+
+/// A console socket's receiver, as runc's recvtty: accepts one connection,
+/// takes the fd sent with SCM_RIGHTS, types `input` into it and reads it
+/// until the other side is gone (EIO) or 20 s pass. Returns what it saw.
+fn console_receiver(path: &Path, input: &'static [u8]) -> std::thread::JoinHandle<String> {
+    use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
+    let listener = std::os::unix::net::UnixListener::bind(path).unwrap();
+    listener.set_nonblocking(true).unwrap();
+    std::thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let conn = loop {
+            match listener.accept() {
+                Ok((c, _)) => break c,
+                Err(_) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10))
+                }
+                Err(e) => return format!("no connection: {e}"),
+            }
+        };
+        conn.set_nonblocking(false).unwrap();
+        let mut payload = [0u8; 4096];
+        let mut space = [0u8; rustix::cmsg_space!(ScmRights(4))];
+        let mut cmsg = RecvAncillaryBuffer::new(&mut space);
+        let msg = rustix::net::recvmsg(
+            &conn,
+            &mut [std::io::IoSliceMut::new(&mut payload)],
+            &mut cmsg,
+            RecvFlags::CMSG_CLOEXEC,
+        )
+        .unwrap();
+        let mut fds = Vec::new();
+        for m in cmsg.drain() {
+            if let RecvAncillaryMessage::ScmRights(rights) = m {
+                fds.extend(rights);
+            }
+        }
+        let mut out = Vec::new();
+        let tty = fds.first().is_some_and(rustix::termios::isatty);
+        if let Some(master) = fds.first() {
+            rustix::io::write(master, input).unwrap();
+            let mut buf = [0u8; 4096];
+            while Instant::now() < deadline {
+                let mut pfd = [rustix::event::PollFd::new(
+                    master,
+                    rustix::event::PollFlags::IN,
+                )];
+                if rustix::event::poll(&mut pfd, 100).unwrap_or(0) == 0 {
+                    continue;
+                }
+                match rustix::io::read(master, &mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => out.extend_from_slice(&buf[..n]),
+                }
+            }
+        }
+        format!(
+            "msg={:?} fds={} tty={tty} read={:?}",
+            String::from_utf8_lossy(&payload[..msg.bytes]),
+            fds.len(),
+            String::from_utf8_lossy(&out)
+        )
+    })
+}
+
 /// Whether a host pid has no live process (a zombie counts as gone).
 fn gone(pid: i64) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
@@ -428,15 +591,29 @@ fn gone(pid: i64) -> bool {
     }
 }
 
+/// How the processes `reap` reaped ended: pid and exit status (or 128
+/// plus the signal).
+static REAPED: std::sync::Mutex<Vec<(i32, i32)>> = std::sync::Mutex::new(Vec::new());
+
 /// Reaps every exited child: all the helper's own commands have been
 /// waited for, so what is left was re-parented to it.
 fn reap() {
     use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
     while let Ok(status) = waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-        if status == WaitStatus::StillAlive {
-            break;
-        }
+        let ended = match status {
+            WaitStatus::StillAlive => break,
+            WaitStatus::Exited(pid, code) => (pid.as_raw(), code),
+            WaitStatus::Signaled(pid, sig, _) => (pid.as_raw(), 128 + sig as i32),
+            _ => continue,
+        };
+        REAPED.lock().unwrap().push(ended);
     }
+}
+
+/// The exit status of `pid`, once reaped.
+fn reaped(pid: i32) -> Option<i32> {
+    let reaped = REAPED.lock().unwrap();
+    reaped.iter().find(|&&(p, _)| p == pid).map(|&(_, s)| s)
 }
 
 /// Runs `script` against `runtime` in a helper process.
@@ -542,6 +719,23 @@ fn the_process_gets_the_bundles_settings_like_runc() {
             "0027",
             "touch root: 1",
             "touch shm: 0",
+        ],
+    );
+}
+
+#[test]
+fn a_terminal_through_the_console_socket_like_runc() {
+    compare(
+        "tty",
+        &[
+            "t1: create rc=Some(0) start rc=Some(0) exit=Some(7) stdio=\"\"",
+            "t1 console: msg=\"/dev/ptmx\" fds=1 tty=true read=\"/dev/pts/0\\r\\n30 100\\r\\nxterm\\r\\n\"",
+            "create without a console socket: rc=1 says \"cannot allocate tty if\": true",
+            "run attached with a console socket: rc=1 says \"cannot use console socket if\": true",
+            "create without a terminal with a console socket: rc=1 says \"cannot use console socket if\": true",
+            "list: \"\"",
+            "t5: create rc=Some(0) start rc=Some(0) exit=Some(0) stdio=\"\"",
+            "t5 console: msg=\"/dev/ptmx\" fds=1 tty=true read=\"hello\\r\\ngot:hello\\r\\n\"",
         ],
     );
 }

@@ -26,6 +26,8 @@ pub struct Bundle {
     pub trees: Vec<String>,
     pub annotations: BTreeMap<String, String>,
     pub terminal: bool,
+    /// The console's rows and columns (`process.consoleSize`).
+    pub console_size: Option<(u16, u16)>,
 }
 
 impl Bundle {
@@ -47,6 +49,10 @@ impl Bundle {
             .process()
             .as_ref()
             .context("config.json has no process")?;
+        let console_size = process.console_size().as_ref().map(|b| {
+            let clamp = |n: u64| u16::try_from(n).unwrap_or(u16::MAX);
+            (clamp(b.height()), clamp(b.width()))
+        });
         let (process, terminal) = process_spec(process)?;
         // Writes to the root stay in the sandbox's memory, never on the
         // host (runsc's default): the gofer serves it read-only.
@@ -97,6 +103,7 @@ impl Bundle {
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
             terminal,
+            console_size,
         })
     }
 }

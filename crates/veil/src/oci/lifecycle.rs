@@ -75,14 +75,21 @@ fn start_sandbox(
         bail!("--preserve-fds: not supported yet");
     }
     let bundle = Bundle::load(args.bundle)?;
-    if bundle.terminal {
-        match args.console_socket {
-            None if !args.attached => {
-                bail!("cannot allocate tty if veil will detach without setting console socket")
-            }
-            _ => bail!("process.terminal: not supported yet"),
+    // With a terminal and no console socket, `run` hands its own terminal
+    // over as stdio (as `veil do` does), which becomes init's controlling
+    // terminal.
+    let console = match (bundle.terminal, args.console_socket) {
+        (false, None) => None,
+        (true, Some(socket)) if !args.attached => {
+            Some(super::console::open(socket, bundle.console_size)?)
         }
-    }
+        (_, Some(_)) => bail!("cannot use console socket if veil will not detach or allocate tty"),
+        (true, None) if !args.attached => {
+            bail!("cannot allocate tty if veil will detach without setting console socket")
+        }
+        (true, None) if rustix::termios::isatty(std::io::stdin()) => None,
+        (true, None) => bail!("process.terminal: no --console-socket, and stdin is not a terminal"),
+    };
 
     let mut sentry_ends = Vec::new();
     let mut gofer = Spawn::current_exe(gofer_namespaces())?;
@@ -140,14 +147,22 @@ fn start_sandbox(
         let fd = sentry.pass_fd(end);
         sentry.arg("--gofer-fd").arg(fd.to_string());
     }
-    // The container's stdio is ours, as runc's init inherits it.
-    let stdio = [
-        sentry.pass_fd(&std::io::stdin()),
-        sentry.pass_fd(&std::io::stdout()),
-        sentry.pass_fd(&std::io::stderr()),
-    ];
-    for fd in stdio {
-        sentry.arg("--stdio-fd").arg(fd.to_string());
+    match &console {
+        Some(slave) => {
+            let fd = sentry.pass_fd(slave);
+            sentry.arg("--console-fd").arg(fd.to_string());
+        }
+        None => {
+            // The container's stdio is ours, as runc's init inherits it.
+            let stdio = [
+                sentry.pass_fd(&std::io::stdin()),
+                sentry.pass_fd(&std::io::stdout()),
+                sentry.pass_fd(&std::io::stderr()),
+            ];
+            for fd in stdio {
+                sentry.arg("--stdio-fd").arg(fd.to_string());
+            }
+        }
     }
     let spec_fd = sentry.pass_fd(&spec);
     let control_fd = sentry.pass_fd(&control);
@@ -169,7 +184,9 @@ fn start_sandbox(
             return Err(e).context("starting the sentry");
         }
     };
-    drop((sentry_ends, ready_w, control, spec));
+    // The console's last host holder is the sentry: its exit is the
+    // console's hang-up.
+    drop((sentry_ends, ready_w, control, spec, console));
     let created = Created { sentry, gofer };
     if let Err(e) = await_ready(ready_r) {
         kill_children(&created);

@@ -2,6 +2,7 @@
 
 mod bundle;
 pub mod cli;
+mod console;
 pub mod lifecycle;
 pub mod state;
 
