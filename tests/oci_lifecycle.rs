@@ -431,11 +431,11 @@ impl Helper {
         b.to_str().unwrap().to_string()
     }
 
-    /// create and start with a console socket that types `input`; records
-    /// the container's exit status and what the console received.
-    fn on_console(&mut self, id: &str, b: &str, input: &'static [u8]) {
+    /// create and start with a console socket that `acts`; records the
+    /// container's exit status and what the console received.
+    fn on_console(&mut self, id: &str, b: &str, acts: ConsoleActs) {
         let sock = self.dir.join(format!("{id}.sock"));
-        let console = console_receiver(&sock, input);
+        let console = console_receiver(&sock, acts);
         let out = self.dir.join(format!("{id}.out"));
         let create = self.call_with(
             &[
@@ -475,7 +475,7 @@ impl Helper {
     /// A container on a terminal, through `--console-socket`.
     fn tty(&mut self) {
         let b = self.tty_bundle("tty", &["sh", "-c", "tty; stty size; echo $TERM; exit 7"]);
-        self.on_console("t1", &b, b"");
+        self.on_console("t1", &b, ConsoleActs::default());
         self.step(
             "create without a console socket",
             &["create", "--bundle", &b, "t2"],
@@ -514,14 +514,42 @@ impl Helper {
         // Typed input goes through the container's line discipline: echoed,
         // CR made NL.
         let b = self.tty_bundle("read", &["sh", "-c", "read x; echo got:$x"]);
-        self.on_console("t5", &b, b"hello\r");
+        let typing = ConsoleActs {
+            input: b"hello\r",
+            ..ConsoleActs::default()
+        };
+        self.on_console("t5", &b, typing);
+        // A resize of the console is the foreground group's SIGWINCH.
+        let b = self.tty_bundle(
+            "winch",
+            &[
+                "sh",
+                "-c",
+                "trap 'stty size; exit 3' WINCH; echo ready; \
+                           while :; do sleep 0.05; done",
+            ],
+        );
+        let resizing = ConsoleActs {
+            resize: Some((40, 120)),
+            ..ConsoleActs::default()
+        };
+        self.on_console("t6", &b, resizing);
     }
 }
 
+/// What a console receiver does with the console.
+#[derive(Default)]
+struct ConsoleActs {
+    /// Typed at once.
+    input: &'static [u8],
+    /// Rows and columns to set once the container said "ready".
+    resize: Option<(u16, u16)>,
+}
+
 /// A console socket's receiver, as runc's recvtty: accepts one connection,
-/// takes the fd sent with SCM_RIGHTS, types `input` into it and reads it
-/// until the other side is gone (EIO) or 20 s pass. Returns what it saw.
-fn console_receiver(path: &Path, input: &'static [u8]) -> std::thread::JoinHandle<String> {
+/// takes the fd sent with SCM_RIGHTS, acts on it and reads it until the
+/// other side is gone (EIO) or 20 s pass. Returns what it saw.
+fn console_receiver(path: &Path, acts: ConsoleActs) -> std::thread::JoinHandle<String> {
     use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
     let listener = std::os::unix::net::UnixListener::bind(path).unwrap();
     listener.set_nonblocking(true).unwrap();
@@ -556,7 +584,8 @@ fn console_receiver(path: &Path, input: &'static [u8]) -> std::thread::JoinHandl
         let mut out = Vec::new();
         let tty = fds.first().is_some_and(rustix::termios::isatty);
         if let Some(master) = fds.first() {
-            rustix::io::write(master, input).unwrap();
+            rustix::io::write(master, acts.input).unwrap();
+            let mut resize = acts.resize;
             let mut buf = [0u8; 4096];
             while Instant::now() < deadline {
                 let mut pfd = [rustix::event::PollFd::new(
@@ -569,6 +598,16 @@ fn console_receiver(path: &Path, input: &'static [u8]) -> std::thread::JoinHandl
                 match rustix::io::read(master, &mut buf) {
                     Ok(0) | Err(_) => break,
                     Ok(n) => out.extend_from_slice(&buf[..n]),
+                }
+                if let Some((rows, cols)) = resize.filter(|_| out.ends_with(b"ready\r\n")) {
+                    let size = rustix::termios::Winsize {
+                        ws_row: rows,
+                        ws_col: cols,
+                        ws_xpixel: 0,
+                        ws_ypixel: 0,
+                    };
+                    rustix::termios::tcsetwinsize(master, size).unwrap();
+                    resize = None;
                 }
             }
         }
@@ -736,6 +775,8 @@ fn a_terminal_through_the_console_socket_like_runc() {
             "list: \"\"",
             "t5: create rc=Some(0) start rc=Some(0) exit=Some(0) stdio=\"\"",
             "t5 console: msg=\"/dev/ptmx\" fds=1 tty=true read=\"hello\\r\\ngot:hello\\r\\n\"",
+            "t6: create rc=Some(0) start rc=Some(0) exit=Some(3) stdio=\"\"",
+            "t6 console: msg=\"/dev/ptmx\" fds=1 tty=true read=\"ready\\r\\n40 120\\r\\n\"",
         ],
     );
 }
