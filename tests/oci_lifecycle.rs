@@ -534,6 +534,21 @@ impl Helper {
             ..ConsoleActs::default()
         };
         self.on_console("t6", &b, resizing);
+        // Closing the console's master hangs the container's terminal up:
+        // SIGHUP to the session leader.
+        let b = self.tty_bundle(
+            "hup",
+            &[
+                "sh",
+                "-c",
+                "trap 'exit 5' HUP; echo ready; while :; do sleep 0.05; done",
+            ],
+        );
+        let hanging_up = ConsoleActs {
+            hang_up: true,
+            ..ConsoleActs::default()
+        };
+        self.on_console("t7", &b, hanging_up);
     }
 }
 
@@ -544,6 +559,8 @@ struct ConsoleActs {
     input: &'static [u8],
     /// Rows and columns to set once the container said "ready".
     resize: Option<(u16, u16)>,
+    /// Close the console once the container said "ready".
+    hang_up: bool,
 }
 
 /// A console socket's receiver, as runc's recvtty: accepts one connection,
@@ -608,6 +625,9 @@ fn console_receiver(path: &Path, acts: ConsoleActs) -> std::thread::JoinHandle<S
                     };
                     rustix::termios::tcsetwinsize(master, size).unwrap();
                     resize = None;
+                }
+                if acts.hang_up && out.ends_with(b"ready\r\n") {
+                    break;
                 }
             }
         }
@@ -777,6 +797,8 @@ fn a_terminal_through_the_console_socket_like_runc() {
             "t5 console: msg=\"/dev/ptmx\" fds=1 tty=true read=\"hello\\r\\ngot:hello\\r\\n\"",
             "t6: create rc=Some(0) start rc=Some(0) exit=Some(3) stdio=\"\"",
             "t6 console: msg=\"/dev/ptmx\" fds=1 tty=true read=\"ready\\r\\n40 120\\r\\n\"",
+            "t7: create rc=Some(0) start rc=Some(0) exit=Some(5) stdio=\"\"",
+            "t7 console: msg=\"/dev/ptmx\" fds=1 tty=true read=\"ready\\r\\n\"",
         ],
     );
 }

@@ -28,7 +28,9 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// A sandbox pty joined to a host terminal.
 pub struct Console {
     host: OwnedFd,
-    master: Box<dyn FileOps>,
+    /// Dropped when the host side hangs up, which hangs the sandbox's
+    /// side up in turn.
+    master: Mutex<Option<Box<dyn FileOps>>>,
     pty: Arc<Pty>,
     /// Wakes the output thread.
     waiter: Arc<Waiter>,
@@ -65,7 +67,7 @@ impl Console {
         let slave = open_slave(vfs, &pty)?;
         let console = Arc::new(Console {
             host,
-            master,
+            master: Mutex::new(Some(master)),
             pty,
             waiter: Waiter::new(),
             done: AtomicBool::new(false),
@@ -106,8 +108,21 @@ impl Console {
         }
     }
 
-    /// Host terminal to master: the sandbox's input.
+    /// Runs `f` on the master, unless hung up.
+    fn with_master<R>(&self, f: impl FnOnce(&dyn FileOps) -> R) -> Option<R> {
+        lock(&self.master).as_deref().map(f)
+    }
+
+    /// Host terminal to master: the sandbox's input. When the host side
+    /// hangs up (its master closed), so does the sandbox's pty: its session
+    /// leader gets SIGHUP, as on Linux.
     fn pump_input(&self) {
+        self.copy_input();
+        let master = lock(&self.master).take();
+        drop(master);
+    }
+
+    fn copy_input(&self) {
         let mut buf = [0u8; 4096];
         let waiter = Waiter::new();
         loop {
@@ -120,11 +135,14 @@ impl Console {
             };
             let mut data = &buf[..n];
             while !data.is_empty() {
-                self.master.poll(Some(&waiter));
-                match self.master.write(data, 0) {
-                    Ok(k) => data = &data[k..],
-                    Err(Errno::EAGAIN) => waiter.wait(Some(WINSIZE_POLL)),
-                    Err(_) => return,
+                let written = self.with_master(|m| {
+                    m.poll(Some(&waiter));
+                    m.write(data, 0)
+                });
+                match written {
+                    Some(Ok(k)) => data = &data[k..],
+                    Some(Err(Errno::EAGAIN)) => waiter.wait(Some(WINSIZE_POLL)),
+                    _ => return,
                 }
                 if self.done.load(Ordering::Acquire) {
                     return;
@@ -139,10 +157,12 @@ impl Console {
     fn pump_output(&self, drained: &mpsc::Sender<()>) {
         let mut buf = [0u8; 4096];
         loop {
-            self.master.poll(Some(&self.waiter));
             let finishing = self.done.load(Ordering::Acquire);
             // EAGAIN once empty; EIO once every slave is closed.
-            while let Ok(n) = self.master.read(&mut buf, 0) {
+            while let Some(Ok(n)) = self.with_master(|m| {
+                m.poll(Some(&self.waiter));
+                m.read(&mut buf, 0)
+            }) {
                 // A host side gone takes no more output; the sandbox's
                 // writes still go through.
                 let _ = write_all(&self.host, &buf[..n]);
