@@ -549,6 +549,18 @@ impl Helper {
             ..ConsoleActs::default()
         };
         self.on_console("t7", &b, hanging_up);
+        // The console is also /dev/console (runc binds it there), and
+        // /dev/tty while it is the controlling terminal.
+        let b = self.tty_bundle(
+            "console",
+            &[
+                "sh",
+                "-c",
+                "echo con >/dev/console; tty </dev/console; \
+                 stat -c '%t %T %a %u %g' /dev/console /dev/pts/0; ls /dev/pts; tty </dev/tty",
+            ],
+        );
+        self.on_console("t8", &b, ConsoleActs::default());
     }
 }
 
@@ -799,6 +811,8 @@ fn a_terminal_through_the_console_socket_like_runc() {
             "t6 console: msg=\"/dev/ptmx\" fds=1 tty=true read=\"ready\\r\\n40 120\\r\\n\"",
             "t7: create rc=Some(0) start rc=Some(0) exit=Some(5) stdio=\"\"",
             "t7 console: msg=\"/dev/ptmx\" fds=1 tty=true read=\"ready\\r\\n\"",
+            "t8 console: msg=\"/dev/ptmx\" fds=1 tty=true read=\"con\\r\\n/dev/console\\r\\n\
+             88 0 620 0 5\\r\\n88 0 620 0 5\\r\\n0     ptmx\\r\\n/dev/tty\\r\\n\"",
         ],
     );
 }

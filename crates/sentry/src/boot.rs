@@ -146,6 +146,9 @@ fn setup(what: &'static str) -> impl FnOnce(Errno) -> BootError {
     move |errno| BootError::Setup { what, errno }
 }
 
+/// The tty group.
+const TTY_GID: u32 = 5;
+
 /// Boots the sandbox and runs its init process to completion.
 pub fn boot(cfg: BootConfig) -> Result<ExitStatus, BootError> {
     // Every file the application opens holds a donated host FD here; best
@@ -226,8 +229,10 @@ pub fn boot(cfg: BootConfig) -> Result<ExitStatus, BootError> {
             }
         }
         Stdio::Console(host) => {
+            // The tty group's, as devpts mounted with gid=5 (every
+            // runtime's default) makes it.
             let (c, slave) =
-                Console::open(&vfs, host, (process.uid, process.gid)).map_err(setup("console"))?;
+                Console::open(&vfs, host, (process.uid, TTY_GID)).map_err(setup("console"))?;
             for fd in 0..3 {
                 fds.insert_at(fd, slave.clone(), false, limit)
                     .map_err(setup("console"))?;

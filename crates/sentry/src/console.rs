@@ -43,7 +43,8 @@ pub struct Console {
 impl Console {
     /// A new pty of `vfs` joined to the host terminal `host`, with the
     /// host's window size; its slave, as /dev/pts/N when the sandbox
-    /// mounted devpts there, belongs to `owner` (uid, gid). The copying
+    /// mounted devpts there, belongs to `owner` (uid, gid) with mode 0620.
+    /// The copying
     /// starts with [`Console::start`].
     pub fn open(
         vfs: &Vfs,
@@ -216,7 +217,8 @@ fn write_all(fd: &OwnedFd, mut data: &[u8]) -> rustix::io::Result<()> {
 }
 
 /// The slave of `pty` as the sandbox names it, /dev/pts/N (what tty(1)
-/// prints); a nameless one if the sandbox has no devpts there.
+/// prints), also bound over /dev/console; a nameless one if the sandbox
+/// has no devpts there.
 fn open_slave(vfs: &Vfs, pty: &Arc<Pty>) -> Result<Arc<OpenFile>, Errno> {
     let root = vfs.root();
     let ctx = FsContext::new(root.clone());
@@ -232,8 +234,14 @@ fn open_slave(vfs: &Vfs, pty: &Arc<Pty>) -> Result<Arc<OpenFile>, Errno> {
         )
         .ok()
         .filter(|f| f.tty().is_some_and(|l| !l.master && l.index == pty.index()));
-    match named {
-        Some(f) => Ok(f),
-        None => Ok(OpenFile::anonymous("console", O_RDWR, pty.open_slave()?)),
+    let Some(slave) = named else {
+        return Ok(OpenFile::anonymous("console", O_RDWR, pty.open_slave()?));
+    };
+    // runc binds it over /dev/console too.
+    if let Ok(console) = vfs.lookup(&ctx, &root, b"/dev/console", true) {
+        if let Err(e) = vfs.bind(slave.path(), &console, false) {
+            tracing::warn!("binding the console over /dev/console: {e}");
+        }
     }
+    Ok(slave)
 }
