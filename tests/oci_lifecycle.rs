@@ -561,6 +561,40 @@ impl Helper {
             ],
         );
         self.on_console("t8", &b, ConsoleActs::default());
+        // run without a console socket lends the container its own
+        // terminal (here script(1)'s), and puts its settings back. (Its
+        // size is runc's consoleSize or the terminal's, by a race.)
+        let b = self.tty_bundle("own", &["sh", "-c", "tty; exit 7"]);
+        let runtime = self.runtime.to_str().unwrap();
+        let root = self.root.to_str().unwrap();
+        let cmd = format!(
+            "stty rows 33 cols 90; {runtime} --root {root} run --bundle {b} t9; \
+             echo rc=$?; stty -a | grep -o -- ' -*icanon'"
+        );
+        let out = Command::new("script")
+            .args(["-qec", &cmd, "/dev/null"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        reap();
+        let _ = writeln!(
+            self.log,
+            "t9: {:?}",
+            String::from_utf8_lossy(&out.stdout).trim_start_matches("^@")
+        );
+        // Without a controlling terminal, that is an error.
+        let out = Command::new("setsid")
+            .args([runtime, "--root", root, "run", "--bundle", &b, "t10"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        reap();
+        let _ = writeln!(
+            self.log,
+            "t10: rc={:?} says \"open /dev/tty\": {}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).contains("open /dev/tty")
+        );
     }
 }
 
@@ -813,6 +847,8 @@ fn a_terminal_through_the_console_socket_like_runc() {
             "t7 console: msg=\"/dev/ptmx\" fds=1 tty=true read=\"ready\\r\\n\"",
             "t8 console: msg=\"/dev/ptmx\" fds=1 tty=true read=\"con\\r\\n/dev/console\\r\\n\
              88 0 620 0 5\\r\\n88 0 620 0 5\\r\\n0     ptmx\\r\\n/dev/tty\\r\\n\"",
+            "t9: \"/dev/pts/0\\r\\nrc=7\\r\\n icanon\\r\\n\"",
+            "t10: rc=Some(1) says \"open /dev/tty\": true",
         ],
     );
 }

@@ -72,3 +72,36 @@ fn send_master(socket: &Path, master: &OwnedFd) -> anyhow::Result<()> {
     anyhow::ensure!(n == PAYLOAD.len(), "a short write");
     Ok(())
 }
+
+/// veil's controlling terminal as the console of a container that `run`
+/// waits for: raw while the container has it, as runc makes it, and put
+/// back as it was when dropped.
+pub struct OwnTerminal {
+    tty: OwnedFd,
+    saved: rustix::termios::Termios,
+}
+
+impl OwnTerminal {
+    pub fn open() -> anyhow::Result<OwnTerminal> {
+        let tty = rustix::fs::open("/dev/tty", OFlags::RDWR | OFlags::CLOEXEC, Mode::empty())
+            .map_err(std::io::Error::from)
+            .context("open /dev/tty")?;
+        let saved = rustix::termios::tcgetattr(&tty).context("reading terminal settings")?;
+        make_raw(&tty)?;
+        Ok(OwnTerminal { tty, saved })
+    }
+
+    pub fn try_clone(&self) -> anyhow::Result<OwnedFd> {
+        self.tty.try_clone().context("duplicating the terminal")
+    }
+}
+
+impl Drop for OwnTerminal {
+    fn drop(&mut self) {
+        let _ = rustix::termios::tcsetattr(
+            &self.tty,
+            rustix::termios::OptionalActions::Now,
+            &self.saved,
+        );
+    }
+}

@@ -21,6 +21,7 @@ use veil_confine::spawn::{gofer_namespaces, Child, Spawn, SENTRY_NAMESPACES};
 use veil_sentry::control::{Reply, Request, MAX_MESSAGE};
 
 use super::bundle::Bundle;
+use super::console::OwnTerminal;
 use super::state::{self, Container, HostProcess, State, StateError, Status, Store};
 
 /// How long a command waits for the sentry to answer.
@@ -51,6 +52,8 @@ pub struct CreateArgs<'a> {
 pub struct Created {
     pub sentry: Child,
     pub gofer: Child,
+    /// Our own terminal, while the container has it as its console.
+    pub terminal: Option<OwnTerminal>,
 }
 
 pub fn create(root: &Path, args: &CreateArgs, opts: Options) -> anyhow::Result<Created> {
@@ -75,9 +78,9 @@ fn start_sandbox(
         bail!("--preserve-fds: not supported yet");
     }
     let bundle = Bundle::load(args.bundle)?;
-    // With a terminal and no console socket, `run` hands its own terminal
-    // over as stdio (as `veil do` does), which becomes init's controlling
-    // terminal.
+    // With a terminal and no console socket, `run` lends the container its
+    // controlling terminal, as runc does.
+    let mut terminal = None;
     let console = match (bundle.terminal, args.console_socket) {
         (false, None) => None,
         (true, Some(socket)) if !args.attached => {
@@ -87,8 +90,10 @@ fn start_sandbox(
         (true, None) if !args.attached => {
             bail!("cannot allocate tty if veil will detach without setting console socket")
         }
-        (true, None) if rustix::termios::isatty(std::io::stdin()) => None,
-        (true, None) => bail!("process.terminal: no --console-socket, and stdin is not a terminal"),
+        (true, None) => {
+            let own = terminal.insert(OwnTerminal::open()?);
+            Some(own.try_clone()?)
+        }
     };
 
     let mut sentry_ends = Vec::new();
@@ -187,7 +192,11 @@ fn start_sandbox(
     // The console's last host holder is the sentry: its exit is the
     // console's hang-up.
     drop((sentry_ends, ready_w, control, spec, console));
-    let created = Created { sentry, gofer };
+    let created = Created {
+        sentry,
+        gofer,
+        terminal,
+    };
     if let Err(e) = await_ready(ready_r) {
         kill_children(&created);
         return Err(e);
@@ -494,6 +503,7 @@ pub fn run(root: &Path, args: &liboci_cli::Run, opts: Options) -> anyhow::Result
     crate::signals::forward_to(created.sentry.pid())?;
     let status = created.sentry.wait().context("waiting for the sandbox")?;
     let _ = created.gofer.wait();
+    drop(created.terminal);
     if !args.keep {
         delete(root, &args.container_id, true)?;
     }
