@@ -237,6 +237,7 @@ pub fn boot(cfg: BootConfig) -> Result<ExitStatus, BootError> {
                 fds.insert_at(fd, slave.clone(), false, limit)
                     .map_err(setup("console"))?;
             }
+            crate::console::bind_dev_console(&vfs, &slave);
             *c.pty().control().lock() = JobState {
                 session: Some(crate::kernel::INIT_PID),
                 foreground: crate::kernel::INIT_PID,

@@ -217,8 +217,7 @@ fn write_all(fd: &OwnedFd, mut data: &[u8]) -> rustix::io::Result<()> {
 }
 
 /// The slave of `pty` as the sandbox names it, /dev/pts/N (what tty(1)
-/// prints), also bound over /dev/console; a nameless one if the sandbox
-/// has no devpts there.
+/// prints); a nameless one if the sandbox has no devpts there.
 fn open_slave(vfs: &Vfs, pty: &Arc<Pty>) -> Result<Arc<OpenFile>, Errno> {
     let root = vfs.root();
     let ctx = FsContext::new(root.clone());
@@ -234,14 +233,23 @@ fn open_slave(vfs: &Vfs, pty: &Arc<Pty>) -> Result<Arc<OpenFile>, Errno> {
         )
         .ok()
         .filter(|f| f.tty().is_some_and(|l| !l.master && l.index == pty.index()));
-    let Some(slave) = named else {
-        return Ok(OpenFile::anonymous("console", O_RDWR, pty.open_slave()?));
-    };
-    // runc binds it over /dev/console too.
+    match named {
+        Some(f) => Ok(f),
+        None => Ok(OpenFile::anonymous("console", O_RDWR, pty.open_slave()?)),
+    }
+}
+
+/// Binds the slave `slave` over /dev/console, as runc does with a
+/// container's console; nothing if either is missing.
+pub fn bind_dev_console(vfs: &Vfs, slave: &OpenFile) {
+    if slave.path().anonymous_name().is_some() {
+        return;
+    }
+    let root = vfs.root();
+    let ctx = FsContext::new(root.clone());
     if let Ok(console) = vfs.lookup(&ctx, &root, b"/dev/console", true) {
         if let Err(e) = vfs.bind(slave.path(), &console, false) {
             tracing::warn!("binding the console over /dev/console: {e}");
         }
     }
-    Ok(slave)
 }
