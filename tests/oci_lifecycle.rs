@@ -1,7 +1,7 @@
 //! Container lifecycles through the OCI commands, veil against runc on the
 //! same busybox bundle: create, state, start, kill, delete and run, their
-//! exit codes, statuses and the container's output, and the bundle's
-//! process settings as the container sees them.
+//! exit codes, statuses and the container's output, the bundle's process
+//! settings as the container sees them, and terminals (the console socket).
 //!
 //! Each lifecycle runs in a helper process that is a child subreaper and
 //! reaps between steps, as containerd's shim does: a detached sandbox (or
@@ -549,6 +549,20 @@ impl Helper {
             ..ConsoleActs::default()
         };
         self.on_console("t7", &b, hanging_up);
+        // ^C is the foreground group's SIGINT, echoed.
+        let b = self.tty_bundle(
+            "intr",
+            &[
+                "sh",
+                "-c",
+                "trap 'echo int; exit 4' INT; echo ready; while :; do sleep 0.05; done",
+            ],
+        );
+        let interrupting = ConsoleActs {
+            when_ready: b"\x03",
+            ..ConsoleActs::default()
+        };
+        self.on_console("t11", &b, interrupting);
         // The console is also /dev/console (runc binds it there), and
         // /dev/tty while it is the controlling terminal.
         let b = self.tty_bundle(
@@ -607,6 +621,8 @@ struct ConsoleActs {
     resize: Option<(u16, u16)>,
     /// Close the console once the container said "ready".
     hang_up: bool,
+    /// Typed once the container said "ready".
+    when_ready: &'static [u8],
 }
 
 /// A console socket's receiver, as runc's recvtty: accepts one connection,
@@ -674,6 +690,9 @@ fn console_receiver(path: &Path, acts: ConsoleActs) -> std::thread::JoinHandle<S
                 }
                 if acts.hang_up && out.ends_with(b"ready\r\n") {
                     break;
+                }
+                if !acts.when_ready.is_empty() && out.ends_with(b"ready\r\n") {
+                    rustix::io::write(master, acts.when_ready).unwrap();
                 }
             }
         }
@@ -845,6 +864,8 @@ fn a_terminal_through_the_console_socket_like_runc() {
             "t6 console: msg=\"/dev/ptmx\" fds=1 tty=true read=\"ready\\r\\n40 120\\r\\n\"",
             "t7: create rc=Some(0) start rc=Some(0) exit=Some(5) stdio=\"\"",
             "t7 console: msg=\"/dev/ptmx\" fds=1 tty=true read=\"ready\\r\\n\"",
+            "t11: create rc=Some(0) start rc=Some(0) exit=Some(4) stdio=\"\"",
+            "t11 console: msg=\"/dev/ptmx\" fds=1 tty=true read=\"ready\\r\\n^Cint\\r\\n\"",
             "t8 console: msg=\"/dev/ptmx\" fds=1 tty=true read=\"con\\r\\n/dev/console\\r\\n\
              88 0 620 0 5\\r\\n88 0 620 0 5\\r\\n0     ptmx\\r\\n/dev/tty\\r\\n\"",
             "t9: \"/dev/pts/0\\r\\nrc=7\\r\\n icanon\\r\\n\"",

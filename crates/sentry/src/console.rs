@@ -44,8 +44,7 @@ impl Console {
     /// A new pty of `vfs` joined to the host terminal `host`, with the
     /// host's window size; its slave, as /dev/pts/N when the sandbox
     /// mounted devpts there, belongs to `owner` (uid, gid) with mode 0620.
-    /// The copying
-    /// starts with [`Console::start`].
+    /// The copying starts with [`Console::start`].
     pub fn open(
         vfs: &Vfs,
         host: OwnedFd,
