@@ -389,13 +389,15 @@ fn child_main(p: &Prepared) -> ! {
         if p.user_ns {
             // The namespace's root, which the parent mapped to the host's
             // nobody (or to the unprivileged caller).
-            if libc::setresgid(0, 0, 0) != 0 {
+            // Raw calls: glibc's wrappers broadcast to the threads it
+            // believes this process has (the parent's), and wait for them.
+            if libc::syscall(libc::SYS_setresgid, 0, 0, 0) != 0 {
                 fail(p.err, Stage::Identity);
             }
             // Drop the caller's supplementary groups; refused (and
             // meaningless) when setgroups is denied in rootless mode.
-            libc::setgroups(0, std::ptr::null());
-            if libc::setresuid(0, 0, 0) != 0 {
+            libc::syscall(libc::SYS_setgroups, 0, std::ptr::null::<libc::gid_t>());
+            if libc::syscall(libc::SYS_setresuid, 0, 0, 0) != 0 {
                 fail(p.err, Stage::Identity);
             }
             // A change of identity clears the parent-death signal.
