@@ -1,7 +1,7 @@
 //! Container lifecycles through the OCI commands, veil against runc on the
 //! same busybox bundle: create, state, start, kill, delete and run, their
-//! exit codes, statuses and the container's output, and the bundle's
-//! process settings as the container sees them.
+//! exit codes, statuses and the container's output, the bundle's process
+//! settings as the container sees them, and terminals (the console socket).
 //!
 //! Each lifecycle runs in a helper process that is a child subreaper and
 //! reaps between steps, as containerd's shim does: a detached sandbox (or
@@ -106,6 +106,7 @@ fn helper_lifecycle() {
         "pause" => h.pause(),
         "events" => h.events(),
         "exec" => h.exec(),
+        "tty" => h.tty(),
         other => panic!("unknown script {other}"),
     }
     let path = std::env::var(TRANSCRIPT).expect("run by the lifecycle tests");
@@ -808,6 +809,290 @@ impl Helper {
         );
         self.record_status("after failed create", "h2");
     }
+
+    /// A bundle asking for a terminal of 30 rows and 100 columns.
+    fn tty_bundle(&self, name: &str, args: &[&str]) -> String {
+        let b = bundle(
+            &self.dir.join(name),
+            serde_json::json!({"args": args, "terminal": true,
+                               "consoleSize": {"height": 30, "width": 100}}),
+            serde_json::json!({}),
+        );
+        b.to_str().unwrap().to_string()
+    }
+
+    /// create and start with a console socket that `acts`; records the
+    /// container's exit status and what the console received.
+    fn on_console(&mut self, id: &str, b: &str, acts: ConsoleActs) {
+        let sock = self.dir.join(format!("{id}.sock"));
+        let console = console_receiver(&sock, acts);
+        let out = self.dir.join(format!("{id}.out"));
+        let create = self.call_with(
+            &[
+                "create",
+                "--console-socket",
+                sock.to_str().unwrap(),
+                "--bundle",
+                b,
+                id,
+            ],
+            Some(&out),
+        );
+        let pid = self.state(id).map_or(0, |s| s["pid"].as_i64().unwrap()) as i32;
+        let start = self.call(&["start", id]);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            reap();
+            if let Some(status) = reaped(pid) {
+                break Some(status);
+            }
+            if Instant::now() > deadline {
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let _ = writeln!(
+            self.log,
+            "{id}: create rc={:?} start rc={:?} exit={status:?} stdio={:?}\n{id} console: {}",
+            create.status.code(),
+            start.status.code(),
+            std::fs::read_to_string(&out).unwrap(),
+            console.join().unwrap()
+        );
+        self.call(&["delete", "--force", id]);
+    }
+
+    /// A container on a terminal, through `--console-socket`.
+    fn tty(&mut self) {
+        let b = self.tty_bundle("tty", &["sh", "-c", "tty; stty size; echo $TERM; exit 7"]);
+        self.on_console("t1", &b, ConsoleActs::default());
+        self.step(
+            "create without a console socket",
+            &["create", "--bundle", &b, "t2"],
+            Some("cannot allocate tty if"),
+        );
+        let sock = self.dir.join("unused.sock");
+        let sock = sock.to_str().unwrap();
+        self.step(
+            "run attached with a console socket",
+            &["run", "--console-socket", sock, "--bundle", &b, "t3"],
+            Some("cannot use console socket if"),
+        );
+        let plain = bundle(
+            &self.dir.join("plain"),
+            serde_json::json!({"args": ["true"]}),
+            serde_json::json!({}),
+        );
+        self.step(
+            "create without a terminal with a console socket",
+            &[
+                "create",
+                "--console-socket",
+                sock,
+                "--bundle",
+                plain.to_str().unwrap(),
+                "t4",
+            ],
+            Some("cannot use console socket if"),
+        );
+        let list = self.call(&["list", "-q"]);
+        let _ = writeln!(
+            self.log,
+            "list: {:?}",
+            String::from_utf8_lossy(&list.stdout)
+        );
+        // Typed input goes through the container's line discipline: echoed,
+        // CR made NL.
+        let b = self.tty_bundle("read", &["sh", "-c", "read x; echo got:$x"]);
+        let typing = ConsoleActs {
+            input: b"hello\r",
+            ..ConsoleActs::default()
+        };
+        self.on_console("t5", &b, typing);
+        // A resize of the console is the foreground group's SIGWINCH.
+        let b = self.tty_bundle(
+            "winch",
+            &[
+                "sh",
+                "-c",
+                "trap 'stty size; exit 3' WINCH; echo ready; \
+                           while :; do sleep 0.05; done",
+            ],
+        );
+        let resizing = ConsoleActs {
+            resize: Some((40, 120)),
+            ..ConsoleActs::default()
+        };
+        self.on_console("t6", &b, resizing);
+        // Closing the console's master hangs the container's terminal up:
+        // SIGHUP to the session leader.
+        let b = self.tty_bundle(
+            "hup",
+            &[
+                "sh",
+                "-c",
+                "trap 'exit 5' HUP; echo ready; while :; do sleep 0.05; done",
+            ],
+        );
+        let hanging_up = ConsoleActs {
+            hang_up: true,
+            ..ConsoleActs::default()
+        };
+        self.on_console("t7", &b, hanging_up);
+        // ^C is the foreground group's SIGINT, echoed.
+        let b = self.tty_bundle(
+            "intr",
+            &[
+                "sh",
+                "-c",
+                "trap 'echo int; exit 4' INT; echo ready; while :; do sleep 0.05; done",
+            ],
+        );
+        let interrupting = ConsoleActs {
+            when_ready: b"\x03",
+            ..ConsoleActs::default()
+        };
+        self.on_console("t11", &b, interrupting);
+        // The console is also /dev/console (runc binds it there), and
+        // /dev/tty while it is the controlling terminal.
+        let b = self.tty_bundle(
+            "console",
+            &[
+                "sh",
+                "-c",
+                "echo con >/dev/console; tty </dev/console; \
+                 stat -c '%t %T %a %u %g' /dev/console /dev/pts/0; ls /dev/pts; tty </dev/tty",
+            ],
+        );
+        self.on_console("t8", &b, ConsoleActs::default());
+        // run without a console socket lends the container its own
+        // terminal (here script(1)'s), and puts its settings back. (Its
+        // size is runc's consoleSize or the terminal's, by a race.)
+        let b = self.tty_bundle("own", &["sh", "-c", "tty; exit 7"]);
+        let runtime = self.runtime.to_str().unwrap();
+        let root = self.root.to_str().unwrap();
+        let cmd = format!(
+            "stty rows 33 cols 90; {runtime} --root {root} run --bundle {b} t9; \
+             echo rc=$?; stty -a | grep -o -- ' -*icanon'"
+        );
+        let out = Command::new("script")
+            .args(["-qec", &cmd, "/dev/null"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        reap();
+        let _ = writeln!(
+            self.log,
+            "t9: {:?}",
+            String::from_utf8_lossy(&out.stdout).trim_start_matches("^@")
+        );
+        // Without a controlling terminal, that is an error.
+        let out = Command::new("setsid")
+            .args([runtime, "--root", root, "run", "--bundle", &b, "t10"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        reap();
+        let _ = writeln!(
+            self.log,
+            "t10: rc={:?} says \"open /dev/tty\": {}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).contains("open /dev/tty")
+        );
+    }
+}
+
+/// What a console receiver does with the console.
+#[derive(Default)]
+struct ConsoleActs {
+    /// Typed at once.
+    input: &'static [u8],
+    /// Rows and columns to set once the container said "ready".
+    resize: Option<(u16, u16)>,
+    /// Close the console once the container said "ready".
+    hang_up: bool,
+    /// Typed once the container said "ready".
+    when_ready: &'static [u8],
+}
+
+/// A console socket's receiver, as runc's recvtty: accepts one connection,
+/// takes the fd sent with SCM_RIGHTS, acts on it and reads it until the
+/// other side is gone (EIO) or 20 s pass. Returns what it saw.
+fn console_receiver(path: &Path, acts: ConsoleActs) -> std::thread::JoinHandle<String> {
+    use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
+    let listener = std::os::unix::net::UnixListener::bind(path).unwrap();
+    listener.set_nonblocking(true).unwrap();
+    std::thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let conn = loop {
+            match listener.accept() {
+                Ok((c, _)) => break c,
+                Err(_) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10))
+                }
+                Err(e) => return format!("no connection: {e}"),
+            }
+        };
+        conn.set_nonblocking(false).unwrap();
+        let mut payload = [0u8; 4096];
+        let mut space = [0u8; rustix::cmsg_space!(ScmRights(4))];
+        let mut cmsg = RecvAncillaryBuffer::new(&mut space);
+        let msg = rustix::net::recvmsg(
+            &conn,
+            &mut [std::io::IoSliceMut::new(&mut payload)],
+            &mut cmsg,
+            RecvFlags::CMSG_CLOEXEC,
+        )
+        .unwrap();
+        let mut fds = Vec::new();
+        for m in cmsg.drain() {
+            if let RecvAncillaryMessage::ScmRights(rights) = m {
+                fds.extend(rights);
+            }
+        }
+        let mut out = Vec::new();
+        let tty = fds.first().is_some_and(rustix::termios::isatty);
+        if let Some(master) = fds.first() {
+            rustix::io::write(master, acts.input).unwrap();
+            let mut resize = acts.resize;
+            let mut buf = [0u8; 4096];
+            while Instant::now() < deadline {
+                let mut pfd = [rustix::event::PollFd::new(
+                    master,
+                    rustix::event::PollFlags::IN,
+                )];
+                if rustix::event::poll(&mut pfd, 100).unwrap_or(0) == 0 {
+                    continue;
+                }
+                match rustix::io::read(master, &mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => out.extend_from_slice(&buf[..n]),
+                }
+                if let Some((rows, cols)) = resize.filter(|_| out.ends_with(b"ready\r\n")) {
+                    let size = rustix::termios::Winsize {
+                        ws_row: rows,
+                        ws_col: cols,
+                        ws_xpixel: 0,
+                        ws_ypixel: 0,
+                    };
+                    rustix::termios::tcsetwinsize(master, size).unwrap();
+                    resize = None;
+                }
+                if acts.hang_up && out.ends_with(b"ready\r\n") {
+                    break;
+                }
+                if !acts.when_ready.is_empty() && out.ends_with(b"ready\r\n") {
+                    rustix::io::write(master, acts.when_ready).unwrap();
+                }
+            }
+        }
+        format!(
+            "msg={:?} fds={} tty={tty} read={:?}",
+            String::from_utf8_lossy(&payload[..msg.bytes]),
+            fds.len(),
+            String::from_utf8_lossy(&out)
+        )
+    })
 }
 
 /// Whether a host pid has no live process (a zombie counts as gone).
@@ -820,15 +1105,29 @@ fn gone(pid: i64) -> bool {
     }
 }
 
+/// How the processes `reap` reaped ended: pid and exit status (or 128
+/// plus the signal).
+static REAPED: std::sync::Mutex<Vec<(i32, i32)>> = std::sync::Mutex::new(Vec::new());
+
 /// Reaps every exited child: all the helper's own commands have been
 /// waited for, so what is left was re-parented to it.
 fn reap() {
     use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
     while let Ok(status) = waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-        if status == WaitStatus::StillAlive {
-            break;
-        }
+        let ended = match status {
+            WaitStatus::StillAlive => break,
+            WaitStatus::Exited(pid, code) => (pid.as_raw(), code),
+            WaitStatus::Signaled(pid, sig, _) => (pid.as_raw(), 128 + sig as i32),
+            _ => continue,
+        };
+        REAPED.lock().unwrap().push(ended);
     }
+}
+
+/// The exit status of `pid`, once reaped.
+fn reaped(pid: i32) -> Option<i32> {
+    let reaped = REAPED.lock().unwrap();
+    reaped.iter().find(|&&(p, _)| p == pid).map(|&(_, s)| s)
 }
 
 /// Runs `script` against `runtime` in a helper process.
@@ -1194,4 +1493,31 @@ fn malformed_control_requests_get_error_replies() {
     let state: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(state["status"], "created");
     assert!(veil(&["delete", "--force", "m1"]).success());
+}
+
+#[test]
+fn a_terminal_through_the_console_socket_like_runc() {
+    compare(
+        "tty",
+        &[
+            "t1: create rc=Some(0) start rc=Some(0) exit=Some(7) stdio=\"\"",
+            "t1 console: msg=\"/dev/ptmx\" fds=1 tty=true read=\"/dev/pts/0\\r\\n30 100\\r\\nxterm\\r\\n\"",
+            "create without a console socket: rc=1 says \"cannot allocate tty if\": true",
+            "run attached with a console socket: rc=1 says \"cannot use console socket if\": true",
+            "create without a terminal with a console socket: rc=1 says \"cannot use console socket if\": true",
+            "list: \"\"",
+            "t5: create rc=Some(0) start rc=Some(0) exit=Some(0) stdio=\"\"",
+            "t5 console: msg=\"/dev/ptmx\" fds=1 tty=true read=\"hello\\r\\ngot:hello\\r\\n\"",
+            "t6: create rc=Some(0) start rc=Some(0) exit=Some(3) stdio=\"\"",
+            "t6 console: msg=\"/dev/ptmx\" fds=1 tty=true read=\"ready\\r\\n40 120\\r\\n\"",
+            "t7: create rc=Some(0) start rc=Some(0) exit=Some(5) stdio=\"\"",
+            "t7 console: msg=\"/dev/ptmx\" fds=1 tty=true read=\"ready\\r\\n\"",
+            "t11: create rc=Some(0) start rc=Some(0) exit=Some(4) stdio=\"\"",
+            "t11 console: msg=\"/dev/ptmx\" fds=1 tty=true read=\"ready\\r\\n^Cint\\r\\n\"",
+            "t8 console: msg=\"/dev/ptmx\" fds=1 tty=true read=\"con\\r\\n/dev/console\\r\\n\
+             88 0 620 0 5\\r\\n88 0 620 0 5\\r\\n0     ptmx\\r\\n/dev/tty\\r\\n\"",
+            "t9: \"/dev/pts/0\\r\\nrc=7\\r\\n icanon\\r\\n\"",
+            "t10: rc=Some(1) says \"open /dev/tty\": true",
+        ],
+    );
 }

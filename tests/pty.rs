@@ -61,3 +61,11 @@ fn slave_owner_is_the_opener() {
     ]);
     assert!(native.stdout_str().contains("1000 1000 /dev/pts/"));
 }
+
+/// /dev/tty opens the controlling terminal but keeps its own name, which
+/// ttyname reports.
+#[test]
+fn dev_tty_keeps_its_name() {
+    let (native, _) = assert_same(&["/usr/bin/script", "-qc", "tty </dev/tty", "/dev/null"]);
+    assert_eq!(native.stdout_str(), "/dev/tty\r\n");
+}

@@ -12,8 +12,10 @@ use veil_gofer::GoferClient;
 use veil_platform::ptrace::PtracePlatform;
 use veil_platform::{Platform, Registers};
 use veil_vfs::mount::{MountConfig, MountKind, TmpfsOptions, MNT_RDONLY};
+use veil_vfs::pty::JobState;
 use veil_vfs::{Creds, FdTable, FsContext, OpenFile, Vfs};
 
+use crate::console::Console;
 use crate::control::{Gate, StartGate};
 use crate::kernel::Kernel;
 use crate::mm::{Layout, MemoryFile, MemoryManager};
@@ -34,7 +36,7 @@ pub struct BootConfig {
     /// and in-memory file data; `veil do --memory`); None for no limit.
     pub memory_limit: Option<u64>,
     /// The application's stdin, stdout and stderr.
-    pub stdio: [OwnedFd; 3],
+    pub stdio: Stdio,
     /// The init process.
     pub process: ProcessSpec,
     /// The sandbox's hostname; "veil" if unset.
@@ -67,6 +69,16 @@ pub struct BootConfig {
     /// before any application code runs: installs the host system call
     /// filter, which also binds the platform's threads.
     pub seal: Option<Box<dyn FnOnce() -> Result<(), String> + Send>>,
+}
+
+/// Where init's stdin, stdout and stderr go.
+pub enum Stdio {
+    /// Host descriptors, passed through as they are; a terminal among
+    /// them (stdin) becomes init's controlling terminal.
+    Host([OwnedFd; 3]),
+    /// A host terminal to join to a pty of the sandbox (a container's
+    /// console), whose slave is init's stdio and controlling terminal.
+    Console(OwnedFd),
 }
 
 /// A process to start in the sandbox: what it runs and as whom.
@@ -141,6 +153,9 @@ fn setup(what: &'static str) -> impl FnOnce(Errno) -> BootError {
     move |errno| BootError::Setup { what, errno }
 }
 
+/// The tty group.
+const TTY_GID: u32 = 5;
+
 /// Boots the sandbox and runs its init process to completion.
 pub fn boot(cfg: BootConfig) -> Result<ExitStatus, BootError> {
     // Every file the application opens holds a donated host FD here; best
@@ -202,15 +217,40 @@ pub fn boot(cfg: BootConfig) -> Result<ExitStatus, BootError> {
     vfs.ptys()
         .set_signals(Arc::new(crate::tty::KernelSignals(Arc::downgrade(&kernel))));
 
-    let fds = stdio_table(cfg.stdio).map_err(setup("stdio"))?;
-    // A terminal handed over as stdin becomes init's controlling terminal,
-    // as a container's console does.
-    if let Some(stdin) = fds.get(0).ok().filter(|f| f.is_terminal()) {
-        kernel
-            .terminal
-            .attach(stdin, crate::kernel::INIT_PID, crate::kernel::INIT_PID);
-    }
     let process = cfg.process;
+    let mut console = None;
+    let fds = match cfg.stdio {
+        Stdio::Host(stdio) => {
+            let fds = stdio_table(stdio).map_err(setup("stdio"))?;
+            // A terminal handed over as stdin becomes init's controlling
+            // terminal, as a container's console does.
+            if let Some(stdin) = fds.get(0).ok().filter(|f| f.is_terminal()) {
+                kernel
+                    .terminal
+                    .attach(stdin, crate::kernel::INIT_PID, crate::kernel::INIT_PID);
+            }
+            fds
+        }
+        Stdio::Console(host) => {
+            let fds = Arc::new(FdTable::new());
+            let limit = veil_vfs::DEFAULT_NOFILE as usize;
+            // The tty group's, as devpts mounted with gid=5 (every
+            // runtime's default) makes it.
+            let (c, slave) =
+                Console::open(&vfs, host, (process.uid, TTY_GID)).map_err(setup("console"))?;
+            for fd in 0..3 {
+                fds.insert_at(fd, slave.clone(), false, limit)
+                    .map_err(setup("console"))?;
+            }
+            crate::console::bind_dev_console(&vfs, &slave);
+            *c.pty().control().lock() = JobState {
+                session: Some(crate::kernel::INIT_PID),
+                foreground: crate::kernel::INIT_PID,
+            };
+            console = Some(c);
+            fds
+        }
+    };
     // A cwd missing inside the sandbox leaves init at the root (`veil do`
     // names the host's).
     let fs = fs_context(&vfs, &process).or_else(|_| {
@@ -234,6 +274,12 @@ pub fn boot(cfg: BootConfig) -> Result<ExitStatus, BootError> {
     }
     if let Some(seal) = cfg.seal {
         seal().map_err(BootError::Seal)?;
+    }
+    if let Some(c) = &console {
+        c.start().map_err(|_| BootError::Setup {
+            what: "console threads",
+            errno: Errno::EAGAIN,
+        })?;
     }
     let gate = cfg.control.map(|listener| {
         let gate = Arc::new(StartGate::default());

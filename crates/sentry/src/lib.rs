@@ -2,6 +2,7 @@
 //! sandboxed application itself; none of them reaches the host kernel.
 
 pub mod boot;
+pub mod console;
 pub mod control;
 mod cred;
 pub mod kernel;
@@ -21,6 +22,6 @@ mod timerfd;
 pub mod tty;
 mod vfsglue;
 
-pub use boot::{boot, BootConfig, BootError, CapSets, ProcessSpec, RlimitSpec};
+pub use boot::{boot, BootConfig, BootError, CapSets, ProcessSpec, RlimitSpec, Stdio};
 pub use procfs::read_host_facts;
 pub use task::ExitStatus;

@@ -213,7 +213,9 @@ pub fn on_open(t: &Task, file: Arc<OpenFile>, flags: i32) -> Result<Arc<OpenFile
                 return t.kernel.terminal.file().ok_or(Errno::ENXIO);
             }
             let index = t.kernel.vfs.ptys().find_session(sid).ok_or(Errno::ENXIO)?;
-            return open_pty_slave(t, index, flags);
+            let pty = t.kernel.vfs.ptys().get(index).ok_or(Errno::ENXIO)?;
+            // Still named /dev/tty, as Linux's (ttyname says so).
+            return OpenFile::new(file.path().clone(), flags, pty.open_slave()?);
         }
         if st.st_rdev == makedev(TTYAUX_MAJOR, CONSOLE_MINOR) {
             return t.kernel.terminal.file().ok_or(Errno::ENXIO);

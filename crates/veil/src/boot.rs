@@ -66,6 +66,10 @@ pub struct BootArgs {
     /// of the sentry's own: three times, or not at all.
     #[arg(long, value_name = "FD", value_parser = clap::value_parser!(RawFd).range(3..))]
     stdio_fd: Vec<RawFd>,
+    /// A host terminal for the sandbox's console, instead of stdio: init
+    /// gets a pty of the sandbox's own, joined to this one.
+    #[arg(long, conflicts_with = "stdio_fd")]
+    console_fd: Option<RawFd>,
     /// A listening control socket: init waits for `veil start`.
     #[arg(long, requires = "ready_fd")]
     control_fd: Option<RawFd>,
@@ -134,7 +138,10 @@ pub fn boot(args: BootArgs, strace: bool) -> anyhow::Result<u8> {
     let memory_file = args.overlay_fd.map(inherited_fd).transpose()?;
     let control = args.control_fd.map(inherited_fd).transpose()?;
     let ready = args.ready_fd.map(inherited_fd).transpose()?;
-    let stdio = sandbox_stdio(&args.stdio_fd)?;
+    let stdio = match args.console_fd {
+        Some(fd) => veil_sentry::Stdio::Console(inherited_fd(fd)?),
+        None => veil_sentry::Stdio::Host(sandbox_stdio(&args.stdio_fd)?),
+    };
     let spec = match args.spec_fd {
         Some(fd) => read_spec(inherited_fd(fd)?)?,
         None => SandboxSpec {

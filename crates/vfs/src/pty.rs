@@ -430,6 +430,23 @@ impl Pty {
         self.lock().attr = attr;
     }
 
+    /// unlockpt, for a pty the sentry opens for itself.
+    pub fn unlock(&self) {
+        self.lock().locked = false;
+    }
+
+    pub fn winsize(&self) -> Winsize {
+        self.lock().winsize
+    }
+
+    /// TIOCSWINSZ: a change raises SIGWINCH in the foreground group.
+    pub fn set_winsize(&self, w: Winsize) {
+        let changed = std::mem::replace(&mut self.lock().winsize, w) != w;
+        if changed {
+            self.signal(SIGWINCH);
+        }
+    }
+
     /// Opens the slave: EIO while locked (unlockpt) or after a hang-up.
     pub fn open_slave(self: &Arc<Self>) -> Result<Box<dyn FileOps>, Errno> {
         let mut st = self.lock();
@@ -482,10 +499,7 @@ impl Pty {
                 let mut buf = [0u8; 8];
                 mem.copy_in(arg, &mut buf)?;
                 let w = Winsize::read_from_bytes(&buf).map_err(|_| Errno::EFAULT)?;
-                let changed = std::mem::replace(&mut self.lock().winsize, w) != w;
-                if changed {
-                    self.signal(SIGWINCH);
-                }
+                self.set_winsize(w);
                 Ok(0)
             }
             // tcdrain and tcflow: output is never held back.

@@ -31,6 +31,8 @@ pub struct Bundle {
     /// linux.cgroupsPath.
     pub cgroups_path: Option<PathBuf>,
     pub resources: Option<oci_spec::runtime::LinuxResources>,
+    /// The console's rows and columns (`process.consoleSize`).
+    pub console_size: Option<(u16, u16)>,
 }
 
 /// The bundle's hooks by when they run.
@@ -63,6 +65,10 @@ impl Bundle {
             .process()
             .as_ref()
             .context("config.json has no process")?;
+        let console_size = process.console_size().as_ref().map(|b| {
+            let clamp = |n: u64| u16::try_from(n).unwrap_or(u16::MAX);
+            (clamp(b.height()), clamp(b.width()))
+        });
         let (process, terminal) = process_spec(process)?;
         let mut mounts = MountConfig {
             root_overlay: overlay,
@@ -132,6 +138,7 @@ impl Bundle {
             hooks: spec.hooks().as_ref().map(hooks).unwrap_or_default(),
             cgroups_path: linux.and_then(|l| l.cgroups_path().clone()),
             resources: linux.and_then(|l| l.resources().clone()),
+            console_size,
         })
     }
 }

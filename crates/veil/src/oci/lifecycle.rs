@@ -26,6 +26,7 @@ use veil_confine::spawn::{gofer_namespaces, Child, Spawn, SENTRY_NAMESPACES};
 use veil_sentry::control::{Reply, Request, EXEC_FDS, MAX_MESSAGE};
 
 use super::bundle::Bundle;
+use super::console::OwnTerminal;
 use super::hooks;
 use super::state::{self, Container, HostProcess, State, StateError, Status, Store};
 use crate::cmd_do::Overlay;
@@ -62,6 +63,8 @@ pub struct CreateArgs<'a> {
 pub struct Created {
     pub sentry: Child,
     pub gofer: Child,
+    /// Our own terminal, while the container has it as its console.
+    pub terminal: Option<OwnTerminal>,
 }
 
 pub fn create(root: &Path, args: &CreateArgs, opts: Options) -> anyhow::Result<Created> {
@@ -86,14 +89,23 @@ fn start_sandbox(
         bail!("--preserve-fds: not supported yet");
     }
     let bundle = Bundle::load(args.bundle, opts.overlay != &Overlay::None)?;
-    if bundle.terminal {
-        match args.console_socket {
-            None if !args.attached => {
-                bail!("cannot allocate tty if veil will detach without setting console socket")
-            }
-            _ => bail!("process.terminal: not supported yet"),
+    // With a terminal and no console socket, `run` lends the container its
+    // controlling terminal, as runc does.
+    let mut terminal = None;
+    let console = match (bundle.terminal, args.console_socket) {
+        (false, None) => None,
+        (true, Some(socket)) if !args.attached => {
+            Some(super::console::open(socket, bundle.console_size)?)
         }
-    }
+        (_, Some(_)) => bail!("cannot use console socket if veil will not detach or allocate tty"),
+        (true, None) if !args.attached => {
+            bail!("cannot allocate tty if veil will detach without setting console socket")
+        }
+        (true, None) => {
+            let own = terminal.insert(OwnTerminal::open()?);
+            Some(own.try_clone()?)
+        }
+    };
 
     let cgroup = CgroupGuard(host_cgroup(&bundle, args)?);
     let procs_files = cgroup
@@ -160,14 +172,22 @@ fn start_sandbox(
         let fd = sentry.pass_fd(end);
         sentry.arg("--gofer-fd").arg(fd.to_string());
     }
-    // The container's stdio is ours, as runc's init inherits it.
-    let stdio = [
-        sentry.pass_fd(&std::io::stdin()),
-        sentry.pass_fd(&std::io::stdout()),
-        sentry.pass_fd(&std::io::stderr()),
-    ];
-    for fd in stdio {
-        sentry.arg("--stdio-fd").arg(fd.to_string());
+    match &console {
+        Some(slave) => {
+            let fd = sentry.pass_fd(slave);
+            sentry.arg("--console-fd").arg(fd.to_string());
+        }
+        None => {
+            // The container's stdio is ours, as runc's init inherits it.
+            let stdio = [
+                sentry.pass_fd(&std::io::stdin()),
+                sentry.pass_fd(&std::io::stdout()),
+                sentry.pass_fd(&std::io::stderr()),
+            ];
+            for fd in stdio {
+                sentry.arg("--stdio-fd").arg(fd.to_string());
+            }
+        }
     }
     let upper = match opts.overlay {
         Overlay::File(dir) => Some(
@@ -200,8 +220,14 @@ fn start_sandbox(
             return Err(e).context("starting the sentry");
         }
     };
-    drop((sentry_ends, ready_w, control, spec, upper));
-    let created = Created { sentry, gofer };
+    // The console's last host holder is the sentry: its exit is the
+    // console's hang-up.
+    drop((sentry_ends, ready_w, control, spec, console, upper));
+    let created = Created {
+        sentry,
+        gofer,
+        terminal,
+    };
     if let Err(e) = await_ready(ready_r) {
         kill_children(&created);
         return Err(e);
@@ -669,6 +695,7 @@ pub fn run(root: &Path, args: &CreateArgs, keep: bool, opts: Options) -> anyhow:
     crate::signals::forward_to(created.sentry.pid())?;
     let status = created.sentry.wait().context("waiting for the sandbox")?;
     let _ = created.gofer.wait();
+    drop(created.terminal);
     if !keep {
         delete(root, args.id, true)?;
     }

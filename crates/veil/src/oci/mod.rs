@@ -2,6 +2,7 @@
 
 mod bundle;
 pub mod cli;
+mod console;
 mod events;
 mod exec;
 mod hooks;
