@@ -901,70 +901,63 @@ impl Helper {
             "list: {:?}",
             String::from_utf8_lossy(&list.stdout)
         );
-        // Typed input goes through the container's line discipline: echoed,
-        // CR made NL.
-        let b = self.tty_bundle("read", &["sh", "-c", "read x; echo got:$x"]);
-        let typing = ConsoleActs {
-            input: b"hello\r",
-            ..ConsoleActs::default()
-        };
-        self.on_console("t5", &b, typing);
-        // A resize of the console is the foreground group's SIGWINCH.
-        let b = self.tty_bundle(
-            "winch",
-            &[
-                "sh",
-                "-c",
-                "trap 'stty size; exit 3' WINCH; echo ready; \
-                           while :; do sleep 0.05; done",
-            ],
-        );
-        let resizing = ConsoleActs {
-            resize: Some((40, 120)),
-            ..ConsoleActs::default()
-        };
-        self.on_console("t6", &b, resizing);
-        // Closing the console's master hangs the container's terminal up:
-        // SIGHUP to the session leader.
-        let b = self.tty_bundle(
-            "hup",
-            &[
-                "sh",
-                "-c",
+        let cases: [(&str, &str, &str, ConsoleActs); 5] = [
+            // Typed input goes through the container's line discipline:
+            // echoed, CR made NL.
+            (
+                "t5",
+                "read",
+                "read x; echo got:$x",
+                ConsoleActs {
+                    input: b"hello\r",
+                    ..ConsoleActs::default()
+                },
+            ),
+            // A resize of the console is the foreground group's SIGWINCH.
+            (
+                "t6",
+                "winch",
+                "trap 'stty size; exit 3' WINCH; echo ready; while :; do sleep 0.05; done",
+                ConsoleActs {
+                    resize: Some((40, 120)),
+                    ..ConsoleActs::default()
+                },
+            ),
+            // Closing the console's master hangs the container's terminal
+            // up: SIGHUP to the session leader.
+            (
+                "t7",
+                "hup",
                 "trap 'exit 5' HUP; echo ready; while :; do sleep 0.05; done",
-            ],
-        );
-        let hanging_up = ConsoleActs {
-            hang_up: true,
-            ..ConsoleActs::default()
-        };
-        self.on_console("t7", &b, hanging_up);
-        // ^C is the foreground group's SIGINT, echoed.
-        let b = self.tty_bundle(
-            "intr",
-            &[
-                "sh",
-                "-c",
+                ConsoleActs {
+                    hang_up: true,
+                    ..ConsoleActs::default()
+                },
+            ),
+            // ^C is the foreground group's SIGINT, echoed.
+            (
+                "t11",
+                "intr",
                 "trap 'echo int; exit 4' INT; echo ready; while :; do sleep 0.05; done",
-            ],
-        );
-        let interrupting = ConsoleActs {
-            when_ready: b"\x03",
-            ..ConsoleActs::default()
-        };
-        self.on_console("t11", &b, interrupting);
-        // The console is also /dev/console (runc binds it there), and
-        // /dev/tty while it is the controlling terminal.
-        let b = self.tty_bundle(
-            "console",
-            &[
-                "sh",
-                "-c",
+                ConsoleActs {
+                    when_ready: b"\x03",
+                    ..ConsoleActs::default()
+                },
+            ),
+            // The console is also /dev/console (runc binds it there), and
+            // /dev/tty while it is the controlling terminal.
+            (
+                "t8",
+                "console",
                 "echo con >/dev/console; tty </dev/console; \
                  stat -c '%t %T %a %u %g' /dev/console /dev/pts/0; ls /dev/pts; tty </dev/tty",
-            ],
-        );
-        self.on_console("t8", &b, ConsoleActs::default());
+                ConsoleActs::default(),
+            ),
+        ];
+        for (label, name, script, acts) in cases {
+            let b = self.tty_bundle(name, &["sh", "-c", script]);
+            self.on_console(label, &b, acts);
+        }
         // run without a console socket lends the container its own
         // terminal (here script(1)'s), and puts its settings back. (Its
         // size is runc's consoleSize or the terminal's, by a race.)

@@ -1,7 +1,7 @@
 //! Starting a sandbox: the memory file, the platform, the root filesystem
 //! served by the gofer, and the init task.
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
@@ -498,18 +498,23 @@ fn set_rlimits(tg: &ThreadGroup, limits: &[RlimitSpec]) {
 /// init, as Linux delivers a signal from an ancestor PID namespace: SI_USER
 /// from PID 0.
 fn forward_host_signals(kernel: &Kernel, fd: &OwnedFd) {
+    while let Some(signo) = next_host_signal(fd.as_fd()) {
+        let init = kernel.processes().get(&crate::kernel::INIT_PID).cloned();
+        if let Some(init) = init {
+            kernel.signal_process(&init, crate::signal::SigInfo::user(signo, 0, 0));
+        }
+    }
+}
+
+/// The next signal read from a host signalfd; None once it fails.
+pub fn next_host_signal(fd: std::os::fd::BorrowedFd<'_>) -> Option<i32> {
     // struct signalfd_siginfo: 128 bytes, ssi_signo first.
     let mut info = [0u8; 128];
     loop {
         match rustix::io::read(fd, &mut info) {
-            Ok(128) => {}
+            Ok(128) => return Some(i32::from_ne_bytes([info[0], info[1], info[2], info[3]])),
             Err(rustix::io::Errno::INTR) => continue,
-            _ => return,
-        }
-        let signo = i32::from_ne_bytes([info[0], info[1], info[2], info[3]]);
-        let init = kernel.processes().get(&crate::kernel::INIT_PID).cloned();
-        if let Some(init) = init {
-            kernel.signal_process(&init, crate::signal::SigInfo::user(signo, 0, 0));
+            _ => return None,
         }
     }
 }

@@ -247,15 +247,7 @@ fn exit_code(status: i32) -> u8 {
 
 /// Sends each signal read from the signalfd `fd` to the exec'd process.
 fn forward_signals(conn: &Conn, fd: BorrowedFd<'_>, pid: i32) {
-    // struct signalfd_siginfo: 128 bytes, ssi_signo first.
-    let mut info = [0u8; 128];
-    loop {
-        match rustix::io::read(fd, &mut info) {
-            Ok(128) => {}
-            Err(rustix::io::Errno::INTR) => continue,
-            _ => return,
-        }
-        let signo = i32::from_ne_bytes([info[0], info[1], info[2], info[3]]);
+    while let Some(signo) = veil_sentry::boot::next_host_signal(fd) {
         let req = Request::Signal {
             signo,
             all: false,
