@@ -121,6 +121,23 @@ struct Helper {
 }
 
 impl Helper {
+    /// A bundle whose init sleeps.
+    fn sleeper(&self) -> String {
+        let b = bundle(
+            &self.dir,
+            serde_json::json!({"args": ["sleep", "1000"]}),
+            serde_json::json!({}),
+        );
+        b.to_str().unwrap().to_string()
+    }
+
+    /// `run`s the bundle: its exit code and the container's output.
+    fn run_bundle(&mut self, b: &str, id: &str) -> (Option<i32>, String) {
+        let out = self.dir.join(format!("{id}.out"));
+        let run = self.call_with(&["run", "--bundle", b, id], Some(&out));
+        (run.status.code(), std::fs::read_to_string(&out).unwrap())
+    }
+
     /// Runs the runtime with `args` and reaps what was re-parented to us.
     /// Its output goes to files, not pipes, as a container it starts
     /// inherits them: to `out` for a container's output, else to scratch
@@ -318,12 +335,7 @@ impl Helper {
     /// TERM is dropped and only KILL ends it; a signal in the created
     /// state ends it before it runs.
     fn init_signals(&mut self) {
-        let b = bundle(
-            &self.dir,
-            serde_json::json!({"args": ["sleep", "1000"]}),
-            serde_json::json!({}),
-        );
-        let b = b.to_str().unwrap().to_string();
+        let b = self.sleeper();
         self.step("create", &["create", "--bundle", &b, "s1"], None);
         self.step("start", &["start", "s1"], None);
         self.step("kill TERM", &["kill", "s1", "TERM"], None);
@@ -362,14 +374,8 @@ impl Helper {
             serde_json::json!({}),
         );
         let b = b.to_str().unwrap().to_string();
-        let out = self.dir.join("run.out");
-        let run = self.call_with(&["run", "--bundle", &b, "r1"], Some(&out));
-        let _ = writeln!(
-            self.log,
-            "run: rc={:?} output={:?}",
-            run.status.code(),
-            std::fs::read_to_string(&out).unwrap()
-        );
+        let (code, output) = self.run_bundle(&b, "r1");
+        let _ = writeln!(self.log, "run: rc={:?} output={:?}", code, output);
         let list = self.call(&["list", "-q"]);
         let _ = writeln!(
             self.log,
@@ -381,8 +387,8 @@ impl Helper {
         // Even SIGKILL from inside is dropped for a namespace's init.
         config["process"]["args"] = serde_json::json!(["sh", "-c", "kill -KILL $$"]);
         std::fs::write(format!("{b}/config.json"), config.to_string()).unwrap();
-        let run = self.call_with(&["run", "--bundle", &b, "r2"], Some(&out));
-        let _ = writeln!(self.log, "run killed: rc={:?}", run.status.code());
+        let (code, _) = self.run_bundle(&b, "r2");
+        let _ = writeln!(self.log, "run killed: rc={code:?}");
         config["process"]["args"] = serde_json::json!(["/bin/no-such-program"]);
         std::fs::write(format!("{b}/config.json"), config.to_string()).unwrap();
         self.step(
@@ -606,14 +612,8 @@ impl Helper {
         ));
         std::fs::write(b.join("config.json"), config.to_string()).unwrap();
         let b = b.to_str().unwrap().to_string();
-        let out = self.dir.join("config.out");
-        let run = self.call_with(&["run", "--bundle", &b, "cfg"], Some(&out));
-        let _ = writeln!(
-            self.log,
-            "run: rc={:?}\n{}",
-            run.status.code(),
-            std::fs::read_to_string(&out).unwrap()
-        );
+        let (code, output) = self.run_bundle(&b, "cfg");
+        let _ = writeln!(self.log, "run: rc={:?}\n{}", code, output);
     }
 }
 
@@ -734,12 +734,7 @@ impl Helper {
 
     /// `events --stats`: one line of the cgroup's figures.
     fn events(&mut self) {
-        let b = bundle(
-            &self.dir,
-            serde_json::json!({"args": ["sleep", "1000"]}),
-            serde_json::json!({}),
-        );
-        let b = b.to_str().unwrap().to_string();
+        let b = self.sleeper();
         self.step("create", &["create", "--bundle", &b, "e1"], None);
         self.step("start", &["start", "e1"], None);
         let out = self.step("events --stats", &["events", "--stats", "e1"], None);
