@@ -105,6 +105,7 @@ fn helper_lifecycle() {
         "cgroups" => h.cgroups(),
         "pause" => h.pause(),
         "events" => h.events(),
+        "preserve" => h.preserve(),
         "exec" => h.exec(),
         "tty" => h.tty(),
         other => panic!("unknown script {other}"),
@@ -732,6 +733,39 @@ impl Helper {
         let _ = writeln!(self.log, "the container's pid is gone: {}", gone(pid));
     }
 
+    /// `--preserve-fds 1`: the caller's descriptor 3 is init's 3.
+    fn preserve(&mut self) {
+        let b = bundle(
+            &self.dir,
+            serde_json::json!({"args": ["sh", "-c", "echo to-fd3 >&3; echo rc=$?"]}),
+            serde_json::json!({}),
+        );
+        let target = self.dir.join("fd3.out");
+        let out = self.dir.join("preserve.out");
+        let status = Command::new("sh")
+            .arg("-c")
+            .arg("exec 3>\"$0\"; exec timeout 60 \"$@\"")
+            .arg(&target)
+            .arg(&self.runtime)
+            .arg("--root")
+            .arg(&self.root)
+            .args(["run", "--preserve-fds", "1", "--bundle"])
+            .arg(&b)
+            .arg("pf1")
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&out).unwrap())
+            .status()
+            .unwrap();
+        reap();
+        let _ = writeln!(
+            self.log,
+            "run --preserve-fds 1: rc={:?} out={:?} fd3={:?}",
+            status.code(),
+            std::fs::read_to_string(&out).unwrap(),
+            std::fs::read_to_string(&target).unwrap()
+        );
+    }
+
     /// `events --stats`: one line of the cgroup's figures.
     fn events(&mut self) {
         let b = self.sleeper();
@@ -1250,6 +1284,14 @@ fn pause_and_resume_like_runc() {
             "delete --force paused: rc=0",
             "the container's pid is gone: true",
         ],
+    );
+}
+
+#[test]
+fn preserved_descriptors_reach_init_like_runc() {
+    compare(
+        "preserve",
+        &["run --preserve-fds 1: rc=Some(0) out=\"rc=0\\n\" fd3=\"to-fd3\\n\""],
     );
 }
 

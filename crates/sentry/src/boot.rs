@@ -37,6 +37,8 @@ pub struct BootConfig {
     pub memory_limit: Option<u64>,
     /// The application's stdin, stdout and stderr.
     pub stdio: Stdio,
+    /// Descriptors init gets as 3, 4, ... (runc's `--preserve-fds`).
+    pub preserved: Vec<OwnedFd>,
     /// The init process.
     pub process: ProcessSpec,
     /// The sandbox's hostname; "veil" if unset.
@@ -251,6 +253,17 @@ pub fn boot(cfg: BootConfig) -> Result<ExitStatus, BootError> {
             fds
         }
     };
+    for (i, host) in cfg.preserved.into_iter().enumerate() {
+        let flags = rustix::fs::fcntl_getfl(&host).map_or(2, |f| f.bits() as i32);
+        let limit = veil_vfs::DEFAULT_NOFILE as usize;
+        fds.insert_at(
+            3 + i as i32,
+            OpenFile::from_host_fd(host, flags),
+            false,
+            limit,
+        )
+        .map_err(setup("preserved descriptors"))?;
+    }
     // A cwd missing inside the sandbox leaves init at the root (`veil do`
     // names the host's).
     let fs = fs_context(&vfs, &process).or_else(|_| {

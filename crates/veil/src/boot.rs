@@ -66,6 +66,9 @@ pub struct BootArgs {
     /// of the sentry's own: three times, or not at all.
     #[arg(long, value_name = "FD", value_parser = clap::value_parser!(RawFd).range(3..))]
     stdio_fd: Vec<RawFd>,
+    /// Descriptors init gets as 3, 4, ... in order (`--preserve-fds`).
+    #[arg(long, value_name = "FD", value_parser = clap::value_parser!(RawFd).range(3..))]
+    preserve_fd: Vec<RawFd>,
     /// A host terminal for the sandbox's console, instead of stdio: init
     /// gets a pty of the sandbox's own, joined to this one.
     #[arg(long, conflicts_with = "stdio_fd")]
@@ -142,6 +145,11 @@ pub fn boot(args: BootArgs, strace: bool) -> anyhow::Result<u8> {
         Some(fd) => veil_sentry::Stdio::Console(inherited_fd(fd)?),
         None => veil_sentry::Stdio::Host(sandbox_stdio(&args.stdio_fd)?),
     };
+    let preserved = args
+        .preserve_fd
+        .iter()
+        .map(|&fd| inherited_fd(fd))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let spec = match args.spec_fd {
         Some(fd) => read_spec(inherited_fd(fd)?)?,
         None => SandboxSpec {
@@ -181,6 +189,7 @@ pub fn boot(args: BootArgs, strace: bool) -> anyhow::Result<u8> {
         memory_file,
         memory_limit: spec.memory_limit,
         stdio,
+        preserved,
         process: spec.process,
         hostname: spec.hostname,
         readonly_root: spec.readonly_root,

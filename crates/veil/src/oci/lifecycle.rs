@@ -85,9 +85,7 @@ fn start_sandbox(
     args: &CreateArgs,
     opts: Options,
 ) -> anyhow::Result<Created> {
-    if args.preserve_fds != 0 {
-        bail!("--preserve-fds: not supported yet");
-    }
+    let preserved = preserved_fds(args.preserve_fds)?;
     let bundle = Bundle::load(args.bundle, opts.overlay != &Overlay::None)?;
     // With a terminal and no console socket, `run` lends the container its
     // controlling terminal, as runc does.
@@ -200,6 +198,10 @@ fn start_sandbox(
         let fd = sentry.pass_fd(upper);
         sentry.arg("--overlay-fd").arg(fd.to_string());
     }
+    for fd in &preserved {
+        let fd = sentry.pass_fd(fd);
+        sentry.arg("--preserve-fd").arg(fd.to_string());
+    }
     let spec_fd = sentry.pass_fd(&spec);
     let control_fd = sentry.pass_fd(&control);
     let ready_fd = sentry.pass_fd(&ready_w);
@@ -268,6 +270,24 @@ fn start_sandbox(
     }
     cgroup.keep();
     Ok(created)
+}
+
+/// The descriptors 3 to 3+n-1 we were given for the container's init, as
+/// runc takes them; they must be open.
+fn preserved_fds(n: i32) -> anyhow::Result<Vec<std::os::fd::BorrowedFd<'static>>> {
+    if n < 0 {
+        bail!("--preserve-fds must not be negative");
+    }
+    (3..3 + n)
+        .map(|fd| {
+            // SAFETY: borrowed only to check that it is open; nothing here
+            // closes it, and it stays open while we run (our caller's).
+            let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+            rustix::io::fcntl_getfd(borrowed)
+                .map(|_| borrowed)
+                .with_context(|| format!("--preserve-fds: descriptor {fd} is not open"))
+        })
+        .collect()
 }
 
 /// Extra room in the host cgroup's memory limit over the spec's, which
