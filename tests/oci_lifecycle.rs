@@ -869,17 +869,7 @@ impl Helper {
         );
         let pid = self.state(id).map_or(0, |s| s["pid"].as_i64().unwrap()) as i32;
         let start = self.call(&["start", id]);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let status = loop {
-            reap();
-            if let Some(status) = reaped(pid) {
-                break Some(status);
-            }
-            if Instant::now() > deadline {
-                break None;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        };
+        let status = await_reaped(pid);
         let _ = writeln!(
             self.log,
             "{id}: create rc={:?} start rc={:?} exit={status:?} stdio={:?}\n{id} console: {}",
@@ -1021,6 +1011,116 @@ impl Helper {
             out.status.code(),
             String::from_utf8_lossy(&out.stderr).contains("open /dev/tty")
         );
+        self.exec_tty();
+    }
+
+    /// `exec -t`: a console for an exec'd process in a running container,
+    /// through a console socket (which runc takes only when detached).
+    fn exec_tty(&mut self) {
+        let b = bundle(
+            &self.dir.join("sleeper"),
+            serde_json::json!({"args": ["sleep", "1000"]}),
+            serde_json::json!({}),
+        );
+        let b = b.to_str().unwrap();
+        let out = self.dir.join("t12.out");
+        self.call_with(&["create", "--bundle", b, "t12"], Some(&out));
+        self.call(&["start", "t12"]);
+        let process = self.dir.join("exec-tty.json");
+        std::fs::write(
+            &process,
+            serde_json::json!({
+                "args": ["sh", "-c", "stty size; tty </dev/tty; exit 4"],
+                "env": ["PATH=/bin"],
+                "cwd": "/",
+                "user": {"uid": 0, "gid": 0},
+                "terminal": true,
+                "consoleSize": {"height": 30, "width": 100},
+            })
+            .to_string(),
+        )
+        .unwrap();
+        let process = process.to_str().unwrap();
+        let cases: [(&str, &[&str]); 2] = [
+            ("e1", &["t12", "sh", "-c", "tty; exit 3"]),
+            ("e2", &["-p", process, "t12"]),
+        ];
+        for (label, command) in cases {
+            let sock = self.dir.join(format!("{label}.sock"));
+            let console = console_receiver(&sock, ConsoleActs::default());
+            let pid_file = self.dir.join(format!("{label}.pid"));
+            let mut args = vec![
+                "exec",
+                "-d",
+                "-t",
+                "--console-socket",
+                sock.to_str().unwrap(),
+                "--pid-file",
+                pid_file.to_str().unwrap(),
+            ];
+            args.extend(command);
+            let exec = self.call(&args);
+            let pid = std::fs::read_to_string(&pid_file).unwrap_or_default();
+            let status = pid.parse().ok().and_then(await_reaped);
+            let _ = writeln!(
+                self.log,
+                "{label}: exec rc={:?} exit={status:?}\n{label} console: {}",
+                exec.status.code(),
+                console.join().unwrap()
+            );
+        }
+        let sock = self.dir.join("unused-exec.sock");
+        let sock = sock.to_str().unwrap();
+        self.step(
+            "exec detached on a terminal without a console socket",
+            &["exec", "-d", "-t", "t12", "true"],
+            Some("cannot allocate tty if"),
+        );
+        self.step(
+            "exec attached with a console socket",
+            &["exec", "-t", "--console-socket", sock, "t12", "true"],
+            Some("cannot use console socket if"),
+        );
+        self.step(
+            "exec without a terminal with a console socket",
+            &["exec", "-d", "--console-socket", sock, "t12", "true"],
+            Some("cannot use console socket if"),
+        );
+        // Attached, exec -t gives the process a terminal joined to the
+        // runtime's own (here script(1)'s), whose settings it puts back.
+        let runtime = self.runtime.to_str().unwrap();
+        let root = self.root.to_str().unwrap();
+        let cmd = format!(
+            "{runtime} --root {root} exec -t t12 sh -c 'tty; exit 6'; \
+             echo rc=$?; stty -a | grep -o -- ' -*icanon'"
+        );
+        let out = Command::new("script")
+            .args(["-qec", &cmd, "/dev/null"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        reap();
+        let _ = writeln!(
+            self.log,
+            "e3: {:?}",
+            String::from_utf8_lossy(&out.stdout).trim_start_matches("^@")
+        );
+        self.call(&["delete", "--force", "t12"]);
+    }
+}
+
+/// How the child `pid` ended, reaping until it did (None after 20 s).
+fn await_reaped(pid: i32) -> Option<i32> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        reap();
+        if let Some(status) = reaped(pid) {
+            return Some(status);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 
@@ -1462,6 +1562,15 @@ fn malformed_control_requests_get_error_replies() {
             cwd: b"/".to_vec(),
             ..Default::default()
         },
+        terminal: false,
+    };
+    let on_terminal = Request::Exec {
+        process: veil_sentry::ProcessSpec {
+            argv: vec![b"/bin/true".to_vec()],
+            cwd: b"/".to_vec(),
+            ..Default::default()
+        },
+        terminal: true,
     };
     let null = std::fs::File::open("/dev/null").unwrap();
     let null = null.as_raw_fd();
@@ -1469,6 +1578,11 @@ fn malformed_control_requests_get_error_replies() {
         ("garbage", vec![0xff, 0xff, 0xff], vec![]),
         ("exec without stdio", enc(&exec), vec![]),
         ("exec with too few", enc(&exec), vec![null]),
+        (
+            "exec on a terminal with stdio",
+            enc(&on_terminal),
+            vec![null, null, null],
+        ),
         (
             "descriptors on a wait",
             enc(&Request::Wait { pid: 1 }),
@@ -1497,6 +1611,7 @@ fn malformed_control_requests_get_error_replies() {
             "exec with no args",
             enc(&Request::Exec {
                 process: veil_sentry::ProcessSpec::default(),
+                terminal: false,
             }),
             vec![null, null, null],
         ),
@@ -1548,6 +1663,14 @@ fn a_terminal_through_the_console_socket_like_runc() {
              88 0 620 0 5\\r\\n88 0 620 0 5\\r\\n0     ptmx\\r\\n/dev/tty\\r\\n\"",
             "t9: \"/dev/pts/0\\r\\nrc=7\\r\\n icanon\\r\\n\"",
             "t10: rc=Some(1) says \"open /dev/tty\": true",
+            "e1: exec rc=Some(0) exit=Some(3)",
+            "e1 console: msg=\"/dev/ptmx\" fds=1 tty=true read=\"/dev/pts/0\\r\\n\"",
+            "e2: exec rc=Some(0) exit=Some(4)",
+            "e2 console: msg=\"/dev/ptmx\" fds=1 tty=true read=\"30 100\\r\\n/dev/tty\\r\\n\"",
+            "exec detached on a terminal without a console socket: rc=255 says \"cannot allocate tty if\": true",
+            "exec attached with a console socket: rc=255 says \"cannot use console socket if\": true",
+            "exec without a terminal with a console socket: rc=255 says \"cannot use console socket if\": true",
+            "e3: \"/dev/pts/0\\r\\nrc=6\\r\\n icanon\\r\\n\"",
         ],
     );
 }

@@ -156,7 +156,7 @@ fn setup(what: &'static str) -> impl FnOnce(Errno) -> BootError {
 }
 
 /// The tty group.
-const TTY_GID: u32 = 5;
+pub(crate) const TTY_GID: u32 = 5;
 
 /// Boots the sandbox and runs its init process to completion.
 pub fn boot(cfg: BootConfig) -> Result<ExitStatus, BootError> {

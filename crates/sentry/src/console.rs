@@ -82,8 +82,8 @@ impl Console {
         &self.pty
     }
 
-    /// Starts the copying threads. The input thread blocks in read(2) on
-    /// the host terminal and ends with the sentry.
+    /// Starts the copying threads; both end after [`Console::finish`] (the
+    /// input thread within a poll interval).
     pub fn start(self: &Arc<Self>) -> std::io::Result<()> {
         let (tx, rx) = mpsc::channel();
         *lock(&self.drained) = Some(rx);
@@ -126,6 +126,23 @@ impl Console {
         let mut buf = [0u8; 4096];
         let waiter = Waiter::new();
         loop {
+            // Polled, not blocked in read(2): an exec'd process's console
+            // ends with the process, not with the sentry.
+            if self.done.load(Ordering::Acquire) {
+                return;
+            }
+            let mut pfd = [rustix::event::PollFd::new(
+                &self.host,
+                rustix::event::PollFlags::IN,
+            )];
+            match rustix::event::poll(&mut pfd, WINSIZE_POLL.as_millis() as i32) {
+                Ok(0) | Err(rustix::io::Errno::INTR) => {
+                    self.sync_winsize();
+                    continue;
+                }
+                Ok(_) => {}
+                Err(_) => return,
+            }
             let n = match rustix::io::read(&self.host, &mut buf) {
                 Ok(0) => return,
                 Ok(n) => n,

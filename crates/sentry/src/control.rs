@@ -1,7 +1,8 @@
 //! The control socket: how `veil start`, `kill`, `exec` and `ps` reach a
 //! sandbox that `veil create` started. One postcard message per
 //! SOCK_SEQPACKET packet, a request and then its reply; `Exec` carries the
-//! new process's stdin, stdout and stderr with SCM_RIGHTS.
+//! new process's stdin, stdout and stderr with SCM_RIGHTS, or the one host
+//! terminal that becomes its console.
 //!
 //! Every request is validated: a malformed one gets an error reply, never
 //! a crash. The CLI side trusts nothing it reads back either: replies are
@@ -19,7 +20,11 @@ use rustix::net::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::boot::{fs_context, spawn_process, stdio_table, ProcessSpec};
+use veil_vfs::pty::JobState;
+use veil_vfs::{FdTable, DEFAULT_NOFILE};
+
+use crate::boot::{fs_context, spawn_process, stdio_table, ProcessSpec, TTY_GID};
+use crate::console::Console;
 use crate::kernel::{Kernel, INIT_PID};
 use crate::signal::{default_action, DefaultAction, SigInfo};
 use crate::task::{ExitStatus, ThreadGroup};
@@ -43,8 +48,13 @@ pub enum Request {
         pid: Option<i32>,
     },
     /// Start another process in the sandbox, with the [`EXEC_FDS`]
-    /// descriptors sent along as its stdio. Replies with its pid.
-    Exec { process: ProcessSpec },
+    /// descriptors sent along as its stdio, or with `terminal` the one host
+    /// terminal sent along as its console (its controlling terminal, in a
+    /// session of its own). Replies with its pid.
+    Exec {
+        process: ProcessSpec,
+        terminal: bool,
+    },
     /// Wait for an exec'd process to exit; replies with its status, which
     /// is kept until a Wait has returned it.
     Wait { pid: i32 },
@@ -187,6 +197,8 @@ struct Control {
     /// The processes `Exec` started, until a `Wait` collects their status
     /// (the kernel forgets them when they exit: no parent reaps them).
     execs: Mutex<HashMap<i32, Arc<ThreadGroup>>>,
+    /// The consoles of exec'd processes, finished when they are waited for.
+    consoles: Mutex<HashMap<i32, Arc<Console>>>,
 }
 
 /// Accepts connections on `listener` for the life of the sandbox, each
@@ -196,6 +208,7 @@ pub fn serve(kernel: Arc<Kernel>, gate: Arc<StartGate>, listener: OwnedFd) {
         kernel,
         gate,
         execs: Mutex::default(),
+        consoles: Mutex::default(),
     });
     loop {
         let conn = match rustix::net::accept_with(&listener, rustix::net::SocketFlags::CLOEXEC) {
@@ -295,8 +308,9 @@ fn send(conn: &OwnedFd, bytes: &[u8]) -> Result<(), HostErrno> {
 fn handle(control: &Control, req: Request, fds: Vec<OwnedFd>) -> Reply {
     let (kernel, gate) = (&control.kernel, &control.gate);
     match req {
-        Request::Exec { .. } if fds.len() != EXEC_FDS => Reply::Error(format!(
-            "exec needs {EXEC_FDS} descriptors, got {}",
+        Request::Exec { terminal, .. } if fds.len() != exec_fds(terminal) => Reply::Error(format!(
+            "exec needs {} descriptors, got {}",
+            exec_fds(terminal),
             fds.len()
         )),
         _ if !fds.is_empty() && !matches!(req, Request::Exec { .. }) => {
@@ -357,7 +371,7 @@ fn handle(control: &Control, req: Request, fds: Vec<OwnedFd>) -> Reply {
             }
             Reply::Ok
         }
-        Request::Exec { process } => match exec(control, process, fds) {
+        Request::Exec { process, terminal } => match exec(control, process, terminal, fds) {
             Ok(pid) => Reply::Pid(pid),
             Err(msg) => Reply::Error(msg),
         },
@@ -371,6 +385,14 @@ fn handle(control: &Control, req: Request, fds: Vec<OwnedFd>) -> Reply {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .remove(&pid);
+            let console = control
+                .consoles
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&pid);
+            if let Some(console) = console {
+                console.finish();
+            }
             Reply::Exit(wait_status(status))
         }
         Request::Ps => {
@@ -395,9 +417,23 @@ impl Control {
     }
 }
 
+/// How many descriptors an `Exec` request carries.
+fn exec_fds(terminal: bool) -> usize {
+    if terminal {
+        1
+    } else {
+        EXEC_FDS
+    }
+}
+
 /// Starts an exec'd process: loaded before the reply, so that a missing
 /// program is the request's error, as runc's exec reports it.
-fn exec(control: &Control, process: ProcessSpec, fds: Vec<OwnedFd>) -> Result<i32, String> {
+fn exec(
+    control: &Control,
+    process: ProcessSpec,
+    terminal: bool,
+    mut fds: Vec<OwnedFd>,
+) -> Result<i32, String> {
     if process.argv.is_empty() {
         return Err("args must not be empty".into());
     }
@@ -410,28 +446,62 @@ fn exec(control: &Control, process: ProcessSpec, fds: Vec<OwnedFd>) -> Result<i3
             errno_text(e)
         )
     })?;
-    let stdio: [OwnedFd; EXEC_FDS] = fds.try_into().map_err(|_| "bad descriptors".to_string())?;
-    let fds = stdio_table(stdio).map_err(|e| format!("stdio: {}", errno_text(e)))?;
+    let (table, console) = if terminal {
+        let host = fds.pop().ok_or("bad descriptors")?;
+        let (console, slave) = Console::open(&kernel.vfs, host, (process.uid, TTY_GID))
+            .map_err(|e| format!("console: {}", errno_text(e)))?;
+        let table = Arc::new(FdTable::new());
+        for fd in 0..3 {
+            table
+                .insert_at(fd, slave.clone(), false, DEFAULT_NOFILE as usize)
+                .map_err(|e| format!("console: {}", errno_text(e)))?;
+        }
+        (table, Some(console))
+    } else {
+        let stdio: [OwnedFd; EXEC_FDS] =
+            fds.try_into().map_err(|_| "bad descriptors".to_string())?;
+        let table = stdio_table(stdio).map_err(|e| format!("stdio: {}", errno_text(e)))?;
+        (table, None)
+    };
     let (tx, rx) = std::sync::mpsc::channel();
-    let (tg, _detached) = spawn_process(kernel, process, fds, fs, move |loaded| {
+    // The process runs only once its console is its session's: its pid
+    // is known only after the spawn.
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    let (tg, _detached) = spawn_process(kernel, process, table, fs, move |loaded| {
         let _ = tx.send(loaded.map_err(|(path, errno)| {
             format!("{}: {}", String::from_utf8_lossy(path), errno_text(errno))
         }));
-        Ok(())
+        go_rx.recv().map_err(|_| ExitStatus::Exited(127))
     })
     .map_err(|e| e.to_string())?;
-    match rx.recv() {
-        Ok(Ok(())) => {
-            control
-                .execs
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .insert(tg.pid, tg.clone());
-            Ok(tg.pid)
-        }
-        Ok(Err(msg)) => Err(msg),
+    let loaded = match rx.recv() {
+        Ok(r) => r,
         Err(_) => Err("the process could not start (see --debug-log)".into()),
+    };
+    loaded?;
+    if let Some(console) = console {
+        // A session of its own (a new process's sid is its pid), with the
+        // console as its controlling terminal.
+        *console.pty().control().lock() = JobState {
+            session: Some(tg.pid),
+            foreground: tg.pid,
+        };
+        console
+            .start()
+            .map_err(|e| format!("console threads: {e}"))?;
+        control
+            .consoles
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(tg.pid, console);
     }
+    control
+        .execs
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .insert(tg.pid, tg.clone());
+    let _ = go_tx.send(());
+    Ok(tg.pid)
 }
 
 #[cfg(test)]
@@ -450,6 +520,7 @@ mod tests {
                 groups: vec![10],
                 ..ProcessSpec::default()
             },
+            terminal: true,
         };
         for req in [
             exec,

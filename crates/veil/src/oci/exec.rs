@@ -18,6 +18,7 @@ use anyhow::{bail, Context as _};
 use oci_spec::runtime::{Capabilities, Capability, LinuxCapabilities, Process, Spec};
 use veil_sentry::control::{ProcessInfo, Reply, Request};
 
+use super::console::OwnTerminal;
 use super::lifecycle::{write_pid_file, Conn, CONTROL_TIMEOUT};
 use super::state::{Container, Status, Store};
 
@@ -27,9 +28,6 @@ pub const EXEC_FAILED: u8 = 255;
 /// `exec`: starts the process and, unless detached, waits for it and
 /// returns its exit code.
 pub fn exec(root: &Path, args: &liboci_cli::Exec) -> anyhow::Result<u8> {
-    if args.tty || args.console_socket.is_some() {
-        bail!("--tty: not supported yet");
-    }
     if args.preserve_fds != 0 {
         bail!("--preserve-fds: not supported yet");
     }
@@ -65,10 +63,28 @@ pub fn exec(root: &Path, args: &liboci_cli::Exec) -> anyhow::Result<u8> {
         }
     };
     let (mut spec, terminal) = super::bundle::process_spec(&process)?;
-    if terminal {
-        bail!("process.terminal: not supported yet");
-    }
     spec.envp = dedup_env(spec.envp);
+    // runc's rules: a console socket when detached, else veil's own
+    // terminal, lent for as long as the process runs.
+    let mut own_terminal = None;
+    let console = match (terminal, args.console_socket.as_deref()) {
+        (false, None) => None,
+        (true, Some(socket)) if args.detach => {
+            let size = process.console_size().as_ref().map(|b| {
+                let clamp = |n: u64| u16::try_from(n).unwrap_or(u16::MAX);
+                (clamp(b.height()), clamp(b.width()))
+            });
+            Some(super::console::open(socket, size)?)
+        }
+        (_, Some(_)) => bail!("cannot use console socket if veil will not detach or allocate tty"),
+        (true, None) if args.detach => {
+            bail!("cannot allocate tty if veil will detach without setting console socket")
+        }
+        (true, None) => {
+            let own = own_terminal.insert(OwnTerminal::open()?);
+            Some(own.try_clone()?)
+        }
+    };
 
     // Blocked before any thread starts, so that every thread inherits the
     // mask and the signals wait in the signalfd for the pid to send to.
@@ -77,12 +93,22 @@ pub fn exec(root: &Path, args: &liboci_cli::Exec) -> anyhow::Result<u8> {
         .transpose()?;
     let conn = Conn::open(&container, Some(CONTROL_TIMEOUT))?;
     let (stdin, stdout, stderr) = (std::io::stdin(), std::io::stdout(), std::io::stderr());
-    let stdio = [stdin.as_fd(), stdout.as_fd(), stderr.as_fd()];
-    let pid = match conn.call(&Request::Exec { process: spec }, &stdio)? {
+    let stdio = match &console {
+        Some(tty) => vec![tty.as_fd()],
+        None => vec![stdin.as_fd(), stdout.as_fd(), stderr.as_fd()],
+    };
+    let req = Request::Exec {
+        process: spec,
+        terminal,
+    };
+    let pid = match conn.call(&req, &stdio)? {
         Some(Reply::Pid(pid)) => pid,
         None => bail!("the sandbox closed the connection"),
         Some(other) => bail!("an unexpected reply from the sandbox: {other:?}"),
     };
+    // The sandbox holds the console now; its last holder's close is the
+    // receiver's hang-up.
+    drop(console);
     match signals {
         Some(signals) => wait(&container, &conn, pid, signals).map(exit_code),
         None => {
@@ -144,7 +170,7 @@ fn with_overrides(mut p: Process, args: &liboci_cli::Exec) -> anyhow::Result<Pro
             .clone();
         p.set_capabilities(Some(caps));
     }
-    p.set_terminal(Some(false));
+    p.set_terminal(Some(args.tty));
     Ok(p)
 }
 
