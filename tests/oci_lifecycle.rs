@@ -839,6 +839,29 @@ impl Helper {
         self.record_status("after failed create", "h2");
     }
 
+    /// Runs the runtime with `args` on script(1)'s terminal, after the
+    /// shell commands `before`, and records what the terminal showed, the
+    /// exit code and whether the terminal's settings were put back.
+    fn in_terminal(&mut self, label: &str, before: &str, args: &str) {
+        let runtime = self.runtime.to_str().unwrap();
+        let root = self.root.to_str().unwrap();
+        let cmd = format!(
+            "{before}{runtime} --root {root} {args}; \
+             echo rc=$?; stty -a | grep -o -- ' -*icanon'"
+        );
+        let out = Command::new("script")
+            .args(["-qec", &cmd, "/dev/null"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        reap();
+        let _ = writeln!(
+            self.log,
+            "{label}: {:?}",
+            String::from_utf8_lossy(&out.stdout).trim_start_matches("^@")
+        );
+    }
+
     /// A bundle asking for a terminal of 30 rows and 100 columns.
     fn tty_bundle(&self, name: &str, args: &[&str]) -> String {
         let b = bundle(
@@ -981,26 +1004,17 @@ impl Helper {
         // terminal (here script(1)'s), and puts its settings back. (Its
         // size is runc's consoleSize or the terminal's, by a race.)
         let b = self.tty_bundle("own", &["sh", "-c", "tty; exit 7"]);
-        let runtime = self.runtime.to_str().unwrap();
-        let root = self.root.to_str().unwrap();
-        let cmd = format!(
-            "stty rows 33 cols 90; {runtime} --root {root} run --bundle {b} t9; \
-             echo rc=$?; stty -a | grep -o -- ' -*icanon'"
-        );
-        let out = Command::new("script")
-            .args(["-qec", &cmd, "/dev/null"])
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        reap();
-        let _ = writeln!(
-            self.log,
-            "t9: {:?}",
-            String::from_utf8_lossy(&out.stdout).trim_start_matches("^@")
+        self.in_terminal(
+            "t9",
+            "stty rows 33 cols 90; ",
+            &format!("run --bundle {b} t9"),
         );
         // Without a controlling terminal, that is an error.
         let out = Command::new("setsid")
-            .args([runtime, "--root", root, "run", "--bundle", &b, "t10"])
+            .arg(&self.runtime)
+            .arg("--root")
+            .arg(&self.root)
+            .args(["run", "--bundle", &b, "t10"])
             .stdin(Stdio::null())
             .output()
             .unwrap();
@@ -1088,23 +1102,7 @@ impl Helper {
         );
         // Attached, exec -t gives the process a terminal joined to the
         // runtime's own (here script(1)'s), whose settings it puts back.
-        let runtime = self.runtime.to_str().unwrap();
-        let root = self.root.to_str().unwrap();
-        let cmd = format!(
-            "{runtime} --root {root} exec -t t12 sh -c 'tty; exit 6'; \
-             echo rc=$?; stty -a | grep -o -- ' -*icanon'"
-        );
-        let out = Command::new("script")
-            .args(["-qec", &cmd, "/dev/null"])
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        reap();
-        let _ = writeln!(
-            self.log,
-            "e3: {:?}",
-            String::from_utf8_lossy(&out.stdout).trim_start_matches("^@")
-        );
+        self.in_terminal("e3", "", "exec -t t12 sh -c 'tty; exit 6'");
         self.call(&["delete", "--force", "t12"]);
     }
 }

@@ -3,15 +3,15 @@
 //! shell would.
 
 use std::ffi::OsString;
-use std::os::fd::OwnedFd;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use rustix::net::{socketpair, AddressFamily, SocketFlags, SocketType};
-use veil_confine::spawn::{gofer_namespaces, Spawn, SENTRY_NAMESPACES};
+use veil_confine::spawn::{Spawn, SENTRY_NAMESPACES};
 use veil_vfs::fs::memfs::DEFAULT_SIZE_LIMIT;
 use veil_vfs::mount::{MountConfig, MountEntry, MountKind, TmpfsOptions, MNT_NODEV, MNT_NOSUID};
+
+use crate::sandbox;
 
 /// Where the sandbox's changes to its root go (`--overlay`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -71,61 +71,18 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 /// Runs the command in a sandbox and returns the exit code to report.
 pub fn run(opts: &DoOptions, strace: bool, debug_log: Option<&Path>) -> anyhow::Result<u8> {
     let (mounts, trees) = mount_config(opts)?;
-    let mut sentry_ends = Vec::new();
-    let mut gofer_ends = Vec::new();
-    for _ in &trees {
-        let (sentry_end, gofer_end) = socketpair(
-            AddressFamily::UNIX,
-            SocketType::SEQPACKET,
-            SocketFlags::CLOEXEC,
-            None,
-        )
-        .context("creating a gofer socket")?;
-        sentry_ends.push(sentry_end);
-        gofer_ends.push(gofer_end);
-    }
-
-    let mut gofer = Spawn::current_exe(gofer_namespaces())?;
-    gofer.null_stdin_stdout()?;
-    let gofer_log = log_file(debug_log, "gofer")?;
-    pass_log(&mut gofer, gofer_log.as_ref());
-    gofer.arg("gofer");
-    for (tree, end) in trees.iter().zip(&gofer_ends) {
-        let fd = gofer.pass_fd(end);
-        gofer
-            .arg("--mount")
-            .arg(tree)
-            .arg("--sock-fd")
-            .arg(fd.to_string());
-    }
-    let gofer = gofer.spawn().context("starting the gofer")?;
-    drop(gofer_ends);
+    let (gofer, sentry_ends) = sandbox::start_gofer(&trees, debug_log, |gofer| {
+        gofer.null_stdin_stdout()?;
+        Ok(())
+    })?;
 
     // The cwd is the host's only for the host's root.
     let cwd = match opts.root == Path::new("/") {
         true => std::env::current_dir().unwrap_or_else(|_| "/".into()),
         false => "/".into(),
     };
-    // The file lives only as long as some process holds it open.
-    let upper = match opts.overlay {
-        Overlay::File(dir) => Some(OwnedFd::from(
-            tempfile::tempfile_in(dir)
-                .with_context(|| format!("creating the overlay file in {}", dir.display()))?,
-        )),
-        _ => None,
-    };
     let mut sentry = Spawn::current_exe(SENTRY_NAMESPACES)?;
-    let sentry_log = log_file(debug_log, "sentry")?;
-    pass_log(&mut sentry, sentry_log.as_ref());
-    sentry.arg("boot");
-    for end in &sentry_ends {
-        let fd = sentry.pass_fd(end);
-        sentry.arg("--gofer-fd").arg(fd.to_string());
-    }
-    if let Some(upper) = &upper {
-        let fd = sentry.pass_fd(upper);
-        sentry.arg("--overlay-fd").arg(fd.to_string());
-    }
+    let held = sandbox::pass_to_sentry(&mut sentry, &sentry_ends, opts.overlay, debug_log)?;
     sentry
         .arg("--mounts")
         .arg(encode_mounts(&mounts))
@@ -140,8 +97,7 @@ pub fn run(opts: &DoOptions, strace: bool, debug_log: Option<&Path>) -> anyhow::
     sentry.arg("--").args(opts.command);
     let sentry = sentry.spawn().context("starting the sentry")?;
     crate::signals::forward_to(sentry.pid())?;
-    drop(sentry_ends);
-    drop(upper);
+    drop((sentry_ends, held));
 
     let status = sentry.wait().context("waiting for the sentry")?;
     // The gofer exits when the sentry's ends of the sockets close.
@@ -150,9 +106,8 @@ pub fn run(opts: &DoOptions, strace: bool, debug_log: Option<&Path>) -> anyhow::
     }
     if let Some(sig) = status.signal() {
         report_death("sentry", sig);
-        return Ok(128u8.wrapping_add(sig as u8));
     }
-    Ok(status.code().unwrap_or(1) as u8)
+    Ok(sandbox::exit_code(status.into_raw()))
 }
 
 /// Says how one of veil's own processes died: by its seccomp filter
@@ -165,23 +120,6 @@ fn report_death(process: &str, sig: i32) {
         );
     } else {
         eprintln!("veil: the {process} crashed (killed by signal {sig})");
-    }
-}
-
-/// The log file of a child veil process, opened here: the sentry runs as
-/// another user in an empty root, where it could not create one.
-fn log_file(dir: Option<&Path>, role: &str) -> anyhow::Result<Option<std::fs::File>> {
-    dir.map(|dir| {
-        let path = dir.join(format!("{role}-{}.log", std::process::id()));
-        std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))
-    })
-    .transpose()
-}
-
-fn pass_log(child: &mut Spawn, log: Option<&std::fs::File>) {
-    if let Some(log) = log {
-        let fd = child.pass_fd(log);
-        child.arg("--log-fd").arg(fd.to_string());
     }
 }
 

@@ -5,6 +5,7 @@
 mod boot;
 mod cmd_do;
 mod oci;
+mod sandbox;
 mod signals;
 
 use std::ffi::OsString;

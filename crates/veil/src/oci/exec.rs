@@ -21,6 +21,7 @@ use veil_sentry::control::{ProcessInfo, Reply, Request};
 use super::console::OwnTerminal;
 use super::lifecycle::{write_pid_file, Conn, CONTROL_TIMEOUT};
 use super::state::{Container, Status, Store};
+use crate::sandbox::exit_code;
 
 /// `veil exec`'s exit code for its own failures (runc's).
 pub const EXEC_FAILED: u8 = 255;
@@ -261,14 +262,6 @@ fn wait(container: &Container, conn: &Conn, pid: i32, signals: OwnedFd) -> anyho
         Some(other) => bail!("an unexpected reply from the sandbox: {other:?}"),
     };
     Ok(status)
-}
-
-/// The shell's exit code of a wait(2) status: the code, or 128 + signal.
-fn exit_code(status: i32) -> u8 {
-    match signaled(status) {
-        None => ((status >> 8) & 0xff) as u8,
-        Some(signo) => 128u8.wrapping_add(signo as u8),
-    }
 }
 
 /// Sends each signal read from the signalfd `fd` to the exec'd process.

@@ -22,7 +22,7 @@ use rustix::net::{
     SocketFlags, SocketType,
 };
 use veil_cgroup::Cgroup;
-use veil_confine::spawn::{gofer_namespaces, Child, Spawn, SENTRY_NAMESPACES};
+use veil_confine::spawn::{Child, Spawn, SENTRY_NAMESPACES};
 use veil_sentry::control::{Reply, Request, EXEC_FDS, MAX_MESSAGE};
 
 use super::bundle::Bundle;
@@ -30,6 +30,7 @@ use super::console::OwnTerminal;
 use super::hooks;
 use super::state::{self, Container, HostProcess, State, StateError, Status, Store};
 use crate::cmd_do::Overlay;
+use crate::sandbox;
 
 /// How long a command waits for the sentry to answer.
 pub(super) const CONTROL_TIMEOUT: Duration = Duration::from_secs(30);
@@ -112,45 +113,17 @@ fn start_sandbox(
         .map(Cgroup::procs_files)
         .unwrap_or_default();
 
-    let mut sentry_ends = Vec::new();
-    let mut gofer = Spawn::current_exe(gofer_namespaces())?;
-    gofer.null_stdio()?;
-    gofer.cgroup_procs(procs_files.clone());
-    let gofer_log = log_file(opts.debug_log, "gofer")?;
-    pass_log(&mut gofer, gofer_log.as_ref());
-    gofer.arg("gofer");
-    let mut gofer_ends = Vec::new();
-    for tree in &bundle.trees {
-        let (sentry_end, gofer_end) = rustix::net::socketpair(
-            AddressFamily::UNIX,
-            SocketType::SEQPACKET,
-            SocketFlags::CLOEXEC,
-            None,
-        )
-        .context("creating a gofer socket")?;
-        let fd = gofer.pass_fd(&gofer_end);
-        gofer
-            .arg("--mount")
-            .arg(tree)
-            .arg("--sock-fd")
-            .arg(fd.to_string());
-        sentry_ends.push(sentry_end);
-        gofer_ends.push(gofer_end);
-    }
-    if !args.attached {
-        gofer.detached();
-    }
-    let gofer = gofer.spawn().context("starting the gofer")?;
-    drop(gofer_ends);
+    let (gofer, sentry_ends) = sandbox::start_gofer(&bundle.trees, opts.debug_log, |gofer| {
+        gofer.null_stdio()?;
+        gofer.cgroup_procs(procs_files.clone());
+        if !args.attached {
+            gofer.detached();
+        }
+        Ok(())
+    })?;
 
     let dir = open_dir(container.path())?;
-    let control = rustix::net::socket_with(
-        AddressFamily::UNIX,
-        SocketType::SEQPACKET,
-        SocketFlags::CLOEXEC,
-        None,
-    )
-    .context("creating the control socket")?;
+    let control = control_socket()?;
     rustix::net::bind_unix(&control, &socket_addr(&dir)?).context("binding the control socket")?;
     rustix::net::listen(&control, 16).context("listening on the control socket")?;
     let (ready_r, ready_w) =
@@ -163,13 +136,7 @@ fn start_sandbox(
     if !args.attached {
         sentry.detached();
     }
-    let sentry_log = log_file(opts.debug_log, "sentry")?;
-    pass_log(&mut sentry, sentry_log.as_ref());
-    sentry.arg("boot");
-    for end in &sentry_ends {
-        let fd = sentry.pass_fd(end);
-        sentry.arg("--gofer-fd").arg(fd.to_string());
-    }
+    let held = sandbox::pass_to_sentry(&mut sentry, &sentry_ends, opts.overlay, opts.debug_log)?;
     match &console {
         Some(slave) => {
             let fd = sentry.pass_fd(slave);
@@ -186,17 +153,6 @@ fn start_sandbox(
                 sentry.arg("--stdio-fd").arg(fd.to_string());
             }
         }
-    }
-    let upper = match opts.overlay {
-        Overlay::File(dir) => Some(
-            tempfile::tempfile_in(dir)
-                .with_context(|| format!("creating the overlay file in {}", dir.display()))?,
-        ),
-        _ => None,
-    };
-    if let Some(upper) = &upper {
-        let fd = sentry.pass_fd(upper);
-        sentry.arg("--overlay-fd").arg(fd.to_string());
     }
     for fd in &preserved {
         let fd = sentry.pass_fd(fd);
@@ -224,7 +180,7 @@ fn start_sandbox(
     };
     // The console's last host holder is the sentry: its exit is the
     // console's hang-up.
-    drop((sentry_ends, ready_w, control, spec, console, upper));
+    drop((sentry_ends, ready_w, control, spec, console, held));
     let created = Created {
         sentry,
         gofer,
@@ -391,21 +347,6 @@ pub(super) fn write_pid_file(path: &Path, pid: i32) -> anyhow::Result<()> {
     std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))
 }
 
-fn log_file(dir: Option<&Path>, role: &str) -> anyhow::Result<Option<File>> {
-    dir.map(|dir| {
-        let path = dir.join(format!("{role}-{}.log", std::process::id()));
-        File::create(&path).with_context(|| format!("creating {}", path.display()))
-    })
-    .transpose()
-}
-
-fn pass_log(child: &mut Spawn, log: Option<&File>) {
-    if let Some(log) = log {
-        let fd = child.pass_fd(log);
-        child.arg("--log-fd").arg(fd.to_string());
-    }
-}
-
 fn open_dir(path: &Path) -> anyhow::Result<OwnedFd> {
     rustix::fs::open(
         path,
@@ -413,6 +354,17 @@ fn open_dir(path: &Path) -> anyhow::Result<OwnedFd> {
         rustix::fs::Mode::empty(),
     )
     .with_context(|| format!("opening {}", path.display()))
+}
+
+/// A socket of the control socket's kind, either end.
+fn control_socket() -> anyhow::Result<OwnedFd> {
+    rustix::net::socket_with(
+        AddressFamily::UNIX,
+        SocketType::SEQPACKET,
+        SocketFlags::CLOEXEC,
+        None,
+    )
+    .context("creating a control socket")
 }
 
 /// The control socket's address through a descriptor of its directory,
@@ -429,13 +381,7 @@ impl Conn {
     /// Connects; with a `timeout`, a reply that takes longer is an error.
     pub(super) fn open(container: &Container, timeout: Option<Duration>) -> anyhow::Result<Conn> {
         let dir = open_dir(container.path())?;
-        let sock = rustix::net::socket_with(
-            AddressFamily::UNIX,
-            SocketType::SEQPACKET,
-            SocketFlags::CLOEXEC,
-            None,
-        )
-        .context("creating a socket")?;
+        let sock = control_socket()?;
         rustix::net::connect_unix(&sock, &socket_addr(&dir)?)
             .context("connecting to the sandbox")?;
         rustix::net::sockopt::set_socket_timeout(
@@ -719,10 +665,7 @@ pub fn run(root: &Path, args: &CreateArgs, keep: bool, opts: Options) -> anyhow:
     if !keep {
         delete(root, args.id, true)?;
     }
-    Ok(match status.signal() {
-        Some(sig) => 128u8.wrapping_add(sig as u8),
-        None => status.code().unwrap_or(1) as u8,
-    })
+    Ok(sandbox::exit_code(status.into_raw()))
 }
 
 #[cfg(test)]
