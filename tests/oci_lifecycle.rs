@@ -122,14 +122,19 @@ struct Helper {
 }
 
 impl Helper {
-    /// A bundle whose init sleeps.
-    fn sleeper(&self) -> String {
+    /// A bundle of the default spec with init's `args`, by path.
+    fn plain_bundle(&self, args: &[&str]) -> String {
         let b = bundle(
             &self.dir,
-            serde_json::json!({"args": ["sleep", "1000"]}),
+            serde_json::json!({ "args": args }),
             serde_json::json!({}),
         );
         b.to_str().unwrap().to_string()
+    }
+
+    /// A bundle whose init sleeps.
+    fn sleeper(&self) -> String {
+        self.plain_bundle(&["sleep", "1000"])
     }
 
     /// `run`s the bundle: its exit code and the container's output.
@@ -216,6 +221,16 @@ impl Helper {
         let _ = writeln!(self.log, "{label}: {status}");
     }
 
+    /// Records the ids `list -q` shows.
+    fn record_list(&mut self, label: &str) {
+        let list = self.call(&["list", "-q"]);
+        let _ = writeln!(
+            self.log,
+            "{label}: {:?}",
+            String::from_utf8_lossy(&list.stdout)
+        );
+    }
+
     /// Polls until the container is stopped; records how it ended.
     fn await_stopped(&mut self, label: &str, id: &str) {
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -228,13 +243,11 @@ impl Helper {
     }
 
     fn lifecycle(&mut self) {
-        let b = bundle(
-            &self.dir,
-            serde_json::json!({"args": ["sh", "-c",
-                "trap 'echo got-term; exit 143' TERM; echo hello; while true; do sleep 0.1; done"]}),
-            serde_json::json!({}),
-        );
-        let b = b.to_str().unwrap().to_string();
+        let b = self.plain_bundle(&[
+            "sh",
+            "-c",
+            "trap 'echo got-term; exit 143' TERM; echo hello; while true; do sleep 0.1; done",
+        ]);
         let pid_file = self.dir.join("init.pid");
         let out = self.dir.join("container.out");
         let create = self.call_with(
@@ -312,12 +325,7 @@ impl Helper {
             &["delete", "--force", "lc1"],
             None,
         );
-        let list = self.call(&["list", "-q"]);
-        let _ = writeln!(
-            self.log,
-            "list: {:?}",
-            String::from_utf8_lossy(&list.stdout)
-        );
+        self.record_list("list");
         self.step("kill unknown signal", &["kill", "lc1", "BOGUS"], None);
         self.step(
             "create bad id",
@@ -358,31 +366,16 @@ impl Helper {
         let pid = self.state("s3").unwrap()["pid"].as_i64().unwrap();
         self.step("delete --force running", &["delete", "--force", "s3"], None);
         let _ = writeln!(self.log, "the container's pid is gone: {}", gone(pid));
-        let list = self.call(&["list", "-q"]);
-        let _ = writeln!(
-            self.log,
-            "list: {:?}",
-            String::from_utf8_lossy(&list.stdout)
-        );
+        self.record_list("list");
         let left: Vec<_> = std::fs::read_dir(&self.root).unwrap().collect();
         let _ = writeln!(self.log, "state root entries: {}", left.len());
     }
 
     fn run_exit_codes(&mut self) {
-        let b = bundle(
-            &self.dir,
-            serde_json::json!({"args": ["sh", "-c", "echo from-run; exit 42"]}),
-            serde_json::json!({}),
-        );
-        let b = b.to_str().unwrap().to_string();
+        let b = self.plain_bundle(&["sh", "-c", "echo from-run; exit 42"]);
         let (code, output) = self.run_bundle(&b, "r1");
         let _ = writeln!(self.log, "run: rc={:?} output={:?}", code, output);
-        let list = self.call(&["list", "-q"]);
-        let _ = writeln!(
-            self.log,
-            "list after run: {:?}",
-            String::from_utf8_lossy(&list.stdout)
-        );
+        self.record_list("list after run");
         let mut config: serde_json::Value =
             serde_json::from_slice(&std::fs::read(format!("{b}/config.json")).unwrap()).unwrap();
         // Even SIGKILL from inside is dropped for a namespace's init.
@@ -397,12 +390,7 @@ impl Helper {
             &["run", "--bundle", &b, "r3"],
             Some("no-such-program"),
         );
-        let list = self.call(&["list", "-q"]);
-        let _ = writeln!(
-            self.log,
-            "list after failed run: {:?}",
-            String::from_utf8_lossy(&list.stdout)
-        );
+        self.record_list("list after failed run");
     }
 
     /// How many processes `ps --format json` lists (pids differ: veil's
@@ -705,12 +693,7 @@ impl Helper {
     /// pause freezes the container's processes, resume thaws them, and a
     /// paused container can still be killed and deleted.
     fn pause(&mut self) {
-        let b = bundle(
-            &self.dir,
-            serde_json::json!({"args": ["sh", "-c", "while true; do sleep 0.05; done"]}),
-            serde_json::json!({}),
-        );
-        let b = b.to_str().unwrap().to_string();
+        let b = self.plain_bundle(&["sh", "-c", "while true; do sleep 0.05; done"]);
         self.step("create", &["create", "--bundle", &b, "p1"], None);
         self.step("resume created", &["resume", "p1"], Some("not paused"));
         self.step("start", &["start", "p1"], None);
@@ -937,12 +920,7 @@ impl Helper {
             ],
             Some("cannot use console socket if"),
         );
-        let list = self.call(&["list", "-q"]);
-        let _ = writeln!(
-            self.log,
-            "list: {:?}",
-            String::from_utf8_lossy(&list.stdout)
-        );
+        self.record_list("list");
         let cases: [(&str, &str, &str, ConsoleActs); 5] = [
             // Typed input goes through the container's line discipline:
             // echoed, CR made NL.
@@ -1554,22 +1532,15 @@ fn malformed_control_requests_get_error_replies() {
         postcard::from_bytes(&buf[..n]).unwrap()
     };
     let enc = |r: &Request| postcard::to_allocvec(r).unwrap();
-    let exec = Request::Exec {
+    let true_on = |terminal| Request::Exec {
         process: veil_sentry::ProcessSpec {
             argv: vec![b"/bin/true".to_vec()],
             cwd: b"/".to_vec(),
             ..Default::default()
         },
-        terminal: false,
+        terminal,
     };
-    let on_terminal = Request::Exec {
-        process: veil_sentry::ProcessSpec {
-            argv: vec![b"/bin/true".to_vec()],
-            cwd: b"/".to_vec(),
-            ..Default::default()
-        },
-        terminal: true,
-    };
+    let (exec, on_terminal) = (true_on(false), true_on(true));
     let null = std::fs::File::open("/dev/null").unwrap();
     let null = null.as_raw_fd();
     for (what, bytes, fds) in [
