@@ -128,14 +128,6 @@ impl ProcessInfo {
     }
 }
 
-/// The wait(2) status of `status`.
-pub fn wait_status(status: ExitStatus) -> i32 {
-    match status {
-        ExitStatus::Exited(code) => (code & 0xff) << 8,
-        ExitStatus::Signaled { signo, core } => (signo & 0x7f) | if core { 0x80 } else { 0 },
-    }
-}
-
 /// Where init stands before it runs its first instruction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Gate {
@@ -393,7 +385,7 @@ fn handle(control: &Control, req: Request, fds: Vec<OwnedFd>) -> Reply {
             if let Some(console) = console {
                 console.finish();
             }
-            Reply::Exit(wait_status(status))
+            Reply::Exit(status.wait_status())
         }
         Request::Ps => {
             let procs: Vec<_> = kernel.processes().values().cloned().collect();
@@ -560,20 +552,22 @@ mod tests {
 
     #[test]
     fn wait_statuses_as_linux_encodes_them() {
-        assert_eq!(wait_status(ExitStatus::Exited(3)), 3 << 8);
-        assert_eq!(wait_status(ExitStatus::Exited(256 + 4)), 4 << 8);
+        assert_eq!(ExitStatus::Exited(3).wait_status(), 3 << 8);
+        assert_eq!(ExitStatus::Exited(256 + 4).wait_status(), 4 << 8);
         assert_eq!(
-            wait_status(ExitStatus::Signaled {
+            ExitStatus::Signaled {
                 signo: 9,
                 core: false
-            }),
+            }
+            .wait_status(),
             9
         );
         assert_eq!(
-            wait_status(ExitStatus::Signaled {
+            ExitStatus::Signaled {
                 signo: 11,
                 core: true
-            }),
+            }
+            .wait_status(),
             11 | 0x80
         );
     }

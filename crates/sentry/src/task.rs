@@ -146,6 +146,14 @@ pub enum ExitStatus {
 }
 
 impl ExitStatus {
+    /// The status word wait(2) stores, as WIFEXITED and friends decode it.
+    pub fn wait_status(self) -> i32 {
+        match self {
+            ExitStatus::Exited(code) => (code & 0xff) << 8,
+            ExitStatus::Signaled { signo, core } => (signo & 0x7f) | if core { 0x80 } else { 0 },
+        }
+    }
+
     /// The status a shell would report: the code, or 128 + the signal.
     pub fn shell_code(self) -> i32 {
         match self {

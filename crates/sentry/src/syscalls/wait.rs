@@ -62,10 +62,7 @@ impl Event {
     /// The status word wait4 stores, as WIFEXITED and friends decode it.
     fn status_word(self) -> i32 {
         match self {
-            Event::Exited(ExitStatus::Exited(code)) => (code & 0xff) << 8,
-            Event::Exited(ExitStatus::Signaled { signo, core }) => {
-                signo | if core { 0x80 } else { 0 }
-            }
+            Event::Exited(status) => status.wait_status(),
             Event::Stopped(sig) => (sig << 8) | 0x7f,
             Event::Continued => 0xffff,
         }
