@@ -921,7 +921,7 @@ impl Helper {
             Some("cannot use console socket if"),
         );
         self.record_list("list");
-        let cases: [(&str, &str, &str, ConsoleActs); 5] = [
+        let cases: [(&str, &str, &str, ConsoleActs); 6] = [
             // Typed input goes through the container's line discipline:
             // echoed, CR made NL.
             (
@@ -972,6 +972,17 @@ impl Helper {
                 "echo con >/dev/console; tty </dev/console; \
                  stat -c '%t %T %a %u %g' /dev/console /dev/pts/0; ls /dev/pts; tty </dev/tty",
                 ConsoleActs::default(),
+            ),
+            // Output far past both ptys' buffers comes through whole,
+            // though init exits the moment it has written it.
+            (
+                "t12",
+                "burst",
+                "seq 1 30000; exit 6",
+                ConsoleActs {
+                    summarize: true,
+                    ..ConsoleActs::default()
+                },
             ),
         ];
         for (label, name, script, acts) in cases {
@@ -1111,6 +1122,8 @@ struct ConsoleActs {
     hang_up: bool,
     /// Typed once the container said "ready".
     when_ready: &'static [u8],
+    /// Record only how many bytes came and the last few.
+    summarize: bool,
 }
 
 /// A console socket's receiver, as runc's recvtty: accepts one connection,
@@ -1184,11 +1197,16 @@ fn console_receiver(path: &Path, acts: ConsoleActs) -> std::thread::JoinHandle<S
                 }
             }
         }
+        let read = if acts.summarize {
+            let tail = String::from_utf8_lossy(&out[out.len().saturating_sub(14)..]);
+            format!("{} bytes ending {tail:?}", out.len())
+        } else {
+            format!("{:?}", String::from_utf8_lossy(&out))
+        };
         format!(
-            "msg={:?} fds={} tty={tty} read={:?}",
+            "msg={:?} fds={} tty={tty} read={read}",
             String::from_utf8_lossy(&payload[..msg.bytes]),
             fds.len(),
-            String::from_utf8_lossy(&out)
         )
     })
 }
@@ -1630,6 +1648,8 @@ fn a_terminal_through_the_console_socket_like_runc() {
             "t11 console: msg=\"/dev/ptmx\" fds=1 tty=true read=\"ready\\r\\n^Cint\\r\\n\"",
             "t8 console: msg=\"/dev/ptmx\" fds=1 tty=true read=\"con\\r\\n/dev/console\\r\\n\
              88 0 620 0 5\\r\\n88 0 620 0 5\\r\\n0     ptmx\\r\\n/dev/tty\\r\\n\"",
+            "t12: create rc=Some(0) start rc=Some(0) exit=Some(6) stdio=\"\"",
+            "t12 console: msg=\"/dev/ptmx\" fds=1 tty=true read=198894 bytes ending \"29999\\r\\n30000\\r\\n\"",
             "t9: \"/dev/pts/0\\r\\nrc=7\\r\\n icanon\\r\\n\"",
             "t10: rc=Some(1) says \"open /dev/tty\": true",
             "e1: exec rc=Some(0) exit=Some(3)",

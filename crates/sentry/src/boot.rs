@@ -331,7 +331,12 @@ pub fn boot(cfg: BootConfig) -> Result<ExitStatus, BootError> {
         }
     };
     let (_, thread) = spawn_process(&kernel, process, fds, fs, on_loaded)?;
-    thread.join().map_err(|_| BootError::TaskPanicked)?
+    let status = thread.join().map_err(|_| BootError::TaskPanicked)?;
+    // Init's last output may still be in the console's pty.
+    if let Some(c) = &console {
+        c.finish();
+    }
+    status
 }
 
 /// The thread of a process [`spawn_process`] started; it returns the
