@@ -108,6 +108,7 @@ fn helper_lifecycle() {
         "preserve" => h.preserve(),
         "exec" => h.exec(),
         "tty" => h.tty(),
+        "pod" => h.pod(),
         other => panic!("unknown script {other}"),
     }
     let path = std::env::var(TRANSCRIPT).expect("run by the lifecycle tests");
@@ -1096,6 +1097,155 @@ impl Helper {
     }
 }
 
+impl Helper {
+    /// A bundle in `name` of a CRI pod (containerd's annotations) that
+    /// runs `args`, with `/marker` saying `name`.
+    fn pod_bundle(&self, name: &str, kind: &str, sandbox: &str, args: &[&str]) -> String {
+        let b = bundle(
+            &self.dir.join(name),
+            serde_json::json!({ "args": args }),
+            serde_json::json!({"annotations": {
+                "io.kubernetes.cri.container-type": kind,
+                "io.kubernetes.cri.sandbox-id": sandbox,
+            }}),
+        );
+        std::fs::write(b.join("rootfs/marker"), name).unwrap();
+        b.to_str().unwrap().to_string()
+    }
+
+    /// The pids `ps --format json` lists.
+    fn ps_pids(&mut self, id: &str) -> String {
+        let out = self.call(&["ps", "--format", "json", id]);
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// A host pid veil recorded for a container (`sentry` or `gofer`).
+    fn recorded_pid(&self, id: &str, which: &str) -> i64 {
+        let state = std::fs::read(self.root.join(id).join("state.json")).unwrap();
+        let state: serde_json::Value = serde_json::from_slice(&state).unwrap();
+        state[which]["pid"].as_i64().unwrap()
+    }
+
+    /// A pod: its sandbox container, then containers that join its
+    /// sandbox, each on its own root, seeing the pod's processes, with its
+    /// own life: start, exec, ps, kill, exit status, delete.
+    fn pod(&mut self) {
+        let pause = self.pod_bundle("pause", "sandbox", "pod", &["sleep", "1000"]);
+        self.step(
+            "create the sandbox",
+            &["create", "--bundle", &pause, "pod"],
+            None,
+        );
+        self.step("start the sandbox", &["start", "pod"], None);
+
+        let script = "cat /marker; echo; tr '\\0' ' ' </proc/1/cmdline; echo; \
+                      trap 'echo got-term; exit 7' TERM; \
+                      while :; do sleep 0.05; done";
+        let c1 = self.pod_bundle("c1", "container", "pod", &["sh", "-c", script]);
+        let out = self.dir.join("c1.out");
+        let pid_file = self.dir.join("c1.pid");
+        let create = self.call_with(
+            &[
+                "create",
+                "--bundle",
+                &c1,
+                "--pid-file",
+                pid_file.to_str().unwrap(),
+                "c1",
+            ],
+            Some(&out),
+        );
+        let _ = writeln!(self.log, "create c1: rc={:?}", create.status.code());
+        let waiter: i32 = std::fs::read_to_string(&pid_file).unwrap().parse().unwrap();
+        let state = self.state("c1").unwrap();
+        let _ = writeln!(
+            self.log,
+            "c1: {}, pid is the pid file's: {}",
+            state["status"],
+            state["pid"] == waiter
+        );
+        self.step_out("exec c1 before start", &["exec", "c1", "cat", "/marker"]);
+        self.step("start c1", &["start", "c1"], None);
+        self.record_status("c1 started", "c1");
+        self.step_out("exec c1", &["exec", "c1", "cat", "/marker"]);
+        self.step_out("exec in the sandbox", &["exec", "pod", "cat", "/marker"]);
+        self.step_out(
+            "exec c1 exit code",
+            &["exec", "c1", "sh", "-c", "test -e /proc/1 && exit 4"],
+        );
+        let pids = self.ps_pids("pod");
+        let _ = writeln!(self.log, "ps pod: {pids}");
+        let c1_pids = self.ps_pids("c1");
+        let _ = writeln!(
+            self.log,
+            "ps c1 lists its own: {}",
+            !c1_pids.contains("[1,") && !c1_pids.contains("[1]") && c1_pids != "null"
+        );
+        // Let the trap be set before it is needed.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !std::fs::read_to_string(&out).unwrap().contains("sleep") {
+            assert!(Instant::now() < deadline, "c1 did not start");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        self.step("kill c1", &["kill", "c1", "TERM"], None);
+        let _ = writeln!(self.log, "c1's waiter: {:?}", await_reaped(waiter));
+        self.await_stopped("c1 after kill", "c1");
+        self.record_status("the sandbox after c1", "pod");
+        let _ = writeln!(
+            self.log,
+            "c1 said: {:?}",
+            std::fs::read_to_string(&out).unwrap()
+        );
+        let gofer = self.recorded_pid("c1", "gofer");
+        self.step("delete c1", &["delete", "c1"], None);
+        let _ = writeln!(self.log, "c1's gofer gone: {}", gone(gofer));
+        let pids = self.ps_pids("pod");
+        let _ = writeln!(self.log, "ps pod after c1: {pids}");
+
+        // Killed while created, and deleted while running.
+        let idle = self.pod_bundle("c2", "container", "pod", &["sleep", "1000"]);
+        self.step("create c2", &["create", "--bundle", &idle, "c2"], None);
+        self.step("kill c2 while created", &["kill", "c2", "KILL"], None);
+        self.await_stopped("c2 after kill", "c2");
+        self.step("delete c2", &["delete", "c2"], None);
+        let idle = self.pod_bundle("c3", "container", "pod", &["sleep", "1000"]);
+        self.step("create c3", &["create", "--bundle", &idle, "c3"], None);
+        self.step("start c3", &["start", "c3"], None);
+        self.step("delete c3 running", &["delete", "c3"], Some("not stopped"));
+        self.step("delete --force c3", &["delete", "--force", "c3"], None);
+        let pids = self.ps_pids("pod");
+        let _ = writeln!(self.log, "ps pod after c3: {pids}");
+
+        let lost = self.pod_bundle("c4", "container", "nope", &["true"]);
+        self.step(
+            "a container of a missing sandbox",
+            &["create", "--bundle", &lost, "c4"],
+            Some("the pod's sandbox nope"),
+        );
+        self.step("pause c5", &["pause", "c5"], Some("does not exist"));
+
+        // The sandbox's end is its containers' end.
+        let idle = self.pod_bundle("c5", "container", "pod", &["sleep", "1000"]);
+        self.step("create c5", &["create", "--bundle", &idle, "c5"], None);
+        self.step("start c5", &["start", "c5"], None);
+        self.step(
+            "pause c5",
+            &["pause", "c5"],
+            Some("paused with their sandbox"),
+        );
+        let sentry = self.recorded_pid("pod", "sentry");
+        self.step(
+            "delete --force the sandbox",
+            &["delete", "--force", "pod"],
+            None,
+        );
+        self.await_stopped("c5 after the sandbox", "c5");
+        self.step("delete c5", &["delete", "c5"], None);
+        let _ = writeln!(self.log, "the sentry gone: {}", gone(sentry));
+        self.record_list("list");
+    }
+}
+
 /// How the child `pid` ended, reaping until it did (None after 20 s).
 fn await_reaped(pid: i32) -> Option<i32> {
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -1405,6 +1555,57 @@ fn events_report_the_cgroups_figures() {
     }
 }
 
+/// No runc counterpart: runc runs each of a pod's containers on the host,
+/// where they share namespaces by path.
+#[test]
+fn a_pods_containers_share_its_sandbox_like_runsc() {
+    let ours = transcript(Path::new(veil_exe()), "pod");
+    let expect = [
+        "create the sandbox: rc=0",
+        "start the sandbox: rc=0",
+        "create c1: rc=Some(0)",
+        "c1: \"created\", pid is the pid file's: true",
+        "exec c1 before start: rc=Some(0) out=\"c1\"",
+        "start c1: rc=0",
+        "c1 started: running",
+        "exec c1: rc=Some(0) out=\"c1\"",
+        "exec in the sandbox: rc=Some(0) out=\"pause\"",
+        "exec c1 exit code: rc=Some(4) out=\"\"",
+        "ps pod: [1]",
+        "ps c1 lists its own: true",
+        "kill c1: rc=0",
+        "c1's waiter: Some(7)",
+        "c1 after kill: stopped",
+        "the sandbox after c1: running",
+        "c1 said: \"c1\\nsleep 1000 \\ngot-term\\n\"",
+        "delete c1: rc=0",
+        "c1's gofer gone: true",
+        "ps pod after c1: [1]",
+        "create c2: rc=0",
+        "kill c2 while created: rc=0",
+        "c2 after kill: stopped",
+        "delete c2: rc=0",
+        "create c3: rc=0",
+        "start c3: rc=0",
+        "delete c3 running: rc=1 says \"not stopped\": true",
+        "delete --force c3: rc=0",
+        "ps pod after c3: [1]",
+        "a container of a missing sandbox: rc=1 says \"the pod's sandbox nope\": true",
+        "pause c5: rc=1 says \"does not exist\": true",
+        "create c5: rc=0",
+        "start c5: rc=0",
+        "pause c5: rc=1 says \"paused with their sandbox\": true",
+        "delete --force the sandbox: rc=0",
+        "c5 after the sandbox: stopped",
+        "delete c5: rc=0",
+        "the sentry gone: true",
+        "list: \"\"",
+    ];
+    for line in expect {
+        assert!(ours.lines().any(|l| l == line), "lacks {line:?}:\n{ours}");
+    }
+}
+
 #[test]
 fn hooks_run_on_the_host_like_runcs() {
     compare(
@@ -1557,8 +1758,25 @@ fn malformed_control_requests_get_error_replies() {
             ..Default::default()
         },
         terminal,
+        container: None,
     };
     let (exec, on_terminal) = (true_on(false), true_on(true));
+    let pod = |gofers| Request::CreateContainer {
+        id: "c9".into(),
+        spec: veil_sentry::control::ContainerSpec {
+            mounts: veil_vfs::mount::MountConfig::default_tree(),
+            process: veil_sentry::ProcessSpec {
+                argv: vec![b"/bin/true".to_vec()],
+                cwd: b"/".to_vec(),
+                ..Default::default()
+            },
+            readonly_root: false,
+            masked_paths: Vec::new(),
+            readonly_paths: Vec::new(),
+            terminal: false,
+            gofers,
+        },
+    };
     let null = std::fs::File::open("/dev/null").unwrap();
     let null = null.as_raw_fd();
     for (what, bytes, fds) in [
@@ -1582,6 +1800,7 @@ fn malformed_control_requests_get_error_replies() {
                 signo: 99,
                 all: false,
                 pid: None,
+                container: None,
             }),
             vec![],
         ),
@@ -1591,6 +1810,7 @@ fn malformed_control_requests_get_error_replies() {
                 signo: 9,
                 all: false,
                 pid: Some(4242),
+                container: None,
             }),
             vec![],
         ),
@@ -1599,8 +1819,50 @@ fn malformed_control_requests_get_error_replies() {
             enc(&Request::Exec {
                 process: veil_sentry::ProcessSpec::default(),
                 terminal: false,
+                container: None,
             }),
             vec![null, null, null],
+        ),
+        (
+            "a pod container with no gofer",
+            enc(&pod(0)),
+            vec![null, null, null],
+        ),
+        ("a pod container without stdio", enc(&pod(1)), vec![null]),
+        (
+            "a pod container on a gofer that is not one",
+            enc(&pod(1)),
+            vec![null, null, null, null],
+        ),
+        (
+            "start of a container not there",
+            enc(&Request::Start {
+                container: Some("c9".into()),
+            }),
+            vec![],
+        ),
+        (
+            "exec in a container not there",
+            enc(&Request::Exec {
+                process: veil_sentry::ProcessSpec {
+                    argv: vec![b"/bin/true".to_vec()],
+                    cwd: b"/".to_vec(),
+                    ..Default::default()
+                },
+                terminal: false,
+                container: Some("c9".into()),
+            }),
+            vec![null, null, null],
+        ),
+        (
+            "wait for a container not there",
+            enc(&Request::WaitContainer { id: "c9".into() }),
+            vec![],
+        ),
+        (
+            "destroy a container not there",
+            enc(&Request::DestroyContainer { id: "c9".into() }),
+            vec![],
         ),
     ] {
         let reply = call(&bytes, &fds);

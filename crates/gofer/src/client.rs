@@ -5,7 +5,6 @@
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::{Mutex, PoisonError};
 
-use rustix::net::{shutdown, Shutdown};
 use veil_abi::Errno;
 
 pub use crate::protocol::{DirEntry, Fid, HostStat, HostStatfs, SetStat};
@@ -23,10 +22,15 @@ struct Conn {
     sock: OwnedFd,
     /// Holds the request, then the reply.
     buf: Box<[u8]>,
+    /// Out of step with the gofer: every later call fails.
+    broken: bool,
 }
 
 impl Conn {
     fn exchange(&mut self, req: &Request) -> Result<(Response, Option<OwnedFd>), Errno> {
+        if self.broken {
+            return Err(Errno::EIO);
+        }
         // Callers bound their variable-sized fields, so a request always fits.
         let len = postcard::to_slice(req, &mut self.buf)
             .map_err(|_| Errno::EIO)?
@@ -38,9 +42,10 @@ impl Conn {
             _ => None,
         };
         // A lost or garbled reply leaves requests and replies out of step:
-        // end the connection rather than misread later replies.
+        // the connection is done with rather than later replies misread.
+        // (Not shut down: the sentry's host filter has no shutdown(2).)
         decoded.ok_or_else(|| {
-            let _ = shutdown(&self.sock, Shutdown::ReadWrite);
+            self.broken = true;
             Errno::EIO
         })
     }
@@ -52,6 +57,7 @@ impl GoferClient {
             conn: Mutex::new(Conn {
                 sock,
                 buf: vec![0; MAX_MESSAGE].into_boxed_slice(),
+                broken: false,
             }),
         }
     }

@@ -522,6 +522,7 @@ fn a_lost_or_garbled_connection_is_eio_for_good() {
     let client = GoferClient::new(ours);
     assert_eq!(client.attach().map(drop), Err(Errno::EIO));
     assert_eq!(client.stat(Fid(1)), Err(Errno::EIO));
+    drop(client);
     liar.join().expect("liar");
 }
 

@@ -11,9 +11,9 @@ use veil_abi::Errno;
 use veil_gofer::GoferClient;
 use veil_platform::ptrace::PtracePlatform;
 use veil_platform::{Platform, Registers};
-use veil_vfs::mount::{MountConfig, MountKind, TmpfsOptions, MNT_RDONLY};
+use veil_vfs::mount::{MountConfig, MountEntry, MountKind, TmpfsOptions, MNT_RDONLY};
 use veil_vfs::pty::JobState;
-use veil_vfs::{Creds, FdTable, FsContext, OpenFile, Vfs};
+use veil_vfs::{Creds, FdTable, FsContext, OpenFile, PathRef, Vfs};
 
 use crate::console::Console;
 use crate::control::{Gate, StartGate};
@@ -193,29 +193,14 @@ pub fn boot(cfg: BootConfig) -> Result<ExitStatus, BootError> {
     }
     kernel.init_protected = cfg.init_protected;
     let kernel = Arc::new(kernel);
-    for entry in &cfg.mounts.mounts {
-        let fs = syscalls::new_fs(&kernel, &entry.kind, &clients).map_err(setup("mounts"))?;
-        let mut flags = entry.flags;
-        if matches!(entry.kind, MountKind::Bind { readonly: true, .. }) {
-            flags |= MNT_RDONLY;
-        }
-        vfs.mount_entry(&entry.destination, flags, fs)
-            .map_err(|errno| {
-                tracing::error!(
-                    "mounting {}: {errno}",
-                    String::from_utf8_lossy(&entry.destination)
-                );
-                BootError::Setup {
-                    what: "mounts",
-                    errno,
-                }
-            })?;
-    }
-    protect_paths(&vfs, &memfile, &cfg.masked_paths, &cfg.readonly_paths)?;
-    if cfg.readonly_root {
-        vfs.remount(&vfs.root(), MNT_RDONLY, true)
-            .map_err(setup("read-only root"))?;
-    }
+    let tree = TreeSpec {
+        mounts: &cfg.mounts.mounts,
+        clients: &clients,
+        masked_paths: &cfg.masked_paths,
+        readonly_paths: &cfg.readonly_paths,
+        readonly_root: cfg.readonly_root,
+    };
+    populate_tree(&kernel, &vfs.root(), &tree)?;
     vfs.ptys()
         .set_signals(Arc::new(crate::tty::KernelSignals(Arc::downgrade(&kernel))));
 
@@ -238,13 +223,13 @@ pub fn boot(cfg: BootConfig) -> Result<ExitStatus, BootError> {
             let limit = veil_vfs::DEFAULT_NOFILE as usize;
             // The tty group's, as devpts mounted with gid=5 (every
             // runtime's default) makes it.
-            let (c, slave) =
-                Console::open(&vfs, host, (process.uid, TTY_GID)).map_err(setup("console"))?;
+            let (c, slave) = Console::open(&vfs, &vfs.root(), host, (process.uid, TTY_GID))
+                .map_err(setup("console"))?;
             for fd in 0..3 {
                 fds.insert_at(fd, slave.clone(), false, limit)
                     .map_err(setup("console"))?;
             }
-            crate::console::bind_dev_console(&vfs, &slave);
+            crate::console::bind_dev_console(&vfs, &vfs.root(), &slave);
             *c.pty().control().lock() = JobState {
                 session: Some(crate::kernel::INIT_PID),
                 foreground: crate::kernel::INIT_PID,
@@ -266,13 +251,13 @@ pub fn boot(cfg: BootConfig) -> Result<ExitStatus, BootError> {
     }
     // A cwd missing inside the sandbox leaves init at the root (`veil do`
     // names the host's).
-    let fs = fs_context(&vfs, &process).or_else(|_| {
+    let fs = fs_context(&vfs, &vfs.root(), &process).or_else(|_| {
         let at_root = ProcessSpec {
             cwd: b"/".to_vec(),
             umask: process.umask,
             ..ProcessSpec::default()
         };
-        fs_context(&vfs, &at_root)
+        fs_context(&vfs, &vfs.root(), &at_root)
     });
     let fs = fs.map_err(setup("root directory"))?;
     if let Some(fd) = cfg.host_signals {
@@ -330,7 +315,7 @@ pub fn boot(cfg: BootConfig) -> Result<ExitStatus, BootError> {
             _ => Ok(()),
         }
     };
-    let (_, thread) = spawn_process(&kernel, process, fds, fs, on_loaded)?;
+    let (_, thread) = spawn_process(&kernel, process, fds, fs, Member::default(), on_loaded)?;
     let status = thread.join().map_err(|_| BootError::TaskPanicked)?;
     // Init's last output may still be in the console's pty.
     if let Some(c) = &console {
@@ -339,15 +324,26 @@ pub fn boot(cfg: BootConfig) -> Result<ExitStatus, BootError> {
     status
 }
 
+/// The pod container a new process belongs to, and whether it is that
+/// container's init.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Member {
+    pub container: u32,
+    pub init: bool,
+}
+
 /// The thread of a process [`spawn_process`] started; it returns the
 /// process's exit status.
 pub(crate) type ProcessThread = JoinHandle<Result<ExitStatus, BootError>>;
 
-/// The root, working directory and umask of a new process.
-pub(crate) fn fs_context(vfs: &Vfs, process: &ProcessSpec) -> Result<FsContext, Errno> {
-    let root = vfs.root();
+/// The root (`root`), working directory and umask of a new process.
+pub(crate) fn fs_context(
+    vfs: &Vfs,
+    root: &PathRef,
+    process: &ProcessSpec,
+) -> Result<FsContext, Errno> {
     let mut ctx = FsContext::new(root.clone());
-    ctx.cwd = vfs.lookup(&ctx, &root, &process.cwd, true)?;
+    ctx.cwd = vfs.lookup(&ctx, root, &process.cwd, true)?;
     if let Some(umask) = process.umask {
         ctx.umask = umask & 0o777;
     }
@@ -366,10 +362,15 @@ pub(crate) fn spawn_process(
     process: ProcessSpec,
     fds: Arc<FdTable>,
     fs: FsContext,
+    member: Member,
     on_loaded: impl FnOnce(Result<(), (&[u8], Errno)>) -> Result<(), ExitStatus> + Send + 'static,
 ) -> Result<(Arc<ThreadGroup>, ProcessThread), BootError> {
     let tid = kernel.alloc_tid();
-    let tg = Arc::new(ThreadGroup::new(tid, 0));
+    let tg = Arc::new(ThreadGroup {
+        container: member.container,
+        container_init: member.init,
+        ..ThreadGroup::new(tid, 0)
+    });
     set_rlimits(&tg, &process.rlimits);
     // What `ps` shows of a process not yet running (init before start).
     tg.exit_uid
@@ -445,6 +446,56 @@ pub(crate) fn spawn_process(
     }
 }
 
+/// What goes on a container's root: the configured mounts, masked and
+/// read-only paths, and the root made read-only.
+pub(crate) struct TreeSpec<'a> {
+    pub mounts: &'a [MountEntry],
+    /// The gofer connections bind mounts name by index.
+    pub clients: &'a [Arc<GoferClient>],
+    pub masked_paths: &'a [Vec<u8>],
+    pub readonly_paths: &'a [Vec<u8>],
+    pub readonly_root: bool,
+}
+
+/// Builds `tree` on the tree whose root is `root`.
+pub(crate) fn populate_tree(
+    kernel: &Arc<Kernel>,
+    root: &PathRef,
+    tree: &TreeSpec<'_>,
+) -> Result<(), BootError> {
+    let vfs = &kernel.vfs;
+    for entry in tree.mounts {
+        let fs = syscalls::new_fs(kernel, &entry.kind, tree.clients).map_err(setup("mounts"))?;
+        let mut flags = entry.flags;
+        if matches!(entry.kind, MountKind::Bind { readonly: true, .. }) {
+            flags |= MNT_RDONLY;
+        }
+        vfs.mount_entry(root, &entry.destination, flags, fs)
+            .map_err(|errno| {
+                tracing::error!(
+                    "mounting {}: {errno}",
+                    String::from_utf8_lossy(&entry.destination)
+                );
+                BootError::Setup {
+                    what: "mounts",
+                    errno,
+                }
+            })?;
+    }
+    protect_paths(
+        vfs,
+        root,
+        &kernel.memfile,
+        tree.masked_paths,
+        tree.readonly_paths,
+    )?;
+    if tree.readonly_root {
+        vfs.remount(root, MNT_RDONLY, true)
+            .map_err(setup("read-only root"))?;
+    }
+    Ok(())
+}
+
 /// A new process's descriptor table: `stdio` as 0, 1 and 2.
 pub(crate) fn stdio_table(stdio: [OwnedFd; 3]) -> Result<Arc<FdTable>, Errno> {
     let fds = Arc::new(FdTable::new());
@@ -460,11 +511,12 @@ pub(crate) fn stdio_table(stdio: [OwnedFd; 3]) -> Result<Arc<FdTable>, Errno> {
 /// exist.
 fn protect_paths(
     vfs: &Vfs,
+    root: &PathRef,
     memfile: &Arc<MemoryFile>,
     masked: &[Vec<u8>],
     readonly: &[Vec<u8>],
 ) -> Result<(), BootError> {
-    let ctx = FsContext::new(vfs.root());
+    let ctx = FsContext::new(root.clone());
     let lookup = |path: &[u8]| match vfs.lookup(&ctx, &ctx.root, path, true) {
         Ok(p) => Ok(Some(p)),
         Err(Errno::ENOENT | Errno::ENOTDIR) => Ok(None),

@@ -14,7 +14,7 @@ use std::time::Duration;
 use veil_abi::{Errno, Winsize};
 use veil_vfs::pty::{Master, Pty, SlaveAttr};
 use veil_vfs::wait::Waiter;
-use veil_vfs::{Creds, FileOps, FsContext, OpenFile, Vfs};
+use veil_vfs::{Creds, FileOps, FsContext, OpenFile, PathRef, Vfs};
 
 const O_RDWR: i32 = linux_raw_sys::general::O_RDWR as i32;
 const O_NOCTTY: i32 = linux_raw_sys::general::O_NOCTTY as i32;
@@ -42,11 +42,12 @@ pub struct Console {
 
 impl Console {
     /// A new pty of `vfs` joined to the host terminal `host`, with the
-    /// host's window size; its slave, as /dev/pts/N when the sandbox
-    /// mounted devpts there, belongs to `owner` (uid, gid) with mode 0620.
+    /// host's window size; its slave, as /dev/pts/N when the tree of `root`
+    /// has devpts there, belongs to `owner` (uid, gid) with mode 0620.
     /// The copying starts with [`Console::start`].
     pub fn open(
         vfs: &Vfs,
+        root: &PathRef,
         host: OwnedFd,
         owner: (u32, u32),
     ) -> Result<(Arc<Console>, Arc<OpenFile>), Errno> {
@@ -64,7 +65,7 @@ impl Console {
         });
         let size = host_winsize(&host).unwrap_or_default();
         pty.set_winsize(size);
-        let slave = open_slave(vfs, &pty)?;
+        let slave = open_slave(vfs, root, &pty)?;
         let console = Arc::new(Console {
             host,
             master: Mutex::new(Some(master)),
@@ -232,16 +233,15 @@ fn write_all(fd: &OwnedFd, mut data: &[u8]) -> rustix::io::Result<()> {
     Ok(())
 }
 
-/// The slave of `pty` as the sandbox names it, /dev/pts/N (what tty(1)
-/// prints); a nameless one if the sandbox has no devpts there.
-fn open_slave(vfs: &Vfs, pty: &Arc<Pty>) -> Result<Arc<OpenFile>, Errno> {
-    let root = vfs.root();
+/// The slave of `pty` as the tree of `root` names it, /dev/pts/N (what
+/// tty(1) prints); a nameless one if there is no devpts there.
+fn open_slave(vfs: &Vfs, root: &PathRef, pty: &Arc<Pty>) -> Result<Arc<OpenFile>, Errno> {
     let ctx = FsContext::new(root.clone());
     let path = format!("/dev/pts/{}", pty.index());
     let named = vfs
         .open(
             &ctx,
-            &root,
+            root,
             path.as_bytes(),
             O_RDWR | O_NOCTTY,
             0,
@@ -255,15 +255,14 @@ fn open_slave(vfs: &Vfs, pty: &Arc<Pty>) -> Result<Arc<OpenFile>, Errno> {
     }
 }
 
-/// Binds the slave `slave` over /dev/console, as runc does with a
-/// container's console; nothing if either is missing.
-pub fn bind_dev_console(vfs: &Vfs, slave: &OpenFile) {
+/// Binds the slave `slave` over /dev/console of the tree of `root`, as runc
+/// does with a container's console; nothing if either is missing.
+pub fn bind_dev_console(vfs: &Vfs, root: &PathRef, slave: &OpenFile) {
     if slave.path().anonymous_name().is_some() {
         return;
     }
-    let root = vfs.root();
     let ctx = FsContext::new(root.clone());
-    if let Ok(console) = vfs.lookup(&ctx, &root, b"/dev/console", true) {
+    if let Ok(console) = vfs.lookup(&ctx, root, b"/dev/console", true) {
         if let Err(e) = vfs.bind(slave.path(), &console, false) {
             tracing::warn!("binding the console over /dev/console: {e}");
         }

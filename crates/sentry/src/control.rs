@@ -4,6 +4,11 @@
 //! new process's stdin, stdout and stderr with SCM_RIGHTS, or the one host
 //! terminal that becomes its console.
 //!
+//! A pod's other containers run in its sandbox, each on a filesystem tree
+//! of its own (`CreateContainer` brings the gofer connections for it) and
+//! with an init of its own; requests name them by id, and name none for
+//! the sandbox's own container.
+//!
 //! Every request is validated: a malformed one gets an error reply, never
 //! a crash. The CLI side trusts nothing it reads back either: replies are
 //! bounded and only ever shown.
@@ -11,6 +16,7 @@
 use std::collections::HashMap;
 use std::io::{IoSlice, IoSliceMut};
 use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -20,46 +26,80 @@ use rustix::net::{
 };
 use serde::{Deserialize, Serialize};
 
+use veil_gofer::GoferClient;
+use veil_vfs::mount::MountConfig;
 use veil_vfs::pty::JobState;
-use veil_vfs::{FdTable, DEFAULT_NOFILE};
+use veil_vfs::{FdTable, PathRef, Vfs, DEFAULT_NOFILE};
 
-use crate::boot::{fs_context, spawn_process, stdio_table, ProcessSpec, TTY_GID};
+use crate::boot::{
+    fs_context, populate_tree, spawn_process, stdio_table, Member, ProcessSpec, TreeSpec, TTY_GID,
+};
 use crate::console::Console;
 use crate::kernel::{Kernel, INIT_PID};
-use crate::signal::{default_action, DefaultAction, SigInfo};
+use crate::signal::{default_action, DefaultAction, SigInfo, SIGKILL};
 use crate::task::{ExitStatus, ThreadGroup};
 
 /// The largest request or reply.
 pub const MAX_MESSAGE: usize = 64 * 1024;
 /// The descriptors an `Exec` request carries: stdin, stdout, stderr.
 pub const EXEC_FDS: usize = 3;
+/// The most descriptors one request carries (`CreateContainer`'s gofer
+/// connections, one per bind mount, and stdio).
+pub const MAX_FDS: usize = 64;
 /// The most of a process's command line `Ps` reports, in bytes.
 const MAX_CMDLINE: usize = 512;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Request {
-    /// Let init run (`veil start`).
-    Start,
-    /// Send `signo` to init, to an exec'd process (`pid`), or with `all`
-    /// to every process, as from outside the sandbox's PID namespace.
+    /// Let a container's init run (`veil start`).
+    Start { container: Option<String> },
+    /// Send `signo` to a container's init, to an exec'd process (`pid`),
+    /// or with `all` to every process of the container, as from outside
+    /// its PID namespace.
     Signal {
         signo: i32,
         all: bool,
         pid: Option<i32>,
+        container: Option<String>,
     },
-    /// Start another process in the sandbox, with the [`EXEC_FDS`]
+    /// Start another process in a container, with the [`EXEC_FDS`]
     /// descriptors sent along as its stdio, or with `terminal` the one host
     /// terminal sent along as its console (its controlling terminal, in a
     /// session of its own). Replies with its pid.
     Exec {
         process: ProcessSpec,
         terminal: bool,
+        container: Option<String>,
     },
     /// Wait for an exec'd process to exit; replies with its status, which
     /// is kept until a Wait has returned it.
     Wait { pid: i32 },
-    /// List the processes.
-    Ps,
+    /// List a container's processes.
+    Ps { container: Option<String> },
+    /// Add a pod's container `id`: the descriptors sent along are its
+    /// gofer connections, then its stdio as for `Exec`. Its init is loaded
+    /// and waits for `Start`.
+    CreateContainer { id: String, spec: ContainerSpec },
+    /// Wait until a pod's container has stopped; replies with its init's
+    /// status.
+    WaitContainer { id: String },
+    /// Kill what is left of a pod's container and forget it.
+    DestroyContainer { id: String },
+}
+
+/// A pod's container as `veil create` describes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerSpec {
+    pub mounts: MountConfig,
+    pub process: ProcessSpec,
+    pub readonly_root: bool,
+    pub masked_paths: Vec<Vec<u8>>,
+    pub readonly_paths: Vec<Vec<u8>>,
+    /// Its stdio is one host terminal, as for `Exec`.
+    pub terminal: bool,
+    /// How many of the descriptors are gofer connections: the root's
+    /// first, then those bind mounts name.
+    pub gofers: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -185,7 +225,12 @@ impl StartGate {
 /// What the control threads share.
 struct Control {
     kernel: Arc<Kernel>,
+    /// The sandbox's own container's init's gate.
     gate: Arc<StartGate>,
+    /// A pod's other containers, by id.
+    containers: Mutex<HashMap<String, Arc<PodContainer>>>,
+    /// The next pod container's number (0 is the sandbox's own).
+    next_container: AtomicU32,
     /// The processes `Exec` started, until a `Wait` collects their status
     /// (the kernel forgets them when they exit: no parent reaps them).
     execs: Mutex<HashMap<i32, Arc<ThreadGroup>>>,
@@ -199,6 +244,8 @@ pub fn serve(kernel: Arc<Kernel>, gate: Arc<StartGate>, listener: OwnedFd) {
     let control = Arc::new(Control {
         kernel,
         gate,
+        containers: Mutex::default(),
+        next_container: AtomicU32::new(1),
         execs: Mutex::default(),
         consoles: Mutex::default(),
     });
@@ -249,7 +296,7 @@ fn serve_connection(control: &Control, conn: &OwnedFd) {
 /// Receives one request and the descriptors sent with it; None once the
 /// peer has closed the connection.
 fn recv(conn: &OwnedFd, buf: &mut [u8]) -> Result<Option<(usize, Vec<OwnedFd>)>, HostErrno> {
-    let mut space = [0u8; rustix::cmsg_space!(ScmRights(EXEC_FDS))];
+    let mut space = [0u8; rustix::cmsg_space!(ScmRights(MAX_FDS))];
     let mut ancillary = RecvAncillaryBuffer::new(&mut space);
     let msg = loop {
         match rustix::net::recvmsg(
@@ -274,7 +321,8 @@ fn recv(conn: &OwnedFd, buf: &mut [u8]) -> Result<Option<(usize, Vec<OwnedFd>)>,
     if msg.bytes == 0 {
         return Ok(None);
     }
-    // Descriptors past the buffer are closed, and Exec then finds too few.
+    // Descriptors past the buffer are closed, and the request then finds
+    // too few.
     if msg.flags.contains(RecvFlags::TRUNC) {
         return Err(HostErrno::MSGSIZE);
     }
@@ -298,21 +346,24 @@ fn send(conn: &OwnedFd, bytes: &[u8]) -> Result<(), HostErrno> {
 }
 
 fn handle(control: &Control, req: Request, fds: Vec<OwnedFd>) -> Reply {
-    let (kernel, gate) = (&control.kernel, &control.gate);
+    let kernel = &control.kernel;
+    if let Some(refused) = check_fds(&req, fds.len()) {
+        return refused;
+    }
     match req {
-        Request::Exec { terminal, .. } if fds.len() != exec_fds(terminal) => Reply::Error(format!(
-            "exec needs {} descriptors, got {}",
-            exec_fds(terminal),
-            fds.len()
-        )),
-        _ if !fds.is_empty() && !matches!(req, Request::Exec { .. }) => {
-            Reply::Error("unexpected descriptors".into())
+        Request::Start { container } => {
+            let target = match control.target(container.as_deref()) {
+                Ok(t) => t,
+                Err(e) => return Reply::Error(e),
+            };
+            match target.gate.set(Gate::Waiting, Gate::Started) {
+                Ok(()) => Reply::Ok,
+                Err(Gate::Started) => {
+                    Reply::Error("cannot start an already running container".into())
+                }
+                Err(_) => Reply::Error("cannot start a container that has stopped".into()),
+            }
         }
-        Request::Start => match gate.set(Gate::Waiting, Gate::Started) {
-            Ok(()) => Reply::Ok,
-            Err(Gate::Started) => Reply::Error("cannot start an already running container".into()),
-            Err(_) => Reply::Error("cannot start a container that has stopped".into()),
-        },
         Request::Signal { signo, .. } if !(1..=64).contains(&signo) => {
             Reply::Error(format!("invalid signal {signo}"))
         }
@@ -322,12 +373,7 @@ fn handle(control: &Control, req: Request, fds: Vec<OwnedFd>) -> Reply {
             ..
         } => {
             let tg = control.exec(pid);
-            match tg.filter(|tg| {
-                tg.exit
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .is_none()
-            }) {
+            match tg.filter(|tg| !exited(tg)) {
                 Some(tg) => {
                     kernel.signal_process(&tg, SigInfo::user(signo, 0, 0));
                     Reply::Ok
@@ -339,31 +385,22 @@ fn handle(control: &Control, req: Request, fds: Vec<OwnedFd>) -> Reply {
             signo,
             all,
             pid: None,
-        } => {
-            let waiting = gate.get() == Gate::Waiting;
-            if waiting {
-                // Nothing of init runs yet: only a signal that would end
-                // it matters, and it ends the sandbox.
-                let ends = !matches!(
-                    default_action(signo),
-                    DefaultAction::Ignore | DefaultAction::Stop | DefaultAction::Continue
-                );
-                if ends {
-                    let _ = gate.set(Gate::Waiting, Gate::Killed(signo));
-                }
+            container,
+        } => match control.target(container.as_deref()) {
+            Ok(target) => {
+                target.signal(kernel, signo, all);
+                Reply::Ok
             }
-            let targets: Vec<_> = kernel
-                .processes()
-                .iter()
-                .filter(|(&pid, _)| if pid == INIT_PID { !waiting } else { all })
-                .map(|(_, tg)| tg.clone())
-                .collect();
-            for tg in targets {
-                kernel.signal_process(&tg, SigInfo::user(signo, 0, 0));
-            }
-            Reply::Ok
-        }
-        Request::Exec { process, terminal } => match exec(control, process, terminal, fds) {
+            Err(e) => Reply::Error(e),
+        },
+        Request::Exec {
+            process,
+            terminal,
+            container,
+        } => match control
+            .target(container.as_deref())
+            .and_then(|t| exec(control, &t, process, terminal, fds))
+        {
             Ok(pid) => Reply::Pid(pid),
             Err(msg) => Reply::Error(msg),
         },
@@ -387,14 +424,151 @@ fn handle(control: &Control, req: Request, fds: Vec<OwnedFd>) -> Reply {
             }
             Reply::Exit(status.wait_status())
         }
-        Request::Ps => {
-            let procs: Vec<_> = kernel.processes().values().cloned().collect();
+        Request::Ps { container } => {
+            let target = match control.target(container.as_deref()) {
+                Ok(t) => t,
+                Err(e) => return Reply::Error(e),
+            };
+            let procs: Vec<_> = kernel
+                .processes()
+                .values()
+                .filter(|tg| tg.container == target.index)
+                .cloned()
+                .collect();
             let mut list: Vec<_> = procs
                 .iter()
                 .map(|tg| crate::procfs::process_info(kernel, tg))
                 .collect();
             list.sort_by_key(|p| p.pid);
             Reply::Processes(list)
+        }
+        Request::CreateContainer { id, spec } => match create_container(control, id, spec, fds) {
+            Ok(()) => Reply::Ok,
+            Err(e) => Reply::Error(e),
+        },
+        Request::WaitContainer { id } => match control.pod_container(&id) {
+            Some(c) => Reply::Exit(c.wait().wait_status()),
+            None => Reply::Error(format!("no container {id:?} in the sandbox")),
+        },
+        Request::DestroyContainer { id } => {
+            let removed = control
+                .containers
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&id);
+            match removed {
+                Some(c) => {
+                    c.target().signal(kernel, SIGKILL, true);
+                    c.wait();
+                    kernel.vfs.drop_tree(&c.root);
+                    Reply::Ok
+                }
+                None => Reply::Error(format!("no container {id:?} in the sandbox")),
+            }
+        }
+    }
+}
+
+/// The error for descriptors a request should not carry, or too few.
+fn check_fds(req: &Request, n: usize) -> Option<Reply> {
+    match req {
+        Request::Exec { terminal, .. } if n != exec_fds(*terminal) => Some(Reply::Error(format!(
+            "exec needs {} descriptors, got {n}",
+            exec_fds(*terminal)
+        ))),
+        Request::CreateContainer { spec, .. }
+            if spec.gofers == 0 || n != spec.gofers.saturating_add(exec_fds(spec.terminal)) =>
+        {
+            Some(Reply::Error(format!(
+                "a container needs at least one gofer connection and its stdio, got {n} descriptors"
+            )))
+        }
+        Request::Exec { .. } | Request::CreateContainer { .. } => None,
+        _ if n != 0 => Some(Reply::Error("unexpected descriptors".into())),
+        _ => None,
+    }
+}
+
+/// A pod's container other than the sandbox's own.
+struct PodContainer {
+    /// Its processes' `ThreadGroup::container`.
+    index: u32,
+    /// The root of its filesystem tree.
+    root: PathRef,
+    gate: Arc<StartGate>,
+    init: Arc<ThreadGroup>,
+    /// Its init's status, once it and with it the container has stopped.
+    exit: Mutex<Option<ExitStatus>>,
+    stopped: Condvar,
+}
+
+impl PodContainer {
+    /// Blocks until the container has stopped; returns its init's status.
+    fn wait(&self) -> ExitStatus {
+        let mut exit = self.exit.lock().unwrap_or_else(PoisonError::into_inner);
+        loop {
+            if let Some(status) = *exit {
+                return status;
+            }
+            exit = self
+                .stopped
+                .wait(exit)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+
+    fn target(&self) -> Target {
+        Target {
+            index: self.index,
+            root: self.root.clone(),
+            gate: self.gate.clone(),
+            init_pid: self.init.pid,
+        }
+    }
+}
+
+/// The container a request is for.
+struct Target {
+    index: u32,
+    root: PathRef,
+    gate: Arc<StartGate>,
+    init_pid: i32,
+}
+
+impl Target {
+    /// `signo` to the container's init, or with `all` to each of its
+    /// processes, from outside; one that would end an init still waiting
+    /// for Start ends it unrun.
+    fn signal(&self, kernel: &Kernel, signo: i32, all: bool) {
+        let waiting = self.gate.get() == Gate::Waiting;
+        if waiting {
+            // Nothing of init runs yet: only a signal that would end
+            // it matters, and it ends the container.
+            let ends = !matches!(
+                default_action(signo),
+                DefaultAction::Ignore | DefaultAction::Stop | DefaultAction::Continue
+            );
+            if ends {
+                let _ = self.gate.set(Gate::Waiting, Gate::Killed(signo));
+            }
+        }
+        let targets: Vec<_> = kernel
+            .processes()
+            .iter()
+            .filter(|(_, tg)| tg.container == self.index)
+            .filter(
+                |(&pid, _)| {
+                    if pid == self.init_pid {
+                        !waiting
+                    } else {
+                        all
+                    }
+                },
+            )
+            .map(|(_, tg)| tg.clone())
+            .collect();
+        for tg in targets {
+            kernel.signal_process(&tg, SigInfo::user(signo, 0, 0));
         }
     }
 }
@@ -407,6 +581,37 @@ impl Control {
             .get(&pid)
             .cloned()
     }
+
+    fn pod_container(&self, id: &str) -> Option<Arc<PodContainer>> {
+        self.containers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(id)
+            .cloned()
+    }
+
+    /// The container `id` names; None names the sandbox's own.
+    fn target(&self, id: Option<&str>) -> Result<Target, String> {
+        match id {
+            None => Ok(Target {
+                index: 0,
+                root: self.kernel.vfs.root(),
+                gate: self.gate.clone(),
+                init_pid: INIT_PID,
+            }),
+            Some(id) => self
+                .pod_container(id)
+                .map(|c| c.target())
+                .ok_or_else(|| format!("no container {id:?} in the sandbox")),
+        }
+    }
+}
+
+fn exited(tg: &ThreadGroup) -> bool {
+    tg.exit
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .is_some()
 }
 
 /// How many descriptors an `Exec` request carries.
@@ -418,29 +623,22 @@ fn exec_fds(terminal: bool) -> usize {
     }
 }
 
-/// Starts an exec'd process: loaded before the reply, so that a missing
-/// program is the request's error, as runc's exec reports it.
-fn exec(
-    control: &Control,
-    process: ProcessSpec,
+fn errno_text(e: veil_abi::Errno) -> String {
+    std::io::Error::from_raw_os_error(e.raw()).to_string()
+}
+
+/// A new process's descriptors, from `fds`: its stdio, or with `terminal`
+/// the host terminal that becomes its console on the tree of `root`.
+fn process_stdio(
+    vfs: &Vfs,
+    root: &PathRef,
+    process: &ProcessSpec,
     terminal: bool,
     mut fds: Vec<OwnedFd>,
-) -> Result<i32, String> {
-    if process.argv.is_empty() {
-        return Err("args must not be empty".into());
-    }
-    let kernel = &control.kernel;
-    let errno_text = |e: veil_abi::Errno| std::io::Error::from_raw_os_error(e.raw()).to_string();
-    let fs = fs_context(&kernel.vfs, &process).map_err(|e| {
-        format!(
-            "chdir to cwd ({:?}) set in config.json failed: {}",
-            String::from_utf8_lossy(&process.cwd),
-            errno_text(e)
-        )
-    })?;
-    let (table, console) = if terminal {
+) -> Result<(Arc<FdTable>, Option<Arc<Console>>), String> {
+    if terminal {
         let host = fds.pop().ok_or("bad descriptors")?;
-        let (console, slave) = Console::open(&kernel.vfs, host, (process.uid, TTY_GID))
+        let (console, slave) = Console::open(vfs, root, host, (process.uid, TTY_GID))
             .map_err(|e| format!("console: {}", errno_text(e)))?;
         let table = Arc::new(FdTable::new());
         for fd in 0..3 {
@@ -448,39 +646,77 @@ fn exec(
                 .insert_at(fd, slave.clone(), false, DEFAULT_NOFILE as usize)
                 .map_err(|e| format!("console: {}", errno_text(e)))?;
         }
-        (table, Some(console))
+        Ok((table, Some(console)))
     } else {
         let stdio: [OwnedFd; EXEC_FDS] =
             fds.try_into().map_err(|_| "bad descriptors".to_string())?;
         let table = stdio_table(stdio).map_err(|e| format!("stdio: {}", errno_text(e)))?;
-        (table, None)
+        Ok((table, None))
+    }
+}
+
+/// A process's working directory, as runc words its absence.
+fn process_fs(
+    vfs: &Vfs,
+    root: &PathRef,
+    process: &ProcessSpec,
+) -> Result<veil_vfs::FsContext, String> {
+    fs_context(vfs, root, process).map_err(|e| {
+        format!(
+            "chdir to cwd ({:?}) set in config.json failed: {}",
+            String::from_utf8_lossy(&process.cwd),
+            errno_text(e)
+        )
+    })
+}
+
+/// Makes `console` the terminal of the session `pid` leads and starts it.
+fn start_console(console: &Arc<Console>, pid: i32) -> Result<(), String> {
+    // A session of its own (a new process's sid is its pid), with the
+    // console as its controlling terminal.
+    *console.pty().control().lock() = JobState {
+        session: Some(pid),
+        foreground: pid,
     };
+    console.start().map_err(|e| format!("console threads: {e}"))
+}
+
+/// Starts an exec'd process: loaded before the reply, so that a missing
+/// program is the request's error, as runc's exec reports it.
+fn exec(
+    control: &Control,
+    target: &Target,
+    process: ProcessSpec,
+    terminal: bool,
+    fds: Vec<OwnedFd>,
+) -> Result<i32, String> {
+    if process.argv.is_empty() {
+        return Err("args must not be empty".into());
+    }
+    let kernel = &control.kernel;
+    let fs = process_fs(&kernel.vfs, &target.root, &process)?;
+    let (table, console) = process_stdio(&kernel.vfs, &target.root, &process, terminal, fds)?;
     let (tx, rx) = std::sync::mpsc::channel();
     // The process runs only once its console is its session's: its pid
     // is known only after the spawn.
     let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
-    let (tg, _detached) = spawn_process(kernel, process, table, fs, move |loaded| {
+    let member = Member {
+        container: target.index,
+        init: false,
+    };
+    let (tg, _detached) = spawn_process(kernel, process, table, fs, member, move |loaded| {
         let _ = tx.send(loaded.map_err(|(path, errno)| {
             format!("{}: {}", String::from_utf8_lossy(path), errno_text(errno))
         }));
         go_rx.recv().map_err(|_| ExitStatus::Exited(127))
     })
     .map_err(|e| e.to_string())?;
-    let loaded = match rx.recv() {
-        Ok(r) => r,
-        Err(_) => Err("the process could not start (see --debug-log)".into()),
-    };
-    loaded?;
+    match rx.recv() {
+        Ok(r) => r?,
+        Err(_) => return Err("the process could not start (see --debug-log)".into()),
+    }
     if let Some(console) = console {
-        // A session of its own (a new process's sid is its pid), with the
-        // console as its controlling terminal.
-        *console.pty().control().lock() = JobState {
-            session: Some(tg.pid),
-            foreground: tg.pid,
-        };
-        console
-            .start()
-            .map_err(|e| format!("console threads: {e}"))?;
+        start_console(&console, tg.pid)?;
         control
             .consoles
             .lock()
@@ -494,6 +730,140 @@ fn exec(
         .insert(tg.pid, tg.clone());
     let _ = go_tx.send(());
     Ok(tg.pid)
+}
+
+/// Adds a pod's container: its tree on its own gofer connections, and its
+/// init, loaded and waiting for Start. Once that init exits, what is left
+/// of the container is killed, as a PID namespace's processes are.
+fn create_container(
+    control: &Control,
+    id: String,
+    spec: ContainerSpec,
+    mut fds: Vec<OwnedFd>,
+) -> Result<(), String> {
+    if id.is_empty() || control.pod_container(&id).is_some() {
+        return Err(format!("container {id:?} exists already"));
+    }
+    if spec.process.argv.is_empty() {
+        return Err("args must not be empty".into());
+    }
+    let kernel = &control.kernel;
+    let vfs = &kernel.vfs;
+    let stdio = fds.split_off(spec.gofers);
+    let clients: Vec<_> = fds
+        .into_iter()
+        .map(|fd| Arc::new(GoferClient::new(fd)))
+        .collect();
+    let root_fs = Vfs::gofer_root_fs(
+        clients[0].clone(),
+        spec.mounts.root_overlay,
+        kernel.memfile.clone(),
+    )
+    .map_err(|e| format!("the container's root: {}", errno_text(e)))?;
+    let root = vfs.new_tree(root_fs);
+    let built = (|| {
+        let tree = TreeSpec {
+            mounts: &spec.mounts.mounts,
+            clients: &clients,
+            masked_paths: &spec.masked_paths,
+            readonly_paths: &spec.readonly_paths,
+            readonly_root: false,
+        };
+        populate_tree(kernel, &root, &tree).map_err(|e| e.to_string())?;
+        let fs = process_fs(vfs, &root, &spec.process)?;
+        let (table, console) = process_stdio(vfs, &root, &spec.process, spec.terminal, stdio)?;
+        if console.is_some() {
+            if let Ok(slave) = table.get(0) {
+                crate::console::bind_dev_console(vfs, &root, &slave);
+            }
+        }
+        if spec.readonly_root {
+            vfs.remount(&root, veil_vfs::mount::MNT_RDONLY, true)
+                .map_err(|e| format!("read-only root: {}", errno_text(e)))?;
+        }
+        Ok::<_, String>((fs, table, console))
+    })();
+    let (fs, table, console) = match built {
+        Ok(b) => b,
+        Err(e) => {
+            vfs.drop_tree(&root);
+            return Err(e);
+        }
+    };
+    let gate = Arc::new(StartGate::default());
+    let index = control.next_container.fetch_add(1, Ordering::Relaxed);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let init_gate = gate.clone();
+    let member = Member {
+        container: index,
+        init: true,
+    };
+    let spawned = spawn_process(kernel, spec.process, table, fs, member, move |loaded| {
+        let ok = loaded.is_ok();
+        let _ = tx.send(loaded.map_err(|(path, errno)| {
+            format!("{}: {}", String::from_utf8_lossy(path), errno_text(errno))
+        }));
+        match init_gate.wait() {
+            Gate::Killed(signo) if ok => Err(ExitStatus::Signaled { signo, core: false }),
+            _ => Ok(()),
+        }
+    });
+    let (init, thread) = match spawned {
+        Ok(s) => s,
+        Err(e) => {
+            vfs.drop_tree(&root);
+            return Err(e.to_string());
+        }
+    };
+    let loaded = rx
+        .recv()
+        .unwrap_or_else(|_| Err("the container's init could not start".into()));
+    if let Err(e) = loaded {
+        let _ = gate.set(Gate::Waiting, Gate::Killed(SIGKILL));
+        let _ = thread.join();
+        vfs.drop_tree(&root);
+        return Err(e);
+    }
+    if let Some(console) = &console {
+        start_console(console, init.pid)?;
+    }
+    let container = Arc::new(PodContainer {
+        index,
+        root,
+        gate,
+        init,
+        exit: Mutex::new(None),
+        stopped: Condvar::new(),
+    });
+    let watched = container.clone();
+    let watcher_kernel = kernel.clone();
+    let watching = std::thread::Builder::new()
+        .name("container".into())
+        .spawn(move || {
+            let status = thread
+                .join()
+                .ok()
+                .and_then(Result::ok)
+                .unwrap_or(ExitStatus::Exited(127));
+            watched.target().signal(&watcher_kernel, SIGKILL, true);
+            if let Some(console) = console {
+                console.finish();
+            }
+            *watched.exit.lock().unwrap_or_else(PoisonError::into_inner) = Some(status);
+            watched.stopped.notify_all();
+        });
+    if let Err(e) = watching {
+        let _ = container.gate.set(Gate::Waiting, Gate::Killed(SIGKILL));
+        container.target().signal(kernel, SIGKILL, true);
+        vfs.drop_tree(&container.root);
+        return Err(format!("no thread for the container: {e}"));
+    }
+    control
+        .containers
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .insert(id, container);
+    Ok(())
 }
 
 #[cfg(test)]
@@ -513,16 +883,33 @@ mod tests {
                 ..ProcessSpec::default()
             },
             terminal: true,
+            container: Some("c1".into()),
+        };
+        let create = Request::CreateContainer {
+            id: "c1".into(),
+            spec: ContainerSpec {
+                mounts: MountConfig::default_tree(),
+                process: ProcessSpec::default(),
+                readonly_root: true,
+                masked_paths: vec![b"/proc/kcore".to_vec()],
+                readonly_paths: vec![b"/proc/sys".to_vec()],
+                terminal: false,
+                gofers: 2,
+            },
         };
         for req in [
             exec,
+            create,
             Request::Wait { pid: 7 },
-            Request::Ps,
+            Request::Ps { container: None },
             Request::Signal {
                 signo: 15,
                 all: false,
                 pid: Some(7),
+                container: None,
             },
+            Request::WaitContainer { id: "c1".into() },
+            Request::DestroyContainer { id: "c1".into() },
         ] {
             let bytes = postcard::to_allocvec(&req).expect("encodes");
             assert_eq!(postcard::from_bytes::<Request>(&bytes).ok(), Some(req));

@@ -177,7 +177,7 @@ impl Kernel {
         // Linux's SIGNAL_UNKILLABLE: a namespace's init only takes the
         // signals it has handlers for, and SIGKILL and SIGSTOP from outside.
         if self.init_protected
-            && tg.pid == crate::kernel::INIT_PID
+            && (tg.pid == crate::kernel::INIT_PID || tg.container_init)
             && act.handler == crate::signal::SIG_DFL
             && !(info.from_outside() && bit(sig) & crate::signal::UNBLOCKABLE != 0)
         {

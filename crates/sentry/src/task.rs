@@ -218,6 +218,11 @@ pub struct ThreadGroup {
     /// writer may set (Linux's oom_score_adj_min); both inherited.
     pub oom_score_adj: AtomicI32,
     pub oom_score_adj_min: AtomicI32,
+    /// The pod container it belongs to (0: the sandbox's own); inherited.
+    pub container: u32,
+    /// A pod container's init, which is a PID namespace's init as the
+    /// sandbox's is (see `Kernel::init_protected`).
+    pub container_init: bool,
 }
 
 impl ThreadGroup {
@@ -251,6 +256,8 @@ impl ThreadGroup {
             start: Instant::now(),
             oom_score_adj: AtomicI32::new(0),
             oom_score_adj_min: AtomicI32::new(0),
+            container: 0,
+            container_init: false,
         }
     }
 }
@@ -279,6 +286,7 @@ impl ThreadGroup {
             exe: Mutex::new(parent.exe.lock().unwrap_or_else(|p| p.into_inner()).clone()),
             oom_score_adj: AtomicI32::new(parent.oom_score_adj.load(Ordering::Relaxed)),
             oom_score_adj_min: AtomicI32::new(parent.oom_score_adj_min.load(Ordering::Relaxed)),
+            container: parent.container,
             ..ThreadGroup::new(pid, ppid)
         }
     }

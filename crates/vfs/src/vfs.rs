@@ -427,15 +427,62 @@ impl Vfs {
         overlay: bool,
         memfile: Arc<MemoryFile>,
     ) -> Result<Vfs, Errno> {
+        let (root, sb) = Vfs::gofer_root_fs(client, overlay, memfile)?;
+        Ok(Vfs::with_superblock(root, sb))
+    }
+
+    /// The gofer's files as a root filesystem, under an in-memory overlay
+    /// if `overlay`: its root and superblock.
+    pub fn gofer_root_fs(
+        client: Arc<GoferClient>,
+        overlay: bool,
+        memfile: Arc<MemoryFile>,
+    ) -> Result<(Arc<dyn Inode>, Arc<Superblock>), Errno> {
         let lower = gofer::root(client.clone(), !overlay, memfile.clone())?;
         if !overlay {
-            let sb = gofer_superblock(client, None, b"/")?;
-            return Ok(Vfs::with_superblock(lower, sb));
+            return Ok((lower, gofer_superblock(client, None, b"/")?));
         }
         let upper = memfs::MemFs::new(memfs::DEFAULT_SIZE_LIMIT, memfile);
         let root = overlay::new(lower, upper.clone())?;
         let sb = gofer_superblock(client, Some(upper), b"overlay")?;
-        Ok(Vfs::with_superblock(root, sb))
+        Ok((root, sb))
+    }
+
+    /// A tree apart from the namespace's, with `fs` at its root: a pod
+    /// container's own mount namespace. Paths resolved from its root never
+    /// reach the other trees, and their mounts never show in it.
+    pub fn new_tree(&self, fs: (Arc<dyn Inode>, Arc<Superblock>)) -> PathRef {
+        let dentry = Dentry::new(b"", Weak::new(), fs.0, self.dcache.clone());
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let mount = Arc::new(Mount::new(id, dentry.clone(), None, fs.1));
+        let mut table = self.mounts.write().unwrap_or_else(PoisonError::into_inner);
+        table.list.push(mount.clone());
+        PathRef { mount, dentry }
+    }
+
+    /// Takes a tree [`Vfs::new_tree`] made, and every mount on it, out of
+    /// the mount table; whoever still holds a place in it keeps it.
+    pub fn drop_tree(&self, root: &PathRef) {
+        let _changing = self.lock_changes();
+        let mut table = self.mounts.write().unwrap_or_else(PoisonError::into_inner);
+        let gone: Vec<Arc<Mount>> = table
+            .list
+            .iter()
+            .filter(|m| {
+                let at = PathRef {
+                    mount: (*m).clone(),
+                    dentry: m.root.clone(),
+                };
+                beneath(&at, root)
+            })
+            .cloned()
+            .collect();
+        table
+            .list
+            .retain(|m| !gone.iter().any(|g| Arc::ptr_eq(g, m)));
+        table
+            .covering
+            .retain(|_, m| !gone.iter().any(|g| Arc::ptr_eq(g, m)));
     }
 
     /// The filesystem a configured mount of `kind` shows, except proc and
@@ -503,11 +550,12 @@ impl Vfs {
     /// missing parent directories.
     pub fn mount_entry(
         &self,
+        root: &PathRef,
         destination: &[u8],
         flags: u32,
         fs: (Arc<dyn Inode>, Arc<Superblock>),
     ) -> Result<(), Errno> {
-        let ctx = FsContext::new(self.root());
+        let ctx = FsContext::new(root.clone());
         let root_creds = Creds::new(0, 0);
         let slashes = destination.iter().enumerate().filter(|&(_, &b)| b == b'/');
         for (i, _) in slashes.filter(|&(i, _)| i > 0) {

@@ -65,7 +65,8 @@ impl Sandbox {
                 ),
                 ref kind => vfs.new_fs(kind, &[], &memfile()).unwrap(),
             };
-            vfs.mount_entry(&m.destination, m.flags, fs).unwrap();
+            vfs.mount_entry(&vfs.root(), &m.destination, m.flags, fs)
+                .unwrap();
         }
         Sandbox {
             fs: Some(Fs::new(vfs)),

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _};
 use oci_spec::runtime::{Capabilities, Hook, Mount, Spec};
+use veil_sentry::control::ContainerSpec;
 use veil_sentry::{CapSets, ProcessSpec, RlimitSpec};
 use veil_vfs::fs::memfs::DEFAULT_SIZE_LIMIT;
 use veil_vfs::mount::{
@@ -33,6 +34,9 @@ pub struct Bundle {
     pub resources: Option<oci_spec::runtime::LinuxResources>,
     /// The console's rows and columns (`process.consoleSize`).
     pub console_size: Option<(u16, u16)>,
+    /// For a pod's container (not its sandbox), the id of the pod's
+    /// sandbox container, which it joins.
+    pub pod_sandbox: Option<String>,
 }
 
 /// The bundle's hooks by when they run.
@@ -110,7 +114,7 @@ impl Bundle {
             .flatten()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        warn_about_pods(&annotations);
+        let pod_sandbox = pod_sandbox(&annotations)?;
         let mapped = linux.is_some_and(|l| {
             l.uid_mappings().as_ref().is_some_and(|m| !m.is_empty())
                 || l.gid_mappings().as_ref().is_some_and(|m| !m.is_empty())
@@ -139,26 +143,54 @@ impl Bundle {
             cgroups_path: linux.and_then(|l| l.cgroups_path().clone()),
             resources: linux.and_then(|l| l.resources().clone()),
             console_size,
+            pod_sandbox,
         })
+    }
+
+    /// What the sentry of a pod's sandbox needs to add this bundle as one
+    /// of its containers, `gofers` connections sent along.
+    pub fn pod_container(&self) -> ContainerSpec {
+        let s = &self.sandbox;
+        ContainerSpec {
+            mounts: s.mounts.clone(),
+            process: s.process.clone(),
+            readonly_root: s.readonly_root,
+            masked_paths: s.masked_paths.clone(),
+            readonly_paths: s.readonly_paths.clone(),
+            terminal: self.terminal,
+            gofers: self.trees.len(),
+        }
     }
 }
 
-/// A CRI pod's containers (containerd's and CRI-O's annotations) each get
-/// a sandbox of their own: they share the pod's volumes, which are host
-/// binds, but not its IPC namespace or loopback network.
-fn warn_about_pods(annotations: &BTreeMap<String, String>) {
-    let kind = [
-        "io.kubernetes.cri.container-type",
-        "io.kubernetes.cri-o.ContainerType",
-    ]
-    .iter()
-    .find_map(|k| annotations.get(*k));
-    if kind.is_some_and(|k| k == "container") {
-        tracing::warn!(
-            "a pod's container runs in a sandbox of its own: it shares the pod's volumes, \
-             not its IPC namespace or network"
-        );
+/// The pod sandbox a CRI pod's container joins, from the annotations
+/// containerd and CRI-O set (runsc reads the same); None for a pod's
+/// sandbox and for a container outside any pod.
+fn pod_sandbox(annotations: &BTreeMap<String, String>) -> anyhow::Result<Option<String>> {
+    const KEYS: [(&str, &str); 2] = [
+        (
+            "io.kubernetes.cri.container-type",
+            "io.kubernetes.cri.sandbox-id",
+        ),
+        (
+            "io.kubernetes.cri-o.ContainerType",
+            "io.kubernetes.cri-o.SandboxID",
+        ),
+    ];
+    for (kind, sandbox) in KEYS {
+        match annotations.get(kind).map(String::as_str) {
+            None | Some("sandbox") => {}
+            Some("container") => {
+                let id = annotations
+                    .get(sandbox)
+                    .filter(|id| !id.is_empty())
+                    .with_context(|| format!("a pod's container needs the annotation {sandbox}"))?;
+                return Ok(Some(id.clone()));
+            }
+            Some(other) => bail!("unknown {kind} {other:?}"),
+        }
     }
+    Ok(None)
 }
 
 fn hooks(h: &oci_spec::runtime::Hooks) -> Hooks {
@@ -326,4 +358,53 @@ fn mount_entry(m: &Mount, trees: &mut Vec<String>) -> anyhow::Result<Option<Moun
         kind,
         flags,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn annotations(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn pod_containers_name_their_sandbox_in_containerds_or_cri_os_words() {
+        let joins = |pairs: &[(&str, &str)]| pod_sandbox(&annotations(pairs)).ok().flatten();
+        assert_eq!(joins(&[]), None);
+        assert_eq!(
+            joins(&[
+                ("io.kubernetes.cri.container-type", "sandbox"),
+                ("io.kubernetes.cri.sandbox-id", "p1"),
+            ]),
+            None
+        );
+        assert_eq!(
+            joins(&[
+                ("io.kubernetes.cri.container-type", "container"),
+                ("io.kubernetes.cri.sandbox-id", "p1"),
+            ]),
+            Some("p1".into())
+        );
+        assert_eq!(
+            joins(&[
+                ("io.kubernetes.cri-o.ContainerType", "container"),
+                ("io.kubernetes.cri-o.SandboxID", "p2"),
+            ]),
+            Some("p2".into())
+        );
+        for bad in [
+            &[("io.kubernetes.cri.container-type", "container")][..],
+            &[
+                ("io.kubernetes.cri.container-type", "container"),
+                ("io.kubernetes.cri.sandbox-id", ""),
+            ],
+            &[("io.kubernetes.cri-o.ContainerType", "podlet")],
+        ] {
+            assert!(pod_sandbox(&annotations(bad)).is_err(), "{bad:?}");
+        }
+    }
 }

@@ -104,6 +104,7 @@ pub struct Events {
 #[derive(Args, Debug)]
 pub struct ExecWait {
     pub container_id: String,
-    /// The exec'd process's pid in the sandbox.
-    pub pid: i32,
+    /// The exec'd process's pid in the sandbox; without it, the waiter
+    /// stands for a pod's container's init.
+    pub pid: Option<i32>,
 }

@@ -101,6 +101,7 @@ pub fn exec(root: &Path, args: &liboci_cli::Exec) -> anyhow::Result<u8> {
     let req = Request::Exec {
         process: spec,
         terminal,
+        container: state.in_sandbox(),
     };
     let pid = match conn.call(&req, &stdio)? {
         Some(Reply::Pid(pid)) => pid,
@@ -111,7 +112,7 @@ pub fn exec(root: &Path, args: &liboci_cli::Exec) -> anyhow::Result<u8> {
     // receiver's hang-up.
     drop(console);
     match signals {
-        Some(signals) => wait(&container, &conn, pid, signals).map(exit_code),
+        Some(signals) => wait(&container, &conn, &Waited::Exec(pid), signals).map(exit_code),
         None => {
             let waiter = spawn_waiter(root, &args.container_id, pid)?;
             if let Some(path) = &args.pid_file {
@@ -209,13 +210,26 @@ fn spawn_waiter(root: &Path, id: &str, pid: i32) -> anyhow::Result<i32> {
     Ok(child.id() as i32)
 }
 
+/// What a waiter stands for.
+enum Waited {
+    /// A process `exec` started, by its pid in the sandbox.
+    Exec(i32),
+    /// A pod's container's init.
+    Container(String),
+}
+
 /// `exec-wait`: the host process that stands for a detached exec'd
-/// process until it exits.
-pub fn exec_wait(root: &Path, id: &str, pid: i32) -> anyhow::Result<u8> {
+/// process (`pid`), or without one for a pod's container's init, until it
+/// exits.
+pub fn exec_wait(root: &Path, id: &str, pid: Option<i32>) -> anyhow::Result<u8> {
     let signals = crate::signals::block_into_signalfd()?;
     let container = Store::open(root)?.get(id)?;
     let conn = Conn::open(&container, None)?;
-    let status = wait(&container, &conn, pid, signals)?;
+    let waited = match pid {
+        Some(pid) => Waited::Exec(pid),
+        None => Waited::Container(id.to_string()),
+    };
+    let status = wait(&container, &conn, &waited, signals)?;
     if let Some(signo) = signaled(status) {
         die_of(signo);
     }
@@ -246,15 +260,28 @@ fn die_of(signo: i32) {
     let _ = nix::sys::signal::raise(sig);
 }
 
-/// Waits for exec'd `pid` on `conn`, passing on the signals read from
+/// Waits for `waited` on `conn`, passing on the signals read from
 /// `signals`; returns its wait(2) status.
-fn wait(container: &Container, conn: &Conn, pid: i32, signals: OwnedFd) -> anyhow::Result<i32> {
+fn wait(
+    container: &Container,
+    conn: &Conn,
+    waited: &Waited,
+    signals: OwnedFd,
+) -> anyhow::Result<i32> {
     let forward = Conn::open(container, Some(CONTROL_TIMEOUT))?;
+    let (pid, in_pod) = match waited {
+        Waited::Exec(pid) => (Some(*pid), None),
+        Waited::Container(id) => (None, Some(id.clone())),
+    };
     std::thread::Builder::new()
         .name("signals".into())
-        .spawn(move || forward_signals(&forward, signals.as_fd(), pid))
+        .spawn(move || forward_signals(&forward, signals.as_fd(), pid, in_pod))
         .context("starting the signal thread")?;
-    let status = match conn.call(&Request::Wait { pid }, &[])? {
+    let req = match waited {
+        Waited::Exec(pid) => Request::Wait { pid: *pid },
+        Waited::Container(id) => Request::WaitContainer { id: id.clone() },
+    };
+    let status = match conn.call(&req, &[])? {
         Some(Reply::Exit(status)) => status,
         // The sandbox is gone, and with it every process in it, killed as
         // a PID namespace's processes are when its init exits.
@@ -264,13 +291,15 @@ fn wait(container: &Container, conn: &Conn, pid: i32, signals: OwnedFd) -> anyho
     Ok(status)
 }
 
-/// Sends each signal read from the signalfd `fd` to the exec'd process.
-fn forward_signals(conn: &Conn, fd: BorrowedFd<'_>, pid: i32) {
+/// Sends each signal read from the signalfd `fd` to the exec'd process
+/// `pid`, or without one to the init of pod container `container`.
+fn forward_signals(conn: &Conn, fd: BorrowedFd<'_>, pid: Option<i32>, container: Option<String>) {
     while let Some(signo) = veil_sentry::boot::next_host_signal(fd) {
         let req = Request::Signal {
             signo,
             all: false,
-            pid: Some(pid),
+            pid,
+            container: container.clone(),
         };
         if let Err(e) = conn.call(&req, &[]) {
             tracing::debug!("forwarding signal {signo}: {e:#}");
@@ -296,7 +325,12 @@ pub fn ps(root: &Path, args: &liboci_cli::Ps) -> anyhow::Result<u8> {
     };
     let procs = match state.status() {
         Status::Stopped => Vec::new(),
-        _ => match Conn::open(&container, Some(CONTROL_TIMEOUT))?.call(&Request::Ps, &[])? {
+        _ => match Conn::open(&container, Some(CONTROL_TIMEOUT))?.call(
+            &Request::Ps {
+                container: state.in_sandbox(),
+            },
+            &[],
+        )? {
             Some(Reply::Processes(list)) => list,
             // Gone since: stopped.
             None => Vec::new(),

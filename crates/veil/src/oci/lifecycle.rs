@@ -17,13 +17,14 @@ use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{bail, Context as _};
+use nix::sched::CloneFlags;
 use rustix::net::{
     AddressFamily, SendAncillaryBuffer, SendAncillaryMessage, SendFlags, SocketAddrUnix,
     SocketFlags, SocketType,
 };
 use veil_cgroup::Cgroup;
 use veil_confine::spawn::{Child, Spawn, SENTRY_NAMESPACES};
-use veil_sentry::control::{Reply, Request, EXEC_FDS, MAX_MESSAGE};
+use veil_sentry::control::{Reply, Request, MAX_FDS, MAX_MESSAGE};
 
 use super::bundle::Bundle;
 use super::console::OwnTerminal;
@@ -72,7 +73,7 @@ pub fn create(root: &Path, args: &CreateArgs, opts: Options) -> anyhow::Result<C
     let store = Store::open(root)?;
     let container = store.create(args.id)?;
     let _lock = container.lock(true)?;
-    match start_sandbox(&container, args, opts) {
+    match start_sandbox(&store, &container, args, opts) {
         Ok(created) => Ok(created),
         Err(e) => {
             let _ = std::fs::remove_dir_all(container.path());
@@ -82,11 +83,11 @@ pub fn create(root: &Path, args: &CreateArgs, opts: Options) -> anyhow::Result<C
 }
 
 fn start_sandbox(
+    store: &Store,
     container: &Container,
     args: &CreateArgs,
     opts: Options,
 ) -> anyhow::Result<Created> {
-    let preserved = preserved_fds(args.preserve_fds)?;
     let bundle = Bundle::load(args.bundle, opts.overlay != &Overlay::None)?;
     // With a terminal and no console socket, `run` lends the container its
     // controlling terminal, as runc does.
@@ -106,7 +107,84 @@ fn start_sandbox(
         }
     };
 
-    let cgroup = CgroupGuard(host_cgroup(&bundle, args)?);
+    let (created, cgroup) = match &bundle.pod_sandbox {
+        Some(sandbox_id) => {
+            let (waiter, gofer) =
+                join_pod(store, container, args, opts, &bundle, sandbox_id, console)?;
+            (
+                Created {
+                    sentry: waiter,
+                    gofer,
+                    terminal,
+                },
+                CgroupGuard(None),
+            )
+        }
+        None => {
+            let (sentry, gofer, cgroup) = boot_sandbox(container, args, opts, &bundle, console)?;
+            (
+                Created {
+                    sentry,
+                    gofer,
+                    terminal,
+                },
+                cgroup,
+            )
+        }
+    };
+
+    let state = State {
+        id: args.id.to_string(),
+        bundle: bundle.dir.clone(),
+        rootfs: bundle.rootfs.clone(),
+        created: state::rfc3339_nanos(SystemTime::now()),
+        owner: rustix::process::geteuid().as_raw(),
+        status: Status::Created,
+        annotations: bundle.annotations.clone(),
+        sentry: HostProcess::current(created.sentry.pid()),
+        gofer: HostProcess::current(created.gofer.pid()),
+        hooks: bundle.hooks.later.clone(),
+        cgroup: cgroup.0.clone(),
+        sandbox: bundle.pod_sandbox.clone(),
+    };
+    let recorded = container
+        .write(&state)
+        .map_err(anyhow::Error::from)
+        .and_then(|()| {
+            // As the spec says: the container is still being created.
+            let mut oci = state.oci(String::new());
+            oci.status = Status::Creating;
+            hooks::run("create", &bundle.hooks.create, &oci)
+        })
+        .and_then(|()| {
+            // Last: containerd takes the file as the end of create.
+            match args.pid_file {
+                Some(path) => write_pid_file(path, created.sentry.pid()),
+                None => Ok(()),
+            }
+        });
+    if let Err(e) = recorded {
+        if bundle.pod_sandbox.is_some() {
+            let _ = request(container, &Request::DestroyContainer { id: state.id });
+        }
+        kill_children(&created);
+        return Err(e);
+    }
+    cgroup.keep();
+    Ok(created)
+}
+
+/// Starts the gofer and the sentry of a new sandbox, with its cgroup, and
+/// waits until its init is loaded.
+fn boot_sandbox(
+    container: &Container,
+    args: &CreateArgs,
+    opts: Options,
+    bundle: &Bundle,
+    console: Option<OwnedFd>,
+) -> anyhow::Result<(Child, Child, CgroupGuard)> {
+    let preserved = preserved_fds(args.preserve_fds)?;
+    let cgroup = CgroupGuard(host_cgroup(bundle, args)?);
     let procs_files = cgroup
         .0
         .as_ref()
@@ -128,7 +206,7 @@ fn start_sandbox(
     rustix::net::listen(&control, 16).context("listening on the control socket")?;
     let (ready_r, ready_w) =
         rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).context("creating a pipe")?;
-    let spec = spec_file(&bundle)?;
+    let spec = spec_file(bundle)?;
 
     let mut sentry = Spawn::current_exe(SENTRY_NAMESPACES)?;
     sentry.null_stdio()?;
@@ -181,51 +259,102 @@ fn start_sandbox(
     // The console's last host holder is the sentry: its exit is the
     // console's hang-up.
     drop((sentry_ends, ready_w, control, spec, console, held));
-    let created = Created {
-        sentry,
-        gofer,
-        terminal,
-    };
+    let started = (sentry, gofer, cgroup);
     if let Err(e) = await_ready(ready_r) {
-        kill_children(&created);
+        started.0.signal(libc_sigkill());
+        started.1.signal(libc_sigkill());
         return Err(e);
     }
+    Ok(started)
+}
 
-    let state = State {
-        id: args.id.to_string(),
-        bundle: bundle.dir.clone(),
-        rootfs: bundle.rootfs.clone(),
-        created: state::rfc3339_nanos(SystemTime::now()),
-        owner: rustix::process::geteuid().as_raw(),
-        status: Status::Created,
-        annotations: bundle.annotations.clone(),
-        sentry: HostProcess::current(created.sentry.pid()),
-        gofer: HostProcess::current(created.gofer.pid()),
-        hooks: bundle.hooks.later.clone(),
-        cgroup: cgroup.0.clone(),
+/// A pod's container joins the sandbox of the pod's sandbox container
+/// `sandbox_id`, as under runsc: a gofer of its own serves its trees, the
+/// sandbox's sentry adds it with its own root, and a waiter process stands
+/// for its init on the host (the pid the caller's shim waits for and
+/// reaps). Returns the waiter and the gofer.
+fn join_pod(
+    store: &Store,
+    container: &Container,
+    args: &CreateArgs,
+    opts: Options,
+    bundle: &Bundle,
+    sandbox_id: &str,
+    console: Option<OwnedFd>,
+) -> anyhow::Result<(Child, Child)> {
+    if args.preserve_fds != 0 {
+        bail!("--preserve-fds: not supported for a pod's container");
+    }
+    let pod = store
+        .get(sandbox_id)
+        .with_context(|| format!("the pod's sandbox {sandbox_id}"))?;
+    let pod_state = {
+        let _lock = pod.lock(false)?;
+        pod.read()?
     };
-    let recorded = container
-        .write(&state)
-        .map_err(anyhow::Error::from)
-        .and_then(|()| {
-            // As the spec says: the container is still being created.
-            let mut oci = state.oci(String::new());
-            oci.status = Status::Creating;
-            hooks::run("create", &bundle.hooks.create, &oci)
-        })
-        .and_then(|()| {
-            // Last: containerd takes the file as the end of create.
-            match args.pid_file {
-                Some(path) => write_pid_file(path, created.sentry.pid()),
-                None => Ok(()),
-            }
-        });
-    if let Err(e) = recorded {
-        kill_children(&created);
+    if pod_state.sandbox.is_some() {
+        bail!("{sandbox_id} is a pod's container, not its sandbox");
+    }
+    if !matches!(pod_state.status(), Status::Created | Status::Running) {
+        bail!("the pod's sandbox {sandbox_id} is not running");
+    }
+    // Every command then reaches the pod's sentry through this
+    // container's directory.
+    std::os::unix::fs::symlink(
+        Path::new("..").join(sandbox_id).join(SOCKET_NAME),
+        container.path().join(SOCKET_NAME),
+    )
+    .context("linking to the pod's control socket")?;
+    let (gofer, sentry_ends) = sandbox::start_gofer(&bundle.trees, opts.debug_log, |gofer| {
+        gofer.null_stdio()?;
+        if !args.attached {
+            gofer.detached();
+        }
+        Ok(())
+    })?;
+    let added = (|| {
+        let (stdin, stdout, stderr) = (std::io::stdin(), std::io::stdout(), std::io::stderr());
+        let mut fds: Vec<BorrowedFd<'_>> = sentry_ends.iter().map(AsFd::as_fd).collect();
+        match &console {
+            Some(tty) => fds.push(tty.as_fd()),
+            None => fds.extend([stdin.as_fd(), stdout.as_fd(), stderr.as_fd()]),
+        }
+        let req = Request::CreateContainer {
+            id: args.id.to_string(),
+            spec: bundle.pod_container(),
+        };
+        match Conn::open(container, Some(CONTROL_TIMEOUT))?.call(&req, &fds)? {
+            Some(Reply::Ok) => Ok(()),
+            None => bail!("the pod's sandbox closed the connection"),
+            Some(other) => bail!("an unexpected reply from the sandbox: {other:?}"),
+        }
+    })();
+    drop((sentry_ends, console));
+    if let Err(e) = added {
+        gofer.signal(libc_sigkill());
         return Err(e);
     }
-    cgroup.keep();
-    Ok(created)
+    let waiter = Spawn::current_exe(CloneFlags::empty())
+        .and_then(|mut w| {
+            w.null_stdio()?;
+            if !args.attached {
+                w.detached();
+            }
+            w.arg("--root")
+                .arg(store.root())
+                .arg("exec-wait")
+                .arg(args.id);
+            w.spawn()
+        })
+        .context("starting the container's waiter");
+    match waiter {
+        Ok(waiter) => Ok((waiter, gofer)),
+        Err(e) => {
+            let _ = request(container, &Request::DestroyContainer { id: args.id.into() });
+            gofer.signal(libc_sigkill());
+            Err(e)
+        }
+    }
 }
 
 /// The descriptors 3 to 3+n-1 we were given for the container's init, as
@@ -401,7 +530,7 @@ impl Conn {
         fds: &[BorrowedFd<'_>],
     ) -> anyhow::Result<Option<Reply>> {
         let bytes = postcard::to_allocvec(req).context("encoding a request")?;
-        let mut space = [0u8; rustix::cmsg_space!(ScmRights(EXEC_FDS))];
+        let mut space = [0u8; rustix::cmsg_space!(ScmRights(MAX_FDS))];
         let mut ancillary = SendAncillaryBuffer::new(&mut space);
         if !fds.is_empty() && !ancillary.push(SendAncillaryMessage::ScmRights(fds)) {
             bail!("too many descriptors for one request");
@@ -464,10 +593,15 @@ pub fn start(root: &Path, id: &str) -> anyhow::Result<u8> {
         &state.hooks.start_container,
         &state.oci(String::new()),
     ) {
-        let _ = destroy(&state);
+        let _ = destroy(&container, &state);
         return Err(e);
     }
-    request(&container, &Request::Start)?;
+    request(
+        &container,
+        &Request::Start {
+            container: state.in_sandbox(),
+        },
+    )?;
     // With the state as it was before, as runc gives it.
     let before = state.oci(String::new());
     state.status = Status::Running;
@@ -490,7 +624,7 @@ pub fn kill(root: &Path, id: &str, signal: &str, all: bool) -> anyhow::Result<u8
         // The sentry is frozen too: SIGKILL ends the whole sandbox from
         // outside; anything else waits for resume.
         Status::Paused if signo == rustix::process::Signal::Kill as i32 => {
-            destroy(&state)?;
+            destroy(&container, &state)?;
             return Ok(0);
         }
         Status::Paused => bail!("container is paused: resume it to deliver signal {signal}"),
@@ -502,6 +636,7 @@ pub fn kill(root: &Path, id: &str, signal: &str, all: bool) -> anyhow::Result<u8
             signo,
             all,
             pid: None,
+            container: state.in_sandbox(),
         },
     )?;
     Ok(0)
@@ -513,6 +648,9 @@ pub fn pause(root: &Path, id: &str, freeze: bool) -> anyhow::Result<u8> {
     let container = Store::open(root)?.get(id)?;
     let _lock = container.lock(true)?;
     let mut state = container.read()?;
+    if let Some(pod) = &state.sandbox {
+        bail!("a pod's containers are paused with their sandbox, {pod}");
+    }
     match (state.status(), freeze) {
         (Status::Running, true) | (Status::Paused, false) => {}
         (_, true) => bail!("container not running"),
@@ -605,7 +743,7 @@ pub fn delete(root: &Path, id: &str, force: bool) -> anyhow::Result<u8> {
                     status.as_str().unwrap_or_default()
                 );
             }
-            destroy(&state)?;
+            destroy(&container, &state)?;
             if let Some(cg) = &state.cgroup {
                 cg.remove().context("removing the container's cgroup")?;
             }
@@ -627,8 +765,19 @@ pub fn delete(root: &Path, id: &str, force: bool) -> anyhow::Result<u8> {
     Ok(0)
 }
 
-/// Kills what is left of a sandbox and waits until it is gone.
-fn destroy(state: &State) -> anyhow::Result<()> {
+/// Kills what is left of a sandbox, or of a pod's container in its
+/// pod's sandbox, and waits until it is gone.
+fn destroy(container: &Container, state: &State) -> anyhow::Result<()> {
+    if state.sandbox.is_some() {
+        // The pod's sandbox may have gone already, and this container with
+        // it.
+        let req = Request::DestroyContainer {
+            id: state.id.clone(),
+        };
+        if let Err(e) = request(container, &req) {
+            tracing::debug!("removing {} from its pod's sandbox: {e:#}", state.id);
+        }
+    }
     let procs: Vec<_> = [state.sentry, state.gofer].into_iter().flatten().collect();
     for p in &procs {
         p.kill();

@@ -160,6 +160,11 @@ pub struct State {
     pub hooks: LaterHooks,
     /// The host cgroup of the sandbox's processes.
     pub cgroup: Option<veil_cgroup::Cgroup>,
+    /// For a pod's container, the id of the container whose sandbox it
+    /// runs in; its `sentry` is then the host process that stands for its
+    /// init.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox: Option<String>,
 }
 
 /// The hooks that run after `create`.
@@ -182,6 +187,12 @@ impl State {
             }
             s => s,
         }
+    }
+
+    /// The container the sentry knows this one by: None for the
+    /// sandbox's own.
+    pub fn in_sandbox(&self) -> Option<String> {
+        self.sandbox.as_ref().map(|_| self.id.clone())
     }
 
     /// What `veil state` prints, with `owner` as given (runc: "" in
@@ -240,6 +251,10 @@ impl Store {
         Ok(Self {
             root: root.to_path_buf(),
         })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
     }
 
     /// Makes the directory of a new container; its creation is the
@@ -413,6 +428,7 @@ mod tests {
             gofer: None,
             hooks: LaterHooks::default(),
             cgroup: None,
+            sandbox: None,
         }
     }
 
