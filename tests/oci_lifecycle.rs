@@ -109,6 +109,7 @@ fn helper_lifecycle() {
         "exec" => h.exec(),
         "tty" => h.tty(),
         "pod" => h.pod(),
+        "userns" => h.userns(),
         other => panic!("unknown script {other}"),
     }
     let path = std::env::var(TRANSCRIPT).expect("run by the lifecycle tests");
@@ -1098,6 +1099,49 @@ impl Helper {
 }
 
 impl Helper {
+    /// A user namespace: the container's root is host uid and gid 100000,
+    /// so that host files show as their mapped owners (nobody when
+    /// unmapped), and ids outside the mapping cannot be given.
+    fn userns(&mut self) {
+        use std::os::unix::fs::PermissionsExt as _;
+        // runc's init runs as the mapped root: it must reach the bundle.
+        let open = std::fs::Permissions::from_mode(0o755);
+        std::fs::set_permissions(&self.dir, open).unwrap();
+        let script = "cat /proc/self/uid_map /proc/self/gid_map; id -u; id -g; \
+                      stat -c '%u %g %n' /bin/busybox /home/user; \
+                      touch /home/user/new; stat -c '%u %g' /home/user/new; \
+                      chown 5:7 /home/user/new; stat -c '%u %g' /home/user/new; \
+                      chown 70000 /home/user/new";
+        let b = bundle(
+            &self.dir.join("userns"),
+            serde_json::json!({ "args": ["sh", "-c", script] }),
+            serde_json::json!({}),
+        );
+        let config = b.join("config.json");
+        let mut spec: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&config).unwrap()).unwrap();
+        spec["root"]["readonly"] = false.into();
+        let caps = &mut spec["process"]["capabilities"];
+        for set in ["bounding", "effective", "permitted"] {
+            caps[set].as_array_mut().unwrap().push("CAP_CHOWN".into());
+        }
+        let linux = &mut spec["linux"];
+        linux["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({"type": "user"}));
+        let map = serde_json::json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+        linux["uidMappings"] = map.clone();
+        linux["gidMappings"] = map;
+        std::fs::write(&config, serde_json::to_vec_pretty(&spec).unwrap()).unwrap();
+        let home = b.join("rootfs/home/user");
+        std::os::unix::fs::chown(&home, Some(100000), Some(100000)).unwrap();
+        let (code, out) = self.run_bundle(b.to_str().unwrap(), "u1");
+        let _ = writeln!(self.log, "userns: rc={code:?}\n{out}");
+    }
+}
+
+impl Helper {
     /// A bundle in `name` of a CRI pod (containerd's annotations) that
     /// runs `args`, with `/marker` saying `name`.
     fn pod_bundle(&self, name: &str, kind: &str, sandbox: &str, args: &[&str]) -> String {
@@ -1553,6 +1597,23 @@ fn events_report_the_cgroups_figures() {
     ] {
         assert!(ours.lines().any(|l| l == line), "lacks {line:?}:\n{ours}");
     }
+}
+
+#[test]
+fn user_namespace_mappings_like_runc() {
+    compare(
+        "userns",
+        &[
+            "userns: rc=Some(1)",
+            "         0     100000      65536",
+            "0",
+            "65534 65534 /bin/busybox",
+            "0 0 /home/user",
+            "0 0",
+            "5 7",
+            "chown: /home/user/new: Invalid argument",
+        ],
+    );
 }
 
 /// No runc counterpart: runc runs each of a pod's containers on the host,

@@ -4,9 +4,11 @@
 //! its root one component at a time without following symlinks.
 
 mod client;
+pub mod idmap;
 pub mod protocol;
 mod server;
 mod wire;
 
 pub use client::{DirEntry, Fid, GoferClient, HostStat, HostStatfs, SetStat};
-pub use server::{open_root, serve, serve_with_fd_dir, GoferError};
+pub use idmap::{IdMap, IdMaps, IdRange};
+pub use server::{open_root, serve, serve_mapped, serve_with_fd_dir, GoferError};

@@ -28,6 +28,8 @@ use rustix::net::{
     connect_unix, socket_with, AddressFamily, SocketAddrUnix, SocketFlags, SocketType,
 };
 use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+
+use crate::idmap::{IdMap, IdMaps};
 use veil_abi::mode::{S_IFDIR, S_IFLNK, S_IFMT, S_IFSOCK};
 
 use crate::protocol::{
@@ -83,7 +85,21 @@ pub fn serve_with_fd_dir(
     readonly: bool,
     fd_dir: &Path,
 ) -> Result<(), GoferError> {
-    let mut server = Server::new(root, readonly, fd_dir)?;
+    serve_mapped(root, sock, readonly, fd_dir, IdMaps::default())
+}
+
+/// `serve_with_fd_dir` for a container with a user namespace: owners are
+/// shown as the container's ids (unmapped ones as the overflow id),
+/// changed to the host's, and what the gofer creates belongs to the
+/// container's root.
+pub fn serve_mapped(
+    root: OwnedFd,
+    sock: OwnedFd,
+    readonly: bool,
+    fd_dir: &Path,
+    ids: IdMaps,
+) -> Result<(), GoferError> {
+    let mut server = Server::new(root, readonly, fd_dir, ids)?;
     let mut buf = vec![0u8; MAX_MESSAGE];
     loop {
         let (response, fd) = match wire::recv(sock.as_fd(), &mut buf) {
@@ -128,10 +144,16 @@ struct Server {
     fd_dir: PathBuf,
     fids: HashMap<Fid, OwnedFd>,
     next_fid: u64,
+    ids: IdMaps,
 }
 
 impl Server {
-    fn new(root: OwnedFd, readonly: bool, fd_dir: &Path) -> Result<Server, GoferError> {
+    fn new(
+        root: OwnedFd,
+        readonly: bool,
+        fd_dir: &Path,
+        ids: IdMaps,
+    ) -> Result<Server, GoferError> {
         let proc_fds = openat(
             CWD,
             fd_dir,
@@ -146,6 +168,7 @@ impl Server {
             fd_dir: fd_dir.to_owned(),
             fids: HashMap::new(),
             next_fid: 1,
+            ids,
         })
     }
 
@@ -158,7 +181,55 @@ impl Server {
                 Err(Errno::BADMSG)
             }
         };
-        result.unwrap_or_else(|e| (Response::Error(e.raw_os_error()), None))
+        match result {
+            Ok((mut response, fd)) => {
+                self.map_owners(&mut response);
+                (response, fd)
+            }
+            Err(e) => (Response::Error(e.raw_os_error()), None),
+        }
+    }
+
+    /// Host owners as the container sees them.
+    fn map_owners(&self, response: &mut Response) {
+        let map = |st: &mut HostStat| {
+            st.uid = self.ids.uid.inside(st.uid);
+            st.gid = self.ids.gid.inside(st.gid);
+        };
+        match response {
+            Response::Fid { stat, .. } | Response::Stat(stat) => map(stat),
+            Response::Walked(list) => list.iter_mut().for_each(|(_, st)| map(st)),
+            _ => {}
+        }
+    }
+
+    /// Gives what was just made as `name` in `dir` to the container's
+    /// root, when the container has ids of its own (else it stays the
+    /// gofer's, which the container could not name).
+    fn own_new(&self, dir: Fid, name: &CString) -> Result<(), Errno> {
+        let Some((uid, gid)) = self.container_root() else {
+            return Ok(());
+        };
+        chownat(
+            self.fd(dir)?,
+            name.as_c_str(),
+            uid,
+            gid,
+            AtFlags::SYMLINK_NOFOLLOW,
+        )
+    }
+
+    /// The host ids of the container's root, when it has ids of its own.
+    fn container_root(&self) -> Option<(Option<Uid>, Option<Gid>)> {
+        if self.ids.uid.is_identity() && self.ids.gid.is_identity() {
+            return None;
+        }
+        // SAFETY: from_raw is unsafe only for -1, which outside() of a
+        // checked mapping never gives.
+        let uid = self.ids.uid.outside(0).map(|u| unsafe { Uid::from_raw(u) });
+        // SAFETY: as for the uid.
+        let gid = self.ids.gid.outside(0).map(|g| unsafe { Gid::from_raw(g) });
+        Some((uid, gid))
     }
 
     fn dispatch(&mut self, req: Request) -> Result<(Response, Option<OwnedFd>), Errno> {
@@ -199,6 +270,7 @@ impl Server {
             Request::Mkdir { dir, name, mode } => {
                 let name = self.change(name)?;
                 mkdirat(self.fd(dir)?, name.as_c_str(), perm(mode))?;
+                self.own_new(dir, &name)?;
                 self.walk_new(dir, &name)?
             }
             Request::Mknod { dir, name, mode } => {
@@ -208,6 +280,7 @@ impl Server {
                     _ => return Err(Errno::PERM),
                 };
                 mknodat(self.fd(dir)?, name.as_c_str(), kind, perm(mode), 0)?;
+                self.own_new(dir, &name)?;
                 self.walk_new(dir, &name)?
             }
             Request::Symlink { dir, name, target } => {
@@ -220,6 +293,7 @@ impl Server {
                 }
                 let target = CString::new(target).map_err(|_| Errno::INVAL)?;
                 symlinkat(target.as_c_str(), self.fd(dir)?, name.as_c_str())?;
+                self.own_new(dir, &name)?;
                 self.walk_new(dir, &name)?
             }
             Request::Link { dir, name, target } => {
@@ -413,6 +487,9 @@ impl Server {
         let access = open_flags(flags)?;
         let flags = access | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         let fd = openat(self.fd(dir)?, name.as_c_str(), flags, perm(mode))?;
+        if let Some((uid, gid)) = self.container_root() {
+            rustix::fs::fchown(&fd, uid, gid)?;
+        }
         // The fid is the created inode itself, whatever the name now holds.
         let path = openat(
             &self.proc_fds,
@@ -451,14 +528,23 @@ impl Server {
         }
         if attr.uid.is_some() || attr.gid.is_some() {
             // -1 means "unchanged", as chown(2).
-            // SAFETY: from_raw is unsafe only for -1, filtered out here.
-            let uid = attr
-                .uid
+            // The container's ids, which must have host ones (chown(2)'s
+            // EINVAL for an id its namespace does not map).
+            let host = |id: Option<u32>, map: &IdMap| match id.filter(|&i| i != u32::MAX) {
+                None => Ok(None),
+                Some(i) => map.outside(i).map(Some).ok_or(Errno::INVAL),
+            };
+            let (uid, gid) = (
+                host(attr.uid, &self.ids.uid)?,
+                host(attr.gid, &self.ids.gid)?,
+            );
+            // SAFETY: from_raw is unsafe only for -1: the container's -1 is
+            // filtered out, and a checked mapping never yields it.
+            let uid = uid
                 .filter(|&u| u != u32::MAX)
                 .map(|u| unsafe { Uid::from_raw(u) });
             // SAFETY: as for the uid.
-            let gid = attr
-                .gid
+            let gid = gid
                 .filter(|&g| g != u32::MAX)
                 .map(|g| unsafe { Gid::from_raw(g) });
             chownat(fd, c"", uid, gid, AtFlags::EMPTY_PATH)?;
@@ -742,6 +828,7 @@ mod tests {
             open_root(dir.path()).expect("root"),
             false,
             Path::new("/proc/self/fd"),
+            IdMaps::default(),
         )
         .expect("server");
         let Ok((Response::Fid { fid: root, .. }, _)) = server.dispatch(Request::Attach) else {

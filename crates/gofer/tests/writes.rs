@@ -562,3 +562,62 @@ fn connects_to_bound_sockets_only_by_fid() {
         );
     });
 }
+
+/// With a user namespace's mappings, owners are the container's ids both
+/// ways, and what the gofer makes belongs to the container's root.
+#[test]
+fn owners_follow_the_containers_id_mappings() {
+    use veil_gofer::{IdMap, IdMaps};
+    let dir = tempfile::tempdir().expect("tempdir");
+    fs::write(dir.path().join("host-root"), b"").expect("write");
+    fs::write(dir.path().join("mapped"), b"").expect("write");
+    std::os::unix::fs::chown(dir.path().join("mapped"), Some(100_007), Some(100_009))
+        .expect("chown");
+    let root = open_root(dir.path()).expect("open_root");
+    let (ours, theirs) = socketpair(
+        AddressFamily::UNIX,
+        SocketType::SEQPACKET,
+        SocketFlags::CLOEXEC,
+        None,
+    )
+    .expect("socketpair");
+    let map = IdMap::parse("0:100000:65536").expect("parses");
+    let ids = IdMaps {
+        uid: map.clone(),
+        gid: map,
+    };
+    let server = thread::spawn(move || {
+        veil_gofer::serve_mapped(root, theirs, false, Path::new("/proc/self/fd"), ids)
+    });
+    let client = GoferClient::new(ours);
+    let (top, _) = client.attach().expect("attach");
+    let (_, st) = client.walk(top, b"host-root").expect("walk");
+    assert_eq!((st.uid, st.gid), (65534, 65534), "unmapped host root");
+    let (mapped, st) = client.walk(top, b"mapped").expect("walk");
+    assert_eq!((st.uid, st.gid), (7, 9));
+    let (_, st, _) = client
+        .create(top, b"new", flag(OFlags::WRONLY), 0o644)
+        .expect("create");
+    assert_eq!((st.uid, st.gid), (0, 0));
+    let (_, st) = client.mkdir(top, b"newdir", 0o755).expect("mkdir");
+    assert_eq!((st.uid, st.gid), (0, 0));
+    for name in ["new", "newdir"] {
+        let meta = fs::symlink_metadata(dir.path().join(name)).expect("stat");
+        assert_eq!(
+            (meta.uid(), meta.gid()),
+            (100_000, 100_000),
+            "{name} on the host"
+        );
+    }
+    let chown = |uid| SetStat {
+        uid: Some(uid),
+        ..SetStat::default()
+    };
+    let st = client.setstat(mapped, chown(5)).expect("chown");
+    assert_eq!(st.uid, 5);
+    let meta = fs::metadata(dir.path().join("mapped")).expect("stat");
+    assert_eq!(meta.uid(), 100_005, "on the host");
+    assert_eq!(client.setstat(mapped, chown(70_000)), Err(Errno::EINVAL));
+    drop(client);
+    server.join().expect("server thread").expect("a clean exit");
+}

@@ -52,6 +52,9 @@ pub struct BootConfig {
     /// Paths made read-only by a bind of each onto itself (OCI
     /// `readonlyPaths`).
     pub readonly_paths: Vec<Vec<u8>>,
+    /// The user namespace's mappings, which /proc/PID/uid_map and gid_map
+    /// show (the gofer applies them to owners).
+    pub ids: veil_gofer::IdMaps,
     /// Init is a PID namespace's init, as in a container: signals it has no
     /// handler for are dropped, except SIGKILL and SIGSTOP from outside.
     /// `veil do` leaves it unset, so that its programs behave as when run
@@ -192,6 +195,7 @@ pub fn boot(cfg: BootConfig) -> Result<ExitStatus, BootError> {
         kernel.hostname = hostname;
     }
     kernel.init_protected = cfg.init_protected;
+    kernel.ids = cfg.ids;
     let kernel = Arc::new(kernel);
     let tree = TreeSpec {
         mounts: &cfg.mounts.mounts,

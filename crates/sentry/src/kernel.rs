@@ -31,6 +31,8 @@ pub struct Kernel {
     pub hostname: Vec<u8>,
     /// Init is a PID namespace's init (see `BootConfig::init_protected`).
     pub init_protected: bool,
+    /// The user namespace's mappings (/proc/PID/uid_map and gid_map).
+    pub ids: veil_gofer::IdMaps,
     /// Print every application syscall (`veil --strace`).
     pub strace: bool,
     pub boot_time: Instant,
@@ -86,6 +88,7 @@ impl Kernel {
             vfs,
             hostname: b"veil".to_vec(),
             init_protected: false,
+            ids: veil_gofer::IdMaps::default(),
             strace,
             boot_time: Instant::now(),
             next_tid: AtomicI32::new(1),

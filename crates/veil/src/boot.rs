@@ -5,6 +5,7 @@ use std::ffi::OsString;
 use std::io::Read as _;
 use std::os::fd::{OwnedFd, RawFd};
 use std::os::unix::ffi::OsStringExt;
+use veil_gofer::IdMaps;
 
 use anyhow::Context as _;
 use rustix::thread::CapabilityFlags;
@@ -95,6 +96,9 @@ pub struct SandboxSpec {
     pub masked_paths: Vec<Vec<u8>>,
     pub readonly_paths: Vec<Vec<u8>>,
     pub memory_limit: Option<u64>,
+    /// The container's user namespace mappings.
+    #[serde(default)]
+    pub ids: IdMaps,
 }
 
 /// The largest spec `veil boot` reads.
@@ -161,6 +165,7 @@ pub fn boot(args: BootArgs, strace: bool) -> anyhow::Result<u8> {
             masked_paths: Vec::new(),
             readonly_paths: Vec::new(),
             memory_limit: args.memory,
+            ids: IdMaps::default(),
         },
     };
     // Confined before anything else runs and before any thread starts
@@ -195,6 +200,7 @@ pub fn boot(args: BootArgs, strace: bool) -> anyhow::Result<u8> {
         readonly_root: spec.readonly_root,
         masked_paths: spec.masked_paths,
         readonly_paths: spec.readonly_paths,
+        ids: spec.ids,
         init_protected: control.is_some(),
         control,
         ready,

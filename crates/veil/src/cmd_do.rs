@@ -5,6 +5,7 @@
 use std::ffi::OsString;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
+use veil_gofer::IdMaps;
 
 use anyhow::Context as _;
 use veil_confine::spawn::{Spawn, SENTRY_NAMESPACES};
@@ -71,10 +72,11 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 /// Runs the command in a sandbox and returns the exit code to report.
 pub fn run(opts: &DoOptions, strace: bool, debug_log: Option<&Path>) -> anyhow::Result<u8> {
     let (mounts, trees) = mount_config(opts)?;
-    let (gofer, sentry_ends) = sandbox::start_gofer(&trees, debug_log, |gofer| {
-        gofer.null_stdin_stdout()?;
-        Ok(())
-    })?;
+    let (gofer, sentry_ends) =
+        sandbox::start_gofer(&trees, &IdMaps::default(), debug_log, |gofer| {
+            gofer.null_stdin_stdout()?;
+            Ok(())
+        })?;
 
     // The cwd is the host's only for the host's root.
     let cwd = match opts.root == Path::new("/") {

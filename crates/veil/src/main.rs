@@ -12,6 +12,7 @@ use std::ffi::OsString;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use veil_gofer::{IdMap, IdMaps};
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
@@ -104,7 +105,17 @@ enum Command {
         mounts: Vec<String>,
         #[arg(long)]
         sock_fd: Vec<RawFd>,
+        /// The container's uid mapping, INSIDE:OUTSIDE:COUNT[,...].
+        #[arg(long, value_parser = parse_id_map, default_value = "")]
+        uid_map: IdMap,
+        /// The container's gid mapping, as --uid-map.
+        #[arg(long, value_parser = parse_id_map, default_value = "")]
+        gid_map: IdMap,
     },
+}
+
+fn parse_id_map(s: &str) -> Result<IdMap, String> {
+    IdMap::parse(s)
 }
 
 #[derive(Subcommand)]
@@ -159,7 +170,19 @@ fn main() -> ExitCode {
             Ok(0)
         }
         Command::Boot(args) => boot::boot(args, cli.strace),
-        Command::Gofer { mounts, sock_fd } => gofer(&mounts, &sock_fd),
+        Command::Gofer {
+            mounts,
+            sock_fd,
+            uid_map,
+            gid_map,
+        } => gofer(
+            &mounts,
+            &sock_fd,
+            IdMaps {
+                uid: uid_map,
+                gid: gid_map,
+            },
+        ),
         Command::Oci(cmd) => Ok(oci::run(
             cmd,
             &cli.oci,
@@ -241,7 +264,7 @@ fn seccomp_mode() -> Mode {
 
 /// Serves each `PATH[:ro]` on its socket, each on a thread of its own,
 /// confined to a root holding only those trees.
-fn gofer(mounts: &[String], sock_fds: &[RawFd]) -> anyhow::Result<u8> {
+fn gofer(mounts: &[String], sock_fds: &[RawFd], ids: IdMaps) -> anyhow::Result<u8> {
     anyhow::ensure!(
         mounts.len() == sock_fds.len(),
         "every --mount needs a --sock-fd"
@@ -283,8 +306,8 @@ fn gofer(mounts: &[String], sock_fds: &[RawFd]) -> anyhow::Result<u8> {
     let threads: Vec<_> = served
         .into_iter()
         .map(|(root, sock, readonly)| {
-            let fd_dir = fd_dir.clone();
-            std::thread::spawn(move || veil_gofer::serve_with_fd_dir(root, sock, readonly, &fd_dir))
+            let (fd_dir, ids) = (fd_dir.clone(), ids.clone());
+            std::thread::spawn(move || veil_gofer::serve_mapped(root, sock, readonly, &fd_dir, ids))
         })
         .collect();
     for t in threads {

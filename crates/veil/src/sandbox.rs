@@ -5,6 +5,7 @@
 use std::fs::File;
 use std::os::fd::OwnedFd;
 use std::path::Path;
+use veil_gofer::IdMaps;
 
 use anyhow::Context as _;
 use rustix::net::{socketpair, AddressFamily, SocketFlags, SocketType};
@@ -17,6 +18,7 @@ use crate::cmd_do::Overlay;
 /// the sentry's ends of its sockets, one per tree.
 pub fn start_gofer(
     trees: &[String],
+    ids: &IdMaps,
     debug_log: Option<&Path>,
     setup: impl FnOnce(&mut Spawn) -> anyhow::Result<()>,
 ) -> anyhow::Result<(Child, Vec<OwnedFd>)> {
@@ -25,6 +27,12 @@ pub fn start_gofer(
     let log = log_file(debug_log, "gofer")?;
     pass_log(&mut gofer, log.as_ref());
     gofer.arg("gofer");
+    if !ids.uid.is_identity() {
+        gofer.arg("--uid-map").arg(ids.uid.to_arg());
+    }
+    if !ids.gid.is_identity() {
+        gofer.arg("--gid-map").arg(ids.gid.to_arg());
+    }
     let mut sentry_ends = Vec::new();
     let mut gofer_ends = Vec::new();
     for tree in trees {

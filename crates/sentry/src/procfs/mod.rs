@@ -374,9 +374,8 @@ impl ProcInode {
                     .into_bytes(),
                     TaskFile::OomScore => oom_score(k, &tg)?.into_bytes(),
                     TaskFile::Loginuid => b"4294967295".to_vec(),
-                    TaskFile::UidMap | TaskFile::GidMap => {
-                        format!("{:>10} {:>10} {:>10}\n", 0, 0, u32::MAX).into_bytes()
-                    }
+                    TaskFile::UidMap => k.ids.uid.proc_text().into_bytes(),
+                    TaskFile::GidMap => k.ids.gid.proc_text().into_bytes(),
                     TaskFile::Cgroup => b"0::/\n".to_vec(),
                     TaskFile::Wchan => b"0".to_vec(),
                     // As Linux, relative to the process's root.

@@ -98,6 +98,13 @@ fn id_arg(v: u32) -> Option<u32> {
 
 fn do_chown(t: &Task, p: &PathRef, a: &Args, uid: usize) -> SysResult {
     let (uid, gid) = (id_arg(a.u32(uid)), id_arg(a.u32(uid + 1)));
+    // An id the user namespace does not map is invalid, as on Linux.
+    let ids = &t.kernel.ids;
+    if uid.is_some_and(|u| ids.uid.outside(u).is_none())
+        || gid.is_some_and(|g| ids.gid.outside(g).is_none())
+    {
+        return Err(Errno::EINVAL);
+    }
     t.kernel.vfs.chown(p, uid, gid, &t.creds).map(|()| 0)
 }
 

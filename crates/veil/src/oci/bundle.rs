@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _};
 use oci_spec::runtime::{Capabilities, Hook, Mount, Spec};
+use veil_gofer::{IdMap, IdMaps, IdRange};
 use veil_sentry::control::ContainerSpec;
 use veil_sentry::{CapSets, ProcessSpec, RlimitSpec};
 use veil_vfs::fs::memfs::DEFAULT_SIZE_LIMIT;
@@ -115,15 +116,12 @@ impl Bundle {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         let pod_sandbox = pod_sandbox(&annotations)?;
-        let mapped = linux.is_some_and(|l| {
-            l.uid_mappings().as_ref().is_some_and(|m| !m.is_empty())
-                || l.gid_mappings().as_ref().is_some_and(|m| !m.is_empty())
-        });
-        if mapped {
-            tracing::warn!(
-                "uidMappings and gidMappings are not applied: the sandbox's user namespace is its own"
-            );
-        }
+        let ids = IdMaps {
+            uid: id_map(linux.and_then(|l| l.uid_mappings().as_ref()))
+                .context("linux.uidMappings")?,
+            gid: id_map(linux.and_then(|l| l.gid_mappings().as_ref()))
+                .context("linux.gidMappings")?,
+        };
         Ok(Bundle {
             dir,
             rootfs,
@@ -135,6 +133,7 @@ impl Bundle {
                 masked_paths: paths(linux.and_then(|l| l.masked_paths().as_ref()))?,
                 readonly_paths: paths(linux.and_then(|l| l.readonly_paths().as_ref()))?,
                 memory_limit,
+                ids,
             },
             trees,
             annotations,
@@ -191,6 +190,20 @@ fn pod_sandbox(annotations: &BTreeMap<String, String>) -> anyhow::Result<Option<
         }
     }
     Ok(None)
+}
+
+/// A user namespace's mapping, checked as Linux checks a uid_map.
+fn id_map(list: Option<&Vec<oci_spec::runtime::LinuxIdMapping>>) -> anyhow::Result<IdMap> {
+    let ranges = list
+        .into_iter()
+        .flatten()
+        .map(|m| IdRange {
+            inside: m.container_id(),
+            outside: m.host_id(),
+            count: m.size(),
+        })
+        .collect();
+    IdMap::new(ranges).map_err(anyhow::Error::msg)
 }
 
 fn hooks(h: &oci_spec::runtime::Hooks) -> Hooks {

@@ -191,14 +191,19 @@ fn boot_sandbox(
         .map(Cgroup::procs_files)
         .unwrap_or_default();
 
-    let (gofer, sentry_ends) = sandbox::start_gofer(&bundle.trees, opts.debug_log, |gofer| {
-        gofer.null_stdio()?;
-        gofer.cgroup_procs(procs_files.clone());
-        if !args.attached {
-            gofer.detached();
-        }
-        Ok(())
-    })?;
+    let (gofer, sentry_ends) = sandbox::start_gofer(
+        &bundle.trees,
+        &bundle.sandbox.ids,
+        opts.debug_log,
+        |gofer| {
+            gofer.null_stdio()?;
+            gofer.cgroup_procs(procs_files.clone());
+            if !args.attached {
+                gofer.detached();
+            }
+            Ok(())
+        },
+    )?;
 
     let dir = open_dir(container.path())?;
     let control = control_socket()?;
@@ -305,13 +310,18 @@ fn join_pod(
         container.path().join(SOCKET_NAME),
     )
     .context("linking to the pod's control socket")?;
-    let (gofer, sentry_ends) = sandbox::start_gofer(&bundle.trees, opts.debug_log, |gofer| {
-        gofer.null_stdio()?;
-        if !args.attached {
-            gofer.detached();
-        }
-        Ok(())
-    })?;
+    let (gofer, sentry_ends) = sandbox::start_gofer(
+        &bundle.trees,
+        &bundle.sandbox.ids,
+        opts.debug_log,
+        |gofer| {
+            gofer.null_stdio()?;
+            if !args.attached {
+                gofer.detached();
+            }
+            Ok(())
+        },
+    )?;
     let added = (|| {
         let (stdin, stdout, stderr) = (std::io::stdin(), std::io::stdout(), std::io::stderr());
         let mut fds: Vec<BorrowedFd<'_>> = sentry_ends.iter().map(AsFd::as_fd).collect();
