@@ -388,15 +388,20 @@ fn until_ready(script: &str) -> (Child, std::io::BufReader<std::process::ChildSt
     (cli, out)
 }
 
-/// SIGTERM to veil reaches the sandbox's init, which may handle it.
+/// Signals to veil reach the sandbox's init, which may handle them: the
+/// common ones, the rarer ones runc forwards too, and real-time ones.
 #[test]
 fn signals_to_veil_reach_the_sandbox() {
-    let (mut cli, mut out) =
-        until_ready("trap 'echo got TERM; exit 3' TERM; echo ready; while :; do sleep 0.1; done");
-    signal(cli.id() as i32, "TERM");
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut out, &mut line).expect("reply");
-    assert_eq!(line, "got TERM\n");
+    let (mut cli, mut out) = until_ready(
+        "for s in USR1 ALRM PWR 40 64; do trap \"echo got $s\" $s; done; \
+         trap 'echo got TERM; exit 3' TERM; echo ready; while :; do sleep 0.1; done",
+    );
+    for sig in ["USR1", "ALRM", "PWR", "40", "64", "TERM"] {
+        signal(cli.id() as i32, sig);
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut out, &mut line).expect("reply");
+        assert_eq!(line, format!("got {sig}\n"));
+    }
     assert_eq!(cli.wait().expect("wait").code(), Some(3));
 }
 

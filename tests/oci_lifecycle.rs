@@ -473,6 +473,16 @@ impl Helper {
         )
         .unwrap();
         self.step_out("exec -p", &["exec", "-p", process.to_str().unwrap(), "x1"]);
+        // runc takes a process without a user as root's.
+        std::fs::write(
+            &process,
+            serde_json::json!({"args": ["id", "-u"], "cwd": "/", "env": ["PATH=/bin"]}).to_string(),
+        )
+        .unwrap();
+        self.step_out(
+            "exec -p without a user",
+            &["exec", "-p", process.to_str().unwrap(), "x1"],
+        );
         self.step(
             "exec missing program",
             &["exec", "x1", "/no-such-program"],
@@ -514,6 +524,35 @@ impl Helper {
         let _ = writeln!(self.log, "exec -d pid after TERM: {ended}");
         let n = self.ps_count("x1");
         let _ = writeln!(self.log, "ps after: {n:?}");
+        // SIGKILL, which veil's waiter cannot pass on, ends the process
+        // all the same.
+        self.call(&[
+            "exec",
+            "-d",
+            "--pid-file",
+            pid_file.to_str().unwrap(),
+            "x1",
+            "sleep",
+            "1000",
+        ]);
+        let pid = std::fs::read_to_string(&pid_file).unwrap();
+        let pid = nix::unistd::Pid::from_raw(pid.parse().unwrap());
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).unwrap();
+        let killed = matches!(
+            nix::sys::wait::waitpid(pid, None),
+            Ok(nix::sys::wait::WaitStatus::Signaled(
+                _,
+                nix::sys::signal::Signal::SIGKILL,
+                _
+            ))
+        );
+        let _ = writeln!(self.log, "exec -d pid killed: {killed}");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.ps_count("x1") != Some(2) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let n = self.ps_count("x1");
+        let _ = writeln!(self.log, "ps after KILL: {n:?}");
         // A signal to the runtime's exec goes to the exec'd process.
         let status = Command::new("timeout")
             .args(["--preserve-status", "-s", "TERM", "1"])
@@ -1740,12 +1779,15 @@ fn exec_and_ps_like_runc() {
             "ps in created: Some(1)",
             "exec exit code: rc=Some(3) out=\"from-exec\\n\"",
             "exec -p: rc=Some(0) out=\"from-process-json json\\n/tmp\\n1234\\n\"",
+            "exec -p without a user: rc=Some(0) out=\"0\\n\"",
             "exec missing program: rc=255 says \"no-such-program\": true",
             "exec -d: rc=0",
             "exec pid file is a bare number: true",
             "ps with exec'd sleep: Some(3)",
             "exec -d pid after TERM: signal SIGTERM, core false",
             "ps after: Some(2)",
+            "exec -d pid killed: true",
+            "ps after KILL: Some(2)",
             "exec killed by TERM: rc=Some(143)",
             "ps with the orphan: Some(3)",
             "exec stopped: rc=255 says \"cannot exec in a stopped container\": true",
@@ -1851,10 +1893,20 @@ fn malformed_control_requests_get_error_replies() {
         ),
         (
             "descriptors on a wait",
-            enc(&Request::Wait { pid: 1 }),
+            enc(&Request::Wait {
+                pid: 1,
+                tied: false,
+            }),
             vec![null],
         ),
-        ("wait for init", enc(&Request::Wait { pid: 1 }), vec![]),
+        (
+            "wait for init",
+            enc(&Request::Wait {
+                pid: 1,
+                tied: false,
+            }),
+            vec![],
+        ),
         (
             "a bad signal",
             enc(&Request::Signal {
@@ -1935,7 +1987,7 @@ fn malformed_control_requests_get_error_replies() {
         panic!("exec after bad requests: {reply:?}")
     };
     assert_eq!(
-        call(&enc(&Request::Wait { pid }), &[]),
+        call(&enc(&Request::Wait { pid, tied: false }), &[]),
         Reply::Exit(0),
         "/bin/true's status"
     );

@@ -72,8 +72,10 @@ pub enum Request {
         container: Option<String>,
     },
     /// Wait for an exec'd process to exit; replies with its status, which
-    /// is kept until a Wait has returned it.
-    Wait { pid: i32 },
+    /// is kept until a Wait has returned it. With `tied`, the caller
+    /// stands for the process on the host (`exec --detach`'s waiter): if
+    /// it goes first, killed, the process is killed too.
+    Wait { pid: i32, tied: bool },
     /// List a container's processes.
     Ps { container: Option<String> },
     /// Add a pod's container `id`: the descriptors sent along are its
@@ -81,7 +83,8 @@ pub enum Request {
     /// and waits for `Start`.
     CreateContainer { id: String, spec: ContainerSpec },
     /// Wait until a pod's container has stopped; replies with its init's
-    /// status.
+    /// status. The caller stands for the init on the host: if it goes
+    /// first, killed, the container is killed too.
     WaitContainer { id: String },
     /// Kill what is left of a pod's container and forget it.
     DestroyContainer { id: String },
@@ -273,7 +276,7 @@ fn serve_connection(control: &Control, conn: &OwnedFd) {
     loop {
         let reply = match recv(conn, &mut buf) {
             Ok(Some((n, fds))) => match postcard::from_bytes::<Request>(&buf[..n]) {
-                Ok(req) => handle(control, req, fds),
+                Ok(req) => handle(control, req, fds, conn),
                 Err(e) => Reply::Error(format!("bad request: {e}")),
             },
             Ok(None) => return,
@@ -345,7 +348,7 @@ fn send(conn: &OwnedFd, bytes: &[u8]) -> Result<(), HostErrno> {
     }
 }
 
-fn handle(control: &Control, req: Request, fds: Vec<OwnedFd>) -> Reply {
+fn handle(control: &Control, req: Request, fds: Vec<OwnedFd>, conn: &OwnedFd) -> Reply {
     let kernel = &control.kernel;
     if let Some(refused) = check_fds(&req, fds.len()) {
         return refused;
@@ -404,11 +407,24 @@ fn handle(control: &Control, req: Request, fds: Vec<OwnedFd>) -> Reply {
             Ok(pid) => Reply::Pid(pid),
             Err(msg) => Reply::Error(msg),
         },
-        Request::Wait { pid } => {
+        Request::Wait { pid, tied } => {
             let Some(tg) = control.exec(pid) else {
                 return Reply::Error(format!("no process {pid} to wait for"));
             };
-            let status = crate::boot::wait_for_exit(kernel, &tg);
+            let waiter = veil_vfs::wait::Waiter::new();
+            let exited = |timeout| {
+                kernel.child_events.register(&waiter);
+                let status = *tg.exit.lock().unwrap_or_else(PoisonError::into_inner);
+                if status.is_none() {
+                    waiter.wait(Some(timeout));
+                }
+                status
+            };
+            let kill = || kernel.signal_process(&tg, SigInfo::user(SIGKILL, 0, 0));
+            let status = match tied {
+                true => wait_watching(conn, exited, kill),
+                false => wait_watching(conn, exited, || {}),
+            };
             control
                 .execs
                 .lock()
@@ -447,7 +463,14 @@ fn handle(control: &Control, req: Request, fds: Vec<OwnedFd>) -> Reply {
             Err(e) => Reply::Error(e),
         },
         Request::WaitContainer { id } => match control.pod_container(&id) {
-            Some(c) => Reply::Exit(c.wait().wait_status()),
+            Some(c) => {
+                let status = wait_watching(
+                    conn,
+                    |timeout| c.wait_timeout(timeout),
+                    || c.target().signal(kernel, SIGKILL, true),
+                );
+                Reply::Exit(status.wait_status())
+            }
             None => Reply::Error(format!("no container {id:?} in the sandbox")),
         },
         Request::DestroyContainer { id } => {
@@ -467,6 +490,38 @@ fn handle(control: &Control, req: Request, fds: Vec<OwnedFd>) -> Reply {
             }
         }
     }
+}
+
+/// How often a waiting request looks for its caller's hang-up.
+const HANG_UP_POLL: Duration = Duration::from_millis(100);
+
+/// Waits until `exited` (which blocks up to the time it is given) returns
+/// a status. Should the peer of `conn` hang up first, `on_hang_up` runs,
+/// once, and the wait goes on.
+fn wait_watching(
+    conn: &OwnedFd,
+    mut exited: impl FnMut(Duration) -> Option<ExitStatus>,
+    on_hang_up: impl FnOnce(),
+) -> ExitStatus {
+    let mut on_hang_up = Some(on_hang_up);
+    loop {
+        if let Some(status) = exited(HANG_UP_POLL) {
+            return status;
+        }
+        if on_hang_up.is_some() && hung_up(conn) {
+            if let Some(f) = on_hang_up.take() {
+                f();
+            }
+        }
+    }
+}
+
+/// Whether the peer of `conn` has closed its end.
+fn hung_up(conn: &OwnedFd) -> bool {
+    use rustix::event::{poll, PollFd, PollFlags};
+    let mut pfd = [PollFd::new(conn, PollFlags::empty())];
+    poll(&mut pfd, 0).is_ok_and(|n| n > 0)
+        && pfd[0].revents().intersects(PollFlags::HUP | PollFlags::ERR)
 }
 
 /// The error for descriptors a request should not carry, or too few.
@@ -515,6 +570,17 @@ impl PodContainer {
                 .wait(exit)
                 .unwrap_or_else(PoisonError::into_inner);
         }
+    }
+
+    /// Its init's status once the container has stopped, waiting up to
+    /// `timeout` for that.
+    fn wait_timeout(&self, timeout: Duration) -> Option<ExitStatus> {
+        let exit = self.exit.lock().unwrap_or_else(PoisonError::into_inner);
+        let (exit, _) = self
+            .stopped
+            .wait_timeout_while(exit, timeout, |e| e.is_none())
+            .unwrap_or_else(PoisonError::into_inner);
+        *exit
     }
 
     fn target(&self) -> Target {
@@ -900,7 +966,7 @@ mod tests {
         for req in [
             exec,
             create,
-            Request::Wait { pid: 7 },
+            Request::Wait { pid: 7, tied: true },
             Request::Ps { container: None },
             Request::Signal {
                 signo: 15,
@@ -931,7 +997,11 @@ mod tests {
 
     #[test]
     fn malformed_requests_do_not_decode() {
-        let bytes = postcard::to_allocvec(&Request::Wait { pid: 7 }).expect("encodes");
+        let bytes = postcard::to_allocvec(&Request::Wait {
+            pid: 7,
+            tied: false,
+        })
+        .expect("encodes");
         assert!(postcard::from_bytes::<Request>(&bytes[..1]).is_err());
         assert!(postcard::from_bytes::<Request>(&[0xff, 0xff]).is_err());
         assert!(postcard::from_bytes::<Request>(&[]).is_err());

@@ -241,7 +241,7 @@ fn init_logging(cli: &Cli) {
 }
 
 /// Takes ownership of a descriptor inherited from the parent veil process.
-fn inherited_fd(fd: RawFd) -> anyhow::Result<OwnedFd> {
+pub(crate) fn inherited_fd(fd: RawFd) -> anyhow::Result<OwnedFd> {
     rustix::io::fcntl_getfd(
         // SAFETY: only borrowed for the duration of this validity check.
         unsafe { rustix::fd::BorrowedFd::borrow_raw(fd) },

@@ -107,4 +107,7 @@ pub struct ExecWait {
     /// The exec'd process's pid in the sandbox; without it, the waiter
     /// stands for a pod's container's init.
     pub pid: Option<i32>,
+    /// The connection its wait request went out on.
+    #[arg(long)]
+    pub conn_fd: std::os::fd::RawFd,
 }

@@ -11,7 +11,6 @@
 use std::io::Write as _;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context as _};
@@ -22,6 +21,8 @@ use super::console::OwnTerminal;
 use super::lifecycle::{write_pid_file, Conn, CONTROL_TIMEOUT};
 use super::state::{Container, Status, Store};
 use crate::sandbox::exit_code;
+use nix::sched::CloneFlags;
+use veil_confine::spawn::{Child, Spawn};
 
 /// `veil exec`'s exit code for its own failures (runc's).
 pub const EXEC_FAILED: u8 = 255;
@@ -50,7 +51,14 @@ pub fn exec(root: &Path, args: &liboci_cli::Exec) -> anyhow::Result<u8> {
         Some(path) => {
             let file =
                 std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-            serde_json::from_reader::<_, Process>(file)
+            let mut json: serde_json::Value = serde_json::from_reader(file)
+                .with_context(|| format!("parsing {}", path.display()))?;
+            // runc's Go struct makes a missing user root.
+            if let Some(p) = json.as_object_mut() {
+                p.entry("user")
+                    .or_insert_with(|| serde_json::json!({"uid": 0, "gid": 0}));
+            }
+            serde_json::from_value::<Process>(json)
                 .with_context(|| format!("parsing {}", path.display()))?
         }
         None => {
@@ -112,11 +120,19 @@ pub fn exec(root: &Path, args: &liboci_cli::Exec) -> anyhow::Result<u8> {
     // receiver's hang-up.
     drop(console);
     match signals {
-        Some(signals) => wait(&container, &conn, &Waited::Exec(pid), signals).map(exit_code),
+        Some(signals) => {
+            // As runc's: killing `veil exec` leaves the process running.
+            let waited = Waited::Exec { pid, tied: false };
+            if !conn.send(&waited.request(), &[])? {
+                bail!("the sandbox closed the connection");
+            }
+            await_exit(&container, &conn, &waited, signals).map(exit_code)
+        }
         None => {
-            let waiter = spawn_waiter(root, &args.container_id, pid)?;
+            let waited = Waited::Exec { pid, tied: true };
+            let waiter = start_waiter(root, &container, &args.container_id, &waited, false)?;
             if let Some(path) = &args.pid_file {
-                write_pid_file(path, waiter)?;
+                write_pid_file(path, waiter.pid())?;
             }
             Ok(0)
         }
@@ -191,45 +207,69 @@ fn dedup_env(envp: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
     out
 }
 
-/// Starts `veil exec-wait` for an exec'd process, with no stdio of ours
-/// (a pipe it held would keep the caller from seeing the end of output).
-fn spawn_waiter(root: &Path, id: &str, pid: i32) -> anyhow::Result<i32> {
-    let child = Command::new(std::env::current_exe().context("finding veil")?)
-        .arg("--root")
-        .arg(root)
-        .arg("exec-wait")
-        .arg(id)
-        .arg(pid.to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("starting the exec waiter")?;
-    // Not waited for: it outlives us, re-parented to the caller's
-    // subreaper, which reaps it.
-    Ok(child.id() as i32)
-}
-
 /// What a waiter stands for.
-enum Waited {
-    /// A process `exec` started, by its pid in the sandbox.
-    Exec(i32),
+pub(super) enum Waited {
+    /// A process `exec` started, by its pid in the sandbox; with `tied`,
+    /// the process is killed if the waiter is.
+    Exec { pid: i32, tied: bool },
     /// A pod's container's init.
     Container(String),
 }
 
+impl Waited {
+    fn request(&self) -> Request {
+        match self {
+            Waited::Exec { pid, tied } => Request::Wait {
+                pid: *pid,
+                tied: *tied,
+            },
+            Waited::Container(id) => Request::WaitContainer { id: id.clone() },
+        }
+    }
+}
+
+/// Starts `veil exec-wait`, the host process that stands for `waited`
+/// (the pid the caller's shim waits for and signals), detached unless
+/// `attached`, with no stdio of ours (a pipe it held would keep the caller
+/// from seeing the end of output). The wait request goes out first on a
+/// connection the waiter inherits, so that the sandbox takes the waiter's
+/// death, however early, for the connection's hang-up.
+pub(super) fn start_waiter(
+    root: &Path,
+    container: &Container,
+    id: &str,
+    waited: &Waited,
+    attached: bool,
+) -> anyhow::Result<Child> {
+    let conn = Conn::open(container, None)?;
+    if !conn.send(&waited.request(), &[])? {
+        bail!("the sandbox closed the connection");
+    }
+    let mut waiter = Spawn::current_exe(CloneFlags::empty())?;
+    waiter.null_stdio()?;
+    if !attached {
+        waiter.detached();
+    }
+    let fd = waiter.pass_fd(&conn.as_fd());
+    waiter.arg("--root").arg(root).arg("exec-wait").arg(id);
+    if let Waited::Exec { pid, .. } = waited {
+        waiter.arg(pid.to_string());
+    }
+    waiter.arg("--conn-fd").arg(fd.to_string());
+    Ok(waiter.spawn()?)
+}
+
 /// `exec-wait`: the host process that stands for a detached exec'd
 /// process (`pid`), or without one for a pod's container's init, until it
-/// exits.
-pub fn exec_wait(root: &Path, id: &str, pid: Option<i32>) -> anyhow::Result<u8> {
+/// exits. Its wait request is already out on `conn`.
+pub fn exec_wait(root: &Path, id: &str, pid: Option<i32>, conn: OwnedFd) -> anyhow::Result<u8> {
     let signals = crate::signals::block_into_signalfd()?;
     let container = Store::open(root)?.get(id)?;
-    let conn = Conn::open(&container, None)?;
     let waited = match pid {
-        Some(pid) => Waited::Exec(pid),
+        Some(pid) => Waited::Exec { pid, tied: true },
         None => Waited::Container(id.to_string()),
     };
-    let status = wait(&container, &conn, &waited, signals)?;
+    let status = await_exit(&container, &Conn::from_fd(conn), &waited, signals)?;
     if let Some(signo) = signaled(status) {
         die_of(signo);
     }
@@ -260,9 +300,9 @@ fn die_of(signo: i32) {
     let _ = nix::sys::signal::raise(sig);
 }
 
-/// Waits for `waited` on `conn`, passing on the signals read from
-/// `signals`; returns its wait(2) status.
-fn wait(
+/// Waits for the reply to the wait request for `waited` sent on `conn`,
+/// passing on the signals read from `signals`; returns its wait(2) status.
+fn await_exit(
     container: &Container,
     conn: &Conn,
     waited: &Waited,
@@ -270,18 +310,14 @@ fn wait(
 ) -> anyhow::Result<i32> {
     let forward = Conn::open(container, Some(CONTROL_TIMEOUT))?;
     let (pid, in_pod) = match waited {
-        Waited::Exec(pid) => (Some(*pid), None),
+        Waited::Exec { pid, .. } => (Some(*pid), None),
         Waited::Container(id) => (None, Some(id.clone())),
     };
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || forward_signals(&forward, signals.as_fd(), pid, in_pod))
         .context("starting the signal thread")?;
-    let req = match waited {
-        Waited::Exec(pid) => Request::Wait { pid: *pid },
-        Waited::Container(id) => Request::WaitContainer { id: id.clone() },
-    };
-    let status = match conn.call(&req, &[])? {
+    let status = match conn.reply()? {
         Some(Reply::Exit(status)) => status,
         // The sandbox is gone, and with it every process in it, killed as
         // a PID namespace's processes are when its init exits.

@@ -17,7 +17,6 @@ use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{bail, Context as _};
-use nix::sched::CloneFlags;
 use rustix::net::{
     AddressFamily, SendAncillaryBuffer, SendAncillaryMessage, SendFlags, SocketAddrUnix,
     SocketFlags, SocketType,
@@ -344,19 +343,10 @@ fn join_pod(
         gofer.signal(libc_sigkill());
         return Err(e);
     }
-    let waiter = Spawn::current_exe(CloneFlags::empty())
-        .and_then(|mut w| {
-            w.null_stdio()?;
-            if !args.attached {
-                w.detached();
-            }
-            w.arg("--root")
-                .arg(store.root())
-                .arg("exec-wait")
-                .arg(args.id);
-            w.spawn()
-        })
-        .context("starting the container's waiter");
+    let waited = super::exec::Waited::Container(args.id.to_string());
+    let waiter =
+        super::exec::start_waiter(store.root(), container, args.id, &waited, args.attached)
+            .context("starting the container's waiter");
     match waiter {
         Ok(waiter) => Ok((waiter, gofer)),
         Err(e) => {
@@ -532,6 +522,15 @@ impl Conn {
         Ok(Conn(sock))
     }
 
+    /// A connection made by another veil process.
+    pub(super) fn from_fd(fd: OwnedFd) -> Conn {
+        Conn(fd)
+    }
+
+    pub(super) fn as_fd(&self) -> BorrowedFd<'_> {
+        self.0.as_fd()
+    }
+
     /// Sends `req` with `fds` attached and returns the reply; an error
     /// reply becomes an error, and None means the sandbox has gone.
     pub(super) fn call(
@@ -539,6 +538,14 @@ impl Conn {
         req: &Request,
         fds: &[BorrowedFd<'_>],
     ) -> anyhow::Result<Option<Reply>> {
+        if !self.send(req, fds)? {
+            return Ok(None);
+        }
+        self.reply()
+    }
+
+    /// Sends `req` with `fds` attached; false if the sandbox has gone.
+    pub(super) fn send(&self, req: &Request, fds: &[BorrowedFd<'_>]) -> anyhow::Result<bool> {
         let bytes = postcard::to_allocvec(req).context("encoding a request")?;
         let mut space = [0u8; rustix::cmsg_space!(ScmRights(MAX_FDS))];
         let mut ancillary = SendAncillaryBuffer::new(&mut space);
@@ -553,13 +560,18 @@ impl Conn {
                 SendFlags::NOSIGNAL,
             ) {
                 Err(rustix::io::Errno::INTR) => continue,
-                Err(rustix::io::Errno::PIPE) => return Ok(None),
+                Err(rustix::io::Errno::PIPE) => return Ok(false),
                 r => {
                     r.context("sending to the sandbox")?;
-                    break;
+                    return Ok(true);
                 }
             }
         }
+    }
+
+    /// The reply to the request sent last; an error reply becomes an
+    /// error, and None means the sandbox has gone.
+    pub(super) fn reply(&self) -> anyhow::Result<Option<Reply>> {
         let mut buf = vec![0u8; MAX_MESSAGE];
         let n = loop {
             match rustix::io::read(&self.0, &mut buf) {

@@ -124,7 +124,8 @@ fn dispatch(
         OciCommand::List(args) => list(root, &args),
         OciCommand::State(args) => container_state(root, &args.container_id),
         OciCommand::Exec(args) => exec::exec(root, &args),
-        OciCommand::ExecWait(args) => exec::exec_wait(root, &args.container_id, args.pid),
+        OciCommand::ExecWait(args) => crate::inherited_fd(args.conn_fd)
+            .and_then(|conn| exec::exec_wait(root, &args.container_id, args.pid, conn)),
         OciCommand::Ps(args) => exec::ps(root, &args),
     }
 }
