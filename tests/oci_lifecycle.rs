@@ -1258,6 +1258,7 @@ impl Helper {
         );
         let pids = self.ps_pids("pod");
         let _ = writeln!(self.log, "ps pod: {pids}");
+        self.step_out("ps -o", &["ps", "pod", "-o", "pid,comm,args"]);
         let c1_pids = self.ps_pids("c1");
         let _ = writeln!(
             self.log,
@@ -1672,6 +1673,7 @@ fn a_pods_containers_share_its_sandbox_like_runsc() {
         "exec in the sandbox: rc=Some(0) out=\"pause\"",
         "exec c1 exit code: rc=Some(4) out=\"\"",
         "ps pod: [1]",
+        "ps -o: rc=Some(0) out=\"PID COMMAND COMMAND\\n  1 sleep   sleep 1000\\n\"",
         "ps c1 lists its own: true",
         "kill c1: rc=0",
         "c1's waiter: Some(7)",

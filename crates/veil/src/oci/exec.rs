@@ -346,9 +346,7 @@ fn forward_signals(conn: &Conn, fd: BorrowedFd<'_>, pid: Option<i32>, container:
 /// `ps`: the container's processes, by their pids in the sandbox (runc
 /// shows host pids; an exec'd process has none).
 pub fn ps(root: &Path, args: &liboci_cli::Ps) -> anyhow::Result<u8> {
-    if !args.ps_options.is_empty() {
-        bail!("ps options are not supported: veil prints its own table");
-    }
+    let columns = ps_columns(&args.ps_options)?;
     let json = match args.format.as_str() {
         "json" => true,
         "table" => false,
@@ -373,10 +371,10 @@ pub fn ps(root: &Path, args: &liboci_cli::Ps) -> anyhow::Result<u8> {
             Some(other) => bail!("an unexpected reply from the sandbox: {other:?}"),
         },
     };
-    let out = if json {
-        ps_json(&procs)
-    } else {
-        ps_table(&procs, SystemTime::now())
+    let out = match (json, columns) {
+        (true, _) => ps_json(&procs),
+        (false, None) => ps_table(&procs, SystemTime::now()),
+        (false, Some(columns)) => ps_custom(&procs, &columns, SystemTime::now()),
     };
     std::io::stdout().write_all(out.as_bytes())?;
     Ok(0)
@@ -428,9 +426,173 @@ fn ps_table(procs: &[ProcessInfo], now: SystemTime) -> String {
     out
 }
 
+/// A column of `ps -o`, which veil fills from the sandbox's view of its
+/// processes (runc runs the host's ps, which cannot see into a sandbox).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PsColumn {
+    Pid,
+    Ppid,
+    Uid,
+    Comm,
+    Args,
+    Stat,
+    Time,
+    Etime,
+}
+
+impl PsColumn {
+    fn parse(name: &str) -> Option<(PsColumn, &'static str)> {
+        Some(match name {
+            "pid" => (PsColumn::Pid, "PID"),
+            "ppid" => (PsColumn::Ppid, "PPID"),
+            "uid" | "euid" => (PsColumn::Uid, "UID"),
+            "user" | "euser" => (PsColumn::Uid, "USER"),
+            "comm" | "ucomm" => (PsColumn::Comm, "COMMAND"),
+            "args" | "command" => (PsColumn::Args, "COMMAND"),
+            "cmd" => (PsColumn::Args, "CMD"),
+            "stat" => (PsColumn::Stat, "STAT"),
+            "s" | "state" => (PsColumn::Stat, "S"),
+            "time" | "cputime" => (PsColumn::Time, "TIME"),
+            "etime" => (PsColumn::Etime, "ELAPSED"),
+            _ => return None,
+        })
+    }
+
+    fn numeric(self) -> bool {
+        matches!(self, PsColumn::Pid | PsColumn::Ppid | PsColumn::Uid)
+    }
+}
+
+/// The columns ps options ask for: None for `ps -ef`'s table (no options,
+/// `-e`, `-f`, `-ef`, `-A`); `-o LIST` (also `-oLIST`, `-eo LIST`) names
+/// columns with optional `=HEADER`s.
+fn ps_columns(options: &[String]) -> anyhow::Result<Option<Vec<(PsColumn, String)>>> {
+    let mut columns: Option<Vec<(PsColumn, String)>> = None;
+    let mut args = options.iter();
+    while let Some(arg) = args.next() {
+        let Some(flags) = arg.strip_prefix('-').filter(|f| !f.is_empty()) else {
+            bail!("ps option {arg:?} is not supported");
+        };
+        let (plain, list) = match flags.split_once('o') {
+            Some((plain, "")) => {
+                let list = args.next().context("ps -o needs a list of columns")?;
+                (plain, Some(list.as_str()))
+            }
+            Some((plain, list)) => (plain, Some(list)),
+            None => (flags, None),
+        };
+        if let Some(bad) = plain.chars().find(|c| !matches!(c, 'e' | 'f' | 'A')) {
+            bail!("ps option -{bad} is not supported");
+        }
+        for item in list.into_iter().flat_map(|l| l.split([',', ' '])) {
+            if item.is_empty() {
+                continue;
+            }
+            let (name, header) = match item.split_once('=') {
+                Some((name, header)) => (name, Some(header)),
+                None => (item, None),
+            };
+            let (column, default) = PsColumn::parse(name)
+                .with_context(|| format!("ps column {name:?} is not supported"))?;
+            let header = header.unwrap_or(default).to_string();
+            columns.get_or_insert_with(Vec::new).push((column, header));
+        }
+    }
+    Ok(columns)
+}
+
+/// `ps -o`'s table: columns as wide as their widest cell, numbers to the
+/// right, the last column unpadded.
+fn ps_custom(procs: &[ProcessInfo], columns: &[(PsColumn, String)], now: SystemTime) -> String {
+    let now_ns = now
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_nanos() as u64;
+    let clock = |secs: u64| format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60);
+    let cell = |p: &ProcessInfo, c: PsColumn| match c {
+        PsColumn::Pid => p.pid.to_string(),
+        PsColumn::Ppid => p.ppid.to_string(),
+        PsColumn::Uid => p.uid.to_string(),
+        PsColumn::Comm => p.comm.clone(),
+        PsColumn::Args if p.cmdline.is_empty() => format!("[{}]", p.comm),
+        PsColumn::Args => p.cmdline.join(" "),
+        PsColumn::Stat => p.state.to_string(),
+        PsColumn::Time => clock(p.utime_ns.saturating_add(p.stime_ns) / 1_000_000_000),
+        PsColumn::Etime => {
+            let secs = now_ns.saturating_sub(p.start_ns) / 1_000_000_000;
+            match secs / 86400 {
+                0 if secs < 3600 => format!("{:02}:{:02}", secs / 60, secs % 60),
+                0 => clock(secs),
+                days => format!("{days}-{}", clock(secs % 86400)),
+            }
+        }
+    };
+    let rows: Vec<Vec<String>> = std::iter::once(columns.iter().map(|(_, h)| h.clone()).collect())
+        .chain(
+            procs
+                .iter()
+                .map(|p| columns.iter().map(|&(c, _)| cell(p, c)).collect()),
+        )
+        .collect();
+    let widths: Vec<usize> = (0..columns.len())
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for row in &rows {
+        let mut line = String::new();
+        for (i, text) in row.iter().enumerate() {
+            if i > 0 {
+                line.push(' ');
+            }
+            let last = i + 1 == row.len();
+            match (columns[i].0.numeric(), last) {
+                (true, _) => line.push_str(&format!("{text:>w$}", w = widths[i])),
+                (false, true) => line.push_str(text),
+                (false, false) => line.push_str(&format!("{text:<w$}", w = widths[i])),
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ps_options_choose_columns() {
+        let opts = |o: &[&str]| ps_columns(&o.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert!(opts(&[]).expect("parses").is_none());
+        assert!(opts(&["-ef"]).expect("parses").is_none());
+        let cols = opts(&["-eo", "pid,comm=NAME", "-o", "args"])
+            .expect("parses")
+            .expect("parses");
+        assert_eq!(
+            cols,
+            [
+                (PsColumn::Pid, "PID".to_string()),
+                (PsColumn::Comm, "NAME".to_string()),
+                (PsColumn::Args, "COMMAND".to_string())
+            ]
+        );
+        assert_eq!(opts(&["-opid"]).expect("parses").expect("columns").len(), 1);
+        for bad in [&["aux"][..], &["-x"], &["-o"], &["-o", "wchan"]] {
+            assert!(opts(bad).is_err(), "{bad:?}");
+        }
+        let now = UNIX_EPOCH + Duration::from_secs(37_200 + 8);
+        let procs = [info(1, 0, &["sh", "-c", "x"]), info(12, 1, &[])];
+        let cols = opts(&["-o", "pid,ppid,comm,etime,args"])
+            .expect("parses")
+            .expect("columns");
+        assert_eq!(
+            ps_custom(&procs, &cols, now),
+            "PID PPID COMMAND ELAPSED COMMAND\n  \
+               1    0 sh      00:08   sh -c x\n \
+              12    1 sh      00:08   [sh]\n"
+        );
+    }
 
     fn info(pid: i32, ppid: i32, cmdline: &[&str]) -> ProcessInfo {
         ProcessInfo {
