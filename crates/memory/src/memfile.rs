@@ -362,6 +362,22 @@ impl MemoryFile {
         Ok(())
     }
 
+    /// Stores `v` at `off` (8-byte aligned) in one atomic write with
+    /// release ordering, for data that applications read concurrently
+    /// under a sequence lock (the vDSO's time page).
+    pub fn store_u64(&self, off: u64, v: u64) -> Result<(), Errno> {
+        if !off.is_multiple_of(8) {
+            return Err(Errno::EINVAL);
+        }
+        let dst = self.ptr(off, 8)?;
+        // SAFETY: `dst` has 8 mapped bytes (checked by `ptr`), 8-byte
+        // aligned (the mapping is page aligned and `off` a multiple of 8);
+        // the memory is only ever accessed with raw or atomic operations.
+        let word = unsafe { &*dst.cast::<AtomicU64>() };
+        word.store(v, Ordering::Release);
+        Ok(())
+    }
+
     /// Copies `buf` into the file at `off`.
     pub fn write(&self, off: u64, buf: &[u8]) -> Result<(), Errno> {
         let dst = self.ptr(off, buf.len())?;

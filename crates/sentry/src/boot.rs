@@ -197,6 +197,12 @@ pub fn boot(cfg: BootConfig) -> Result<ExitStatus, BootError> {
     kernel.init_protected = cfg.init_protected;
     kernel.ids = cfg.ids;
     let kernel = Arc::new(kernel);
+    if let Some(vdso) = &kernel.vdso {
+        vdso.start().map_err(|_| BootError::Setup {
+            what: "vDSO clock thread",
+            errno: Errno::EAGAIN,
+        })?;
+    }
     let tree = TreeSpec {
         mounts: &cfg.mounts.mounts,
         clients: &clients,

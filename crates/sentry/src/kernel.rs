@@ -35,6 +35,8 @@ pub struct Kernel {
     pub ids: veil_gofer::IdMaps,
     /// Print every application syscall (`veil --strace`).
     pub strace: bool,
+    /// The vDSO mapped into every process; None if it could not be made.
+    pub vdso: Option<Arc<crate::vdso::Vdso>>,
     pub boot_time: Instant,
     next_tid: AtomicI32,
     /// Unsupported syscalls (and other features) already logged once.
@@ -81,8 +83,13 @@ impl Kernel {
         vfs: Arc<Vfs>,
         strace: bool,
     ) -> Kernel {
+        let vdso = crate::vdso::Vdso::new(memfile.clone())
+            .inspect_err(|e| tracing::warn!("no vDSO: {e}"))
+            .ok()
+            .map(Arc::new);
         Kernel {
             platform,
+            vdso,
             memfd_fs: MemFs::new(memfs::DEFAULT_SIZE_LIMIT, memfile.clone()),
             memfile,
             vfs,

@@ -20,6 +20,7 @@ pub mod task;
 mod timer;
 mod timerfd;
 pub mod tty;
+pub mod vdso;
 mod vfsglue;
 
 pub use boot::{boot, BootConfig, BootError, CapSets, ProcessSpec, RlimitSpec, Stdio};

@@ -217,7 +217,7 @@ impl RealTimer {
             pid,
             me: me.clone(),
         });
-        st.deadline = (!value.is_zero()).then(|| Instant::now() + value);
+        st.deadline = (!value.is_zero()).then(|| crate::vdso::host_deadline(value));
         if let Some(at) = st.deadline {
             st.key = Some(kernel.timers.schedule(at, me, st.generation));
         }

@@ -42,7 +42,7 @@ pub trait ExecOpener {
 }
 
 /// Credentials and hardware facts the auxiliary vector reports.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct AuxInfo {
     pub uid: u32,
     pub euid: u32,
@@ -51,6 +51,8 @@ pub struct AuxInfo {
     pub hwcap: u64,
     pub hwcap2: u64,
     pub random: [u8; 16],
+    /// The vDSO to map (AT_SYSINFO_EHDR), if any.
+    pub vdso: Option<Arc<crate::vdso::Vdso>>,
 }
 
 /// The result of loading: where the new image starts running.
@@ -62,6 +64,13 @@ pub struct LoadedProgram {
     pub exe_path: Vec<u8>,
     /// argv[0]'s base name, for the task's comm.
     pub comm: Vec<u8>,
+}
+
+/// Where exec put the dynamic linker (0 without one) and the vDSO.
+#[derive(Clone, Copy)]
+struct Placed {
+    interp: u64,
+    vdso: Option<u64>,
 }
 
 struct Image {
@@ -117,7 +126,9 @@ pub fn load(
         None => (main.entry, 0),
     };
     mm.set_brk_start(page_up(main.end).ok_or(Errno::ENOMEM)?);
-    let stack_pointer = build_stack(mm, &argv, envp, &execfn, aux, &main, base)?;
+    let vdso = aux.vdso.as_ref().map(|v| v.map(mm)).transpose()?;
+    let placed = Placed { interp: base, vdso };
+    let stack_pointer = build_stack(mm, &argv, envp, &execfn, aux, &main, placed)?;
     let comm = argv
         .first()
         .map(|a| {
@@ -339,6 +350,7 @@ mod auxv {
     pub const AT_RANDOM: u64 = 25;
     pub const AT_HWCAP2: u64 = 26;
     pub const AT_EXECFN: u64 = 31;
+    pub const AT_SYSINFO_EHDR: u64 = 33;
 }
 
 /// Maps the stack and lays out strings, argv, envp and auxv as Linux does.
@@ -349,7 +361,7 @@ fn build_stack(
     execfn: &[u8],
     aux: &AuxInfo,
     main: &Image,
-    base: u64,
+    placed: Placed,
 ) -> Result<u64, Errno> {
     let total: usize = argv.iter().chain(envp).map(|s| s.len() + 1 + 8).sum();
     if total > MAX_ARGS_TOTAL || argv.iter().chain(envp).any(|s| s.len() > MAX_ARG_STRLEN) {
@@ -408,14 +420,20 @@ fn build_stack(
     let random_addr = sp;
     mm.copy_out_force(random_addr, &aux.random)?;
     use auxv::*;
-    let auxv: Vec<(u64, u64)> = vec![
+    // AT_SYSINFO_EHDR first, as Linux's x86-64 puts it.
+    let mut auxv: Vec<(u64, u64)> = placed
+        .vdso
+        .map(|at| (AT_SYSINFO_EHDR, at))
+        .into_iter()
+        .collect();
+    auxv.extend([
         (AT_HWCAP, aux.hwcap),
         (AT_PAGESZ, PAGE_SIZE),
         (AT_CLKTCK, 100),
         (AT_PHDR, main.phdr_addr),
         (AT_PHENT, size_of::<Phdr>() as u64),
         (AT_PHNUM, main.phnum),
-        (AT_BASE, base),
+        (AT_BASE, placed.interp),
         (AT_FLAGS, 0),
         (AT_ENTRY, main.entry),
         (AT_UID, u64::from(aux.uid)),
@@ -428,7 +446,7 @@ fn build_stack(
         (AT_EXECFN, execfn_addr),
         (AT_PLATFORM, platform_addr),
         (AT_NULL, 0),
-    ];
+    ]);
     let mut words: Vec<u64> = Vec::with_capacity(3 + argv.len() + envp.len() + 2 * auxv.len());
     words.push(argv.len() as u64);
     words.extend(arg_addrs);

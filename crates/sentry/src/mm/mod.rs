@@ -128,6 +128,22 @@ pub struct MapName {
     pub ino: u64,
 }
 
+impl MapName {
+    /// A mapping the kernel makes, such as "[vdso]": no file, and private
+    /// in /proc/PID/maps whatever backs it.
+    pub fn special(label: &str) -> MapName {
+        MapName {
+            path: label.as_bytes().to_vec(),
+            dev: 0,
+            ino: 0,
+        }
+    }
+
+    fn is_special(&self) -> bool {
+        self.dev == 0 && self.ino == 0 && self.path.starts_with(b"[")
+    }
+}
+
 /// A mapping as /proc/PID/maps and smaps describe it.
 pub struct MapInfo {
     pub start: u64,
@@ -1112,9 +1128,11 @@ impl MemoryManager {
         let heap = (st.brk_start, page_up(st.brk).unwrap_or(st.brk));
         let mut out: Vec<MapInfo> = Vec::new();
         for (&start, v) in &st.vmas {
+            let special = v.name.as_ref().is_some_and(|n| n.is_special());
             let (shared, offset) = match &v.backing {
                 Backing::Anon => (false, 0),
                 Backing::File { offset, .. } => (false, *offset),
+                Backing::Shared { .. } if special => (false, 0),
                 Backing::Shared { offset, .. } => (true, *offset),
             };
             let label = if v.backing_is_anon() && start < heap.1 && v.end > heap.0 {

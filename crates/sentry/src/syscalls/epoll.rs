@@ -98,7 +98,7 @@ fn wait(t: &Task, epfd: i32, addr: u64, max: i32, timeout: Option<Duration>) -> 
     }
     let file = t.fds.get(epfd)?;
     let ep = file.ops_as::<Epoll>().ok_or(Errno::EINVAL)?;
-    let deadline = timeout.map(|d| Instant::now() + d);
+    let deadline = timeout.map(crate::vdso::host_deadline);
     loop {
         // Registered before looking, so no wake-up is lost in between.
         ep.register(&t.shared.waiter);

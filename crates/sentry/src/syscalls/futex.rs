@@ -263,16 +263,14 @@ fn deadline(t: &Task, addr: u64, absolute: bool, realtime: bool) -> Result<Optio
     }
     let d = Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32);
     if !absolute {
-        return Ok(Some(Instant::now() + d));
+        return Ok(Some(crate::vdso::host_deadline(d)));
     }
-    let clock = if realtime {
-        rustix::time::ClockId::Realtime
-    } else {
-        rustix::time::ClockId::Monotonic
-    };
-    let now = rustix::time::clock_gettime(clock);
-    let now = Duration::new(now.tv_sec as u64, now.tv_nsec as u32);
-    Ok(Some(Instant::now() + d.saturating_sub(now)))
+    let now = super::time::now(t, if realtime { 0 } else { 1 })?;
+    let now = Duration::new(
+        now.tv_sec.max(0) as u64,
+        now.tv_nsec.clamp(0, 999_999_999) as u32,
+    );
+    Ok(Some(crate::vdso::host_deadline(d.saturating_sub(now))))
 }
 
 /// FUTEX_WAKE_OP: an atomic operation on a second futex word, then wakes.

@@ -39,7 +39,7 @@ pub(super) fn register(t: &mut Table) {
 /// Fills in `revents` until at least one file is ready or the timeout
 /// (`None`: forever) passes; returns the number of ready entries.
 fn wait_ready(t: &Task, fds: &mut [PollFd], timeout: Option<Duration>) -> Result<usize, Errno> {
-    let deadline = timeout.map(|d| Instant::now() + d);
+    let deadline = timeout.map(crate::vdso::host_deadline);
     loop {
         let waiter = &t.shared.waiter;
         let mut ready = 0;

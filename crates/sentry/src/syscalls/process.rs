@@ -563,5 +563,6 @@ fn aux_info(t: &Task) -> AuxInfo {
         hwcap: hwcap as u64,
         hwcap2: hwcap2 as u64,
         random,
+        vdso: t.kernel.vdso.clone(),
     }
 }

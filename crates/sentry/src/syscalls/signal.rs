@@ -332,7 +332,9 @@ fn rt_sigtimedwait(t: &mut Task, a: &Args) -> SysResult {
     let set = t.mm.read_obj::<u64>(a.u64(0))? & !UNBLOCKABLE;
     let deadline = match a.u64(2) {
         0 => None,
-        addr => Some(std::time::Instant::now() + super::time::read_timespec(t, addr)?),
+        addr => Some(crate::vdso::host_deadline(super::time::read_timespec(
+            t, addr,
+        )?)),
     };
     t.shared.set_real_blocked(t.signal_mask);
     let r = sigtimedwait(t, a, set, deadline);

@@ -1,8 +1,9 @@
 //! Clocks and sleeping.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use veil_abi::{Errno, SysResult, Sysno, Timespec, Timeval};
+use veil_vdso::Clock;
 
 use super::strace::Arg::*;
 use super::{Args, Table};
@@ -40,8 +41,25 @@ pub(super) fn register(t: &mut Table) {
     t.partial(Sysno::getitimer, getitimer, &[Int, Hex], CPU);
 }
 
-/// Reads a host clock; the sandbox shares the host's time.
-fn now(clock: i32) -> Result<Timespec, Errno> {
+/// Reads a clock; the sandbox shares the host's time. The clocks the
+/// vDSO serves are read as the vDSO reads them, so that a process mixing
+/// the two never sees time go backwards.
+pub(super) fn now(t: &Task, clock: i32) -> Result<Timespec, Errno> {
+    let vdso_clock = match clock {
+        CLOCK_REALTIME | CLOCK_REALTIME_COARSE | CLOCK_REALTIME_ALARM | CLOCK_TAI => {
+            Some(Clock::Realtime)
+        }
+        CLOCK_MONOTONIC | CLOCK_MONOTONIC_COARSE => Some(Clock::Monotonic),
+        CLOCK_BOOTTIME | CLOCK_BOOTTIME_ALARM => Some(Clock::Boottime),
+        _ => None,
+    };
+    let vdso_ns = vdso_clock.and_then(|c| t.kernel.vdso.as_ref()?.now_ns(c));
+    if let Some(ns) = vdso_ns {
+        return Ok(Timespec {
+            tv_sec: (ns / 1_000_000_000) as i64,
+            tv_nsec: (ns % 1_000_000_000) as i64,
+        });
+    }
     let id = match clock {
         // The sandbox cannot set the TAI offset, which stays Linux's default of 0.
         CLOCK_REALTIME | CLOCK_REALTIME_ALARM | CLOCK_TAI => rustix::time::ClockId::Realtime,
@@ -122,7 +140,7 @@ fn clock_gettime(t: &mut Task, a: &Args) -> SysResult {
             tv_sec: d.as_secs() as i64,
             tv_nsec: i64::from(d.subsec_nanos()),
         },
-        None => now(a.i32(0))?,
+        None => now(t, a.i32(0))?,
     };
     t.mm.write_obj(a.u64(1), &ts).map(|()| 0)
 }
@@ -134,7 +152,7 @@ fn clock_getres(t: &mut Task, a: &Args) -> SysResult {
         Some((CpuClock::Prof | CpuClock::Virt, _)) => 4_000_000,
         Some((CpuClock::Sched, _)) => 1,
         None => {
-            now(clock)?;
+            now(t, clock)?;
             if matches!(clock, CLOCK_REALTIME_COARSE | CLOCK_MONOTONIC_COARSE) {
                 4_000_000
             } else {
@@ -154,7 +172,7 @@ fn clock_getres(t: &mut Task, a: &Args) -> SysResult {
 
 fn gettimeofday(t: &mut Task, a: &Args) -> SysResult {
     if a.u64(0) != 0 {
-        let ts = now(CLOCK_REALTIME)?;
+        let ts = now(t, CLOCK_REALTIME)?;
         let tv = Timeval {
             tv_sec: ts.tv_sec,
             tv_usec: ts.tv_nsec / 1000,
@@ -169,9 +187,7 @@ fn gettimeofday(t: &mut Task, a: &Args) -> SysResult {
 }
 
 fn time(t: &mut Task, a: &Args) -> SysResult {
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let secs = now(t, CLOCK_REALTIME)?.tv_sec.max(0) as u64;
     if a.u64(0) != 0 {
         t.mm.write_obj(a.u64(0), &secs)?;
     }
@@ -188,7 +204,7 @@ pub(super) fn read_timespec(t: &Task, addr: u64) -> Result<Duration, Errno> {
 
 /// Sleeps for `d`; a signal ends the sleep early with the time left.
 fn sleep(t: &Task, d: Duration) -> Result<(), Duration> {
-    let deadline = std::time::Instant::now() + d;
+    let deadline = crate::vdso::host_deadline(d);
     loop {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         if left.is_zero() {
@@ -202,7 +218,7 @@ fn sleep(t: &Task, d: Duration) -> Result<(), Duration> {
 
 fn nanosleep(t: &mut Task, a: &Args) -> SysResult {
     let d = read_timespec(t, a.u64(0))?;
-    relative_sleep(t, std::time::Instant::now() + d, a.u64(1))
+    relative_sleep(t, crate::vdso::host_deadline(d), a.u64(1))
 }
 
 /// Sleeps until `deadline`. Interrupted, it reports the time left at `rem`
@@ -243,14 +259,14 @@ fn clock_nanosleep(t: &mut Task, a: &Args) -> SysResult {
     }
     let req = read_timespec(t, a.u64(2))?;
     let sleep = if a.i32(1) & TIMER_ABSTIME != 0 {
-        let n = now(clock)?;
+        let n = now(t, clock)?;
         let now = Duration::new(n.tv_sec as u64, n.tv_nsec as u32);
         req.saturating_sub(now)
     } else {
         req
     };
     if a.i32(1) & TIMER_ABSTIME == 0 {
-        return relative_sleep(t, std::time::Instant::now() + sleep, a.u64(3));
+        return relative_sleep(t, crate::vdso::host_deadline(sleep), a.u64(3));
     }
     // An absolute sleep restarts as it was called.
     match self::sleep(t, sleep) {
