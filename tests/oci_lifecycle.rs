@@ -191,6 +191,15 @@ impl Helper {
         self.call_with(args, None)
     }
 
+    /// `create` with a pid file, the container's output going to `out`.
+    fn create_with_pid_file(&mut self, b: &str, id: &str, pid_file: &Path, out: &Path) -> Output {
+        let pid_file = pid_file.to_str().unwrap();
+        self.call_with(
+            &["create", "--bundle", b, "--pid-file", pid_file, id],
+            Some(out),
+        )
+    }
+
     /// Records a step's exit code and, for failures, whether its message
     /// names `expect`.
     fn step(&mut self, name: &str, args: &[&str], expect: Option<&str>) -> Output {
@@ -252,17 +261,7 @@ impl Helper {
         ]);
         let pid_file = self.dir.join("init.pid");
         let out = self.dir.join("container.out");
-        let create = self.call_with(
-            &[
-                "create",
-                "--bundle",
-                &b,
-                "--pid-file",
-                pid_file.to_str().unwrap(),
-                "lc1",
-            ],
-            Some(&out),
-        );
+        let create = self.create_with_pid_file(&b, "lc1", &pid_file, &out);
         let _ = writeln!(self.log, "create: rc={:?}", create.status.code());
         let pid = std::fs::read_to_string(&pid_file).unwrap_or_default();
         let _ = writeln!(
@@ -1227,17 +1226,7 @@ impl Helper {
         let c1 = self.pod_bundle("c1", "container", "pod", &["sh", "-c", script]);
         let out = self.dir.join("c1.out");
         let pid_file = self.dir.join("c1.pid");
-        let create = self.call_with(
-            &[
-                "create",
-                "--bundle",
-                &c1,
-                "--pid-file",
-                pid_file.to_str().unwrap(),
-                "c1",
-            ],
-            Some(&out),
-        );
+        let create = self.create_with_pid_file(&c1, "c1", &pid_file, &out);
         let _ = writeln!(self.log, "create c1: rc={:?}", create.status.code());
         let waiter: i32 = std::fs::read_to_string(&pid_file).unwrap().parse().unwrap();
         let state = self.state("c1").unwrap();

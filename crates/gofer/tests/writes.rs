@@ -11,7 +11,7 @@ use std::thread;
 use rustix::fs::{makedev, mknodat, FileType, Mode, OFlags, CWD};
 use rustix::net::{socketpair, AddressFamily, SocketFlags, SocketType};
 use veil_abi::Errno;
-use veil_gofer::{open_root, serve, GoferClient, SetStat};
+use veil_gofer::{open_root, serve_mapped, GoferClient, IdMap, IdMaps, SetStat};
 
 const S_IFREG: u32 = 0o100000;
 const S_IFIFO: u32 = 0o010000;
@@ -34,7 +34,15 @@ fn with_gofer(readonly: bool, test: impl FnOnce(&Path, &GoferClient)) {
     let outer = tempfile::tempdir().expect("tempdir");
     let dir = outer.path().join("root");
     fs::create_dir(&dir).expect("mkdir root");
-    let root = open_root(&dir).expect("open_root");
+    serve_while(&dir, readonly, IdMaps::default(), |client| {
+        test(&dir, client)
+    });
+}
+
+/// Serves `dir` with `ids` while `test` runs, then checks that closing the
+/// client ends the server cleanly.
+fn serve_while(dir: &Path, readonly: bool, ids: IdMaps, test: impl FnOnce(&GoferClient)) {
+    let root = open_root(dir).expect("open_root");
     let (ours, theirs) = socketpair(
         AddressFamily::UNIX,
         SocketType::SEQPACKET,
@@ -42,9 +50,10 @@ fn with_gofer(readonly: bool, test: impl FnOnce(&Path, &GoferClient)) {
         None,
     )
     .expect("socketpair");
-    let server = thread::spawn(move || serve(root, theirs, readonly));
+    let fd_dir = Path::new("/proc/self/fd");
+    let server = thread::spawn(move || serve_mapped(root, theirs, readonly, fd_dir, ids));
     let client = GoferClient::new(ours);
-    test(&dir, &client);
+    test(&client);
     drop(client);
     server.join().expect("server thread").expect("a clean exit");
 }
@@ -567,57 +576,44 @@ fn connects_to_bound_sockets_only_by_fid() {
 /// ways, and what the gofer makes belongs to the container's root.
 #[test]
 fn owners_follow_the_containers_id_mappings() {
-    use veil_gofer::{IdMap, IdMaps};
     let dir = tempfile::tempdir().expect("tempdir");
     fs::write(dir.path().join("host-root"), b"").expect("write");
     fs::write(dir.path().join("mapped"), b"").expect("write");
     std::os::unix::fs::chown(dir.path().join("mapped"), Some(100_007), Some(100_009))
         .expect("chown");
-    let root = open_root(dir.path()).expect("open_root");
-    let (ours, theirs) = socketpair(
-        AddressFamily::UNIX,
-        SocketType::SEQPACKET,
-        SocketFlags::CLOEXEC,
-        None,
-    )
-    .expect("socketpair");
     let map = IdMap::parse("0:100000:65536").expect("parses");
     let ids = IdMaps {
         uid: map.clone(),
         gid: map,
     };
-    let server = thread::spawn(move || {
-        veil_gofer::serve_mapped(root, theirs, false, Path::new("/proc/self/fd"), ids)
+    serve_while(dir.path(), false, ids, |client| {
+        let (top, _) = client.attach().expect("attach");
+        let (_, st) = client.walk(top, b"host-root").expect("walk");
+        assert_eq!((st.uid, st.gid), (65534, 65534), "unmapped host root");
+        let (mapped, st) = client.walk(top, b"mapped").expect("walk");
+        assert_eq!((st.uid, st.gid), (7, 9));
+        let (_, st, _) = client
+            .create(top, b"new", flag(OFlags::WRONLY), 0o644)
+            .expect("create");
+        assert_eq!((st.uid, st.gid), (0, 0));
+        let (_, st) = client.mkdir(top, b"newdir", 0o755).expect("mkdir");
+        assert_eq!((st.uid, st.gid), (0, 0));
+        for name in ["new", "newdir"] {
+            let meta = fs::symlink_metadata(dir.path().join(name)).expect("stat");
+            assert_eq!(
+                (meta.uid(), meta.gid()),
+                (100_000, 100_000),
+                "{name} on the host"
+            );
+        }
+        let chown = |uid| SetStat {
+            uid: Some(uid),
+            ..SetStat::default()
+        };
+        let st = client.setstat(mapped, chown(5)).expect("chown");
+        assert_eq!(st.uid, 5);
+        let meta = fs::metadata(dir.path().join("mapped")).expect("stat");
+        assert_eq!(meta.uid(), 100_005, "on the host");
+        assert_eq!(client.setstat(mapped, chown(70_000)), Err(Errno::EINVAL));
     });
-    let client = GoferClient::new(ours);
-    let (top, _) = client.attach().expect("attach");
-    let (_, st) = client.walk(top, b"host-root").expect("walk");
-    assert_eq!((st.uid, st.gid), (65534, 65534), "unmapped host root");
-    let (mapped, st) = client.walk(top, b"mapped").expect("walk");
-    assert_eq!((st.uid, st.gid), (7, 9));
-    let (_, st, _) = client
-        .create(top, b"new", flag(OFlags::WRONLY), 0o644)
-        .expect("create");
-    assert_eq!((st.uid, st.gid), (0, 0));
-    let (_, st) = client.mkdir(top, b"newdir", 0o755).expect("mkdir");
-    assert_eq!((st.uid, st.gid), (0, 0));
-    for name in ["new", "newdir"] {
-        let meta = fs::symlink_metadata(dir.path().join(name)).expect("stat");
-        assert_eq!(
-            (meta.uid(), meta.gid()),
-            (100_000, 100_000),
-            "{name} on the host"
-        );
-    }
-    let chown = |uid| SetStat {
-        uid: Some(uid),
-        ..SetStat::default()
-    };
-    let st = client.setstat(mapped, chown(5)).expect("chown");
-    assert_eq!(st.uid, 5);
-    let meta = fs::metadata(dir.path().join("mapped")).expect("stat");
-    assert_eq!(meta.uid(), 100_005, "on the host");
-    assert_eq!(client.setstat(mapped, chown(70_000)), Err(Errno::EINVAL));
-    drop(client);
-    server.join().expect("server thread").expect("a clean exit");
 }

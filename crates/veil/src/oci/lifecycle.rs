@@ -190,19 +190,7 @@ fn boot_sandbox(
         .map(Cgroup::procs_files)
         .unwrap_or_default();
 
-    let (gofer, sentry_ends) = sandbox::start_gofer(
-        &bundle.trees,
-        &bundle.sandbox.ids,
-        opts.debug_log,
-        |gofer| {
-            gofer.null_stdio()?;
-            gofer.cgroup_procs(procs_files.clone());
-            if !args.attached {
-                gofer.detached();
-            }
-            Ok(())
-        },
-    )?;
+    let (gofer, sentry_ends) = start_gofer(bundle, args, opts, procs_files.clone())?;
 
     let dir = open_dir(container.path())?;
     let control = control_socket()?;
@@ -272,6 +260,29 @@ fn boot_sandbox(
     Ok(started)
 }
 
+/// Starts the gofer of a container's trees, in the cgroups of
+/// `procs_files`, detached unless `run` waits for it.
+fn start_gofer(
+    bundle: &Bundle,
+    args: &CreateArgs,
+    opts: Options,
+    procs_files: Vec<std::path::PathBuf>,
+) -> anyhow::Result<(Child, Vec<OwnedFd>)> {
+    sandbox::start_gofer(
+        &bundle.trees,
+        &bundle.sandbox.ids,
+        opts.debug_log,
+        |gofer| {
+            gofer.null_stdio()?;
+            gofer.cgroup_procs(procs_files);
+            if !args.attached {
+                gofer.detached();
+            }
+            Ok(())
+        },
+    )
+}
+
 /// A pod's container joins the sandbox of the pod's sandbox container
 /// `sandbox_id`, as under runsc: a gofer of its own serves its trees, the
 /// sandbox's sentry adds it with its own root, and a waiter process stands
@@ -309,18 +320,7 @@ fn join_pod(
         container.path().join(SOCKET_NAME),
     )
     .context("linking to the pod's control socket")?;
-    let (gofer, sentry_ends) = sandbox::start_gofer(
-        &bundle.trees,
-        &bundle.sandbox.ids,
-        opts.debug_log,
-        |gofer| {
-            gofer.null_stdio()?;
-            if !args.attached {
-                gofer.detached();
-            }
-            Ok(())
-        },
-    )?;
+    let (gofer, sentry_ends) = start_gofer(bundle, args, opts, Vec::new())?;
     let added = (|| {
         let (stdin, stdout, stderr) = (std::io::stdin(), std::io::stdout(), std::io::stderr());
         let mut fds: Vec<BorrowedFd<'_>> = sentry_ends.iter().map(AsFd::as_fd).collect();
