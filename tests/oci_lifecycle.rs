@@ -488,19 +488,16 @@ impl Helper {
             Some("no-such-program"),
         );
         let pid_file = self.dir.join("exec.pid");
-        self.step(
-            "exec -d",
-            &[
-                "exec",
-                "-d",
-                "--pid-file",
-                pid_file.to_str().unwrap(),
-                "x1",
-                "sleep",
-                "1000",
-            ],
-            None,
-        );
+        let exec_d = [
+            "exec",
+            "-d",
+            "--pid-file",
+            pid_file.to_str().unwrap(),
+            "x1",
+            "sleep",
+            "1000",
+        ];
+        self.step("exec -d", &exec_d, None);
         let pid = std::fs::read_to_string(&pid_file).unwrap_or_default();
         let _ = writeln!(
             self.log,
@@ -525,15 +522,7 @@ impl Helper {
         let _ = writeln!(self.log, "ps after: {n:?}");
         // SIGKILL, which veil's waiter cannot pass on, ends the process
         // all the same.
-        self.call(&[
-            "exec",
-            "-d",
-            "--pid-file",
-            pid_file.to_str().unwrap(),
-            "x1",
-            "sleep",
-            "1000",
-        ]);
+        self.call(&exec_d);
         let pid = std::fs::read_to_string(&pid_file).unwrap();
         let pid = nix::unistd::Pid::from_raw(pid.parse().unwrap());
         nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).unwrap();

@@ -152,15 +152,7 @@ impl Vdso {
         let total = TIME_PAGE_SIZE + image_len;
         let name = |label: &str| Some(Arc::new(MapName::special(label)));
         // Placed as one range, so that the image follows its page.
-        let base = mm.mmap(MmapRequest {
-            addr: 0,
-            len: total,
-            prot: Prot::NONE,
-            placement: Placement::Hint,
-            growsdown: false,
-            backing: Backing::Anon,
-            name: None,
-        })?;
+        let base = mm.reserve(0, total)?;
         let shared = |data: &Arc<FileData>| Backing::Shared {
             data: data.clone(),
             offset: 0,

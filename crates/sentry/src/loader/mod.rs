@@ -218,15 +218,7 @@ fn load_elf(exec: &ExecFile, mm: &MemoryManager, is_interp: bool) -> Result<Imag
     let bias = if eh.e_type == ET_DYN {
         // Reserve the whole span so that the segments land together.
         let hint = if is_interp { 0 } else { ELF_ET_DYN_BASE };
-        let at = mm.mmap(MmapRequest {
-            addr: hint,
-            len: span,
-            prot: Prot::NONE,
-            placement: Placement::Hint,
-            growsdown: false,
-            backing: Backing::Anon,
-            name: None,
-        })?;
+        let at = mm.reserve(hint, span)?;
         at - lo
     } else {
         0

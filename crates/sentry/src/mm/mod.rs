@@ -404,6 +404,21 @@ impl MemoryManager {
         Ok(addr)
     }
 
+    /// Reserves `len` bytes of address space (inaccessible anonymous
+    /// memory), at `hint` if free: a span for mappings that must stay
+    /// together, mapped over with MAP_FIXED.
+    pub fn reserve(&self, hint: u64, len: u64) -> Result<u64, Errno> {
+        self.mmap(MmapRequest {
+            addr: hint,
+            len,
+            prot: Prot::NONE,
+            placement: Placement::Hint,
+            growsdown: false,
+            backing: Backing::Anon,
+            name: None,
+        })
+    }
+
     pub fn munmap(&self, addr: u64, len: u64) -> Result<(), Errno> {
         let end = check_range(addr, len, self.layout.max)?;
         let mut st = self.lock();
