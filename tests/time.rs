@@ -18,20 +18,31 @@ fn the_vdso_serves_the_clocks() {
 /// sentry: --strace shows none of them.
 #[test]
 fn vdso_clocks_make_no_system_calls() {
-    // After the sentry has measured the TSC (50 ms after boot).
-    let script = "import time\ntime.sleep(0.2)\nfor _ in range(200): time.monotonic(); time.time()\nprint('ok')";
+    // After the sentry has measured the TSC (20 ms after boot), between
+    // two getppid calls that mark the loop in the trace.
+    let script = "import os, time\ntime.sleep(0.2)\nos.getppid()\n\
+                  for _ in range(200): time.monotonic(); time.time()\n\
+                  os.getppid()\nprint('ok')";
     let out = Case::new(&["/usr/bin/python3", "-c", script])
         .veil_flag("--strace")
         .veil();
     out.assert_success();
     assert_eq!(out.stdout_str(), "ok\n");
     let traced = out.stderr_str();
-    let clock_calls = traced
-        .lines()
-        .filter(|l| l.contains("clock_gettime(") || l.contains("gettimeofday("))
-        .count();
-    assert!(
-        clock_calls < 10,
-        "{clock_calls} clock calls trapped:\n{traced}"
+    assert_eq!(
+        traced.matches("getppid(").count(),
+        2,
+        "the markers are missing:\n{traced}"
     );
+    let in_loop: Vec<&str> = traced
+        .lines()
+        .skip_while(|l| !l.contains("getppid("))
+        .skip(1)
+        .take_while(|l| !l.contains("getppid("))
+        .collect();
+    let trapped: Vec<&&str> = in_loop
+        .iter()
+        .filter(|l| l.contains("clock_gettime(") || l.contains("gettimeofday("))
+        .collect();
+    assert!(trapped.is_empty(), "clock calls trapped: {trapped:?}");
 }

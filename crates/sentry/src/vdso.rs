@@ -30,7 +30,7 @@ use crate::mm::{Backing, MapName, MemoryManager, MmapRequest, Placement};
 /// How often the page is brought in line with the host's clock.
 const PERIOD: Duration = Duration::from_secs(1);
 /// How long the first measurement of the TSC's rate takes.
-const CALIBRATION: Duration = Duration::from_millis(50);
+const CALIBRATION: Duration = Duration::from_millis(20);
 /// The most the slope may differ from the measured rate, in parts per
 /// million.
 const MAX_SLEW_PPM: i128 = 100;
