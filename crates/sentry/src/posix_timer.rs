@@ -74,6 +74,11 @@ impl PosixTimer {
         }
     }
 
+    /// The clock the timer counts on.
+    pub fn clock(&self) -> rustix::time::ClockId {
+        self.clock
+    }
+
     /// timer_settime: the old setting, then the new one in force. A signal
     /// of the old setting still pending is dropped, as Linux (6.13 on)
     /// drops the stale signals of re-armed timers.
@@ -82,7 +87,7 @@ impl PosixTimer {
         kernel: &Kernel,
         value: Duration,
         interval: Duration,
-        absolute: bool,
+        clock_now: Option<Duration>,
     ) -> Itimerspec {
         let old = self.get();
         self.take_back_signal(kernel);
@@ -92,7 +97,7 @@ impl PosixTimer {
         }
         st.generation += 1;
         st.interval = interval;
-        st.deadline = first_deadline(self.clock, value, absolute, Instant::now());
+        st.deadline = first_deadline(value, clock_now, Instant::now());
         if let Some(at) = st.deadline {
             let me: Weak<dyn Expiry> = self.me.clone();
             st.key = Some(kernel.timers.schedule(at, me, st.generation));

@@ -131,27 +131,28 @@ pub fn timespec(d: Duration) -> Timespec {
     }
 }
 
-/// When a timer set to `value` first expires: never for zero, `value` from
-/// `now`, or, with `absolute`, at `value` on `clock`. A time in the past
-/// keeps its distance, so periodic timers count the periods missed since.
+/// When a timer set to `value` first expires, on the host's clock: never
+/// for zero, `value` from `now`, or, for an absolute `value`, when its
+/// clock (which reads `clock_now` now) gets there; a little later than
+/// that, as every wait on the host's clock (`vdso::host_deadline`). A time
+/// in the past keeps its distance, so periodic timers count the periods
+/// missed since.
 pub fn first_deadline(
-    clock: rustix::time::ClockId,
     value: Duration,
-    absolute: bool,
+    clock_now: Option<Duration>,
     now: Instant,
 ) -> Option<Instant> {
-    match (value.is_zero(), absolute) {
-        (true, _) => None,
-        (false, false) => Some(now + value),
-        (false, true) => {
-            let ts = rustix::time::clock_gettime(clock);
-            let clock_now = Duration::new(ts.tv_sec.max(0) as u64, ts.tv_nsec as u32);
-            Some(match value.checked_sub(clock_now) {
-                Some(ahead) => now + ahead,
-                None => now.checked_sub(clock_now - value).unwrap_or(now),
-            })
-        }
+    if value.is_zero() {
+        return None;
     }
+    let ahead = match clock_now {
+        None => value,
+        Some(clock_now) => match value.checked_sub(clock_now) {
+            Some(ahead) => ahead,
+            None => return Some(now.checked_sub(clock_now - value).unwrap_or(now)),
+        },
+    };
+    Some(now + ahead + crate::vdso::wait_margin(ahead))
 }
 
 const SIGALRM: i32 = 14;

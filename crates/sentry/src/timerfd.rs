@@ -113,13 +113,19 @@ impl TimerFd {
     }
 
     /// timerfd_settime: arms the timer to expire at `new.it_value` (zero
-    /// disarms it), a time on its clock with `absolute`, from now otherwise,
+    /// disarms it), a time on its clock if given the clock's time now
+    /// (`clock_now`), from now otherwise,
     /// then every `new.it_interval`; the count starts again. Returns the old
     /// setting.
-    pub fn set(&self, new: &Itimerspec, absolute: bool) -> Result<Itimerspec, Errno> {
+    /// The clock the timer counts on.
+    pub fn clock(&self) -> rustix::time::ClockId {
+        self.clock
+    }
+
+    pub fn set(&self, new: &Itimerspec, clock_now: Option<Duration>) -> Result<Itimerspec, Errno> {
         let value = duration(&new.it_value)?;
         let interval = duration(&new.it_interval)?;
-        let first = first_deadline(self.clock, value, absolute, Instant::now());
+        let first = first_deadline(value, clock_now, Instant::now());
         Ok(self.arm(first, interval))
     }
 
@@ -216,7 +222,7 @@ mod tests {
                 tv_nsec: 1,
             },
         };
-        tfd.set(&setting, false).unwrap();
+        tfd.set(&setting, None).unwrap();
         std::thread::sleep(Duration::from_millis(35));
         assert_eq!(tfd.read(&mut buf, 0), Ok(8));
         let n = u64::from_ne_bytes(buf);
@@ -224,7 +230,7 @@ mod tests {
         let it = tfd.get();
         assert_eq!(it.it_interval.tv_nsec, 10_000_000);
         assert!(it.it_value.tv_nsec <= 10_000_000);
-        tfd.set(&Itimerspec::default(), false).unwrap();
+        tfd.set(&Itimerspec::default(), None).unwrap();
         assert_eq!(tfd.get(), Itimerspec::default());
         let bad = Itimerspec {
             it_value: Timespec {
@@ -233,7 +239,7 @@ mod tests {
             },
             ..setting
         };
-        assert_eq!(tfd.set(&bad, false), Err(Errno::EINVAL));
+        assert_eq!(tfd.set(&bad, None), Err(Errno::EINVAL));
         assert_eq!(tfd.poll(None), 0);
     }
 }

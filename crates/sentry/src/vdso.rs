@@ -69,7 +69,12 @@ fn rdtsc() -> u64 {
 /// than `d` (see [`WAIT_MARGIN_PPM`]), as Linux's timer slack also makes
 /// waits a little longer.
 pub fn host_deadline(d: Duration) -> Instant {
-    Instant::now() + d + d / 1_000_000 * WAIT_MARGIN_PPM
+    Instant::now() + d + wait_margin(d)
+}
+
+/// How much longer than `d` a wait on the host's clock lasts.
+pub fn wait_margin(d: Duration) -> Duration {
+    d / 1_000_000 * WAIT_MARGIN_PPM
 }
 
 /// The host's clocks at one TSC value: (tsc, monotonic, realtime,

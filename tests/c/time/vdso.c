@@ -16,6 +16,7 @@
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/time.h>
+#include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -114,6 +115,20 @@ int main(void)
 	clock_gettime(CLOCK_MONOTONIC, &b);
 	int64_t slept = ns(b) - ns(a);
 	check(slept >= 100000000 && slept < 1000000000, "a 100 ms sleep", slept >= 100000000 && slept < 1000000000 ? NULL : "%lld ns", (long long)slept);
+
+	/* An absolute timer set from a vDSO reading fires no earlier than
+	 * the vDSO says it should. */
+	int tfd = timerfd_create(CLOCK_MONOTONIC, 0);
+	struct timespec start, fired;
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	int64_t due = ns(start) + 50000000;
+	struct itimerspec its = {{0, 0}, {due / 1000000000, due % 1000000000}};
+	timerfd_settime(tfd, TFD_TIMER_ABSTIME, &its, NULL);
+	uint64_t ticks = 0;
+	ssize_t got = read(tfd, &ticks, sizeof ticks);
+	clock_gettime(CLOCK_MONOTONIC, &fired);
+	check(got == 8 && ticks == 1 && ns(fired) >= due, "an absolute timerfd", NULL);
+	close(tfd);
 
 	unsigned cpu = ~0u, node = ~0u;
 	check(getcpu(&cpu, &node) == 0 && cpu < 4096 && node < 1024, "getcpu", NULL);

@@ -77,6 +77,15 @@ pub(super) fn now(t: &Task, clock: i32) -> Result<Timespec, Errno> {
     })
 }
 
+/// The time on `clock` now, as the vDSO reads it (for absolute timers).
+pub(super) fn clock_now(t: &Task, clock: rustix::time::ClockId) -> Result<Duration, Errno> {
+    let ts = now(t, clock as i32)?;
+    Ok(Duration::new(
+        ts.tv_sec.max(0) as u64,
+        ts.tv_nsec.clamp(0, 999_999_999) as u32,
+    ))
+}
+
 /// Which CPU time a CPU-time clock counts (CPUCLOCK_WHICH).
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum CpuClock {

@@ -75,7 +75,10 @@ fn timerfd_settime(t: &mut Task, a: &Args) -> SysResult {
         t.kernel
             .log_once("timerfd_settime(TFD_TIMER_CANCEL_ON_SET)");
     }
-    let old = timer.set(&new, flags & TFD_TIMER_ABSTIME != 0)?;
+    let clock_now = (flags & TFD_TIMER_ABSTIME != 0)
+        .then(|| super::time::clock_now(t, timer.clock()))
+        .transpose()?;
+    let old = timer.set(&new, clock_now)?;
     if a.u64(3) != 0 {
         t.mm.write_obj(a.u64(3), &old)?;
     }

@@ -92,7 +92,10 @@ fn timer_settime(t: &mut Task, a: &Args) -> SysResult {
     let value = duration(&new.it_value)?;
     let interval = duration(&new.it_interval)?;
     let timer = t.tg.posix_timers.get(id)?;
-    let old = timer.set(&t.kernel, value, interval, flags & TIMER_ABSTIME != 0);
+    let clock_now = (flags & TIMER_ABSTIME != 0)
+        .then(|| super::time::clock_now(t, timer.clock()))
+        .transpose()?;
+    let old = timer.set(&t.kernel, value, interval, clock_now);
     if a.u64(3) != 0 {
         t.mm.write_obj(a.u64(3), &old)?;
     }
