@@ -12,7 +12,6 @@ use veil_gofer::GoferClient;
 use veil_platform::ptrace::PtracePlatform;
 use veil_platform::{Platform, Registers};
 use veil_vfs::mount::{MountConfig, MountEntry, MountKind, TmpfsOptions, MNT_RDONLY};
-use veil_vfs::pty::JobState;
 use veil_vfs::{Creds, FdTable, FsContext, OpenFile, PathRef, Vfs};
 
 use crate::console::Console;
@@ -229,21 +228,9 @@ pub fn boot(cfg: BootConfig) -> Result<ExitStatus, BootError> {
             fds
         }
         Stdio::Console(host) => {
-            let fds = Arc::new(FdTable::new());
-            let limit = veil_vfs::DEFAULT_NOFILE as usize;
-            // The tty group's, as devpts mounted with gid=5 (every
-            // runtime's default) makes it.
-            let (c, slave) = Console::open(&vfs, &vfs.root(), host, (process.uid, TTY_GID))
+            let (c, fds) = Console::stdio(&vfs, &vfs.root(), host, process.uid, true)
                 .map_err(setup("console"))?;
-            for fd in 0..3 {
-                fds.insert_at(fd, slave.clone(), false, limit)
-                    .map_err(setup("console"))?;
-            }
-            crate::console::bind_dev_console(&vfs, &vfs.root(), &slave);
-            *c.pty().control().lock() = JobState {
-                session: Some(crate::kernel::INIT_PID),
-                foreground: crate::kernel::INIT_PID,
-            };
+            c.lead(crate::kernel::INIT_PID);
             console = Some(c);
             fds
         }
@@ -640,10 +627,24 @@ fn find_command(t: &Task, argv: &[Vec<u8>], envp: &[Vec<u8>]) -> Vec<u8> {
 pub(crate) fn wait_for_exit(kernel: &Kernel, tg: &ThreadGroup) -> ExitStatus {
     let waiter = veil_vfs::wait::Waiter::new();
     loop {
-        kernel.child_events.register(&waiter);
-        if let Some(status) = *tg.exit.lock().unwrap_or_else(|p| p.into_inner()) {
+        if let Some(status) = exit_within(kernel, tg, &waiter, None) {
             return status;
         }
-        waiter.wait(None);
     }
+}
+
+/// `tg`'s exit status, or None after waiting on `waiter` for an exit in
+/// the sandbox (up to `timeout`) without seeing `tg`'s.
+pub(crate) fn exit_within(
+    kernel: &Kernel,
+    tg: &ThreadGroup,
+    waiter: &Arc<veil_vfs::wait::Waiter>,
+    timeout: Option<std::time::Duration>,
+) -> Option<ExitStatus> {
+    kernel.child_events.register(waiter);
+    let status = *tg.exit.lock().unwrap_or_else(|p| p.into_inner());
+    if status.is_none() {
+        waiter.wait(timeout);
+    }
+    status
 }

@@ -12,9 +12,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use veil_abi::{Errno, Winsize};
-use veil_vfs::pty::{Master, Pty, SlaveAttr};
+use veil_vfs::pty::{JobState, Master, Pty, SlaveAttr};
 use veil_vfs::wait::Waiter;
-use veil_vfs::{Creds, FileOps, FsContext, OpenFile, PathRef, Vfs};
+use veil_vfs::{Creds, FdTable, FileOps, FsContext, OpenFile, PathRef, Vfs, DEFAULT_NOFILE};
+
+use crate::boot::TTY_GID;
 
 const O_RDWR: i32 = linux_raw_sys::general::O_RDWR as i32;
 const O_NOCTTY: i32 = linux_raw_sys::general::O_NOCTTY as i32;
@@ -45,7 +47,7 @@ impl Console {
     /// host's window size; its slave, as /dev/pts/N when the tree of `root`
     /// has devpts there, belongs to `owner` (uid, gid) with mode 0620.
     /// The copying starts with [`Console::start`].
-    pub fn open(
+    fn open(
         vfs: &Vfs,
         root: &PathRef,
         host: OwnedFd,
@@ -78,9 +80,36 @@ impl Console {
         Ok((console, slave))
     }
 
-    /// The pty the sandbox's process holds the slave of.
-    pub fn pty(&self) -> &Arc<Pty> {
-        &self.pty
+    /// A new process's stdio on a new console joined to the host terminal
+    /// `host`: a descriptor table with the slave (see [`Console::open`],
+    /// owned by `uid` and, as devpts mounted with gid=5 makes it, the tty
+    /// group) as 0, 1 and 2. With `dev_console`, the slave is also bound
+    /// over /dev/console, as runc does with a container's console.
+    pub fn stdio(
+        vfs: &Vfs,
+        root: &PathRef,
+        host: OwnedFd,
+        uid: u32,
+        dev_console: bool,
+    ) -> Result<(Arc<Console>, Arc<FdTable>), Errno> {
+        let (console, slave) = Console::open(vfs, root, host, (uid, TTY_GID))?;
+        let table = Arc::new(FdTable::new());
+        for fd in 0..3 {
+            table.insert_at(fd, slave.clone(), false, DEFAULT_NOFILE as usize)?;
+        }
+        if dev_console {
+            bind_dev_console(vfs, root, &slave);
+        }
+        Ok((console, table))
+    }
+
+    /// Makes the console the controlling terminal of the session `sid`
+    /// leads, with that session's leader in the foreground.
+    pub fn lead(&self, sid: i32) {
+        *self.pty.control().lock() = JobState {
+            session: Some(sid),
+            foreground: sid,
+        };
     }
 
     /// Starts the copying threads; both end after [`Console::finish`] (the
@@ -257,7 +286,7 @@ fn open_slave(vfs: &Vfs, root: &PathRef, pty: &Arc<Pty>) -> Result<Arc<OpenFile>
 
 /// Binds the slave `slave` over /dev/console of the tree of `root`, as runc
 /// does with a container's console; nothing if either is missing.
-pub fn bind_dev_console(vfs: &Vfs, root: &PathRef, slave: &OpenFile) {
+fn bind_dev_console(vfs: &Vfs, root: &PathRef, slave: &OpenFile) {
     if slave.path().anonymous_name().is_some() {
         return;
     }

@@ -28,11 +28,11 @@ use serde::{Deserialize, Serialize};
 
 use veil_gofer::GoferClient;
 use veil_vfs::mount::MountConfig;
-use veil_vfs::pty::JobState;
-use veil_vfs::{FdTable, PathRef, Vfs, DEFAULT_NOFILE};
+use veil_vfs::{FdTable, PathRef, Vfs};
 
 use crate::boot::{
-    fs_context, populate_tree, spawn_process, stdio_table, Member, ProcessSpec, TreeSpec, TTY_GID,
+    exit_within, fs_context, populate_tree, spawn_process, stdio_table, Member, ProcessSpec,
+    TreeSpec,
 };
 use crate::console::Console;
 use crate::kernel::{Kernel, INIT_PID};
@@ -412,19 +412,15 @@ fn handle(control: &Control, req: Request, fds: Vec<OwnedFd>, conn: &OwnedFd) ->
                 return Reply::Error(format!("no process {pid} to wait for"));
             };
             let waiter = veil_vfs::wait::Waiter::new();
-            let exited = |timeout| {
-                kernel.child_events.register(&waiter);
-                let status = *tg.exit.lock().unwrap_or_else(PoisonError::into_inner);
-                if status.is_none() {
-                    waiter.wait(Some(timeout));
-                }
-                status
-            };
-            let kill = || kernel.signal_process(&tg, SigInfo::user(SIGKILL, 0, 0));
-            let status = match tied {
-                true => wait_watching(conn, exited, kill),
-                false => wait_watching(conn, exited, || {}),
-            };
+            let status = wait_watching(
+                conn,
+                |timeout| exit_within(kernel, &tg, &waiter, Some(timeout)),
+                || {
+                    if tied {
+                        kernel.signal_process(&tg, SigInfo::user(SIGKILL, 0, 0));
+                    }
+                },
+            );
             control
                 .execs
                 .lock()
@@ -508,10 +504,8 @@ fn wait_watching(
         if let Some(status) = exited(HANG_UP_POLL) {
             return status;
         }
-        if on_hang_up.is_some() && hung_up(conn) {
-            if let Some(f) = on_hang_up.take() {
-                f();
-            }
+        if let Some(f) = on_hang_up.take_if(|_| hung_up(conn)) {
+            f();
         }
     }
 }
@@ -694,24 +688,20 @@ fn errno_text(e: veil_abi::Errno) -> String {
 }
 
 /// A new process's descriptors, from `fds`: its stdio, or with `terminal`
-/// the host terminal that becomes its console on the tree of `root`.
+/// the host terminal that becomes its console on the tree of `root` (also
+/// bound over /dev/console with `dev_console`).
 fn process_stdio(
     vfs: &Vfs,
     root: &PathRef,
     process: &ProcessSpec,
     terminal: bool,
+    dev_console: bool,
     mut fds: Vec<OwnedFd>,
 ) -> Result<(Arc<FdTable>, Option<Arc<Console>>), String> {
     if terminal {
         let host = fds.pop().ok_or("bad descriptors")?;
-        let (console, slave) = Console::open(vfs, root, host, (process.uid, TTY_GID))
+        let (console, table) = Console::stdio(vfs, root, host, process.uid, dev_console)
             .map_err(|e| format!("console: {}", errno_text(e)))?;
-        let table = Arc::new(FdTable::new());
-        for fd in 0..3 {
-            table
-                .insert_at(fd, slave.clone(), false, DEFAULT_NOFILE as usize)
-                .map_err(|e| format!("console: {}", errno_text(e)))?;
-        }
         Ok((table, Some(console)))
     } else {
         let stdio: [OwnedFd; EXEC_FDS] =
@@ -736,14 +726,10 @@ fn process_fs(
     })
 }
 
-/// Makes `console` the terminal of the session `pid` leads and starts it.
+/// Makes `console` the terminal of the session `pid` leads (a new
+/// process's sid is its pid) and starts it.
 fn start_console(console: &Arc<Console>, pid: i32) -> Result<(), String> {
-    // A session of its own (a new process's sid is its pid), with the
-    // console as its controlling terminal.
-    *console.pty().control().lock() = JobState {
-        session: Some(pid),
-        foreground: pid,
-    };
+    console.lead(pid);
     console.start().map_err(|e| format!("console threads: {e}"))
 }
 
@@ -761,7 +747,8 @@ fn exec(
     }
     let kernel = &control.kernel;
     let fs = process_fs(&kernel.vfs, &target.root, &process)?;
-    let (table, console) = process_stdio(&kernel.vfs, &target.root, &process, terminal, fds)?;
+    let (table, console) =
+        process_stdio(&kernel.vfs, &target.root, &process, terminal, false, fds)?;
     let (tx, rx) = std::sync::mpsc::channel();
     // The process runs only once its console is its session's: its pid
     // is known only after the spawn.
@@ -833,20 +820,12 @@ fn create_container(
             clients: &clients,
             masked_paths: &spec.masked_paths,
             readonly_paths: &spec.readonly_paths,
-            readonly_root: false,
+            readonly_root: spec.readonly_root,
         };
         populate_tree(kernel, &root, &tree).map_err(|e| e.to_string())?;
         let fs = process_fs(vfs, &root, &spec.process)?;
-        let (table, console) = process_stdio(vfs, &root, &spec.process, spec.terminal, stdio)?;
-        if console.is_some() {
-            if let Ok(slave) = table.get(0) {
-                crate::console::bind_dev_console(vfs, &root, &slave);
-            }
-        }
-        if spec.readonly_root {
-            vfs.remount(&root, veil_vfs::mount::MNT_RDONLY, true)
-                .map_err(|e| format!("read-only root: {}", errno_text(e)))?;
-        }
+        let (table, console) =
+            process_stdio(vfs, &root, &spec.process, spec.terminal, true, stdio)?;
         Ok::<_, String>((fs, table, console))
     })();
     let (fs, table, console) = match built {
