@@ -48,6 +48,8 @@ const NS_PER_SEC: u64 = 1_000_000_000;
 pub struct Vdso {
     image: Arc<FileData>,
     page: Arc<FileData>,
+    /// Where the time page's one page is in the memory file.
+    page_off: u64,
     memfile: Arc<MemoryFile>,
     /// The page as last published.
     published: RwLock<TimePage>,
@@ -82,17 +84,18 @@ pub fn wait_margin(d: Duration) -> Duration {
 /// tightest bracket of a few tries kept, so that preemption between the
 /// two reads does not skew the pair.
 fn sample() -> (u64, u64, u64, u64) {
-    let mut best: Option<(u64, u64, u64)> = None;
-    for _ in 0..SAMPLE_TRIES {
+    // (width of the bracket, TSC at its middle, CLOCK_MONOTONIC)
+    let bracket = || {
         let before = rdtsc();
         let mono = host_ns(rustix::time::ClockId::Monotonic);
-        let after = rdtsc();
-        let width = after.wrapping_sub(before);
-        if best.is_none_or(|(w, _, _)| width < w) {
-            best = Some((width, before + width / 2, mono));
-        }
-    }
-    let (_, tsc, mono) = best.unwrap_or((0, rdtsc(), host_ns(rustix::time::ClockId::Monotonic)));
+        let width = rdtsc().wrapping_sub(before);
+        (width, before.wrapping_add(width / 2), mono)
+    };
+    let first = bracket();
+    let (_, tsc, mono) =
+        (1..SAMPLE_TRIES)
+            .map(|_| bracket())
+            .fold(first, |best, b| if b.0 < best.0 { b } else { best });
     let real = host_ns(rustix::time::ClockId::Realtime);
     let boot = host_ns(rustix::time::ClockId::Boottime);
     let mono_again = host_ns(rustix::time::ClockId::Monotonic);
@@ -122,9 +125,15 @@ impl Vdso {
         image.write_at(IMAGE, 0, |_, _| Ok(()))?;
         let page = FileData::new(memfile.clone());
         page.write_at(&[0u8; TIME_PAGE_SIZE as usize], 0, |_, _| Ok(()))?;
+        let page_off = page
+            .translate(0, TIME_PAGE_SIZE)?
+            .first()
+            .map(|p| p.off)
+            .ok_or(Errno::EFAULT)?;
         Ok(Vdso {
             image: Arc::new(image),
             page: Arc::new(page),
+            page_off,
             memfile,
             published: RwLock::new(TimePage::default()),
             origin: Mutex::new(None),
@@ -223,8 +232,7 @@ impl Vdso {
         };
         // Odd before the TSC is read: a reader that saw the old page read
         // the TSC before this update's base.
-        let seq_off = self.page_offset()?;
-        self.memfile.store_u64(seq_off, page.seq)?;
+        self.memfile.store_u64(self.page_off, page.seq)?;
         let (tsc, mono, real, boot) = sample();
         let cycles = tsc.saturating_sub(tsc0).max(1);
         let rate = ((u128::from(mono.saturating_sub(mono0)) << SHIFT) / u128::from(cycles)).max(1);
@@ -254,17 +262,11 @@ impl Vdso {
         let words = page.as_bytes().chunks_exact(8).enumerate().skip(1);
         for (i, word) in words {
             let v = u64::from_le_bytes(word.try_into().map_err(|_| Errno::EINVAL)?);
-            self.memfile.store_u64(seq_off + 8 * i as u64, v)?;
+            self.memfile.store_u64(self.page_off + 8 * i as u64, v)?;
         }
-        self.memfile.store_u64(seq_off, page.seq)?;
+        self.memfile.store_u64(self.page_off, page.seq)?;
         *published = page;
         Ok(())
-    }
-
-    /// Where the time page is in the memory file.
-    fn page_offset(&self) -> Result<u64, Errno> {
-        let pieces = self.page.translate(0, TIME_PAGE_SIZE)?;
-        pieces.first().map(|p| p.off).ok_or(Errno::EFAULT)
     }
 }
 

@@ -265,11 +265,12 @@ fn deadline(t: &Task, addr: u64, absolute: bool, realtime: bool) -> Result<Optio
     if !absolute {
         return Ok(Some(crate::vdso::host_deadline(d)));
     }
-    let now = super::time::now(t, if realtime { 0 } else { 1 })?;
-    let now = Duration::new(
-        now.tv_sec.max(0) as u64,
-        now.tv_nsec.clamp(0, 999_999_999) as u32,
-    );
+    let clock = if realtime {
+        rustix::time::ClockId::Realtime
+    } else {
+        rustix::time::ClockId::Monotonic
+    };
+    let now = super::time::clock_now(t, clock as i32)?;
     Ok(Some(crate::vdso::host_deadline(d.saturating_sub(now))))
 }
 

@@ -77,9 +77,9 @@ pub(super) fn now(t: &Task, clock: i32) -> Result<Timespec, Errno> {
     })
 }
 
-/// The time on `clock` now, as the vDSO reads it (for absolute timers).
-pub(super) fn clock_now(t: &Task, clock: rustix::time::ClockId) -> Result<Duration, Errno> {
-    let ts = now(t, clock as i32)?;
+/// The time on `clock` now, as the vDSO reads it (for absolute deadlines).
+pub(super) fn clock_now(t: &Task, clock: i32) -> Result<Duration, Errno> {
+    let ts = now(t, clock)?;
     Ok(Duration::new(
         ts.tv_sec.max(0) as u64,
         ts.tv_nsec.clamp(0, 999_999_999) as u32,
@@ -268,9 +268,7 @@ fn clock_nanosleep(t: &mut Task, a: &Args) -> SysResult {
     }
     let req = read_timespec(t, a.u64(2))?;
     let sleep = if a.i32(1) & TIMER_ABSTIME != 0 {
-        let n = now(t, clock)?;
-        let now = Duration::new(n.tv_sec as u64, n.tv_nsec as u32);
-        req.saturating_sub(now)
+        req.saturating_sub(clock_now(t, clock)?)
     } else {
         req
     };

@@ -76,7 +76,7 @@ fn timerfd_settime(t: &mut Task, a: &Args) -> SysResult {
             .log_once("timerfd_settime(TFD_TIMER_CANCEL_ON_SET)");
     }
     let clock_now = (flags & TFD_TIMER_ABSTIME != 0)
-        .then(|| super::time::clock_now(t, timer.clock()))
+        .then(|| super::time::clock_now(t, timer.clock() as i32))
         .transpose()?;
     let old = timer.set(&new, clock_now)?;
     if a.u64(3) != 0 {

@@ -93,7 +93,7 @@ fn timer_settime(t: &mut Task, a: &Args) -> SysResult {
     let interval = duration(&new.it_interval)?;
     let timer = t.tg.posix_timers.get(id)?;
     let clock_now = (flags & TIMER_ABSTIME != 0)
-        .then(|| super::time::clock_now(t, timer.clock()))
+        .then(|| super::time::clock_now(t, timer.clock() as i32))
         .transpose()?;
     let old = timer.set(&t.kernel, value, interval, clock_now);
     if a.u64(3) != 0 {
