@@ -18,7 +18,7 @@ use oci_spec::runtime::{Capabilities, Capability, LinuxCapabilities, Process, Sp
 use veil_sentry::control::{ProcessInfo, Reply, Request};
 
 use super::console::OwnTerminal;
-use super::lifecycle::{write_pid_file, Conn, CONTROL_TIMEOUT};
+use super::lifecycle::{stdio_fds, write_pid_file, Conn, CONTROL_TIMEOUT};
 use super::state::{Container, Status, Store};
 use crate::sandbox::exit_code;
 use nix::sched::CloneFlags;
@@ -101,11 +101,7 @@ pub fn exec(root: &Path, args: &liboci_cli::Exec) -> anyhow::Result<u8> {
         .then(crate::signals::block_into_signalfd)
         .transpose()?;
     let conn = Conn::open(&container, Some(CONTROL_TIMEOUT))?;
-    let (stdin, stdout, stderr) = (std::io::stdin(), std::io::stdout(), std::io::stderr());
-    let stdio = match &console {
-        Some(tty) => vec![tty.as_fd()],
-        None => vec![stdin.as_fd(), stdout.as_fd(), stderr.as_fd()],
-    };
+    let stdio = stdio_fds(console.as_ref());
     let req = Request::Exec {
         process: spec,
         terminal,

@@ -164,7 +164,7 @@ fn start_sandbox(
         });
     if let Err(e) = recorded {
         if bundle.pod_sandbox.is_some() {
-            let _ = request(container, &Request::DestroyContainer { id: state.id });
+            let _ = request(container, &Request::DestroyContainer { id: state.id }, &[]);
         }
         kill_children(&created);
         return Err(e);
@@ -321,23 +321,13 @@ fn join_pod(
     )
     .context("linking to the pod's control socket")?;
     let (gofer, sentry_ends) = start_gofer(bundle, args, opts, Vec::new())?;
-    let added = (|| {
-        let (stdin, stdout, stderr) = (std::io::stdin(), std::io::stdout(), std::io::stderr());
-        let mut fds: Vec<BorrowedFd<'_>> = sentry_ends.iter().map(AsFd::as_fd).collect();
-        match &console {
-            Some(tty) => fds.push(tty.as_fd()),
-            None => fds.extend([stdin.as_fd(), stdout.as_fd(), stderr.as_fd()]),
-        }
-        let req = Request::CreateContainer {
-            id: args.id.to_string(),
-            spec: bundle.pod_container(),
-        };
-        match Conn::open(container, Some(CONTROL_TIMEOUT))?.call(&req, &fds)? {
-            Some(Reply::Ok) => Ok(()),
-            None => bail!("the pod's sandbox closed the connection"),
-            Some(other) => bail!("an unexpected reply from the sandbox: {other:?}"),
-        }
-    })();
+    let mut fds: Vec<BorrowedFd<'_>> = sentry_ends.iter().map(AsFd::as_fd).collect();
+    fds.extend(stdio_fds(console.as_ref()));
+    let req = Request::CreateContainer {
+        id: args.id.to_string(),
+        spec: bundle.pod_container(),
+    };
+    let added = request(container, &req, &fds);
     drop((sentry_ends, console));
     if let Err(e) = added {
         gofer.signal(libc_sigkill());
@@ -350,7 +340,11 @@ fn join_pod(
     match waiter {
         Ok(waiter) => Ok((waiter, gofer)),
         Err(e) => {
-            let _ = request(container, &Request::DestroyContainer { id: args.id.into() });
+            let _ = request(
+                container,
+                &Request::DestroyContainer { id: args.id.into() },
+                &[],
+            );
             gofer.signal(libc_sigkill());
             Err(e)
         }
@@ -591,9 +585,23 @@ impl Conn {
     }
 }
 
-/// Sends one request to a container's sentry and expects `Ok`.
-fn request(container: &Container, req: &Request) -> anyhow::Result<()> {
-    match Conn::open(container, Some(CONTROL_TIMEOUT))?.call(req, &[])? {
+/// The descriptors a new process in the sandbox gets as its stdio: the
+/// console's host side, or else our own stdin, stdout and stderr.
+pub(super) fn stdio_fds(console: Option<&OwnedFd>) -> Vec<BorrowedFd<'_>> {
+    match console {
+        Some(tty) => vec![tty.as_fd()],
+        None => vec![
+            rustix::stdio::stdin(),
+            rustix::stdio::stdout(),
+            rustix::stdio::stderr(),
+        ],
+    }
+}
+
+/// Sends one request, with `fds` attached, to a container's sentry and
+/// expects `Ok`.
+fn request(container: &Container, req: &Request, fds: &[BorrowedFd<'_>]) -> anyhow::Result<()> {
+    match Conn::open(container, Some(CONTROL_TIMEOUT))?.call(req, fds)? {
         Some(Reply::Ok) => Ok(()),
         None => bail!("the sandbox closed the connection"),
         Some(other) => bail!("an unexpected reply from the sandbox: {other:?}"),
@@ -623,6 +631,7 @@ pub fn start(root: &Path, id: &str) -> anyhow::Result<u8> {
         &Request::Start {
             container: state.in_sandbox(),
         },
+        &[],
     )?;
     // With the state as it was before, as runc gives it.
     let before = state.oci(String::new());
@@ -660,6 +669,7 @@ pub fn kill(root: &Path, id: &str, signal: &str, all: bool) -> anyhow::Result<u8
             pid: None,
             container: state.in_sandbox(),
         },
+        &[],
     )?;
     Ok(0)
 }
@@ -796,7 +806,7 @@ fn destroy(container: &Container, state: &State) -> anyhow::Result<()> {
         let req = Request::DestroyContainer {
             id: state.id.clone(),
         };
-        if let Err(e) = request(container, &req) {
+        if let Err(e) = request(container, &req, &[]) {
             tracing::debug!("removing {} from its pod's sandbox: {e:#}", state.id);
         }
     }
